@@ -1,0 +1,296 @@
+//! The catalog: discovery (static, no API call) and the selection read from an input catalog.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Result};
+use serde_json::{json, Map, Value};
+
+use crate::streams::{self, StreamDef};
+
+/// The catalog entry of one stream, as `--discover` prints it.
+pub fn entry(def: &StreamDef) -> Value {
+    let schema = def.schema();
+    let props = schema["properties"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let automatic: BTreeSet<&str> = def
+        .key_properties
+        .iter()
+        .copied()
+        .chain(replication_key(def))
+        .collect();
+    let mut root = Map::new();
+    root.insert("inclusion".into(), json!("available"));
+    root.insert("selected-by-default".into(), json!(true));
+    root.insert("table-key-properties".into(), json!(def.key_properties));
+    root.insert(
+        "valid-replication-keys".into(),
+        json!(replication_key(def).into_iter().collect::<Vec<_>>()),
+    );
+    root.insert("forced-replication-method".into(), json!(method(def)));
+    if let Some(rk) = replication_key(def) {
+        root.insert("replication-key".into(), json!(rk));
+    }
+    if let Some(parent) = def.parent() {
+        root.insert("parent-tap-stream-id".into(), json!(parent));
+    }
+    let mut metadata = vec![json!({"breadcrumb": [], "metadata": root})];
+    for name in props.keys() {
+        let inclusion = if automatic.contains(name.as_str()) {
+            "automatic"
+        } else {
+            "available"
+        };
+        metadata.push(json!({"breadcrumb": ["properties", name], "metadata": {"inclusion": inclusion, "selected-by-default": true}}));
+    }
+    let mut e = Map::new();
+    e.insert("tap_stream_id".into(), json!(def.name));
+    e.insert("stream".into(), json!(def.name));
+    e.insert("key_properties".into(), json!(def.key_properties));
+    e.insert("replication_method".into(), json!(method(def)));
+    if let Some(rk) = replication_key(def) {
+        e.insert("replication_key".into(), json!(rk));
+    }
+    e.insert("schema".into(), schema.clone());
+    e.insert("metadata".into(), Value::Array(metadata));
+    Value::Object(e)
+}
+
+/// The replication key a stream advertises: derived streams have none of their own (they move
+/// with their parent), full-table streams neither.
+pub fn replication_key(def: &StreamDef) -> Option<&'static str> {
+    if def.is_derived() {
+        None
+    } else {
+        def.replication_key
+    }
+}
+
+pub fn method(def: &StreamDef) -> &'static str {
+    if def.replication_key.is_some() {
+        "INCREMENTAL"
+    } else {
+        "FULL_TABLE"
+    }
+}
+
+/// The whole catalog, streams sorted by name.
+pub fn discover() -> Value {
+    let mut defs: Vec<&StreamDef> = streams::STREAMS.iter().collect();
+    defs.sort_by_key(|d| d.name);
+    json!({"streams": defs.into_iter().map(entry).collect::<Vec<_>>()})
+}
+
+/// What the input catalog asks for: the selected streams and, for each, the properties to emit
+/// (`None`: all of them).
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub streams: BTreeMap<&'static str, Option<BTreeSet<String>>>,
+}
+
+impl Selection {
+    /// No catalog: every stream, every property.
+    pub fn all() -> Selection {
+        Selection {
+            streams: streams::STREAMS.iter().map(|s| (s.name, None)).collect(),
+        }
+    }
+
+    pub fn is_selected(&self, stream: &str) -> bool {
+        self.streams.contains_key(stream)
+    }
+
+    pub fn properties(&self, stream: &str) -> Option<&BTreeSet<String>> {
+        self.streams.get(stream).and_then(Option::as_ref)
+    }
+
+    pub fn load(path: &Path) -> Result<Selection> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow!("cannot read catalog file {}: {e}", path.display()))?;
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| anyhow!("catalog file {} is not valid JSON: {e}", path.display()))?;
+        Selection::from_value(&value).map_err(|e| anyhow!("catalog file {}: {e}", path.display()))
+    }
+
+    pub fn from_value(value: &Value) -> Result<Selection> {
+        let Some(entries) = value.get("streams").and_then(Value::as_array) else {
+            bail!("a catalog must be an object with a 'streams' array");
+        };
+        let mut selection = Selection::default();
+        for (i, e) in entries.iter().enumerate() {
+            let Some(e) = e.as_object() else {
+                bail!("streams[{i}] must be an object");
+            };
+            let name = e
+                .get("tap_stream_id")
+                .or_else(|| e.get("stream"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| anyhow!("streams[{i}] has no 'tap_stream_id'"))?;
+            let def = streams::find(name).ok_or_else(|| {
+                anyhow!("unknown stream {name:?} (see --discover for the stream names)")
+            })?;
+            let metadata = parse_metadata(name, e.get("metadata"))?;
+            let root = metadata.get(&Vec::new());
+            let selected = root
+                .and_then(|m| flag(m.get("selected")))
+                .or_else(|| e.get("schema").and_then(|s| flag(s.get("selected"))))
+                .or_else(|| flag(e.get("selected")))
+                .or_else(|| root.and_then(|m| flag(m.get("selected-by-default"))))
+                .unwrap_or(false);
+            if !selected {
+                continue;
+            }
+            let known = def.schema()["properties"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            let automatic: BTreeSet<&str> = def
+                .key_properties
+                .iter()
+                .copied()
+                .chain(replication_key(def))
+                .collect();
+            let mut props = BTreeSet::new();
+            for prop in known.keys() {
+                let md = metadata.get(&vec!["properties".to_string(), prop.clone()]);
+                let schema_flag = e
+                    .get("schema")
+                    .and_then(|s| s.get("properties"))
+                    .and_then(|p| p.get(prop))
+                    .and_then(|p| flag(p.get("selected")));
+                let on = md
+                    .and_then(|m| flag(m.get("selected")))
+                    .or(schema_flag)
+                    .or_else(|| md.and_then(|m| flag(m.get("selected-by-default"))))
+                    .unwrap_or(true);
+                let excluded = md.and_then(|m| m.get("inclusion")).and_then(Value::as_str)
+                    == Some("unsupported");
+                if automatic.contains(prop.as_str()) || (on && !excluded) {
+                    props.insert(prop.clone());
+                }
+            }
+            for crumb in metadata.keys() {
+                if let [p, prop] = crumb.as_slice() {
+                    if p == "properties" && !known.contains_key(prop) {
+                        bail!("stream {name:?} has no property {prop:?}");
+                    }
+                }
+            }
+            let all = props.len() == known.len();
+            selection
+                .streams
+                .insert(def.name, if all { None } else { Some(props) });
+        }
+        Ok(selection)
+    }
+}
+
+/// A selection flag: a boolean or the strings "true" / "false".
+fn flag(v: Option<&Value>) -> Option<bool> {
+    match v? {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_metadata(
+    stream: &str,
+    v: Option<&Value>,
+) -> Result<BTreeMap<Vec<String>, Map<String, Value>>> {
+    let mut out = BTreeMap::new();
+    let Some(v) = v else { return Ok(out) };
+    let Some(items) = v.as_array() else {
+        bail!("stream {stream:?}: 'metadata' must be an array");
+    };
+    for item in items {
+        let crumb = item
+            .get("breadcrumb")
+            .and_then(Value::as_array)
+            .ok_or_else(|| {
+                anyhow!("stream {stream:?}: a metadata entry has no 'breadcrumb' array")
+            })?;
+        let crumb: Vec<String> = crumb
+            .iter()
+            .map(|c| c.as_str().map(str::to_string))
+            .collect::<Option<_>>()
+            .ok_or_else(|| anyhow!("stream {stream:?}: a breadcrumb holds a non-string"))?;
+        let md = item
+            .get("metadata")
+            .and_then(Value::as_object)
+            .ok_or_else(|| {
+                anyhow!("stream {stream:?}: a metadata entry has no 'metadata' object")
+            })?;
+        out.insert(crumb, md.clone());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog_with(name: &str, root: Value, props: Vec<(&str, Value)>) -> Value {
+        let mut md = vec![json!({"breadcrumb": [], "metadata": root})];
+        for (p, m) in props {
+            md.push(json!({"breadcrumb": ["properties", p], "metadata": m}));
+        }
+        json!({"streams": [{"tap_stream_id": name, "stream": name, "schema": {}, "metadata": md}]})
+    }
+
+    #[test]
+    fn discovered_catalog_selects_everything() {
+        let s = Selection::from_value(&discover()).unwrap();
+        assert_eq!(s.streams.len(), streams::STREAMS.len());
+        assert!(s.streams.values().all(Option::is_none));
+    }
+
+    #[test]
+    fn selection_forms() {
+        let s = Selection::from_value(&catalog_with(
+            "clients",
+            json!({"selected": "true"}),
+            vec![
+                ("name", json!({"selected": false})),
+                ("id", json!({"selected": false})),
+            ],
+        ))
+        .unwrap();
+        let props = s.properties("clients").unwrap();
+        assert!(props.contains("id") && props.contains("updated_at") && !props.contains("name"));
+        let s = Selection::from_value(&catalog_with(
+            "clients",
+            json!({"selected": "false"}),
+            vec![],
+        ))
+        .unwrap();
+        assert!(!s.is_selected("clients"));
+        let legacy = json!({"streams": [{"tap_stream_id": "tasks", "schema": {"selected": true}}]});
+        assert!(Selection::from_value(&legacy).unwrap().is_selected("tasks"));
+        let top = json!({"streams": [{"tap_stream_id": "tasks", "selected": true, "schema": {}}]});
+        assert!(Selection::from_value(&top).unwrap().is_selected("tasks"));
+        let none = json!({"streams": [{"tap_stream_id": "tasks", "schema": {}}]});
+        assert!(!Selection::from_value(&none).unwrap().is_selected("tasks"));
+    }
+
+    #[test]
+    fn bad_catalogs_are_named() {
+        assert!(
+            Selection::from_value(&json!({"streams": [{"tap_stream_id": "nope"}]}))
+                .unwrap_err()
+                .to_string()
+                .contains("nope")
+        );
+        assert!(Selection::from_value(&json!([])).is_err());
+        let e = Selection::from_value(&catalog_with(
+            "clients",
+            json!({"selected": true}),
+            vec![("bogus", json!({}))],
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("bogus"));
+    }
+}

@@ -1,0 +1,145 @@
+//! Harvest's rate limit as Harvest enforces it: a sliding window of N requests per T seconds.
+//!
+//! A request takes a slot before it is sent and gives it back one window after its response
+//! has been read. The server saw the request no later than that moment, so any request sent
+//! after the slot returns lands more than a window after it: the budget is kept full without
+//! ever exceeding it, whatever the latency. A 429 pauses every request until its Retry-After.
+//! (A token bucket such as governor's GCRA cannot express this window: with a burst of N it
+//! lets 2N through in one window and draws 429s, with a burst of 1 it leaves the budget
+//! unused at the start of every sync.)
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+pub struct Budget {
+    name: &'static str,
+    slots: Arc<Semaphore>,
+    window: Duration,
+    paused_until: Mutex<Option<Instant>>,
+    waited_ms: AtomicU64,
+}
+
+/// A taken slot: returned to the budget one window after it is dropped.
+pub struct Slot {
+    slots: Arc<Semaphore>,
+    window: Duration,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let slots = self.slots.clone();
+        let window = self.window;
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    tokio::time::sleep(window).await;
+                    slots.add_permits(1);
+                });
+            }
+            Err(_) => slots.add_permits(1),
+        }
+    }
+}
+
+impl Budget {
+    pub fn new(name: &'static str, requests: u32, window: Duration) -> Budget {
+        Budget {
+            name,
+            slots: Arc::new(Semaphore::new(requests.max(1) as usize)),
+            window,
+            paused_until: Mutex::new(None),
+            waited_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Waits for a slot; returns it with the time spent waiting.
+    pub async fn acquire(&self) -> (Slot, Duration) {
+        let start = Instant::now();
+        loop {
+            let pause = *self.paused_until.lock().unwrap();
+            if let Some(until) = pause {
+                if until > Instant::now() {
+                    tokio::time::sleep_until(until).await;
+                    continue;
+                }
+            }
+            let permit = self
+                .slots
+                .acquire()
+                .await
+                .expect("budget semaphore is never closed");
+            permit.forget();
+            // A 429 may have arrived while we waited for the slot.
+            let pause = *self.paused_until.lock().unwrap();
+            if pause.is_some_and(|until| until > Instant::now()) {
+                self.slots.add_permits(1);
+                continue;
+            }
+            let waited = start.elapsed();
+            self.waited_ms
+                .fetch_add(waited.as_millis() as u64, Ordering::Relaxed);
+            return (
+                Slot {
+                    slots: self.slots.clone(),
+                    window: self.window,
+                },
+                waited,
+            );
+        }
+    }
+
+    /// Holds every request back for `wait` (a 429's Retry-After).
+    pub fn pause(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut p = self.paused_until.lock().unwrap();
+        if p.is_none_or(|cur| cur < until) {
+            *p = Some(until);
+        }
+        crate::log::warn(&format!(
+            "{} rate limit hit (429): pausing requests for {:.1} s",
+            self.name,
+            wait.as_secs_f64()
+        ));
+    }
+
+    pub fn waited(&self) -> Duration {
+        Duration::from_millis(self.waited_ms.load(Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn never_more_than_n_in_a_window() {
+        let b = Arc::new(Budget::new("test", 3, Duration::from_secs(10)));
+        let t0 = Instant::now();
+        let mut sent = Vec::new();
+        for _ in 0..7 {
+            let (slot, _) = b.acquire().await;
+            sent.push(t0.elapsed());
+            drop(slot);
+        }
+        // 3 at once, then 3 one window later, then one more.
+        assert_eq!(sent[2], Duration::ZERO);
+        assert!(sent[3] >= Duration::from_secs(10) && sent[5] < Duration::from_secs(11));
+        assert!(sent[6] >= Duration::from_secs(20));
+        for i in 3..7 {
+            assert!(sent[i] - sent[i - 3] >= Duration::from_secs(10));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_holds_everyone() {
+        let b = Budget::new("test", 100, Duration::from_secs(1));
+        b.pause(Duration::from_secs(5));
+        let t0 = Instant::now();
+        let _ = b.acquire().await;
+        assert!(t0.elapsed() >= Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,297 @@
+//! The HTTP client: every request goes auth → rate budget → send → retry, shared by all streams.
+
+pub mod auth;
+pub mod budget;
+pub mod retry;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, USER_AGENT};
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+
+use crate::config::Config;
+use auth::Auth;
+use budget::Budget;
+
+/// Why a request failed for good.
+#[derive(Debug)]
+pub enum HttpError {
+    /// 403: the token's role (or the account's plan) does not allow this endpoint.
+    Forbidden(String),
+    /// 404 (Harvest answers an HTML page).
+    NotFound(String),
+    /// 401 that a refresh did not cure, or a failed OAuth refresh.
+    Unauthorized(String),
+    /// Retryable failures that went on past the retry limit.
+    Exhausted(String),
+    /// Any other client error, with Harvest's message.
+    Rejected(String),
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HttpError::Forbidden(m)
+            | HttpError::NotFound(m)
+            | HttpError::Unauthorized(m)
+            | HttpError::Exhausted(m)
+            | HttpError::Rejected(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+/// Which rate budget a request draws on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    General,
+    /// `/reports/*`, which Harvest limits separately (100 per 15 minutes).
+    #[allow(dead_code)]
+    Reports,
+}
+
+/// Per-stream request accounting, for the progress lines.
+#[derive(Default)]
+pub struct Counters {
+    pub requests: AtomicU64,
+    pub pages: AtomicU64,
+    pub waited_ms: AtomicU64,
+    pub throttled: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+/// A page (or single object) as Harvest served it.
+pub struct Page {
+    pub body: Value,
+    /// The response's `Date` header: when Harvest served it.
+    pub served_at: Option<DateTime<Utc>>,
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    auth: Auth,
+    account_id: HeaderValue,
+    base_url: String,
+    general: Budget,
+    reports: Budget,
+    in_flight: Semaphore,
+    max_retries: u32,
+    backoff_base: Duration,
+    pub total_requests: AtomicU64,
+}
+
+/// A reqwest error in words, without the URL's query (which never holds secrets anyway).
+pub fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "connection failed".into()
+    } else if e.is_body() || e.is_decode() {
+        "the response body was cut short".into()
+    } else {
+        let mut msg = e.to_string();
+        let mut src = std::error::Error::source(e);
+        while let Some(s) = src {
+            msg = format!("{msg}: {s}");
+            src = s.source();
+        }
+        msg
+    }
+}
+
+fn http_client(config: &Config) -> anyhow::Result<reqwest::Client> {
+    let mut headers = HeaderMap::new();
+    headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    headers.insert(
+        USER_AGENT,
+        HeaderValue::from_str(&config.user_agent).map_err(|_| {
+            anyhow::anyhow!("user_agent holds characters not allowed in an HTTP header")
+        })?,
+    );
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .timeout(config.request_timeout)
+        .connect_timeout(config.request_timeout.min(Duration::from_secs(30)))
+        .pool_max_idle_per_host(64)
+        .gzip(true)
+        .build()?)
+}
+
+impl Client {
+    /// Builds the client and settles the credentials (OAuth refresh, account lookup).
+    pub async fn connect(config: &Config) -> anyhow::Result<Client> {
+        let http = http_client(config)?;
+        let auth = Auth::new(config);
+        let account = auth.account_id(&http, config.account_id.as_deref()).await?;
+        Ok(Client {
+            account_id: HeaderValue::from_str(&account)?,
+            http,
+            auth,
+            base_url: config.base_url.clone(),
+            general: Budget::new("general", config.budget.requests, config.budget.window),
+            reports: Budget::new(
+                "reports",
+                config.reports_budget.requests,
+                config.reports_budget.window,
+            ),
+            in_flight: Semaphore::new(config.max_concurrency),
+            max_retries: config.max_retries,
+            backoff_base: config.backoff_base,
+            total_requests: AtomicU64::new(0),
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url, path)
+    }
+
+    pub fn waited(&self) -> Duration {
+        self.general.waited() + self.reports.waited()
+    }
+
+    /// GETs `url` and parses its JSON body, retrying what is worth retrying. `endpoint` is the
+    /// path template used in logs and metrics.
+    pub async fn get(
+        &self,
+        url: &str,
+        endpoint: &str,
+        bucket: Bucket,
+        counters: &Counters,
+    ) -> Result<Page, HttpError> {
+        let budget = match bucket {
+            Bucket::General => &self.general,
+            Bucket::Reports => &self.reports,
+        };
+        let mut failures = 0u32;
+        let mut refreshed = false;
+        let mut throttled = 0u32;
+        loop {
+            let token = self
+                .auth
+                .token(&self.http)
+                .await
+                .map_err(|e| HttpError::Unauthorized(e.to_string()))?;
+            let _in_flight = self.in_flight.acquire().await.expect("never closed");
+            let (slot, waited) = budget.acquire().await;
+            counters
+                .waited_ms
+                .fetch_add(waited.as_millis() as u64, Ordering::Relaxed);
+            counters.requests.fetch_add(1, Ordering::Relaxed);
+            self.total_requests.fetch_add(1, Ordering::Relaxed);
+            let started = std::time::Instant::now();
+            let sent = self
+                .http
+                .get(url)
+                .bearer_auth(token.expose())
+                .header("Harvest-Account-Id", self.account_id.clone())
+                .send()
+                .await;
+            let (status, outcome) = match sent {
+                Err(e) => (None, Err(describe(&e))),
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let served_at = resp
+                        .headers()
+                        .get(reqwest::header::DATE)
+                        .and_then(|d| d.to_str().ok())
+                        .and_then(|d| DateTime::parse_from_rfc2822(d).ok())
+                        .map(|d| d.with_timezone(&Utc));
+                    let retry_after = resp
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    match resp.bytes().await {
+                        Err(e) => (Some(status), Err(describe(&e))),
+                        Ok(body) => (Some(status), Ok((status, served_at, retry_after, body))),
+                    }
+                }
+            };
+            drop(slot);
+            metric(endpoint, status, started.elapsed());
+            let failure = match outcome {
+                Ok((200..=299, served_at, _, body)) => match serde_json::from_slice::<Value>(&body) {
+                    Ok(body) => {
+                        counters.pages.fetch_add(1, Ordering::Relaxed);
+                        return Ok(Page { body, served_at });
+                    }
+                    Err(_) => format!("the response body is not complete JSON ({} bytes)", body.len()),
+                },
+                Ok((429, _, retry_after, _)) => {
+                    throttled += 1;
+                    counters.throttled.fetch_add(1, Ordering::Relaxed);
+                    if throttled > 50 {
+                        return Err(HttpError::Exhausted(format!("GET {endpoint}: still throttled (429) after 50 waits")));
+                    }
+                    budget.pause(retry::retry_after(retry_after.as_deref(), Duration::from_secs(15)));
+                    continue;
+                }
+                Ok((401, ..)) if self.auth.is_oauth() && !refreshed => {
+                    refreshed = true;
+                    crate::log::info(&format!("GET {endpoint}: 401, refreshing the OAuth access token and retrying"));
+                    self.auth.refresh_after_401(&self.http, &token).await.map_err(|e| HttpError::Unauthorized(e.to_string()))?;
+                    continue;
+                }
+                Ok((401, ..)) => {
+                    return Err(HttpError::Unauthorized(format!(
+                        "GET {endpoint}: Harvest rejected the credentials (401 invalid_token): check the token and account_id"
+                    )))
+                }
+                Ok((403, _, _, body)) => return Err(HttpError::Forbidden(format!("GET {endpoint}: 403 Forbidden: {}", message(&body)))),
+                Ok((404, ..)) => return Err(HttpError::NotFound(format!("GET {endpoint}: 404 Not Found"))),
+                Ok((s, _, _, body)) if !retry::retryable_status(s) => {
+                    return Err(HttpError::Rejected(format!("GET {endpoint}: Harvest answered {s}: {}", message(&body))))
+                }
+                Ok((s, ..)) => format!("Harvest answered {s}"),
+                Err(e) => e,
+            };
+            failures += 1;
+            counters.retries.fetch_add(1, Ordering::Relaxed);
+            if failures > self.max_retries {
+                return Err(HttpError::Exhausted(format!(
+                    "GET {endpoint}: {failure}; gave up after {failures} tries"
+                )));
+            }
+            let wait = retry::backoff(self.backoff_base, failures);
+            crate::log::warn(&format!(
+                "GET {endpoint}: {failure}; retry {failures}/{} in {:.1} s",
+                self.max_retries,
+                wait.as_secs_f64()
+            ));
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Harvest's message from an error body (JSON `message` or `error_description`), else a prefix
+/// of the text.
+fn message(body: &[u8]) -> String {
+    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        for key in ["message", "error_description", "error"] {
+            if let Some(m) = v.get(key).and_then(Value::as_str) {
+                return m.to_string();
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.starts_with('<') {
+        "(an HTML page)".into()
+    } else {
+        text.chars().take(200).collect()
+    }
+}
+
+fn metric(endpoint: &str, status: Option<u16>, elapsed: Duration) {
+    let ok = status.is_some_and(|s| (200..300).contains(&s));
+    crate::log::metric(
+        "timer",
+        "http_request_duration",
+        json!(elapsed.as_secs_f64()),
+        json!({"endpoint": endpoint, "http_status_code": status, "status": if ok { "succeeded" } else { "failed" }}),
+    );
+}

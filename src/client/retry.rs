@@ -1,0 +1,65 @@
+//! Which failures are retried, and how long to wait before the next try.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+/// The longest backoff between two tries.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Exponential backoff with full jitter: a random wait in [d/2, d] where d = base * 2^(attempt-1),
+/// capped at [`MAX_BACKOFF`].
+pub fn backoff(base: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    let d = exp.min(MAX_BACKOFF);
+    let half = d / 2;
+    half + d.mul_f64(rand::rng().random_range(0.0..0.5))
+}
+
+/// Statuses worth another try: Harvest's transient server errors.
+pub fn retryable_status(status: u16) -> bool {
+    matches!(status, 500 | 502 | 503 | 504)
+}
+
+/// The wait a 429 asks for: `Retry-After` in whole seconds (or an HTTP date), else a window.
+pub fn retry_after(header: Option<&str>, fallback: Duration) -> Duration {
+    let Some(h) = header.map(str::trim) else {
+        return fallback;
+    };
+    if let Ok(secs) = h.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Duration::from_secs_f64(secs.min(3600.0));
+        }
+    }
+    if let Ok(at) = chrono::DateTime::parse_from_rfc2822(h) {
+        let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+        return wait
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs(3600));
+    }
+    fallback
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let base = Duration::from_secs(1);
+        let first = backoff(base, 1);
+        assert!(first >= Duration::from_millis(500) && first <= Duration::from_secs(1));
+        let third = backoff(base, 3);
+        assert!(third >= Duration::from_secs(2) && third <= Duration::from_secs(4));
+        assert!(backoff(base, 30) <= MAX_BACKOFF);
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let fb = Duration::from_secs(15);
+        assert_eq!(retry_after(Some("3"), fb), Duration::from_secs(3));
+        assert_eq!(retry_after(None, fb), fb);
+        assert_eq!(retry_after(Some("soon"), fb), fb);
+    }
+}

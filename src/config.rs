@@ -1,0 +1,483 @@
+//! The config file: two auth modes, validation that reports every problem, and the settings
+//! schema (derived with schemars) that `--about` prints.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use schemars::JsonSchema;
+use serde_json::{Map, Value};
+
+pub const DEFAULT_BASE_URL: &str = "https://api.harvestapp.com/v2";
+pub const DEFAULT_AUTH_URL: &str = "https://id.getharvest.com/api/v2";
+pub const DEFAULT_REQUEST_TIMEOUT: f64 = 300.0;
+
+/// The settings the tap reads from its config file. This type documents them (`--about`
+/// prints its JSON Schema); [`Config::from_value`] parses and validates them.
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+#[schemars(title = "tap-harvest settings")]
+pub struct Settings {
+    /// Personal access token (id.getharvest.com/developers). Use it with `account_id`, or use OAuth instead.
+    #[schemars(extend("secret" = true, "writeOnly" = true))]
+    pub access_token: Option<String>,
+    /// Harvest account id, sent as `Harvest-Account-Id`. Required with `access_token`; with OAuth the first Harvest (not Forecast) account of the token is used when absent.
+    pub account_id: Option<String>,
+    /// OAuth application client id (with `client_secret` and `refresh_token`).
+    pub client_id: Option<String>,
+    /// OAuth application client secret.
+    #[schemars(extend("secret" = true, "writeOnly" = true))]
+    pub client_secret: Option<String>,
+    /// OAuth refresh token; the tap exchanges it for access tokens and refreshes them when they expire.
+    #[schemars(extend("secret" = true, "writeOnly" = true))]
+    pub refresh_token: Option<String>,
+    /// Records updated at or after this moment are extracted on the first sync: a date (2024-01-01) or a date-time (2024-01-01T00:00:00Z, with or without a zone).
+    #[schemars(extend("format" = "date-time"))]
+    pub start_date: String,
+    /// User-Agent sent to Harvest, which asks for `AppName (contact email or URL)`. Default: `tap-harvest/<version> (https://github.com/tap-harvest/tap-harvest)`.
+    pub user_agent: Option<String>,
+    /// Harvest API base URL. Default: https://api.harvestapp.com/v2.
+    pub base_url: Option<String>,
+    /// Harvest ID base URL, for the OAuth token and accounts endpoints. Default: https://id.getharvest.com/api/v2.
+    pub auth_url: Option<String>,
+    /// Seconds before a request is abandoned and retried. Default 300 (0 or empty also mean 300).
+    pub request_timeout: Option<f64>,
+    /// Check every invoice and estimate for new messages and payments, not only those changed since the last sync. Default false.
+    pub full_child_scan: Option<bool>,
+    /// How many times a request that failed with a retryable error (5xx, timeout, reset, truncated body) is retried. Default 6.
+    pub max_retries: Option<u32>,
+    /// First backoff delay in seconds before a retry; it doubles each time, with jitter, up to 60 s. Default 1.
+    pub backoff_base_seconds: Option<f64>,
+    /// General request budget: at most this many requests per `rate_limit_window_seconds`. Default 100 (Harvest's limit).
+    pub rate_limit_requests: Option<u32>,
+    /// Window of the general request budget, in seconds. Default 15.
+    pub rate_limit_window_seconds: Option<f64>,
+    /// Reports API budget: at most this many requests per `reports_rate_limit_window_seconds`. Default 100.
+    pub reports_rate_limit_requests: Option<u32>,
+    /// Window of the reports budget, in seconds. Default 900.
+    pub reports_rate_limit_window_seconds: Option<f64>,
+    /// Maximum number of requests in flight at once. Default 16.
+    pub max_concurrency: Option<u32>,
+}
+
+/// A secret string that never shows in logs, errors or debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Secret {
+        Secret(s.to_string())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Auth {
+    Token {
+        access_token: Secret,
+    },
+    OAuth {
+        client_id: String,
+        client_secret: Secret,
+        refresh_token: Secret,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budget {
+    pub requests: u32,
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub auth: Auth,
+    pub account_id: Option<String>,
+    pub start_date: DateTime<Utc>,
+    pub user_agent: String,
+    pub base_url: String,
+    pub auth_url: String,
+    pub request_timeout: Duration,
+    pub full_child_scan: bool,
+    pub max_retries: u32,
+    pub backoff_base: Duration,
+    pub budget: Budget,
+    pub reports_budget: Budget,
+    pub max_concurrency: usize,
+}
+
+/// Every problem found in a config file, one line each.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join("\n"))
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+pub fn default_user_agent() -> String {
+    format!(
+        "tap-harvest/{} (https://github.com/tap-harvest/tap-harvest)",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// Parses `start_date`: a bare date, `T` or space separator, fractional seconds, `Z`, an offset
+/// or no zone (taken as UTC).
+pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if let Ok(d) = DateTime::parse_from_rfc3339(s) {
+        return Some(d.with_timezone(&Utc));
+    }
+    let t = s.replacen(' ', "T", 1);
+    if let Ok(d) = DateTime::parse_from_rfc3339(&t) {
+        return Some(d.with_timezone(&Utc));
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M%#z"] {
+        if let Ok(d) = DateTime::parse_from_str(&t, fmt) {
+            return Some(d.with_timezone(&Utc));
+        }
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+        if let Ok(d) = NaiveDateTime::parse_from_str(&t, fmt) {
+            return Some(d.and_utc());
+        }
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .map(|d| d.and_hms_opt(0, 0, 0).unwrap().and_utc())
+}
+
+struct Reader<'a> {
+    obj: &'a Map<String, Value>,
+    errors: Vec<String>,
+}
+
+impl Reader<'_> {
+    fn string(&mut self, key: &str) -> Option<String> {
+        match self.obj.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.trim().is_empty() => None,
+            Some(Value::String(s)) => Some(s.trim().to_string()),
+            Some(_) => {
+                self.errors
+                    .push(format!("config key '{key}' must be a string"));
+                None
+            }
+        }
+    }
+
+    /// A string or an integer (account ids are both in the wild).
+    fn id(&mut self, key: &str) -> Option<String> {
+        match self.obj.get(key) {
+            Some(Value::Number(n)) if n.is_u64() => Some(n.to_string()),
+            Some(Value::Number(_)) => {
+                self.errors.push(format!(
+                    "config key '{key}' must be a positive integer or a string of digits"
+                ));
+                None
+            }
+            _ => {
+                let s = self.string(key)?;
+                if s.chars().all(|c| c.is_ascii_digit()) {
+                    Some(s)
+                } else {
+                    self.errors.push(format!(
+                        "config key '{key}' must be a string of digits, got {s:?}"
+                    ));
+                    None
+                }
+            }
+        }
+    }
+
+    fn number(&mut self, key: &str) -> Option<f64> {
+        let v = match self.obj.get(key) {
+            None | Some(Value::Null) => return None,
+            Some(Value::Number(n)) => n.as_f64(),
+            Some(Value::String(s)) if s.trim().is_empty() => return None,
+            Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
+            Some(_) => None,
+        };
+        match v {
+            Some(v) if v.is_finite() && v >= 0.0 => Some(v),
+            _ => {
+                self.errors
+                    .push(format!("config key '{key}' must be a non-negative number"));
+                None
+            }
+        }
+    }
+
+    fn positive_int(&mut self, key: &str) -> Option<u32> {
+        let v = self.number(key)?;
+        if v >= 1.0 && v.fract() == 0.0 && v <= u32::MAX as f64 {
+            Some(v as u32)
+        } else {
+            self.errors
+                .push(format!("config key '{key}' must be a positive integer"));
+            None
+        }
+    }
+
+    fn boolean(&mut self, key: &str) -> Option<bool> {
+        match self.obj.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Some(true),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Some(false),
+            Some(_) => {
+                self.errors
+                    .push(format!("config key '{key}' must be true or false"));
+                None
+            }
+        }
+    }
+
+    fn url(&mut self, key: &str, default: &str) -> String {
+        let s = self.string(key).unwrap_or_else(|| default.to_string());
+        if !(s.starts_with("https://") || s.starts_with("http://")) {
+            self.errors.push(format!(
+                "config key '{key}' must be an http(s) URL, got {s:?}"
+            ));
+        }
+        s.trim_end_matches('/').to_string()
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+        let value: Value = serde_json::from_str(&text).map_err(|e| {
+            anyhow::anyhow!("config file {} is not valid JSON: {e}", path.display())
+        })?;
+        Ok(Config::from_value(&value)?)
+    }
+
+    pub fn from_value(value: &Value) -> Result<Config, ConfigErrors> {
+        let Some(obj) = value.as_object() else {
+            return Err(ConfigErrors(vec!["config must be a JSON object".into()]));
+        };
+        let mut r = Reader {
+            obj,
+            errors: Vec::new(),
+        };
+        let access_token = r.string("access_token");
+        let account_id = r.id("account_id");
+        let client_id = r.string("client_id");
+        let client_secret = r.string("client_secret");
+        let refresh_token = r.string("refresh_token");
+        let oauth_given = [&client_id, &client_secret, &refresh_token]
+            .iter()
+            .filter(|v| v.is_some())
+            .count();
+
+        let auth = match (access_token, oauth_given) {
+            (Some(_), n) if n > 0 => {
+                r.errors.push(
+                    "config has both 'access_token' and OAuth keys (client_id, client_secret, refresh_token): keep one auth mode".into(),
+                );
+                None
+            }
+            (Some(token), _) => {
+                if account_id.is_none() && !obj.contains_key("account_id") {
+                    r.errors
+                        .push("config key 'account_id' is required with 'access_token'".into());
+                }
+                Some(Auth::Token {
+                    access_token: Secret(token),
+                })
+            }
+            (None, 3) => Some(Auth::OAuth {
+                client_id: client_id.unwrap(),
+                client_secret: Secret(client_secret.unwrap()),
+                refresh_token: Secret(refresh_token.unwrap()),
+            }),
+            (None, 0) => {
+                r.errors.push(
+                    "config has no credentials: give 'access_token' and 'account_id', or 'client_id', 'client_secret' and 'refresh_token'".into(),
+                );
+                None
+            }
+            (None, _) => {
+                let missing: Vec<&str> = [
+                    ("client_id", &client_id),
+                    ("client_secret", &client_secret),
+                    ("refresh_token", &refresh_token),
+                ]
+                .iter()
+                .filter(|(_, v)| v.is_none())
+                .map(|(k, _)| *k)
+                .collect();
+                r.errors.push(format!(
+                    "OAuth config is missing {}",
+                    missing
+                        .iter()
+                        .map(|k| format!("'{k}'"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                None
+            }
+        };
+
+        let start_date = match obj.get("start_date") {
+            None | Some(Value::Null) => {
+                r.errors.push("config key 'start_date' is required".into());
+                None
+            }
+            Some(Value::String(s)) => {
+                let parsed = parse_datetime(s);
+                if parsed.is_none() {
+                    r.errors.push(format!(
+                        "config key 'start_date' is not a date or date-time: {s:?}"
+                    ));
+                }
+                parsed
+            }
+            Some(_) => {
+                r.errors
+                    .push("config key 'start_date' must be a string".into());
+                None
+            }
+        };
+        let user_agent = r.string("user_agent").unwrap_or_else(default_user_agent);
+        let base_url = r.url("base_url", DEFAULT_BASE_URL);
+        let auth_url = r.url("auth_url", DEFAULT_AUTH_URL);
+        let timeout = match r.number("request_timeout") {
+            Some(t) if t > 0.0 => t,
+            _ => DEFAULT_REQUEST_TIMEOUT,
+        };
+        let full_child_scan = r.boolean("full_child_scan").unwrap_or(false);
+        let max_retries = match r.number("max_retries") {
+            Some(v) if v.fract() == 0.0 && v <= 100.0 => v as u32,
+            Some(_) => {
+                r.errors
+                    .push("config key 'max_retries' must be an integer from 0 to 100".into());
+                0
+            }
+            None => 6,
+        };
+        let backoff_base = r.number("backoff_base_seconds").unwrap_or(1.0);
+        let budget = Budget {
+            requests: r.positive_int("rate_limit_requests").unwrap_or(100),
+            window: Duration::from_secs_f64(r.number("rate_limit_window_seconds").unwrap_or(15.0)),
+        };
+        let reports_budget = Budget {
+            requests: r.positive_int("reports_rate_limit_requests").unwrap_or(100),
+            window: Duration::from_secs_f64(
+                r.number("reports_rate_limit_window_seconds")
+                    .unwrap_or(900.0),
+            ),
+        };
+        let max_concurrency = r.positive_int("max_concurrency").unwrap_or(16) as usize;
+
+        if !r.errors.is_empty() {
+            return Err(ConfigErrors(r.errors));
+        }
+        Ok(Config {
+            auth: auth.expect("auth checked above"),
+            account_id,
+            start_date: start_date.expect("start_date checked above"),
+            user_agent,
+            base_url,
+            auth_url,
+            request_timeout: Duration::from_secs_f64(timeout),
+            full_child_scan,
+            max_retries,
+            backoff_base: Duration::from_secs_f64(backoff_base),
+            budget,
+            reports_budget,
+            max_concurrency,
+        })
+    }
+
+    /// The JSON Schema of the settings, for `--about`.
+    pub fn settings_schema() -> Value {
+        let mut schema =
+            serde_json::to_value(schemars::schema_for!(Settings)).unwrap_or(Value::Null);
+        if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+            for (_, p) in props.iter_mut() {
+                // schemars renders Option<T> as ["T","null"]; settings are simply optional.
+                if let Some(Value::Array(types)) = p.get("type").cloned() {
+                    let first = types.into_iter().find(|t| t != "null");
+                    if let (Some(t), Some(o)) = (first, p.as_object_mut()) {
+                        o.insert("type".into(), t);
+                    }
+                }
+            }
+        }
+        schema
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn start_date_forms() {
+        for s in [
+            "2024-01-01",
+            "2024-01-01T00:00:00Z",
+            "2024-01-01 00:00:00",
+            "2024-01-01T00:00:00.000000Z",
+            "2024-01-01T00:00:00+00:00",
+            "2024-01-01 02:00:00+02:00",
+            "2024-01-01T00:00:00",
+            "2024-01-01T00:00:00.123",
+        ] {
+            assert_eq!(
+                parse_datetime(s)
+                    .map(|d| d.date_naive().to_string())
+                    .as_deref(),
+                Some("2024-01-01"),
+                "{s}"
+            );
+        }
+        assert!(parse_datetime("yesterday").is_none());
+        assert!(parse_datetime("2024-13-01").is_none());
+    }
+
+    #[test]
+    fn singer_io_config_works_unchanged() {
+        let c = Config::from_value(
+            &json!({"client_id": "a", "client_secret": "b", "refresh_token": "c",
+            "start_date": "2020-01-01T00:00:00Z", "user_agent": "x (y@z)", "request_timeout": ""}),
+        )
+        .unwrap();
+        assert!(matches!(c.auth, Auth::OAuth { .. }));
+        assert_eq!(c.request_timeout, Duration::from_secs(300));
+        assert!(!format!("{c:?}").contains("\"b\""));
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let e = Config::from_value(&json!({"access_token": "t", "refresh_token": "r", "start_date": "nope", "request_timeout": "x"})).unwrap_err();
+        assert_eq!(e.0.len(), 3, "{e}");
+        let e = Config::from_value(&json!({})).unwrap_err();
+        assert_eq!(e.0.len(), 2, "{e}");
+        let e = Config::from_value(&json!({"access_token": "t", "start_date": "2020-01-01"}))
+            .unwrap_err();
+        assert!(e.0[0].contains("account_id"));
+        let e = Config::from_value(&json!([1])).unwrap_err();
+        assert_eq!(e.0.len(), 1);
+    }
+}

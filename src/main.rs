@@ -1,0 +1,203 @@
+//! tap-harvest: a Singer tap for Harvest (REST API v2).
+//!
+//! stdout carries only Singer messages; every log line goes to stderr. Every failure ends as one
+//! clear line on stderr and a non-zero exit code.
+
+mod about;
+mod catalog;
+mod cli;
+mod client;
+mod config;
+mod log;
+mod output;
+mod schema;
+mod state;
+mod streams;
+mod sync;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context, Result};
+use clap::Parser;
+
+use crate::catalog::Selection;
+use crate::cli::Args;
+use crate::config::{Config, ConfigErrors};
+use crate::output::OutputClosed;
+use crate::state::State;
+
+fn main() -> ExitCode {
+    log::init_from_env();
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            let text = e.to_string();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ");
+            log::log(log::Level::Critical, &format!("{first} (see --help)"));
+            return ExitCode::from(2);
+        }
+    };
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(errors) = e.downcast_ref::<ConfigErrors>() {
+                for line in &errors.0 {
+                    log::error(line);
+                }
+                log::log(log::Level::Critical, "Config validation failed");
+            } else if e.downcast_ref::<OutputClosed>().is_some() {
+                log::log(
+                    log::Level::Critical,
+                    "stdout was closed before the sync finished (did the target exit?)",
+                );
+            } else {
+                log::log(log::Level::Critical, &format!("{e:#}"));
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_stdout(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|_| out.write_all(b"\n"))
+        .and_then(|_| out.flush())
+        .map_err(|_| anyhow::Error::new(OutputClosed))
+}
+
+fn run(args: Args) -> Result<()> {
+    if args.about {
+        return print_stdout(&about::render(args.format));
+    }
+    if args.discover {
+        return print_stdout(&serde_json::to_string_pretty(&catalog::discover())?);
+    }
+    let config_path = args
+        .config
+        .as_ref()
+        .ok_or_else(|| anyhow!("--config is required to sync (or use --discover / --about)"))?;
+    let config = Config::load(config_path)?;
+    let selection = match &args.catalog {
+        Some(path) => Selection::load(path)?,
+        None => Selection::all(),
+    };
+    let state = match &args.state {
+        Some(path) => State::load(path)?,
+        None => State::default(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match args.test.as_deref() {
+        Some("schema") => runtime.block_on(test_schema(selection)),
+        Some("all") | Some("") => runtime.block_on(test_connection(config)),
+        Some(other) => Err(anyhow!(
+            "unknown --test mode {other:?}: use --test or --test=schema"
+        )),
+        None => runtime.block_on(sync_until_signal(config, selection, state)),
+    }
+}
+
+async fn test_schema(selection: Selection) -> Result<()> {
+    let (emitter, writer) = output::start(std::io::stdout(), State::default());
+    for def in streams::STREAMS
+        .iter()
+        .filter(|d| selection.is_selected(d.name))
+    {
+        let rk: Vec<&str> = catalog::replication_key(def).into_iter().collect();
+        emitter
+            .schema(def.name, def.schema().clone(), def.key_properties, &rk)
+            .await?;
+    }
+    drop(emitter);
+    let (_, res) = tokio::task::spawn_blocking(move || writer.finish()).await?;
+    res.map_err(|_| anyhow::Error::new(OutputClosed))
+}
+
+/// `--test`: one request that proves the credentials, the account and the User-Agent.
+async fn test_connection(config: Config) -> Result<()> {
+    let client = client::Client::connect(&config).await?;
+    let page = client
+        .get(
+            &client.url("/users/me"),
+            "/users/me",
+            client::Bucket::General,
+            &client::Counters::default(),
+        )
+        .await
+        .map_err(|e| anyhow!("connection test failed: {e}"))?;
+    let who = format!(
+        "{} {} <{}>",
+        page.body["first_name"].as_str().unwrap_or(""),
+        page.body["last_name"].as_str().unwrap_or(""),
+        page.body["email"].as_str().unwrap_or("")
+    );
+    log::info(&format!(
+        "connection test passed: signed in to Harvest as {who}"
+    ));
+    Ok(())
+}
+
+async fn sync_until_signal(config: Config, selection: Selection, state: State) -> Result<()> {
+    let (emitter, writer) = output::start(std::io::stdout(), state.clone());
+    let last_word = emitter.clone();
+    let outcome = tokio::select! {
+        r = sync::run(config, selection, state, emitter) => Some(r),
+        sig = shutdown_signal() => {
+            log::warn(&format!("{sig} received: stopping; the last STATE covers every record emitted"));
+            None
+        }
+    };
+    let _ = last_word.state().await;
+    drop(last_word);
+    let (_, written) = tokio::task::spawn_blocking(move || writer.finish()).await?;
+    let result = match outcome {
+        Some(Ok(skipped)) => {
+            for s in &skipped {
+                log::warn(&format!("stream {} was not synced: {}", s.stream, s.reason));
+            }
+            Ok(())
+        }
+        Some(Err(e)) => Err(e),
+        None => Err(anyhow!(
+            "interrupted by a signal before the sync finished; rerun with the last STATE to resume"
+        )),
+    };
+    match (result, written) {
+        (Err(e), _) if e.downcast_ref::<OutputClosed>().is_none() => Err(e),
+        (_, Err(_)) | (Err(_), _) => Err(anyhow::Error::new(OutputClosed)),
+        (Ok(()), Ok(())) => Ok(()),
+    }
+}
+
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}

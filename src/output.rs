@@ -1,0 +1,199 @@
+//! Singer output: every message goes through one channel to one writer thread that owns stdout
+//! (buffered) and the state. A STATE is written only after everything sent before it, so it
+//! never covers a record that was not emitted; stdout is flushed after every STATE and at exit.
+
+use std::io::{BufWriter, Write};
+use std::thread::JoinHandle;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
+
+use crate::state::State;
+
+enum Out {
+    Line(Vec<u8>),
+    Bookmark {
+        stream: &'static str,
+        key: String,
+        at: DateTime<Utc>,
+    },
+    State,
+}
+
+/// The sending side, cloned into every stream task.
+#[derive(Clone)]
+pub struct Emitter {
+    tx: mpsc::Sender<Out>,
+}
+
+/// The writer could not write to stdout (the target exited, a full disk...).
+#[derive(Debug)]
+pub struct OutputClosed;
+
+impl std::fmt::Display for OutputClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stdout is closed")
+    }
+}
+
+impl std::error::Error for OutputClosed {}
+
+pub struct Writer {
+    handle: JoinHandle<(State, std::io::Result<()>)>,
+}
+
+impl Writer {
+    /// Waits for the writer to drain (every [`Emitter`] must be dropped first) and returns the
+    /// last state and whether stdout took everything.
+    pub fn finish(self) -> (State, std::io::Result<()>) {
+        self.handle.join().unwrap_or_else(|_| {
+            (
+                State::default(),
+                Err(std::io::Error::other("writer thread panicked")),
+            )
+        })
+    }
+}
+
+/// Starts the writer thread over `out` with `state` as the state to carry forward.
+pub fn start<W: Write + Send + 'static>(out: W, state: State) -> (Emitter, Writer) {
+    let (tx, mut rx) = mpsc::channel::<Out>(1024);
+    let handle = std::thread::Builder::new()
+        .name("singer-writer".into())
+        .spawn(move || {
+            let mut state = state;
+            let mut out = BufWriter::with_capacity(256 * 1024, out);
+            let mut last_state: Option<Value> = None;
+            let result = (|| -> std::io::Result<()> {
+                while let Some(msg) = rx.blocking_recv() {
+                    match msg {
+                        Out::Line(bytes) => out.write_all(&bytes)?,
+                        Out::Bookmark { stream, key, at } => state.set_bookmark(stream, &key, at),
+                        Out::State => {
+                            let value = state.to_value();
+                            if last_state.as_ref() != Some(&value) {
+                                let mut line =
+                                    serde_json::to_vec(&json!({"type": "STATE", "value": value}))
+                                        .map_err(std::io::Error::other)?;
+                                line.push(b'\n');
+                                out.write_all(&line)?;
+                                last_state = Some(value);
+                            }
+                            out.flush()?;
+                        }
+                    }
+                }
+                out.flush()
+            })();
+            // Stop accepting messages so senders see the failure at once.
+            rx.close();
+            (state, result)
+        })
+        .expect("spawn the writer thread");
+    (Emitter { tx }, Writer { handle })
+}
+
+fn line(v: &Value) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec(v).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
+}
+
+impl Emitter {
+    async fn send(&self, out: Out) -> Result<(), OutputClosed> {
+        self.tx.send(out).await.map_err(|_| OutputClosed)
+    }
+
+    pub async fn schema(
+        &self,
+        stream: &str,
+        schema: Value,
+        key_properties: &[&str],
+        bookmark_properties: &[&str],
+    ) -> Result<(), OutputClosed> {
+        let msg = json!({"type": "SCHEMA", "stream": stream, "schema": schema,
+                         "key_properties": key_properties, "bookmark_properties": bookmark_properties});
+        self.send(Out::Line(line(&msg))).await
+    }
+
+    pub async fn record(
+        &self,
+        stream: &str,
+        record: Map<String, Value>,
+        time_extracted: &str,
+    ) -> Result<(), OutputClosed> {
+        let mut bytes = Vec::with_capacity(512);
+        bytes.extend_from_slice(b"{\"type\":\"RECORD\",\"stream\":");
+        serde_json::to_writer(&mut bytes, stream).map_err(|_| OutputClosed)?;
+        bytes.extend_from_slice(b",\"record\":");
+        serde_json::to_writer(&mut bytes, &record).map_err(|_| OutputClosed)?;
+        bytes.extend_from_slice(b",\"time_extracted\":");
+        serde_json::to_writer(&mut bytes, time_extracted).map_err(|_| OutputClosed)?;
+        bytes.extend_from_slice(b"}\n");
+        self.send(Out::Line(bytes)).await
+    }
+
+    /// Moves a bookmark; it reaches the state only after every message sent before it.
+    pub async fn bookmark(
+        &self,
+        stream: &'static str,
+        key: String,
+        at: DateTime<Utc>,
+    ) -> Result<(), OutputClosed> {
+        self.send(Out::Bookmark { stream, key, at }).await
+    }
+
+    /// Writes the state as it stands (suppressed when unchanged) and flushes.
+    pub async fn state(&self) -> Result<(), OutputClosed> {
+        self.send(Out::State).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn state_follows_records_and_is_deduplicated() {
+        let sink = Sink::default();
+        let (em, w) = start(sink.clone(), State::default());
+        em.record(
+            "clients",
+            json!({"id": 1}).as_object().unwrap().clone(),
+            "2024-01-01T00:00:00Z",
+        )
+        .await
+        .unwrap();
+        em.bookmark("clients", "updated_at".into(), Utc::now())
+            .await
+            .unwrap();
+        em.state().await.unwrap();
+        em.state().await.unwrap();
+        drop(em);
+        let (_, res) = w.finish();
+        res.unwrap();
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["type"], "RECORD");
+        assert_eq!(lines[1]["type"], "STATE");
+        assert!(lines[1]["value"]["bookmarks"]["clients"]["updated_at"].is_string());
+    }
+}

@@ -1,0 +1,345 @@
+//! The streams' JSON Schemas (embedded from `schemas/`) and the conformer that makes every
+//! emitted record valid against its stream's schema.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Mutex, OnceLock};
+
+use chrono::{DateTime, NaiveDate};
+use serde_json::{Map, Number, Value};
+
+include!(concat!(env!("OUT_DIR"), "/schemas.rs"));
+
+/// The parsed schema of a stream. Panics only if the binary was built with a broken schema
+/// file, which the unit tests rule out.
+pub fn schema(stream: &str) -> &'static Value {
+    static PARSED: OnceLock<HashMap<&'static str, Value>> = OnceLock::new();
+    let all = PARSED.get_or_init(|| {
+        SCHEMA_FILES
+            .iter()
+            .map(|(name, text)| {
+                (
+                    *name,
+                    serde_json::from_str(text).expect("embedded schema is JSON"),
+                )
+            })
+            .collect()
+    });
+    all.get(stream)
+        .unwrap_or_else(|| panic!("no schema embedded for stream {stream}"))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    None,
+    Date,
+    DateTime,
+}
+
+/// What a property accepts, compiled from its schema.
+#[derive(Debug, Clone)]
+struct Field {
+    name: String,
+    nullable: bool,
+    kinds: Vec<String>,
+    format: Format,
+    items: Option<Box<Field>>,
+    properties: Option<Vec<Field>>,
+}
+
+impl Field {
+    fn compile(name: &str, schema: &Value) -> Field {
+        let kinds: Vec<String> = match &schema["type"] {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(a) => a
+                .iter()
+                .filter_map(|t| t.as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let format = match schema["format"].as_str() {
+            Some("date") => Format::Date,
+            Some("date-time") => Format::DateTime,
+            _ => Format::None,
+        };
+        Field {
+            name: name.to_string(),
+            nullable: kinds.is_empty() || kinds.iter().any(|k| k == "null"),
+            kinds,
+            format,
+            items: schema
+                .get("items")
+                .map(|s| Box::new(Field::compile("items", s))),
+            properties: schema
+                .get("properties")
+                .and_then(Value::as_object)
+                .map(|props| props.iter().map(|(k, s)| Field::compile(k, s)).collect()),
+        }
+    }
+
+    fn accepts(&self, kind: &str) -> bool {
+        self.kinds.is_empty() || self.kinds.iter().any(|k| k == kind)
+    }
+
+    /// Makes `value` valid for this field: returns the value to emit, or `Err` with what was
+    /// wrong when nothing valid can be made of it.
+    fn conform(&self, value: Value) -> Result<Value, String> {
+        let value = match value {
+            Value::Null if self.nullable => return Ok(Value::Null),
+            Value::Null => return Err("null in a non-nullable field".into()),
+            v => v,
+        };
+        match value {
+            Value::String(s) if self.accepts("string") => self.conform_string(s),
+            Value::Number(n) if self.accepts("integer") && integral(&n).is_some() => {
+                Ok(Value::Number(integral(&n).unwrap()))
+            }
+            Value::Number(n) if self.accepts("number") => Ok(Value::Number(n)),
+            Value::Bool(b) if self.accepts("boolean") => Ok(Value::Bool(b)),
+            Value::Array(a) if self.accepts("array") => match &self.items {
+                Some(items) => a
+                    .into_iter()
+                    .map(|v| items.conform(v))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Value::Array),
+                None => Ok(Value::Array(a)),
+            },
+            Value::Object(o) if self.accepts("object") => match &self.properties {
+                Some(fields) => conform_object(fields, o).map(Value::Object),
+                None => Ok(Value::Object(o)),
+            },
+            // Coercions of values Harvest sends in another JSON type than documented.
+            Value::String(s) if self.accepts("integer") || self.accepts("number") => {
+                match s.trim().parse::<f64>().ok().and_then(Number::from_f64) {
+                    Some(n) if self.accepts("integer") && integral(&n).is_some() => {
+                        Ok(Value::Number(integral(&n).unwrap()))
+                    }
+                    Some(n) if self.accepts("number") => Ok(Value::Number(n)),
+                    _ if s.trim().is_empty() && self.nullable => Ok(Value::Null),
+                    _ => Err(format!("{s:?} is not a number")),
+                }
+            }
+            Value::String(s) if self.accepts("boolean") => match s.as_str() {
+                "true" => Ok(Value::Bool(true)),
+                "false" => Ok(Value::Bool(false)),
+                _ => Err(format!("{s:?} is not a boolean")),
+            },
+            Value::Number(n) if self.accepts("string") && self.format == Format::None => {
+                Ok(Value::String(n.to_string()))
+            }
+            Value::Bool(b) if self.accepts("string") && self.format == Format::None => {
+                Ok(Value::String(b.to_string()))
+            }
+            other => Err(format!(
+                "a {} where the schema wants {}",
+                json_kind(&other),
+                self.kinds.join("/")
+            )),
+        }
+    }
+
+    fn conform_string(&self, s: String) -> Result<Value, String> {
+        match self.format {
+            Format::None => Ok(Value::String(s)),
+            Format::Date => {
+                let day = s.get(..10).unwrap_or(&s);
+                if NaiveDate::parse_from_str(day, "%Y-%m-%d").is_ok()
+                    && (s.len() == 10 || DateTime::parse_from_rfc3339(&s).is_ok())
+                {
+                    Ok(Value::String(day.to_string()))
+                } else if s.is_empty() && self.nullable {
+                    Ok(Value::Null)
+                } else {
+                    Err(format!("{s:?} is not a date"))
+                }
+            }
+            Format::DateTime => {
+                if DateTime::parse_from_rfc3339(&s).is_ok() {
+                    Ok(Value::String(s))
+                } else if let Ok(day) = NaiveDate::parse_from_str(&s, "%Y-%m-%d") {
+                    Ok(Value::String(format!("{day}T00:00:00Z")))
+                } else if s.is_empty() && self.nullable {
+                    Ok(Value::Null)
+                } else {
+                    Err(format!("{s:?} is not an RFC 3339 date-time"))
+                }
+            }
+        }
+    }
+}
+
+fn integral(n: &Number) -> Option<Number> {
+    if n.is_i64() || n.is_u64() {
+        return Some(n.clone());
+    }
+    let f = n.as_f64()?;
+    (f.fract() == 0.0 && f.abs() < 9.0e15).then(|| Number::from(f as i64))
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn conform_object(
+    fields: &[Field],
+    mut obj: Map<String, Value>,
+) -> Result<Map<String, Value>, String> {
+    let mut out = Map::with_capacity(fields.len());
+    for f in fields {
+        let v = obj.remove(&f.name).unwrap_or(Value::Null);
+        out.insert(
+            f.name.clone(),
+            f.conform(v).map_err(|e| format!("{}: {e}", f.name))?,
+        );
+    }
+    Ok(out)
+}
+
+/// Conforms the records of one stream to its schema, restricted to the selected properties.
+pub struct Conformer {
+    stream: &'static str,
+    fields: Vec<Field>,
+    known: BTreeSet<String>,
+    warned: Mutex<BTreeSet<String>>,
+}
+
+/// The outcome of conforming one record.
+pub enum Conformed {
+    Record(Map<String, Value>),
+    /// The record cannot be made valid (a key is missing or of the wrong type): skipped.
+    Rejected(String),
+}
+
+impl Conformer {
+    /// `selected` says which properties to emit; `None` means all of them.
+    pub fn new(stream: &'static str, selected: Option<&BTreeSet<String>>) -> Conformer {
+        let props = schema(stream)["properties"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let known = props.keys().cloned().collect();
+        let fields = props
+            .iter()
+            .filter(|(name, _)| selected.is_none_or(|s| s.contains(*name)))
+            .map(|(name, s)| Field::compile(name, s))
+            .collect();
+        Conformer {
+            stream,
+            fields,
+            known,
+            warned: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// The names of the properties this conformer emits.
+    pub fn columns(&self) -> BTreeSet<String> {
+        self.fields.iter().map(|f| f.name.clone()).collect()
+    }
+
+    pub fn conform(&self, mut record: Map<String, Value>) -> Conformed {
+        let mut out = Map::with_capacity(self.fields.len());
+        for f in &self.fields {
+            let v = record.remove(&f.name).unwrap_or(Value::Null);
+            match f.conform(v) {
+                Ok(v) => {
+                    out.insert(f.name.clone(), v);
+                }
+                Err(e) if f.nullable => {
+                    self.warn_once(&f.name, &format!("field {} set to null: {e}", f.name));
+                    out.insert(f.name.clone(), Value::Null);
+                }
+                Err(e) => return Conformed::Rejected(format!("{}: {e}", f.name)),
+            }
+        }
+        for extra in record.keys() {
+            if !self.known.contains(extra) {
+                self.note_extra(extra);
+            }
+        }
+        Conformed::Record(out)
+    }
+
+    fn warn_once(&self, key: &str, message: &str) {
+        if self
+            .warned
+            .lock()
+            .map(|mut w| w.insert(key.to_string()))
+            .unwrap_or(false)
+        {
+            crate::log::warn(&format!(
+                "{}: {message} (reported once per field)",
+                self.stream
+            ));
+        }
+    }
+
+    fn note_extra(&self, field: &str) {
+        if self
+            .warned
+            .lock()
+            .map(|mut w| w.insert(format!("+{field}")))
+            .unwrap_or(false)
+        {
+            crate::log::debug(&format!(
+                "{}: field {field} is not in the schema and is not emitted",
+                self.stream
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn conform(stream: &'static str, v: Value) -> Map<String, Value> {
+        match Conformer::new(stream, None).conform(v.as_object().unwrap().clone()) {
+            Conformed::Record(r) => r,
+            Conformed::Rejected(e) => panic!("rejected: {e}"),
+        }
+    }
+
+    #[test]
+    fn every_embedded_schema_parses() {
+        for (name, _) in SCHEMA_FILES {
+            assert!(schema(name)["properties"].is_object(), "{name}");
+        }
+    }
+
+    #[test]
+    fn coerces_what_harvest_sends_loosely() {
+        let r = conform(
+            "invoice_line_items",
+            json!({"id": 1.0, "quantity": "1.5", "unit_price": 100, "extra": 1}),
+        );
+        assert_eq!(r["id"], json!(1));
+        assert_eq!(r["quantity"], json!(1.5));
+        assert_eq!(r["unit_price"], json!(100));
+        assert!(!r.contains_key("extra"));
+        assert_eq!(r["description"], Value::Null);
+        let r = conform(
+            "time_entries",
+            json!({"id": 1, "spent_date": "2024-01-05", "updated_at": "2024-01-05T10:00:00Z", "started_time": "3:00pm"}),
+        );
+        assert_eq!(r["spent_date"], json!("2024-01-05"));
+        assert_eq!(r["started_time"], json!("3:00pm"));
+    }
+
+    #[test]
+    fn rejects_records_without_keys_and_nulls_bad_fields() {
+        let c = Conformer::new("clients", None);
+        assert!(matches!(
+            c.conform(json!({"name": "x"}).as_object().unwrap().clone()),
+            Conformed::Rejected(_)
+        ));
+        let r = conform("clients", json!({"id": 2, "updated_at": "yesterday"}));
+        assert_eq!(r["updated_at"], Value::Null);
+    }
+}

@@ -1,0 +1,176 @@
+//! Singer state: `{"bookmarks": {"<stream>": {"updated_at": "..."}}}`, the singer-io layout.
+//! Every bookmark of the input state is carried forward; the older singer-io flat layout
+//! `{"<stream>": "<timestamp>"}` is migrated on read.
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Result};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Map, Value};
+
+use crate::config::parse_datetime;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct State {
+    /// The whole state document, kept as given so unknown keys survive.
+    value: Map<String, Value>,
+}
+
+impl State {
+    pub fn load(path: &Path) -> Result<State> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow!("cannot read state file {}: {e}", path.display()))?;
+        if text.trim().is_empty() {
+            return Ok(State::default());
+        }
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| anyhow!("state file {} is not valid JSON: {e}", path.display()))?;
+        State::from_value(value).map_err(|e| anyhow!("state file {}: {e}", path.display()))
+    }
+
+    pub fn from_value(value: Value) -> Result<State> {
+        let Value::Object(mut value) = value else {
+            bail!("state must be a JSON object");
+        };
+        // Meltano and some runners wrap the state as {"value": {...}} (a STATE message's body).
+        if value.len() == 1 && value.get("value").is_some_and(Value::is_object) {
+            return State::from_value(value.remove("value").unwrap());
+        }
+        match value.get("bookmarks") {
+            Some(Value::Object(bookmarks)) => {
+                for (stream, b) in bookmarks {
+                    let Value::Object(b) = b else {
+                        bail!(
+                            "bookmarks.{stream} must be an object like {{\"updated_at\": \"...\"}}"
+                        );
+                    };
+                    for (key, v) in b {
+                        if key.ends_with("updated_at") {
+                            let ok = v.is_null()
+                                || v.as_str().is_some_and(|s| parse_datetime(s).is_some());
+                            if !ok {
+                                bail!("bookmarks.{stream}.{key} is not a date-time: {v}");
+                            }
+                        }
+                    }
+                }
+                Ok(State { value })
+            }
+            Some(_) => bail!("'bookmarks' must be an object"),
+            None => {
+                // The singer-io 2.x flat layout: {"clients": "2021-05-07T18:06:00.000000Z", ...}.
+                let mut bookmarks = Map::new();
+                let mut rest = Map::new();
+                for (k, v) in value {
+                    match &v {
+                        Value::String(s) if parse_datetime(s).is_some() => {
+                            bookmarks.insert(k, json!({"updated_at": s}));
+                        }
+                        Value::String(_) if k == "currently_syncing" => {
+                            rest.insert(k, v);
+                        }
+                        Value::Null => {
+                            rest.insert(k, v);
+                        }
+                        _ => bail!(
+                            "state key {k:?} is neither 'bookmarks' nor a legacy stream timestamp"
+                        ),
+                    }
+                }
+                if !bookmarks.is_empty() {
+                    crate::log::info(&format!(
+                        "migrated a legacy flat state with {} bookmarks",
+                        bookmarks.len()
+                    ));
+                }
+                rest.insert("bookmarks".into(), Value::Object(bookmarks));
+                Ok(State { value: rest })
+            }
+        }
+    }
+
+    /// A stream's bookmark under `key`, parsed.
+    pub fn bookmark(&self, stream: &str, key: &str) -> Option<DateTime<Utc>> {
+        self.value
+            .get("bookmarks")?
+            .get(stream)?
+            .get(key)?
+            .as_str()
+            .and_then(parse_datetime)
+    }
+
+    /// Sets a bookmark, written as RFC 3339 with `Z` and second precision (Harvest's own form).
+    pub fn set_bookmark(&mut self, stream: &str, key: &str, at: DateTime<Utc>) {
+        let bookmarks = self
+            .value
+            .entry("bookmarks")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !bookmarks.is_object() {
+            *bookmarks = Value::Object(Map::new());
+        }
+        let entry = bookmarks
+            .as_object_mut()
+            .unwrap()
+            .entry(stream)
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !entry.is_object() {
+            *entry = Value::Object(Map::new());
+        }
+        entry.as_object_mut().unwrap().insert(
+            key.into(),
+            Value::String(at.to_rfc3339_opts(SecondsFormat::Secs, true)),
+        );
+    }
+
+    pub fn to_value(&self) -> Value {
+        let mut v = self.value.clone();
+        v.entry("bookmarks")
+            .or_insert_with(|| Value::Object(Map::new()));
+        Value::Object(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn carries_unknown_bookmarks_forward() {
+        let mut s = State::from_value(json!({"bookmarks": {"old_stream": {"updated_at": "2020-01-01T00:00:00Z", "x": 1}}, "currently_syncing": null})).unwrap();
+        s.set_bookmark(
+            "clients",
+            "updated_at",
+            parse_datetime("2024-01-01T00:00:00.5Z").unwrap(),
+        );
+        let v = s.to_value();
+        assert_eq!(v["bookmarks"]["old_stream"]["x"], json!(1));
+        assert_eq!(
+            v["bookmarks"]["clients"]["updated_at"],
+            json!("2024-01-01T00:00:00Z")
+        );
+        assert!(v.get("currently_syncing").is_some());
+    }
+
+    #[test]
+    fn migrates_the_flat_layout() {
+        let s = State::from_value(
+            json!({"clients": "2021-05-07T18:06:00.000000Z", "currently_syncing": "clients"}),
+        )
+        .unwrap();
+        assert_eq!(
+            s.bookmark("clients", "updated_at"),
+            parse_datetime("2021-05-07T18:06:00Z")
+        );
+    }
+
+    #[test]
+    fn rejects_wrong_shapes() {
+        assert!(State::from_value(json!([])).is_err());
+        assert!(State::from_value(json!({"bookmarks": []})).is_err());
+        assert!(State::from_value(json!({"bookmarks": {"clients": "2020"}})).is_err());
+        assert!(
+            State::from_value(json!({"bookmarks": {"clients": {"updated_at": "soon"}}})).is_err()
+        );
+        assert!(State::from_value(json!({"clients": 5})).is_err());
+    }
+}

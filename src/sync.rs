@@ -1,0 +1,773 @@
+//! The engine: plans which endpoints to read for the selected streams, reads them concurrently
+//! under the shared rate budget, shapes and emits records, and moves bookmarks only when a
+//! stream has finished.
+//!
+//! Bookmarks. Harvest lists are newest-first, so a bookmark can only move once a stream is
+//! read to the end. It moves to the newest `updated_at` emitted, but never past the moment the
+//! stream's first response was served (its `Date` header): a record changed while the sync
+//! runs is caught by the next one. Requests use `updated_since` = bookmark (inclusive), so the
+//! delivery is at least once.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{anyhow, Result};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Map, Value};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::catalog::{self, Selection};
+use crate::client::{Bucket, Client, Counters, HttpError};
+use crate::config::{parse_datetime, Config};
+use crate::output::{Emitter, OutputClosed};
+use crate::schema::{Conformed, Conformer};
+use crate::state::State;
+use crate::streams::{self, shape::shape, DerivedClock, FanOut, Source, StreamDef};
+
+/// Harvest's largest page.
+pub const PER_PAGE: u32 = 2000;
+
+/// One stream in a read plan: a root endpoint and the children it feeds.
+struct Node {
+    def: &'static StreamDef,
+    /// Emit its records (it may be read only to feed its children).
+    selected: bool,
+    conformer: Option<Conformer>,
+    /// Records older than this are not emitted: max(bookmark, start_date). None: full table.
+    since: Option<DateTime<Utc>>,
+    children: Vec<Arc<Node>>,
+    /// The newest `updated_at` that counts toward the bookmark.
+    newest: Mutex<Option<DateTime<Utc>>>,
+    /// The earliest `Date` of the responses this stream's records came from.
+    served: Mutex<Option<DateTime<Utc>>>,
+    records: AtomicU64,
+    skipped: AtomicBool,
+}
+
+impl Node {
+    fn passes(&self, updated_at: Option<DateTime<Utc>>) -> bool {
+        match (self.since, updated_at) {
+            (None, _) => true,
+            // A record whose updated_at cannot be read is emitted rather than lost.
+            (Some(_), None) => true,
+            (Some(since), Some(u)) => u >= since,
+        }
+    }
+
+    fn saw(&self, updated_at: Option<DateTime<Utc>>) {
+        if let Some(u) = updated_at {
+            let mut n = self.newest.lock().unwrap();
+            if n.is_none_or(|cur| cur < u) {
+                *n = Some(u);
+            }
+        }
+    }
+
+    fn served_at(&self, at: Option<DateTime<Utc>>) {
+        if let Some(at) = at {
+            let mut s = self.served.lock().unwrap();
+            if s.is_none_or(|cur| at < cur) {
+                *s = Some(at);
+            }
+        }
+    }
+
+    /// The bookmark to write after a complete read, if it moves.
+    fn next_bookmark(&self) -> Option<DateTime<Utc>> {
+        let newest = (*self.newest.lock().unwrap())?;
+        let capped = match *self.served.lock().unwrap() {
+            Some(served) => newest.min(served),
+            None => newest,
+        };
+        Some(self.since.map_or(capped, |s| capped.max(s)))
+    }
+
+    fn walk<'a>(self: &'a Arc<Node>, out: &mut Vec<&'a Arc<Node>>) {
+        out.push(self);
+        for c in &self.children {
+            c.walk(out);
+        }
+    }
+}
+
+/// A reason a stream was not synced.
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    pub stream: &'static str,
+    pub reason: String,
+}
+
+struct Ctx {
+    client: Client,
+    config: Config,
+    emitter: Emitter,
+    skipped: Mutex<Vec<Skipped>>,
+}
+
+impl Ctx {
+    fn skip(&self, node: &Arc<Node>, reason: &str) {
+        let mut all = Vec::new();
+        node.walk(&mut all);
+        let mut skipped = self.skipped.lock().unwrap();
+        for n in all {
+            n.skipped.store(true, Ordering::Relaxed);
+            if n.selected {
+                skipped.push(Skipped {
+                    stream: n.def.name,
+                    reason: reason.to_string(),
+                });
+            }
+        }
+    }
+}
+
+/// Failures that end the sync.
+#[derive(Debug)]
+enum Fatal {
+    Output(OutputClosed),
+    Other(anyhow::Error),
+}
+
+impl From<OutputClosed> for Fatal {
+    fn from(e: OutputClosed) -> Fatal {
+        Fatal::Output(e)
+    }
+}
+
+impl From<anyhow::Error> for Fatal {
+    fn from(e: anyhow::Error) -> Fatal {
+        Fatal::Other(e)
+    }
+}
+
+impl From<Fatal> for anyhow::Error {
+    fn from(f: Fatal) -> anyhow::Error {
+        match f {
+            Fatal::Output(o) => anyhow::Error::new(o),
+            Fatal::Other(e) => e,
+        }
+    }
+}
+
+fn now_rfc3339() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn updated_at(record: &Map<String, Value>) -> Option<DateTime<Utc>> {
+    record
+        .get("updated_at")
+        .and_then(Value::as_str)
+        .and_then(parse_datetime)
+}
+
+/// Builds the read plan: one tree per root endpoint, holding the streams that are selected or
+/// that a selected descendant needs.
+fn plan(selection: &Selection, state: &State, config: &Config) -> Vec<Arc<Node>> {
+    let mut needed: BTreeSet<&'static str> = BTreeSet::new();
+    for def in streams::STREAMS
+        .iter()
+        .filter(|d| selection.is_selected(d.name))
+    {
+        let mut cur = Some(def);
+        while let Some(d) = cur {
+            needed.insert(d.name);
+            cur = d.parent().and_then(streams::find);
+        }
+    }
+    fn build(
+        def: &'static StreamDef,
+        needed: &BTreeSet<&'static str>,
+        selection: &Selection,
+        state: &State,
+        config: &Config,
+    ) -> Arc<Node> {
+        let selected = selection.is_selected(def.name);
+        let since = def
+            .bookmark_key()
+            .map(|key| match state.bookmark(def.name, &key) {
+                Some(b) => b.max(config.start_date),
+                None => config.start_date,
+            });
+        Arc::new(Node {
+            def,
+            selected,
+            conformer: selected.then(|| Conformer::new(def.name, selection.properties(def.name))),
+            since,
+            children: streams::children_of(def.name)
+                .filter(|c| needed.contains(c.name))
+                .map(|c| build(c, needed, selection, state, config))
+                .collect(),
+            newest: Mutex::new(None),
+            served: Mutex::new(None),
+            records: AtomicU64::new(0),
+            skipped: AtomicBool::new(false),
+        })
+    }
+    streams::STREAMS
+        .iter()
+        .filter(|d| d.parent().is_none() && needed.contains(d.name))
+        .map(|d| build(d, &needed, selection, state, config))
+        .collect()
+}
+
+/// Runs a sync. Returns the streams that were skipped (403, feature off).
+pub async fn run(
+    config: Config,
+    selection: Selection,
+    state: State,
+    emitter: Emitter,
+) -> Result<Vec<Skipped>> {
+    let roots = plan(&selection, &state, &config);
+    if roots.is_empty() {
+        crate::log::warn("no stream is selected: nothing to sync");
+        emitter.state().await?;
+        return Ok(Vec::new());
+    }
+    let client = Client::connect(&config).await?;
+    let ctx = Arc::new(Ctx {
+        client,
+        config,
+        emitter: emitter.clone(),
+        skipped: Mutex::new(Vec::new()),
+    });
+    let started = Instant::now();
+
+    // The company record tells which features are on; read it first when a gated stream is planned.
+    let mut roots = roots;
+    let gated = roots.iter().any(|r| {
+        let mut all = Vec::new();
+        r.walk(&mut all);
+        all.iter().any(|n| n.def.feature.is_some())
+    });
+    let company_pos = roots.iter().position(|r| r.def.name == "company");
+    if gated || company_pos.is_some() {
+        let company_node = company_pos.map(|i| roots.remove(i));
+        let company = read_company(&ctx, company_node.as_ref())
+            .await
+            .map_err(anyhow::Error::from)?;
+        for root in &roots {
+            let mut all = Vec::new();
+            root.walk(&mut all);
+            for n in all {
+                if let Some(feature) = n.def.feature {
+                    if company.get(feature.company_flag()) == Some(&Value::Bool(false))
+                        && !n.skipped.load(Ordering::Relaxed)
+                    {
+                        let reason = format!(
+                            "the {} is turned off in this Harvest account",
+                            feature.company_flag().replace('_', " ")
+                        );
+                        crate::log::info(&format!("stream {} skipped: {reason}", n.def.name));
+                        ctx.skip(n, &reason);
+                    }
+                }
+            }
+        }
+    }
+
+    let mut jobs = JoinSet::new();
+    for root in roots
+        .into_iter()
+        .filter(|r| !r.skipped.load(Ordering::Relaxed))
+    {
+        let ctx = ctx.clone();
+        jobs.spawn(async move { read_root(&ctx, &root).await });
+    }
+    let mut failure: Option<Fatal> = None;
+    while let Some(done) = jobs.join_next().await {
+        let result = match done {
+            Ok(r) => r,
+            Err(e) if e.is_cancelled() => continue,
+            Err(e) => Err(Fatal::Other(anyhow!("a stream task failed: {e}"))),
+        };
+        if let Err(e) = result {
+            if failure.is_none() {
+                jobs.abort_all();
+                failure = Some(e);
+            }
+        }
+    }
+    // Whatever happened, the last STATE covers exactly what was emitted.
+    let _ = ctx.emitter.state().await;
+    if let Some(f) = failure {
+        return Err(f.into());
+    }
+    let skipped = ctx.skipped.lock().unwrap().clone();
+    crate::log::info(&format!(
+        "sync finished in {:.1} s: {} requests, {:.1} s waited on the rate limit",
+        started.elapsed().as_secs_f64(),
+        ctx.client.total_requests.load(Ordering::Relaxed),
+        ctx.client.waited().as_secs_f64()
+    ));
+    Ok(skipped)
+}
+
+async fn emit_schemas(ctx: &Ctx, root: &Arc<Node>) -> Result<(), Fatal> {
+    let mut all = Vec::new();
+    root.walk(&mut all);
+    for n in all.into_iter().filter(|n| n.selected) {
+        let bookmark_properties: Vec<&str> = catalog::replication_key(n.def).into_iter().collect();
+        let mut schema = n.def.schema().clone();
+        if let (Some(props), Some(selected)) = (
+            schema.get_mut("properties").and_then(Value::as_object_mut),
+            n.conformer.as_ref().map(|c| c.columns()),
+        ) {
+            props.retain(|k, _| selected.contains(k));
+        }
+        ctx.emitter
+            .schema(
+                n.def.name,
+                schema,
+                n.def.key_properties,
+                &bookmark_properties,
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+async fn emit(
+    ctx: &Ctx,
+    node: &Node,
+    row: Map<String, Value>,
+    extracted: &str,
+) -> Result<(), Fatal> {
+    let Some(conformer) = &node.conformer else {
+        return Ok(());
+    };
+    match conformer.conform(row) {
+        Conformed::Record(r) => {
+            node.records.fetch_add(1, Ordering::Relaxed);
+            ctx.emitter.record(node.def.name, r, extracted).await?;
+        }
+        Conformed::Rejected(why) => crate::log::warn(&format!(
+            "{}: record skipped, it cannot match the schema ({why})",
+            node.def.name
+        )),
+    }
+    Ok(())
+}
+
+async fn read_company(ctx: &Ctx, node: Option<&Arc<Node>>) -> Result<Map<String, Value>, Fatal> {
+    let counters = Counters::default();
+    if let Some(n) = node {
+        emit_schemas(ctx, n).await?;
+    }
+    let def = streams::find("company").expect("company is declared");
+    let Source::Single { path } = def.source else {
+        return Err(anyhow!("company is declared as a single object").into());
+    };
+    let page = ctx
+        .client
+        .get(&ctx.client.url(path), path, Bucket::General, &counters)
+        .await
+        .map_err(|e| anyhow!("reading {path}: {e}"))?;
+    let Value::Object(company) = page.body else {
+        return Err(anyhow!("GET /company did not answer a JSON object").into());
+    };
+    if let Some(n) = node {
+        emit(ctx, n, company.clone(), &now_rfc3339()).await?;
+        ctx.emitter.state().await?;
+        progress(n, &counters);
+    }
+    Ok(company)
+}
+
+fn progress(root: &Arc<Node>, counters: &Counters) {
+    let mut all = Vec::new();
+    root.walk(&mut all);
+    for n in all.into_iter().filter(|n| n.selected) {
+        let records = n.records.load(Ordering::Relaxed);
+        crate::log::metric(
+            "counter",
+            "record_count",
+            json!(records),
+            json!({"endpoint": n.def.name}),
+        );
+    }
+    crate::log::info(&format!(
+        "stream {} finished: {} records, {} pages, {} requests ({} retried, {} throttled), {:.1} s waited on the rate limit",
+        root.def.name,
+        root.records.load(Ordering::Relaxed),
+        counters.pages.load(Ordering::Relaxed),
+        counters.requests.load(Ordering::Relaxed),
+        counters.retries.load(Ordering::Relaxed),
+        counters.throttled.load(Ordering::Relaxed),
+        counters.waited_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+    ));
+}
+
+/// The `updated_since` a list request can carry: the oldest threshold among the streams it
+/// feeds, or none when one of them needs every record.
+fn request_since(node: &Node, full_child_scan: bool) -> Option<DateTime<Utc>> {
+    let supported = match node.def.source {
+        Source::List { updated_since, .. } | Source::Child { updated_since, .. } => updated_since,
+        _ => false,
+    };
+    if !supported {
+        return None;
+    }
+    let mut oldest: Option<DateTime<Utc>> = None;
+    let mut take = |s: Option<DateTime<Utc>>| -> bool {
+        match s {
+            None => false,
+            Some(s) => {
+                oldest = Some(oldest.map_or(s, |o| o.min(s)));
+                true
+            }
+        }
+    };
+    if node.selected && !take(node.since) {
+        return None;
+    }
+    for c in &node.children {
+        let ok = match c.def.source {
+            Source::Derived {
+                clock: DerivedClock::Parent,
+                ..
+            } => take(c.since),
+            Source::Derived {
+                clock: DerivedClock::Row,
+                ..
+            } => false,
+            Source::Child {
+                fan_out: FanOut::AllParents,
+                ..
+            } => false,
+            Source::Child {
+                fan_out: FanOut::ChangedParents,
+                ..
+            } => !full_child_scan && take(c.since),
+            _ => false,
+        };
+        if !ok {
+            return None;
+        }
+    }
+    oldest
+}
+
+fn list_url(ctx: &Ctx, path: &str, since: Option<DateTime<Utc>>) -> String {
+    let mut url = format!("{}?per_page={PER_PAGE}", ctx.client.url(path));
+    if let Some(s) = since {
+        url.push_str("&updated_since=");
+        url.push_str(&s.to_rfc3339_opts(SecondsFormat::Secs, true));
+    }
+    url
+}
+
+fn records_of(
+    body: Value,
+    envelope: &str,
+    endpoint: &str,
+) -> Result<(Vec<Value>, Option<String>), Fatal> {
+    let Value::Object(mut body) = body else {
+        return Err(anyhow!("GET {endpoint}: the response is not a JSON object").into());
+    };
+    let records = match body.remove(envelope) {
+        Some(Value::Array(a)) => a,
+        _ => return Err(anyhow!("GET {endpoint}: the response has no '{envelope}' array").into()),
+    };
+    let next = body
+        .get("links")
+        .and_then(|l| l.get("next"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Ok((records, next))
+}
+
+async fn bookmark(ctx: &Ctx, node: &Node) -> Result<(), Fatal> {
+    if !node.selected || node.skipped.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    if let (Some(key), Some(at)) = (node.def.bookmark_key(), node.next_bookmark()) {
+        ctx.emitter.bookmark(node.def.name, key, at).await?;
+    }
+    Ok(())
+}
+
+async fn read_root(ctx: &Arc<Ctx>, root: &Arc<Node>) -> Result<(), Fatal> {
+    let Source::List { path, envelope, .. } = root.def.source else {
+        return Ok(());
+    };
+    emit_schemas(ctx, root).await?;
+    let counters = Arc::new(Counters::default());
+    let since = request_since(root, ctx.config.full_child_scan);
+    let mut url = list_url(ctx, path, since);
+    // Parent ids each fan-out child needs, and nothing else of the parents.
+    let mut fan_out: Vec<(Arc<Node>, Vec<Value>)> = root
+        .children
+        .iter()
+        .filter(|c| matches!(c.def.source, Source::Child { .. }))
+        .map(|c| (c.clone(), Vec::new()))
+        .collect();
+    loop {
+        let page = match ctx.client.get(&url, path, Bucket::General, &counters).await {
+            Ok(p) => p,
+            Err(HttpError::Forbidden(msg)) => {
+                forbidden(ctx, root, &msg);
+                return Ok(());
+            }
+            Err(e) => return Err(anyhow!("stream {}: {e}", root.def.name).into()),
+        };
+        root.served_at(page.served_at);
+        for c in &root.children {
+            c.served_at(page.served_at);
+        }
+        let extracted = now_rfc3339();
+        let (records, next) = records_of(page.body, envelope, path)?;
+        for record in records {
+            let Value::Object(record) = record else {
+                continue;
+            };
+            let upd = updated_at(&record);
+            let mut derived_rows = Vec::new();
+            for c in &root.children {
+                match c.def.source {
+                    Source::Derived { rows, .. } if c.passes(upd) => {
+                        c.saw(upd);
+                        derived_rows.push((c.clone(), rows(&record)));
+                    }
+                    Source::Child { fan_out: mode, .. } => {
+                        let wanted = mode == FanOut::AllParents
+                            || ctx.config.full_child_scan
+                            || c.passes(upd);
+                        if wanted {
+                            if mode == FanOut::ChangedParents {
+                                c.saw(upd);
+                            }
+                            if let Some((_, ids)) =
+                                fan_out.iter_mut().find(|(n, _)| Arc::ptr_eq(n, c))
+                            {
+                                ids.push(record.get("id").cloned().unwrap_or(Value::Null));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if root.selected && root.passes(upd) {
+                root.saw(upd);
+                emit(ctx, root, shape(root.def, record, None), &extracted).await?;
+            }
+            for (node, rows) in derived_rows {
+                for row in rows {
+                    emit(ctx, &node, row, &extracted).await?;
+                }
+            }
+        }
+        match next {
+            Some(n) => url = n,
+            None => break,
+        }
+    }
+    bookmark(ctx, root).await?;
+    for c in root.children.iter().filter(|c| c.def.is_derived()) {
+        bookmark(ctx, c).await?;
+    }
+    ctx.emitter.state().await?;
+
+    for (child, ids) in fan_out {
+        if child.skipped.load(Ordering::Relaxed) {
+            continue;
+        }
+        read_children(ctx, &child, ids, &counters).await?;
+        bookmark(ctx, &child).await?;
+        for d in &child.children {
+            bookmark(ctx, d).await?;
+        }
+        ctx.emitter.state().await?;
+    }
+    progress(root, &counters);
+    Ok(())
+}
+
+fn forbidden(ctx: &Ctx, node: &Arc<Node>, msg: &str) {
+    let mut all = Vec::new();
+    node.walk(&mut all);
+    let names: Vec<&str> = all
+        .iter()
+        .filter(|n| n.selected)
+        .map(|n| n.def.name)
+        .collect();
+    crate::log::warn(&format!(
+        "stream {} skipped: Harvest answered 403 ({msg}); it needs the {} role. Not synced: {}",
+        node.def.name,
+        node.def.role,
+        names.join(", ")
+    ));
+    ctx.skip(
+        node,
+        &format!("403 Forbidden: needs the {} role", node.def.role),
+    );
+}
+
+/// Reads a child endpoint for each parent id, concurrently.
+async fn read_children(
+    ctx: &Arc<Ctx>,
+    node: &Arc<Node>,
+    parent_ids: Vec<Value>,
+    counters: &Arc<Counters>,
+) -> Result<(), Fatal> {
+    let Source::Child { path, fan_out, .. } = node.def.source else {
+        return Ok(());
+    };
+    if fan_out == FanOut::AllParents {
+        // The children's bookmark is capped by their own first response, not the parents'.
+        *node.served.lock().unwrap() = None;
+    }
+    let since = request_since(node, false);
+    let limit = Arc::new(Semaphore::new(ctx.config.max_concurrency));
+    let mut tasks = JoinSet::new();
+    let mut result = Ok(());
+    for id in parent_ids {
+        let permit = limit.clone().acquire_owned().await.expect("never closed");
+        let (task_ctx, task_node, task_counters) = (ctx.clone(), node.clone(), counters.clone());
+        tasks.spawn(async move {
+            let _permit = permit;
+            read_child(
+                &task_ctx,
+                &task_node,
+                path,
+                id,
+                since,
+                fan_out,
+                &task_counters,
+            )
+            .await
+        });
+        // Surface failures early instead of queueing more work behind them.
+        while let Some(done) = tasks.try_join_next() {
+            if let Err(e) = flatten(done) {
+                result = Err(e);
+                break;
+            }
+        }
+        if result.is_err() || node.skipped.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+    if result.is_err() || node.skipped.load(Ordering::Relaxed) {
+        tasks.abort_all();
+    }
+    while let Some(done) = tasks.join_next().await {
+        if let Err(e) = flatten(done) {
+            if result.is_ok() {
+                result = Err(e);
+            }
+        }
+    }
+    result
+}
+
+fn flatten(done: Result<Result<(), Fatal>, tokio::task::JoinError>) -> Result<(), Fatal> {
+    match done {
+        Ok(r) => r,
+        Err(e) if e.is_cancelled() => Ok(()),
+        Err(e) => Err(anyhow!("a child request task failed: {e}").into()),
+    }
+}
+
+/// Reads every page of one parent's child list.
+async fn read_child(
+    ctx: &Ctx,
+    node: &Arc<Node>,
+    path: &'static str,
+    parent_id: Value,
+    since: Option<DateTime<Utc>>,
+    fan_out: FanOut,
+    counters: &Counters,
+) -> Result<(), Fatal> {
+    let Source::Child { envelope, .. } = node.def.source else {
+        return Ok(());
+    };
+    let Some(column) = node.def.parent_id else {
+        return Ok(());
+    };
+    let id_text = match &parent_id {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        _ => return Ok(()),
+    };
+    let mut url = list_url(ctx, &path.replace("{id}", &id_text), since);
+    loop {
+        if node.skipped.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let page = match ctx.client.get(&url, path, Bucket::General, counters).await {
+            Ok(p) => p,
+            Err(HttpError::Forbidden(msg)) => {
+                if !node.skipped.swap(true, Ordering::Relaxed) {
+                    forbidden(ctx, node, &msg);
+                }
+                return Ok(());
+            }
+            Err(HttpError::NotFound(_)) => {
+                crate::log::warn(&format!(
+                    "{}: parent {id_text} is gone (404); its children are skipped",
+                    node.def.name
+                ));
+                return Ok(());
+            }
+            Err(e) => return Err(anyhow!("stream {}: {e}", node.def.name).into()),
+        };
+        if fan_out == FanOut::AllParents {
+            node.served_at(page.served_at);
+        }
+        for d in &node.children {
+            d.served_at(page.served_at);
+        }
+        let extracted = now_rfc3339();
+        let (records, next) = records_of(page.body, envelope, path)?;
+        for record in records {
+            let Value::Object(mut record) = record else {
+                continue;
+            };
+            record.insert(column.to_string(), parent_id.clone());
+            let upd = updated_at(&record);
+            let mut derived_rows = Vec::new();
+            for d in &node.children {
+                if let Source::Derived { rows, clock, .. } = d.def.source {
+                    match clock {
+                        DerivedClock::Parent if d.passes(upd) => {
+                            d.saw(upd);
+                            derived_rows.push((d.clone(), rows(&record)));
+                        }
+                        DerivedClock::Row => {
+                            let kept: Vec<_> = rows(&record)
+                                .into_iter()
+                                .filter(|r| {
+                                    let u = updated_at(r);
+                                    d.passes(u) && {
+                                        d.saw(u);
+                                        true
+                                    }
+                                })
+                                .collect();
+                            derived_rows.push((d.clone(), kept));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if node.selected && node.passes(upd) {
+                if fan_out == FanOut::AllParents {
+                    node.saw(upd);
+                }
+                emit(ctx, node, shape(node.def, record, None), &extracted).await?;
+            }
+            for (d, rows) in derived_rows {
+                for row in rows {
+                    emit(ctx, &d, row, &extracted).await?;
+                }
+            }
+        }
+        match next {
+            Some(n) => url = n,
+            None => return Ok(()),
+        }
+    }
+}
