@@ -59,6 +59,11 @@ pub struct Settings {
     pub reports_rate_limit_window_seconds: Option<f64>,
     /// Maximum number of requests in flight at once. Default 16.
     pub max_concurrency: Option<u32>,
+    /// First day of the Reports API streams (a date). Default: the date of `start_date`.
+    #[schemars(extend("format" = "date"))]
+    pub reports_start_date: Option<String>,
+    /// Sent as `include_fixed_fee` to the time and uninvoiced reports: whether fixed-fee projects' amounts count. Default: Harvest's own default (the parameter is not sent).
+    pub include_fixed_fee: Option<bool>,
 }
 
 /// A secret string that never shows in logs, errors or debug output.
@@ -116,6 +121,8 @@ pub struct Config {
     pub budget: Budget,
     pub reports_budget: Budget,
     pub max_concurrency: usize,
+    pub reports_start_date: Option<NaiveDate>,
+    pub include_fixed_fee: Option<bool>,
 }
 
 /// Every problem found in a config file, one line each.
@@ -387,6 +394,18 @@ impl Config {
             ),
         };
         let max_concurrency = r.positive_int("max_concurrency").unwrap_or(16) as usize;
+        let reports_start_date = r
+            .string("reports_start_date")
+            .and_then(|s| match parse_datetime(&s) {
+                Some(d) => Some(d.date_naive()),
+                None => {
+                    r.errors.push(format!(
+                        "config key 'reports_start_date' is not a date: {s:?}"
+                    ));
+                    None
+                }
+            });
+        let include_fixed_fee = r.boolean("include_fixed_fee");
 
         if !r.errors.is_empty() {
             return Err(ConfigErrors(r.errors));
@@ -405,6 +424,8 @@ impl Config {
             budget,
             reports_budget,
             max_concurrency,
+            reports_start_date,
+            include_fixed_fee,
         })
     }
 

@@ -5,7 +5,6 @@
 use std::io::{BufWriter, Write};
 use std::thread::JoinHandle;
 
-use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
@@ -16,7 +15,7 @@ enum Out {
     Bookmark {
         stream: &'static str,
         key: String,
-        at: DateTime<Utc>,
+        value: Value,
     },
     State,
 }
@@ -69,7 +68,9 @@ pub fn start<W: Write + Send + 'static>(out: W, state: State) -> (Emitter, Write
                 while let Some(msg) = rx.blocking_recv() {
                     match msg {
                         Out::Line(bytes) => out.write_all(&bytes)?,
-                        Out::Bookmark { stream, key, at } => state.set_bookmark(stream, &key, at),
+                        Out::Bookmark { stream, key, value } => {
+                            state.set_bookmark(stream, &key, value)
+                        }
                         Out::State => {
                             let value = state.to_value();
                             if last_state.as_ref() != Some(&value) {
@@ -139,9 +140,9 @@ impl Emitter {
         &self,
         stream: &'static str,
         key: String,
-        at: DateTime<Utc>,
+        value: Value,
     ) -> Result<(), OutputClosed> {
-        self.send(Out::Bookmark { stream, key, at }).await
+        self.send(Out::Bookmark { stream, key, value }).await
     }
 
     /// Writes the state as it stands (suppressed when unchanged) and flushes.

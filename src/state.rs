@@ -10,6 +10,11 @@ use serde_json::{json, Map, Value};
 
 use crate::config::parse_datetime;
 
+/// A date-time bookmark as written to the state: RFC 3339, `Z`, second precision (Harvest's form).
+pub fn format_bookmark(at: DateTime<Utc>) -> Value {
+    Value::String(at.to_rfc3339_opts(SecondsFormat::Secs, true))
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct State {
     /// The whole state document, kept as given so unknown keys survive.
@@ -99,8 +104,8 @@ impl State {
             .and_then(parse_datetime)
     }
 
-    /// Sets a bookmark, written as RFC 3339 with `Z` and second precision (Harvest's own form).
-    pub fn set_bookmark(&mut self, stream: &str, key: &str, at: DateTime<Utc>) {
+    /// Sets a bookmark value (a date-time written by [`format_bookmark`], or a report date).
+    pub fn set_bookmark(&mut self, stream: &str, key: &str, value: Value) {
         let bookmarks = self
             .value
             .entry("bookmarks")
@@ -116,10 +121,7 @@ impl State {
         if !entry.is_object() {
             *entry = Value::Object(Map::new());
         }
-        entry.as_object_mut().unwrap().insert(
-            key.into(),
-            Value::String(at.to_rfc3339_opts(SecondsFormat::Secs, true)),
-        );
+        entry.as_object_mut().unwrap().insert(key.into(), value);
     }
 
     pub fn to_value(&self) -> Value {
@@ -140,7 +142,7 @@ mod tests {
         s.set_bookmark(
             "clients",
             "updated_at",
-            parse_datetime("2024-01-01T00:00:00.5Z").unwrap(),
+            format_bookmark(parse_datetime("2024-01-01T00:00:00.5Z").unwrap()),
         );
         let v = s.to_value();
         assert_eq!(v["bookmarks"]["old_stream"]["x"], json!(1));

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{anyhow, Result};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -24,8 +24,8 @@ use crate::client::{Bucket, Client, Counters, HttpError};
 use crate::config::{parse_datetime, Config};
 use crate::output::{Emitter, OutputClosed};
 use crate::schema::{Conformed, Conformer};
-use crate::state::State;
-use crate::streams::{self, shape::shape, DerivedClock, FanOut, Source, StreamDef};
+use crate::state::{format_bookmark, State};
+use crate::streams::{self, reports, shape::shape, DerivedClock, FanOut, Source, StreamDef};
 
 /// Harvest's largest page.
 pub const PER_PAGE: u32 = 2000;
@@ -185,11 +185,17 @@ fn plan(selection: &Selection, state: &State, config: &Config) -> Vec<Arc<Node>>
         config: &Config,
     ) -> Arc<Node> {
         let selected = selection.is_selected(def.name);
+        let start = match def.source {
+            Source::Report { .. } => config.reports_start_date.map_or(config.start_date, |d| {
+                d.and_time(chrono::NaiveTime::MIN).and_utc()
+            }),
+            _ => config.start_date,
+        };
         let since = def
             .bookmark_key()
             .map(|key| match state.bookmark(def.name, &key) {
-                Some(b) => b.max(config.start_date),
-                None => config.start_date,
+                Some(b) => b.max(start),
+                None => start,
             });
         Arc::new(Node {
             def,
@@ -268,11 +274,13 @@ pub async fn run(
         }
     }
 
-    let mut jobs = JoinSet::new();
-    for root in roots
+    let roots: Vec<Arc<Node>> = roots
         .into_iter()
         .filter(|r| !r.skipped.load(Ordering::Relaxed))
-    {
+        .collect();
+    announce_report_budget(&ctx.config, &roots);
+    let mut jobs = JoinSet::new();
+    for root in roots {
         let ctx = ctx.clone();
         jobs.spawn(async move { read_root(&ctx, &root).await });
     }
@@ -484,15 +492,140 @@ async fn bookmark(ctx: &Ctx, node: &Node) -> Result<(), Fatal> {
         return Ok(());
     }
     if let (Some(key), Some(at)) = (node.def.bookmark_key(), node.next_bookmark()) {
-        ctx.emitter.bookmark(node.def.name, key, at).await?;
+        ctx.emitter
+            .bookmark(node.def.name, key, format_bookmark(at))
+            .await?;
     }
     Ok(())
 }
 
 async fn read_root(ctx: &Arc<Ctx>, root: &Arc<Node>) -> Result<(), Fatal> {
-    let Source::List { path, envelope, .. } = root.def.source else {
-        return Ok(());
+    match root.def.source {
+        Source::List { path, envelope, .. } => read_list(ctx, root, path, envelope).await,
+        Source::Report {
+            path,
+            windowed,
+            fixed_fee,
+        } => read_report(ctx, root, path, windowed, fixed_fee).await,
+        _ => Ok(()),
+    }
+}
+
+/// The report windows a stream will read this run.
+fn report_windows(node: &Node) -> Vec<(NaiveDate, NaiveDate)> {
+    let start = node
+        .since
+        .map_or(Utc::now().date_naive(), |s| s.date_naive());
+    reports::windows(start, Utc::now().date_naive())
+}
+
+/// Says up front when the reports need more requests than one reports budget allows.
+fn announce_report_budget(config: &Config, roots: &[Arc<Node>]) {
+    let needed: usize = roots
+        .iter()
+        .map(|r| match r.def.source {
+            Source::Report { windowed: true, .. } => report_windows(r).len(),
+            Source::Report { .. } => 1,
+            _ => 0,
+        })
+        .sum();
+    let budget = config.reports_budget;
+    if needed > budget.requests as usize {
+        let waits = (needed - 1) / budget.requests as usize;
+        crate::log::warn(&format!(
+            "the reports need at least {needed} requests but Harvest allows {} per {:.0} s: expect about {:.0} s of waiting on the reports budget",
+            budget.requests,
+            budget.window.as_secs_f64(),
+            waits as f64 * budget.window.as_secs_f64()
+        ));
+    } else if needed > 0 {
+        crate::log::info(&format!(
+            "the reports need {needed} requests, within one reports budget ({} per {:.0} s)",
+            budget.requests,
+            budget.window.as_secs_f64()
+        ));
+    }
+}
+
+/// Reads a report: window by window (oldest first), moving the bookmark to the next window's
+/// start after each one, and finally to the start of the last (open) window, which the next
+/// run reads again.
+async fn read_report(
+    ctx: &Arc<Ctx>,
+    node: &Arc<Node>,
+    path: &'static str,
+    windowed: bool,
+    fixed_fee: bool,
+) -> Result<(), Fatal> {
+    emit_schemas(ctx, node).await?;
+    let counters = Counters::default();
+    let plan: Vec<Option<(NaiveDate, NaiveDate)>> = if windowed {
+        report_windows(node).into_iter().map(Some).collect()
+    } else {
+        vec![None]
     };
+    for (i, window) in plan.iter().enumerate() {
+        let mut url = format!("{}?per_page={PER_PAGE}", ctx.client.url(path));
+        if let Some((from, to)) = window {
+            url.push_str(&format!(
+                "&from={}&to={}",
+                reports::param(*from),
+                reports::param(*to)
+            ));
+        }
+        if let (true, Some(f)) = (fixed_fee, ctx.config.include_fixed_fee) {
+            url.push_str(&format!("&include_fixed_fee={f}"));
+        }
+        loop {
+            let page = match ctx.client.get(&url, path, Bucket::Reports, &counters).await {
+                Ok(p) => p,
+                Err(HttpError::Forbidden(msg)) => {
+                    forbidden(ctx, node, &msg);
+                    return Ok(());
+                }
+                Err(e) => return Err(anyhow!("stream {}: {e}", node.def.name).into()),
+            };
+            let extracted = now_rfc3339();
+            let (rows, next) = records_of(page.body, "results", path)?;
+            for row in rows {
+                let Value::Object(mut row) = row else {
+                    continue;
+                };
+                if let Some((from, to)) = window {
+                    row.insert("from".into(), json!(from.to_string()));
+                    row.insert("to".into(), json!(to.to_string()));
+                }
+                emit(ctx, node, row, &extracted).await?;
+            }
+            match next {
+                Some(n) => url = n,
+                None => break,
+            }
+        }
+        if let Some((from, _)) = window {
+            let resume = plan
+                .get(i + 1)
+                .copied()
+                .flatten()
+                .map_or(*from, |(next, _)| next);
+            if let Some(key) = node.def.bookmark_key() {
+                ctx.emitter
+                    .bookmark(node.def.name, key, json!(resume.to_string()))
+                    .await?;
+            }
+        }
+        ctx.emitter.state().await?;
+    }
+    progress(node, &counters);
+    Ok(())
+}
+
+async fn read_list(
+    ctx: &Arc<Ctx>,
+    root: &Arc<Node>,
+    path: &'static str,
+    envelope: &'static str,
+) -> Result<(), Fatal> {
     emit_schemas(ctx, root).await?;
     let counters = Arc::new(Counters::default());
     let since = request_since(root, ctx.config.full_child_scan);

@@ -3,6 +3,7 @@
 //! stream means adding one entry here and its schema file in `schemas/`.
 
 pub mod derived;
+pub mod reports;
 pub mod shape;
 
 use serde_json::{Map, Value};
@@ -65,6 +66,14 @@ pub enum Source {
         updated_since: bool,
         fan_out: FanOut,
     },
+    /// A Reports API endpoint (`results` envelope, its own rate budget). `windowed` reports
+    /// take `from`/`to` and are read in windows of at most 365 days; `fixed_fee` ones accept
+    /// `include_fixed_fee`.
+    Report {
+        path: &'static str,
+        windowed: bool,
+        fixed_fee: bool,
+    },
     /// Rows computed from each record of `parent`, with no request of their own.
     Derived {
         parent: &'static str,
@@ -105,13 +114,13 @@ impl StreamDef {
         matches!(self.source, Source::Derived { .. })
     }
 
-    /// The bookmark key under `bookmarks.<stream>`: `updated_at` for streams with requests of
-    /// their own, `<parent>_updated_at` for derived streams (the singer-io layout).
+    /// The bookmark key under `bookmarks.<stream>`: the replication key for streams with
+    /// requests of their own, `<parent>_updated_at` for derived streams (the singer-io layout).
     pub fn bookmark_key(&self) -> Option<String> {
-        self.replication_key?;
+        let key = self.replication_key?;
         Some(match self.source {
             Source::Derived { parent, .. } => format!("{parent}_updated_at"),
-            _ => "updated_at".to_string(),
+            _ => key.to_string(),
         })
     }
 
@@ -388,7 +397,122 @@ pub static STREAMS: &[StreamDef] = &[
         derived::time_entry_external_reference,
         DerivedClock::Parent,
     ),
+    report(
+        "report_time_clients",
+        "/reports/time/clients",
+        "client_id",
+        true,
+        None,
+    ),
+    report(
+        "report_time_projects",
+        "/reports/time/projects",
+        "project_id",
+        true,
+        None,
+    ),
+    report(
+        "report_time_tasks",
+        "/reports/time/tasks",
+        "task_id",
+        true,
+        None,
+    ),
+    report(
+        "report_time_team",
+        "/reports/time/team",
+        "user_id",
+        true,
+        None,
+    ),
+    report(
+        "report_expenses_clients",
+        "/reports/expenses/clients",
+        "client_id",
+        false,
+        Some(Feature::Expense),
+    ),
+    report(
+        "report_expenses_projects",
+        "/reports/expenses/projects",
+        "project_id",
+        false,
+        Some(Feature::Expense),
+    ),
+    report(
+        "report_expenses_categories",
+        "/reports/expenses/categories",
+        "expense_category_id",
+        false,
+        Some(Feature::Expense),
+    ),
+    report(
+        "report_expenses_team",
+        "/reports/expenses/team",
+        "user_id",
+        false,
+        Some(Feature::Expense),
+    ),
+    StreamDef {
+        role: MANAGER,
+        ..report(
+            "report_uninvoiced",
+            "/reports/uninvoiced",
+            "project_id",
+            true,
+            None,
+        )
+    },
+    StreamDef {
+        source: Source::Report {
+            path: "/reports/project_budget",
+            windowed: false,
+            fixed_fee: false,
+        },
+        key_properties: &["project_id"],
+        replication_key: None,
+        role: MANAGER,
+        ..report(
+            "report_project_budget",
+            "/reports/project_budget",
+            "project_id",
+            false,
+            None,
+        )
+    },
 ];
+
+/// A windowed report: one row per subject and currency in each window.
+const fn report(
+    name: &'static str,
+    path: &'static str,
+    subject: &'static str,
+    fixed_fee: bool,
+    feature: Option<Feature>,
+) -> StreamDef {
+    let key_properties: &'static [&'static str] = match subject.as_bytes() {
+        b"client_id" => &["client_id", "currency", "from", "to"],
+        b"project_id" => &["project_id", "currency", "from", "to"],
+        b"task_id" => &["task_id", "currency", "from", "to"],
+        b"user_id" => &["user_id", "currency", "from", "to"],
+        _ => &["expense_category_id", "currency", "from", "to"],
+    };
+    StreamDef {
+        name,
+        source: Source::Report {
+            path,
+            windowed: true,
+            fixed_fee,
+        },
+        key_properties,
+        replication_key: Some("from"),
+        refs: &[],
+        flatten: &[],
+        parent_id: None,
+        feature,
+        role: ANYONE,
+    }
+}
 
 const fn list(
     name: &'static str,

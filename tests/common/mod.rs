@@ -1,0 +1,426 @@
+//! Shared harness: a simulator per test, the real tap binary, and what a target would receive.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+pub use harvest_sim::{Sim, SimConfig, Size};
+use serde_json::{json, Map, Value};
+
+pub const TAP: &str = env!("CARGO_BIN_EXE_tap-harvest");
+
+/// A running simulator plus a scratch directory for config, catalog and state files.
+pub struct Harness {
+    pub sim: Sim,
+    pub dir: tempfile::TempDir,
+}
+
+/// One run of the tap: its parsed stdout, its stderr and exit status.
+pub struct Run {
+    pub messages: Vec<Value>,
+    pub stdout: String,
+    pub stderr: String,
+    pub code: Option<i32>,
+}
+
+impl Harness {
+    pub fn new(config: SimConfig) -> Harness {
+        Harness {
+            sim: Sim::start(config).expect("simulator starts"),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn tiny() -> Harness {
+        Harness::new(SimConfig::fast(Size::Tiny))
+    }
+
+    /// A PAT config pointing at the simulator, with fast retries.
+    pub fn config(&self) -> Value {
+        json!({
+            "access_token": "sim-pat-admin",
+            "account_id": "1234567",
+            "start_date": "2015-01-01T00:00:00Z",
+            "user_agent": "tap-harvest tests (dev@example.com)",
+            "base_url": self.sim.base_url(),
+            "auth_url": self.sim.auth_url(),
+            "backoff_base_seconds": 0.02,
+            "request_timeout": 10,
+        })
+    }
+
+    pub fn oauth_config(&self, refresh_token: &str) -> Value {
+        json!({
+            "client_id": "sim-client-id",
+            "client_secret": "sim-client-secret",
+            "refresh_token": refresh_token,
+            "start_date": "2015-01-01",
+            "user_agent": "tap-harvest tests (dev@example.com)",
+            "base_url": self.sim.base_url(),
+            "auth_url": self.sim.auth_url(),
+            "backoff_base_seconds": 0.02,
+        })
+    }
+
+    pub fn write(&self, name: &str, value: &Value) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, serde_json::to_vec_pretty(value).unwrap()).unwrap();
+        path
+    }
+
+    /// Runs the tap with `config`, and optionally a catalog and a state.
+    pub fn sync(&self, config: &Value, catalog: Option<&Value>, state: Option<&Value>) -> Run {
+        let mut args = vec![
+            "--config".to_string(),
+            self.write("config.json", config).display().to_string(),
+        ];
+        if let Some(c) = catalog {
+            args.push("--catalog".into());
+            args.push(self.write("catalog.json", c).display().to_string());
+        }
+        if let Some(s) = state {
+            args.push("--state".into());
+            args.push(self.write("state.json", s).display().to_string());
+        }
+        run_tap(&args)
+    }
+}
+
+pub fn run_tap<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
+    let out = Command::new(TAP)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("LOGLEVEL")
+        .env_remove("TAP_HARVEST_LOGLEVEL")
+        .stdin(Stdio::null())
+        .output()
+        .expect("tap runs");
+    let stdout = String::from_utf8(out.stdout).expect("stdout is UTF-8");
+    let messages = stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l)
+                .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}"))
+        })
+        .collect();
+    Run {
+        messages,
+        stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: out.status.code(),
+    }
+}
+
+impl Run {
+    pub fn assert_ok(&self) -> &Run {
+        assert_eq!(self.code, Some(0), "tap failed; stderr:\n{}", self.stderr);
+        self
+    }
+
+    pub fn records(&self, stream: &str) -> Vec<&Map<String, Value>> {
+        self.messages
+            .iter()
+            .filter(|m| m["type"] == "RECORD" && m["stream"] == stream)
+            .map(|m| m["record"].as_object().unwrap())
+            .collect()
+    }
+
+    pub fn streams_with_records(&self) -> BTreeSet<String> {
+        self.messages
+            .iter()
+            .filter(|m| m["type"] == "RECORD")
+            .map(|m| m["stream"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    pub fn last_state(&self) -> Value {
+        self.messages
+            .iter()
+            .rev()
+            .find(|m| m["type"] == "STATE")
+            .map(|m| m["value"].clone())
+            .expect("a STATE message")
+    }
+
+    pub fn schema(&self, stream: &str) -> &Value {
+        self.messages
+            .iter()
+            .find(|m| m["type"] == "SCHEMA" && m["stream"] == stream)
+            .unwrap_or_else(|| panic!("no SCHEMA for {stream}"))
+    }
+
+    /// Singer's rules as targets apply them: every line a message, SCHEMA before a stream's
+    /// RECORDs, key properties present, every record valid against its schema (formats
+    /// included), the last message a STATE.
+    pub fn assert_valid_singer(&self) {
+        let mut validators: BTreeMap<String, (jsonschema::Validator, Vec<String>)> =
+            BTreeMap::new();
+        for m in &self.messages {
+            match m["type"].as_str() {
+                Some("SCHEMA") => {
+                    let stream = m["stream"].as_str().unwrap().to_string();
+                    let keys: Vec<String> = m["key_properties"]
+                        .as_array()
+                        .expect("key_properties")
+                        .iter()
+                        .map(|k| k.as_str().unwrap().to_string())
+                        .collect();
+                    assert!(
+                        m["bookmark_properties"].is_array(),
+                        "{stream}: bookmark_properties"
+                    );
+                    let v = jsonschema::draft7::options()
+                        .should_validate_formats(true)
+                        .build(&m["schema"])
+                        .expect("schema compiles");
+                    validators.insert(stream, (v, keys));
+                }
+                Some("RECORD") => {
+                    let stream = m["stream"].as_str().unwrap();
+                    let (v, keys) = validators
+                        .get(stream)
+                        .unwrap_or_else(|| panic!("RECORD of {stream} before its SCHEMA"));
+                    let rec = &m["record"];
+                    for k in keys {
+                        assert!(!rec[k].is_null(), "{stream}: key {k} missing in {rec}");
+                    }
+                    if let Err(e) = v.validate(rec) {
+                        panic!("{stream}: record does not match its schema: {e}\n{rec}");
+                    }
+                    assert!(
+                        m["time_extracted"]
+                            .as_str()
+                            .is_some_and(|t| t.ends_with('Z')),
+                        "time_extracted"
+                    );
+                }
+                Some("STATE") => assert!(m["value"]["bookmarks"].is_object()),
+                other => panic!("unexpected message type {other:?}"),
+            }
+        }
+        if let Some(last) = self.messages.last() {
+            assert_eq!(last["type"], "STATE", "the last message must be a STATE");
+        }
+    }
+}
+
+/// The simulator resource a stream reads, for the streams with requests of their own.
+pub fn resource_of(stream: &str) -> Option<&'static str> {
+    Some(match stream {
+        "clients" => "clients",
+        "contacts" => "contacts",
+        "company" => "company",
+        "estimates" => "estimates",
+        "estimate_item_categories" => "estimate_item_categories",
+        "estimate_messages" => "estimate_messages",
+        "expense_categories" => "expense_categories",
+        "expenses" => "expenses",
+        "invoice_item_categories" => "invoice_item_categories",
+        "invoices" => "invoices",
+        "invoice_messages" => "invoice_messages",
+        "invoice_payments" => "invoice_payments",
+        "projects" => "projects",
+        "project_tasks" => "task_assignments",
+        "project_users" => "user_assignments",
+        "roles" => "roles",
+        "tasks" => "tasks",
+        "time_entries" => "time_entries",
+        "users" => "users",
+        "user_projects" => "project_assignments",
+        "user_billable_rates" => "billable_rates",
+        "user_cost_rates" => "cost_rates",
+        _ => return None,
+    })
+}
+
+pub const DERIVED: &[&str] = &[
+    "invoice_line_items",
+    "estimate_line_items",
+    "user_roles",
+    "external_reference",
+    "time_entry_external_reference",
+    "user_project_tasks",
+];
+
+fn obj(v: &Value) -> Map<String, Value> {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+/// Expected rows of a stream, keyed by its primary key, computed here from the simulator's
+/// raw objects independently of the tap's shaping code.
+pub fn expected(sim: &Sim, stream: &str) -> BTreeMap<String, Map<String, Value>> {
+    let mut out = BTreeMap::new();
+    let mut put = |key: String, row: Map<String, Value>| {
+        out.insert(key, row);
+    };
+    match stream {
+        "invoice_line_items" | "estimate_line_items" => {
+            let (res, parent) = if stream == "invoice_line_items" {
+                ("invoices", "invoice_id")
+            } else {
+                ("estimates", "estimate_id")
+            };
+            for p in sim.truth(res) {
+                for li in p["line_items"].as_array().into_iter().flatten() {
+                    let mut row = obj(li);
+                    row.insert(parent.into(), p["id"].clone());
+                    if stream == "invoice_line_items" {
+                        row.insert("project_id".into(), li["project"]["id"].clone());
+                    }
+                    put(li["id"].to_string(), row);
+                }
+            }
+        }
+        "user_roles" => {
+            for r in sim.truth("roles") {
+                for u in r["user_ids"].as_array().into_iter().flatten() {
+                    put(
+                        format!("{}/{}", r["id"], u),
+                        obj(&json!({"role_id": r["id"], "user_id": u})),
+                    );
+                }
+            }
+        }
+        "external_reference" | "time_entry_external_reference" => {
+            for t in sim.truth("time_entries") {
+                let er = &t["external_reference"];
+                if er.is_object() {
+                    if stream == "external_reference" {
+                        put(er["id"].to_string(), obj(er));
+                    } else {
+                        put(
+                            format!("{}/{}", t["id"], er["id"]),
+                            obj(
+                                &json!({"time_entry_id": t["id"], "external_reference_id": er["id"]}),
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        "user_project_tasks" => {
+            for pa in sim.truth("project_assignments") {
+                for ta in pa["task_assignments"].as_array().into_iter().flatten() {
+                    let mut row = obj(
+                        &json!({"user_id": pa["user_id"], "project_task_id": ta["id"],
+                        "project_id": pa["project"]["id"], "task_id": ta["task"]["id"]}),
+                    );
+                    for f in [
+                        "billable",
+                        "is_active",
+                        "hourly_rate",
+                        "budget",
+                        "created_at",
+                        "updated_at",
+                    ] {
+                        row.insert(f.into(), ta[f].clone());
+                    }
+                    put(format!("{}/{}", pa["user_id"], ta["id"]), row);
+                }
+            }
+        }
+        _ => {
+            let res = resource_of(stream).unwrap_or_else(|| panic!("unknown stream {stream}"));
+            for r in sim.truth(res) {
+                let key = if stream == "company" {
+                    r["full_domain"].to_string()
+                } else {
+                    r["id"].to_string()
+                };
+                put(key, obj(&r));
+            }
+        }
+    }
+    out
+}
+
+/// The primary key of an emitted record, in the form [`expected`] uses.
+pub fn key_of(stream: &str, rec: &Map<String, Value>) -> String {
+    match stream {
+        "user_roles" => format!("{}/{}", rec["role_id"], rec["user_id"]),
+        "time_entry_external_reference" => {
+            format!("{}/{}", rec["time_entry_id"], rec["external_reference_id"])
+        }
+        "user_project_tasks" => format!("{}/{}", rec["user_id"], rec["project_task_id"]),
+        "company" => rec["full_domain"].to_string(),
+        _ => rec["id"].to_string(),
+    }
+}
+
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            (x.as_f64().unwrap() - y.as_f64().unwrap()).abs() < 1e-9
+        }
+        _ => a == b,
+    }
+}
+
+/// Checks one emitted column against the raw object: the same field, a nested reference's id
+/// (`client_id` ← `client.id`), or a flattened member (`receipt_url` ← `receipt.url`).
+pub fn check_column(stream: &str, column: &str, got: &Value, raw: &Map<String, Value>) {
+    let want = if let Some(v) = raw.get(column) {
+        v.clone()
+    } else if let Some(v) = column
+        .strip_suffix("_id")
+        .and_then(|base| raw.get(base))
+        .filter(|v| v.is_object() || v.is_null())
+    {
+        v.get("id").cloned().unwrap_or(Value::Null)
+    } else if let Some((obj, member)) = [
+        ("receipt_", "receipt"),
+        ("payment_gateway_", "payment_gateway"),
+    ]
+    .iter()
+    .find_map(|(p, o)| column.strip_prefix(p).map(|m| (*o, m)))
+    {
+        raw.get(obj)
+            .and_then(|o| o.get(member))
+            .cloned()
+            .unwrap_or(Value::Null)
+    } else {
+        Value::Null
+    };
+    assert!(
+        same(got, &want),
+        "{stream}.{column}: emitted {got}, Harvest has {want} (record {})",
+        raw.get("id").unwrap_or(&Value::Null)
+    );
+}
+
+/// Asserts that the records of `stream` in `run` are exactly the simulator's ground truth.
+pub fn assert_matches_truth(run: &Run, sim: &Sim, stream: &str) {
+    let want = expected(sim, stream);
+    let got: BTreeMap<String, &Map<String, Value>> = run
+        .records(stream)
+        .into_iter()
+        .map(|r| (key_of(stream, r), r))
+        .collect();
+    let missing: Vec<_> = want
+        .keys()
+        .filter(|k| !got.contains_key(*k))
+        .take(5)
+        .collect();
+    let extra: Vec<_> = got
+        .keys()
+        .filter(|k| !want.contains_key(*k))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{stream}: missing {missing:?}, unexpected {extra:?} ({} emitted, {} in Harvest)",
+        got.len(),
+        want.len()
+    );
+    assert!(
+        !want.is_empty(),
+        "{stream}: the simulator has no rows, the test proves nothing"
+    );
+    for (k, rec) in got {
+        let raw = &want[&k];
+        for (column, value) in rec {
+            check_column(stream, column, value, raw);
+        }
+    }
+}

@@ -1,0 +1,487 @@
+//! The tap against the simulator: what a target receives equals Harvest's data.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use common::*;
+use serde_json::{json, Value};
+
+fn all_streams() -> Vec<String> {
+    let run = run_tap(&["--discover"]);
+    run.assert_ok();
+    let catalog: Value = serde_json::from_str(&run.stdout).unwrap();
+    catalog["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["tap_stream_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A catalog selecting exactly `streams` (as Meltano writes it: metadata and top-level flags).
+fn catalog_selecting(streams: &[&str]) -> Value {
+    let run = run_tap(&["--discover"]);
+    let mut catalog: Value = serde_json::from_str(&run.stdout).unwrap();
+    for entry in catalog["streams"].as_array_mut().unwrap() {
+        let on = streams.contains(&entry["tap_stream_id"].as_str().unwrap());
+        entry["metadata"][0]["metadata"]["selected"] = json!(on);
+        entry["selected"] = json!(on);
+    }
+    catalog
+}
+
+fn ts(v: &Value) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(v.as_str().unwrap())
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+#[test]
+fn discover_lists_every_stream_without_a_request() {
+    let h = Harness::tiny();
+    let run = run_tap(&[
+        "--discover",
+        "--config",
+        h.write("config.json", &h.config()).to_str().unwrap(),
+    ]);
+    run.assert_ok();
+    let catalog: Value = serde_json::from_str(&run.stdout).unwrap();
+    let entries = catalog["streams"].as_array().unwrap();
+    assert_eq!(
+        entries.len(),
+        38,
+        "28 Harvest streams and derived tables plus 10 reports"
+    );
+    for e in entries {
+        let md = &e["metadata"][0]["metadata"];
+        assert!(
+            md["table-key-properties"].is_array() && md["forced-replication-method"].is_string()
+        );
+        assert!(
+            md["valid-replication-keys"].is_array() && md["selected-by-default"] == json!(true)
+        );
+        for k in md["table-key-properties"].as_array().unwrap() {
+            let crumb = e["metadata"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["breadcrumb"] == json!(["properties", k]))
+                .unwrap();
+            assert_eq!(crumb["metadata"]["inclusion"], "automatic");
+        }
+    }
+    assert_eq!(h.sim.requests().total, 0, "discover must not call Harvest");
+    let example: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.example.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        example, catalog,
+        "catalog.example.json is the discover output: regenerate it"
+    );
+}
+
+#[test]
+fn full_sync_of_every_stream_equals_ground_truth() {
+    let h = Harness::tiny();
+    let run = h.sync(&h.config(), None, None);
+    run.assert_ok();
+    run.assert_valid_singer();
+    for stream in all_streams() {
+        assert_matches_truth(&run, &h.sim, &stream);
+    }
+    let state = run.last_state();
+    for stream in all_streams().iter().filter(|s| *s != "company") {
+        let b = &state["bookmarks"][stream];
+        assert!(b.is_object(), "{stream} has no bookmark in {state}");
+    }
+}
+
+#[test]
+fn multi_page_sync_in_both_pagination_modes() {
+    let h = Harness::new(SimConfig::fast(Size::Small));
+    let streams = [
+        "time_entries",
+        "invoices",
+        "contacts",
+        "invoice_line_items",
+        "invoice_payments",
+        "clients",
+        "expenses",
+    ];
+    let run = h.sync(&h.config(), Some(&catalog_selecting(&streams)), None);
+    run.assert_ok();
+    run.assert_valid_singer();
+    for s in streams {
+        assert_matches_truth(&run, &h.sim, s);
+    }
+    assert!(run.records("time_entries").len() > 4000 && run.records("contacts").len() > 2000);
+    assert_eq!(
+        run.streams_with_records(),
+        streams
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<BTreeSet<_>>()
+    );
+}
+
+#[test]
+fn incremental_sync_emits_every_change_and_nothing_older_than_its_bookmark() {
+    let h = Harness::tiny();
+    let first = h.sync(&h.config(), None, None);
+    first.assert_ok();
+    let state = first.last_state();
+    // Let the clock move past the bookmarks' second.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let mut changed = Vec::new();
+    for res in [
+        "clients",
+        "time_entries",
+        "invoices",
+        "invoice_payments",
+        "invoice_messages",
+        "estimate_messages",
+        "users",
+        "project_assignments",
+        "billable_rates",
+        "roles",
+        "task_assignments",
+    ] {
+        let m = h.sim.mutate(res, 2, 1);
+        changed.push((res, m));
+    }
+    h.sim.reset_requests();
+    let second = h.sync(&h.config(), None, Some(&state));
+    second.assert_ok();
+    second.assert_valid_singer();
+    for (res, m) in &changed {
+        let stream = all_streams()
+            .into_iter()
+            .find(|s| resource_of(s) == Some(res))
+            .unwrap();
+        let ids: BTreeSet<String> = second
+            .records(&stream)
+            .iter()
+            .map(|r| r["id"].to_string())
+            .collect();
+        for id in m.updated.iter().chain(&m.created) {
+            assert!(
+                ids.contains(&id.to_string()),
+                "{stream}: changed record {id} not emitted by the incremental sync"
+            );
+        }
+    }
+    for stream in all_streams() {
+        let Some(b) = state["bookmarks"][&stream]["updated_at"].as_str() else {
+            continue;
+        };
+        let bookmark = ts(&json!(b));
+        for r in second.records(&stream) {
+            assert!(
+                ts(&r["updated_at"]) >= bookmark,
+                "{stream}: record {} older than the bookmark {b} re-emitted",
+                r["id"]
+            );
+        }
+    }
+    // Messages and payments were fetched only for the invoices that changed, not all of them.
+    let stats = h.sim.requests();
+    let per_invoice = stats
+        .by_route
+        .get("GET /v2/invoices/{id}/messages")
+        .map(|s| s.values().sum::<u64>())
+        .unwrap_or(0);
+    assert!(
+        per_invoice > 0 && (per_invoice as usize) < h.sim.truth("invoices").len(),
+        "{per_invoice} message requests"
+    );
+    // And the second run moved the bookmarks forward from the first.
+    let later = second.last_state();
+    assert!(
+        ts(&later["bookmarks"]["clients"]["updated_at"])
+            > ts(&state["bookmarks"]["clients"]["updated_at"])
+    );
+}
+
+#[test]
+fn input_state_is_carried_forward_and_legacy_state_migrated() {
+    let h = Harness::tiny();
+    let catalog = catalog_selecting(&["clients"]);
+    let state = json!({"bookmarks": {"some_old_stream": {"updated_at": "2020-01-01T00:00:00Z"}, "tasks": {"updated_at": "2021-01-01T00:00:00Z"}}});
+    let run = h.sync(&h.config(), Some(&catalog), Some(&state));
+    run.assert_ok();
+    let out = run.last_state();
+    assert_eq!(
+        out["bookmarks"]["some_old_stream"],
+        state["bookmarks"]["some_old_stream"]
+    );
+    assert_eq!(out["bookmarks"]["tasks"], state["bookmarks"]["tasks"]);
+    assert!(out["bookmarks"]["clients"]["updated_at"].is_string());
+
+    // The singer-io 2.x flat layout: its bookmark is honoured, not restarted from start_date.
+    let newest = h
+        .sim
+        .truth("clients")
+        .iter()
+        .map(|c| ts(&c["updated_at"]))
+        .max()
+        .unwrap();
+    let flat = json!({"clients": newest.to_rfc3339()});
+    let run = h.sync(&h.config(), Some(&catalog), Some(&flat));
+    run.assert_ok();
+    assert!(run
+        .records("clients")
+        .iter()
+        .all(|r| ts(&r["updated_at"]) >= newest));
+    assert!(run.records("clients").len() < h.sim.truth("clients").len());
+}
+
+#[test]
+fn selecting_a_child_reads_its_parent_without_emitting_it() {
+    let h = Harness::tiny();
+    let mut catalog = catalog_selecting(&["invoice_line_items", "user_project_tasks"]);
+    // Deselect a property: it disappears from records and SCHEMA, keys stay.
+    let entry = catalog["streams"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|e| e["tap_stream_id"] == "invoice_line_items")
+        .unwrap();
+    for m in entry["metadata"].as_array_mut().unwrap() {
+        if m["breadcrumb"] == json!(["properties", "description"])
+            || m["breadcrumb"] == json!(["properties", "id"])
+        {
+            m["metadata"]["selected"] = json!("false");
+        }
+    }
+    let run = h.sync(&h.config(), Some(&catalog), None);
+    run.assert_ok();
+    run.assert_valid_singer();
+    assert_eq!(
+        run.streams_with_records(),
+        ["invoice_line_items", "user_project_tasks"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    );
+    let schemas: BTreeSet<&str> = run
+        .messages
+        .iter()
+        .filter(|m| m["type"] == "SCHEMA")
+        .map(|m| m["stream"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        schemas,
+        ["invoice_line_items", "user_project_tasks"]
+            .into_iter()
+            .collect()
+    );
+    let items = run.records("invoice_line_items");
+    assert!(items
+        .iter()
+        .all(|r| !r.contains_key("description") && r.contains_key("id")));
+    assert!(run.schema("invoice_line_items")["schema"]["properties"]
+        .get("description")
+        .is_none());
+    assert_matches_truth(&run, &h.sim, "user_project_tasks");
+    let stats = h.sim.requests();
+    assert!(stats.by_route.contains_key("GET /v2/invoices"));
+    assert!(
+        !stats.by_route.contains_key("GET /v2/clients"),
+        "unselected streams are not read"
+    );
+}
+
+#[test]
+fn oauth_refresh_picks_the_harvest_account() {
+    let h = Harness::tiny();
+    let run = h.sync(
+        &h.oauth_config("sim-refresh-admin"),
+        Some(&catalog_selecting(&["clients", "users"])),
+        None,
+    );
+    run.assert_ok();
+    assert_matches_truth(&run, &h.sim, "clients");
+    assert!(!run.stderr.contains("sim-client-secret") && !run.stderr.contains("sim-refresh-admin"));
+
+    let run = h.sync(&h.oauth_config("not-a-refresh-token"), None, None);
+    assert_eq!(run.code, Some(1));
+    assert!(
+        run.stderr.contains("OAuth token refresh failed"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("not-a-refresh-token"));
+}
+
+#[test]
+fn forbidden_streams_are_skipped_with_a_warning_and_the_rest_finishes() {
+    let h = Harness::tiny();
+    let mut config = h.config();
+    config["access_token"] = json!("sim-pat-manager");
+    let run = h.sync(&config, None, None);
+    run.assert_ok();
+    run.assert_valid_singer();
+    for s in [
+        "roles",
+        "user_roles",
+        "estimate_item_categories",
+        "user_cost_rates",
+        "expense_categories",
+    ] {
+        assert!(
+            run.records(s).is_empty(),
+            "{s} should be skipped for a manager"
+        );
+        assert!(
+            run.stderr.contains(&format!("stream {s} was not synced")),
+            "no skip notice for {s}:\n{}",
+            run.stderr
+        );
+    }
+    assert!(run.stderr.contains("needs the administrator role"));
+    for s in ["clients", "time_entries", "invoices", "user_billable_rates"] {
+        assert_matches_truth(&run, &h.sim, s);
+    }
+    let state = run.last_state();
+    assert!(
+        state["bookmarks"].get("roles").is_none(),
+        "a skipped stream's bookmark does not move"
+    );
+}
+
+#[test]
+fn features_turned_off_are_skipped_without_requests() {
+    let mut cfg = SimConfig::fast(Size::Tiny);
+    cfg.features.invoice = false;
+    let h = Harness::new(cfg);
+    let run = h.sync(&h.config(), None, None);
+    run.assert_ok();
+    assert!(run.records("invoices").is_empty() && run.records("invoice_line_items").is_empty());
+    assert!(!run.records("estimates").is_empty());
+    assert!(!h
+        .sim
+        .requests()
+        .by_route
+        .keys()
+        .any(|r| r.contains("invoice")));
+}
+
+#[test]
+fn retries_transient_failures_and_waits_out_429s() {
+    let h = Harness::tiny();
+    h.sim.add_fault(harvest_sim::Fault {
+        path_prefix: "/v2/clients".into(),
+        kind: harvest_sim::FaultKind::Status(503),
+        trigger: harvest_sim::Trigger::FirstN(2),
+    });
+    h.sim.add_fault(harvest_sim::Fault {
+        path_prefix: "/v2/tasks".into(),
+        kind: harvest_sim::FaultKind::TruncatedJson,
+        trigger: harvest_sim::Trigger::FirstN(1),
+    });
+    h.sim.add_fault(harvest_sim::Fault {
+        path_prefix: "/v2/users".into(),
+        kind: harvest_sim::FaultKind::Status429 { retry_after: 1 },
+        trigger: harvest_sim::Trigger::FirstN(1),
+    });
+    let run = h.sync(
+        &h.config(),
+        Some(&catalog_selecting(&["clients", "tasks", "users"])),
+        None,
+    );
+    run.assert_ok();
+    for s in ["clients", "tasks", "users"] {
+        assert_matches_truth(&run, &h.sim, s);
+    }
+    assert_eq!(
+        h.sim.requests().by_route["GET /v2/clients"]
+            .get("503")
+            .copied(),
+        Some(2)
+    );
+}
+
+#[test]
+fn the_rate_budget_is_kept_without_429s() {
+    let mut cfg = SimConfig::fast(Size::Tiny);
+    cfg.rate_limit = Some(harvest_sim::RateLimit {
+        max_requests: 10,
+        window: std::time::Duration::from_secs(1),
+    });
+    let h = Harness::new(cfg);
+    let mut config = h.config();
+    config["rate_limit_requests"] = json!(10);
+    config["rate_limit_window_seconds"] = json!(1);
+    let run = h.sync(&config, None, None);
+    run.assert_ok();
+    let stats = h.sim.requests();
+    assert!(stats.total > 30, "{} requests", stats.total);
+    assert_eq!(
+        stats.throttled, 0,
+        "the tap exceeded the budget it was given"
+    );
+}
+
+#[test]
+fn malformed_configs_each_give_one_clear_line() {
+    let h = Harness::tiny();
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            json!({"account_id": "1", "start_date": "2020-01-01"}),
+            "no credentials",
+        ),
+        (
+            json!({"access_token": "t", "start_date": "2020-01-01"}),
+            "'account_id' is required",
+        ),
+        (
+            json!({"access_token": "t", "account_id": "1"}),
+            "'start_date' is required",
+        ),
+        (
+            json!({"access_token": "t", "account_id": "1", "start_date": "last tuesday"}),
+            "'start_date' is not a date",
+        ),
+        (
+            json!({"access_token": "t", "account_id": "1", "start_date": "2020-01-01", "refresh_token": "r"}),
+            "both 'access_token' and OAuth",
+        ),
+        (
+            json!({"client_id": "c", "start_date": "2020-01-01"}),
+            "missing 'client_secret', 'refresh_token'",
+        ),
+        (
+            json!({"access_token": 5, "account_id": "1", "start_date": "2020-01-01"}),
+            "'access_token' must be a string",
+        ),
+        (
+            json!({"access_token": "t", "account_id": "1", "start_date": "2020-01-01", "request_timeout": "soon"}),
+            "'request_timeout' must be",
+        ),
+        (
+            json!({"access_token": "t", "account_id": "1", "start_date": "2020-01-01", "base_url": "ftp://x"}),
+            "'base_url' must be an http(s) URL",
+        ),
+        (json!(["not", "an", "object"]), "must be a JSON object"),
+    ];
+    for (config, expect) in cases {
+        let run = h.sync(&config, None, None);
+        assert_eq!(run.code, Some(1), "{config}");
+        assert!(run.stdout.is_empty(), "nothing on stdout for a bad config");
+        assert!(
+            run.stderr.contains(expect),
+            "{config}: expected {expect:?} in:\n{}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("panicked"));
+    }
+    let path = h.dir.path().join("broken.json");
+    std::fs::write(&path, "{not json").unwrap();
+    let run = run_tap(&["--config", path.to_str().unwrap()]);
+    assert_eq!(run.code, Some(1));
+    assert!(run.stderr.contains("is not valid JSON"));
+}
