@@ -179,7 +179,7 @@ mod tests {
         )
         .await
         .unwrap();
-        em.bookmark("clients", "updated_at".into(), Utc::now())
+        em.bookmark("clients", "updated_at".into(), json!("2024-01-01T00:00:00Z"))
             .await
             .unwrap();
         em.state().await.unwrap();
