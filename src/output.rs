@@ -179,9 +179,13 @@ mod tests {
         )
         .await
         .unwrap();
-        em.bookmark("clients", "updated_at".into(), json!("2024-01-01T00:00:00Z"))
-            .await
-            .unwrap();
+        em.bookmark(
+            "clients",
+            "updated_at".into(),
+            json!("2024-01-01T00:00:00Z"),
+        )
+        .await
+        .unwrap();
         em.state().await.unwrap();
         em.state().await.unwrap();
         drop(em);

@@ -20,6 +20,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::catalog::{self, Selection};
+use crate::client::pager::Pager;
 use crate::client::{Bucket, Client, Counters, HttpError};
 use crate::config::{parse_datetime, Config};
 use crate::output::{Emitter, OutputClosed};
@@ -29,6 +30,9 @@ use crate::streams::{self, reports, shape::shape, DerivedClock, FanOut, Source, 
 
 /// Harvest's largest page.
 pub const PER_PAGE: u32 = 2000;
+
+/// How many pages of a page-mode list may be requested ahead of the one being processed.
+const PAGES_AHEAD: usize = 6;
 
 /// One stream in a read plan: a root endpoint and the children it feeds.
 struct Node {
@@ -101,13 +105,38 @@ pub struct Skipped {
 }
 
 struct Ctx {
-    client: Client,
+    client: Arc<Client>,
     config: Config,
     emitter: Emitter,
     skipped: Mutex<Vec<Skipped>>,
 }
 
 impl Ctx {
+    /// Pages of a list; page-mode lists are fetched a few pages ahead.
+    fn pager(
+        &self,
+        url: String,
+        endpoint: &'static str,
+        envelope: &'static str,
+        bucket: Bucket,
+        counters: &Arc<Counters>,
+    ) -> Pager {
+        let width = if bucket == Bucket::General {
+            self.config.max_concurrency.min(PAGES_AHEAD)
+        } else {
+            1
+        };
+        Pager::new(
+            self.client.clone(),
+            url,
+            endpoint,
+            envelope,
+            bucket,
+            counters.clone(),
+            width,
+        )
+    }
+
     fn skip(&self, node: &Arc<Node>, reason: &str) {
         let mut all = Vec::new();
         node.walk(&mut all);
@@ -234,7 +263,7 @@ pub async fn run(
     }
     let client = Client::connect(&config).await?;
     let ctx = Arc::new(Ctx {
-        client,
+        client: Arc::new(client),
         config,
         emitter: emitter.clone(),
         skipped: Mutex::new(Vec::new()),
@@ -467,26 +496,6 @@ fn list_url(ctx: &Ctx, path: &str, since: Option<DateTime<Utc>>) -> String {
     url
 }
 
-fn records_of(
-    body: Value,
-    envelope: &str,
-    endpoint: &str,
-) -> Result<(Vec<Value>, Option<String>), Fatal> {
-    let Value::Object(mut body) = body else {
-        return Err(anyhow!("GET {endpoint}: the response is not a JSON object").into());
-    };
-    let records = match body.remove(envelope) {
-        Some(Value::Array(a)) => a,
-        _ => return Err(anyhow!("GET {endpoint}: the response has no '{envelope}' array").into()),
-    };
-    let next = body
-        .get("links")
-        .and_then(|l| l.get("next"))
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    Ok((records, next))
-}
-
 async fn bookmark(ctx: &Ctx, node: &Node) -> Result<(), Fatal> {
     if !node.selected || node.skipped.load(Ordering::Relaxed) {
         return Ok(());
@@ -558,7 +567,7 @@ async fn read_report(
     fixed_fee: bool,
 ) -> Result<(), Fatal> {
     emit_schemas(ctx, node).await?;
-    let counters = Counters::default();
+    let counters = Arc::new(Counters::default());
     let plan: Vec<Option<(NaiveDate, NaiveDate)>> = if windowed {
         report_windows(node).into_iter().map(Some).collect()
     } else {
@@ -576,9 +585,11 @@ async fn read_report(
         if let (true, Some(f)) = (fixed_fee, ctx.config.include_fixed_fee) {
             url.push_str(&format!("&include_fixed_fee={f}"));
         }
+        let mut pages = ctx.pager(url, path, "results", Bucket::Reports, &counters);
         loop {
-            let page = match ctx.client.get(&url, path, Bucket::Reports, &counters).await {
-                Ok(p) => p,
+            let page = match pages.next().await {
+                Ok(Some(p)) => p,
+                Ok(None) => break,
                 Err(HttpError::Forbidden(msg)) => {
                     forbidden(ctx, node, &msg);
                     return Ok(());
@@ -586,8 +597,7 @@ async fn read_report(
                 Err(e) => return Err(anyhow!("stream {}: {e}", node.def.name).into()),
             };
             let extracted = now_rfc3339();
-            let (rows, next) = records_of(page.body, "results", path)?;
-            for row in rows {
+            for row in page.records {
                 let Value::Object(mut row) = row else {
                     continue;
                 };
@@ -596,10 +606,6 @@ async fn read_report(
                     row.insert("to".into(), json!(to.to_string()));
                 }
                 emit(ctx, node, row, &extracted).await?;
-            }
-            match next {
-                Some(n) => url = n,
-                None => break,
             }
         }
         if let Some((from, _)) = window {
@@ -629,7 +635,13 @@ async fn read_list(
     emit_schemas(ctx, root).await?;
     let counters = Arc::new(Counters::default());
     let since = request_since(root, ctx.config.full_child_scan);
-    let mut url = list_url(ctx, path, since);
+    let mut pages = ctx.pager(
+        list_url(ctx, path, since),
+        path,
+        envelope,
+        Bucket::General,
+        &counters,
+    );
     // Parent ids each fan-out child needs, and nothing else of the parents.
     let mut fan_out: Vec<(Arc<Node>, Vec<Value>)> = root
         .children
@@ -638,8 +650,9 @@ async fn read_list(
         .map(|c| (c.clone(), Vec::new()))
         .collect();
     loop {
-        let page = match ctx.client.get(&url, path, Bucket::General, &counters).await {
-            Ok(p) => p,
+        let page = match pages.next().await {
+            Ok(Some(p)) => p,
+            Ok(None) => break,
             Err(HttpError::Forbidden(msg)) => {
                 forbidden(ctx, root, &msg);
                 return Ok(());
@@ -651,8 +664,7 @@ async fn read_list(
             c.served_at(page.served_at);
         }
         let extracted = now_rfc3339();
-        let (records, next) = records_of(page.body, envelope, path)?;
-        for record in records {
+        for record in page.records {
             let Value::Object(record) = record else {
                 continue;
             };
@@ -691,10 +703,6 @@ async fn read_list(
                     emit(ctx, &node, row, &extracted).await?;
                 }
             }
-        }
-        match next {
-            Some(n) => url = n,
-            None => break,
         }
     }
     bookmark(ctx, root).await?;
@@ -812,7 +820,7 @@ async fn read_child(
     parent_id: Value,
     since: Option<DateTime<Utc>>,
     fan_out: FanOut,
-    counters: &Counters,
+    counters: &Arc<Counters>,
 ) -> Result<(), Fatal> {
     let Source::Child { envelope, .. } = node.def.source else {
         return Ok(());
@@ -825,13 +833,15 @@ async fn read_child(
         Value::String(s) => s.clone(),
         _ => return Ok(()),
     };
-    let mut url = list_url(ctx, &path.replace("{id}", &id_text), since);
+    let url = list_url(ctx, &path.replace("{id}", &id_text), since);
+    let mut pages = ctx.pager(url, path, envelope, Bucket::General, counters);
     loop {
         if node.skipped.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let page = match ctx.client.get(&url, path, Bucket::General, counters).await {
-            Ok(p) => p,
+        let page = match pages.next().await {
+            Ok(Some(p)) => p,
+            Ok(None) => return Ok(()),
             Err(HttpError::Forbidden(msg)) => {
                 if !node.skipped.swap(true, Ordering::Relaxed) {
                     forbidden(ctx, node, &msg);
@@ -854,8 +864,7 @@ async fn read_child(
             d.served_at(page.served_at);
         }
         let extracted = now_rfc3339();
-        let (records, next) = records_of(page.body, envelope, path)?;
-        for record in records {
+        for record in page.records {
             let Value::Object(mut record) = record else {
                 continue;
             };
@@ -897,10 +906,6 @@ async fn read_child(
                     emit(ctx, &d, row, &extracted).await?;
                 }
             }
-        }
-        match next {
-            Some(n) => url = n,
-            None => return Ok(()),
         }
     }
 }
