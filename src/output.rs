@@ -64,22 +64,28 @@ pub fn start<W: Write + Send + 'static>(out: W, state: State) -> (Emitter, Write
             let mut state = state;
             let mut out = BufWriter::with_capacity(256 * 1024, out);
             let mut last_state: Option<Value> = None;
+            // Records written since the last STATE: a STATE must follow them even if unchanged.
+            let mut dirty = false;
             let result = (|| -> std::io::Result<()> {
                 while let Some(msg) = rx.blocking_recv() {
                     match msg {
-                        Out::Line(bytes) => out.write_all(&bytes)?,
+                        Out::Line(bytes) => {
+                            out.write_all(&bytes)?;
+                            dirty = true;
+                        }
                         Out::Bookmark { stream, key, value } => {
                             state.set_bookmark(stream, &key, value)
                         }
                         Out::State => {
                             let value = state.to_value();
-                            if last_state.as_ref() != Some(&value) {
+                            if dirty || last_state.as_ref() != Some(&value) {
                                 let mut line =
                                     serde_json::to_vec(&json!({"type": "STATE", "value": value}))
                                         .map_err(std::io::Error::other)?;
                                 line.push(b'\n');
                                 out.write_all(&line)?;
                                 last_state = Some(value);
+                                dirty = false;
                             }
                             out.flush()?;
                         }

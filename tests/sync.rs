@@ -9,9 +9,7 @@ use common::*;
 use serde_json::{json, Value};
 
 fn all_streams() -> Vec<String> {
-    let run = run_tap(&["--discover"]);
-    run.assert_ok();
-    let catalog: Value = serde_json::from_str(&run.stdout).unwrap();
+    let catalog = discover();
     catalog["streams"]
         .as_array()
         .unwrap()
@@ -22,8 +20,7 @@ fn all_streams() -> Vec<String> {
 
 /// A catalog selecting exactly `streams` (as Meltano writes it: metadata and top-level flags).
 fn catalog_selecting(streams: &[&str]) -> Value {
-    let run = run_tap(&["--discover"]);
-    let mut catalog: Value = serde_json::from_str(&run.stdout).unwrap();
+    let mut catalog = discover();
     for entry in catalog["streams"].as_array_mut().unwrap() {
         let on = streams.contains(&entry["tap_stream_id"].as_str().unwrap());
         entry["metadata"][0]["metadata"]["selected"] = json!(on);
@@ -41,7 +38,7 @@ fn ts(v: &Value) -> DateTime<Utc> {
 #[test]
 fn discover_lists_every_stream_without_a_request() {
     let h = Harness::tiny();
-    let run = run_tap(&[
+    let run = run_raw(&[
         "--discover",
         "--config",
         h.write("config.json", &h.config()).to_str().unwrap(),
@@ -94,7 +91,10 @@ fn full_sync_of_every_stream_equals_ground_truth() {
         assert_matches_truth(&run, &h.sim, &stream);
     }
     let state = run.last_state();
-    for stream in all_streams().iter().filter(|s| *s != "company") {
+    for stream in all_streams()
+        .iter()
+        .filter(|s| *s != "company" && *s != "report_project_budget")
+    {
         let b = &state["bookmarks"][stream];
         assert!(b.is_object(), "{stream} has no bookmark in {state}");
     }
@@ -367,7 +367,7 @@ fn features_turned_off_are_skipped_without_requests() {
         .requests()
         .by_route
         .keys()
-        .any(|r| r.contains("invoice")));
+        .any(|r| r.starts_with("GET /v2/invoice")));
 }
 
 #[test]

@@ -8,6 +8,12 @@ pub mod shape;
 
 use serde_json::{Map, Value};
 
+/// A row: a JSON object.
+pub type Row = Map<String, Value>;
+
+/// A derived table: the rows made from one parent record.
+pub type DeriveFn = fn(&Row) -> Vec<Row>;
+
 /// A Harvest company feature that gates a family of endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Feature {
@@ -77,7 +83,7 @@ pub enum Source {
     /// Rows computed from each record of `parent`, with no request of their own.
     Derived {
         parent: &'static str,
-        rows: fn(&Map<String, Value>) -> Vec<Map<String, Value>>,
+        rows: DeriveFn,
         clock: DerivedClock,
     },
 }
@@ -574,7 +580,7 @@ const fn derived(
     name: &'static str,
     parent: &'static str,
     key_properties: &'static [&'static str],
-    rows: fn(&Map<String, Value>) -> Vec<Map<String, Value>>,
+    rows: DeriveFn,
     clock: DerivedClock,
 ) -> StreamDef {
     StreamDef {

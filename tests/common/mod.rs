@@ -41,12 +41,15 @@ impl Harness {
         json!({
             "access_token": "sim-pat-admin",
             "account_id": "1234567",
-            "start_date": "2015-01-01T00:00:00Z",
+            "start_date": "2019-01-01T00:00:00Z",
             "user_agent": "tap-harvest tests (dev@example.com)",
             "base_url": self.sim.base_url(),
             "auth_url": self.sim.auth_url(),
             "backoff_base_seconds": 0.02,
             "request_timeout": 10,
+            // The fast simulator has no rate limit: neither has the tap, unless a test says so.
+            "rate_limit_requests": 1000000,
+            "rate_limit_window_seconds": 1,
         })
     }
 
@@ -55,7 +58,7 @@ impl Harness {
             "client_id": "sim-client-id",
             "client_secret": "sim-client-secret",
             "refresh_token": refresh_token,
-            "start_date": "2015-01-01",
+            "start_date": "2019-01-01",
             "user_agent": "tap-harvest tests (dev@example.com)",
             "base_url": self.sim.base_url(),
             "auth_url": self.sim.auth_url(),
@@ -87,6 +90,29 @@ impl Harness {
     }
 }
 
+/// Runs the tap for output that is not a message stream (`--discover`, `--about`).
+pub fn run_raw<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
+    let out = Command::new(TAP)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("tap runs");
+    Run {
+        messages: Vec::new(),
+        stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: out.status.code(),
+    }
+}
+
+/// The catalog `--discover` prints.
+pub fn discover() -> Value {
+    let run = run_raw(&["--discover"]);
+    run.assert_ok();
+    serde_json::from_str(&run.stdout).expect("the catalog is JSON")
+}
+
+/// Runs the tap and parses its stdout as Singer messages, one JSON object per line.
 pub fn run_tap<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
     let out = Command::new(TAP)
         .args(args)
@@ -320,6 +346,23 @@ pub fn expected(sim: &Sim, stream: &str) -> BTreeMap<String, Map<String, Value>>
                 }
             }
         }
+        "report_project_budget" => {
+            let day = chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap();
+            for r in sim.report("project_budget", day, day, true) {
+                put(r["project_id"].to_string(), obj(&r));
+            }
+        }
+        s if s.starts_with("report_") => {
+            let path = s.trim_start_matches("report_").replacen('_', "/", 1);
+            for (from, to) in report_windows(REPORTS_START) {
+                for r in sim.report(&path, from, to, true) {
+                    let mut row = obj(&r);
+                    row.insert("from".into(), json!(from.to_string()));
+                    row.insert("to".into(), json!(to.to_string()));
+                    put(key_of(stream, &row), row);
+                }
+            }
+        }
         _ => {
             let res = resource_of(stream).unwrap_or_else(|| panic!("unknown stream {stream}"));
             for r in sim.truth(res) {
@@ -335,8 +378,39 @@ pub fn expected(sim: &Sim, stream: &str) -> BTreeMap<String, Map<String, Value>>
     out
 }
 
+/// The first day of the reports in [`Harness::config`] (its `start_date`).
+pub const REPORTS_START: &str = "2019-01-01";
+
+/// Report windows computed here, independently of the tap: 365 days, both ends included,
+/// one after the other, the last ending today.
+pub fn report_windows(start: &str) -> Vec<(chrono::NaiveDate, chrono::NaiveDate)> {
+    let today = chrono::Utc::now().date_naive();
+    let mut from = chrono::NaiveDate::parse_from_str(start, "%Y-%m-%d").unwrap();
+    let mut out = Vec::new();
+    while from <= today {
+        let to = (from + chrono::Duration::days(364)).min(today);
+        out.push((from, to));
+        from = to + chrono::Duration::days(1);
+    }
+    out
+}
+
 /// The primary key of an emitted record, in the form [`expected`] uses.
 pub fn key_of(stream: &str, rec: &Map<String, Value>) -> String {
+    if stream.starts_with("report_") && stream != "report_project_budget" {
+        let subject = rec
+            .keys()
+            .find(|k| k.ends_with("_id") && *k != "client_id")
+            .or_else(|| rec.keys().find(|k| *k == "client_id"))
+            .unwrap();
+        return format!(
+            "{}/{}/{}/{}",
+            rec[subject], rec["currency"], rec["from"], rec["to"]
+        );
+    }
+    if stream == "report_project_budget" {
+        return rec["project_id"].to_string();
+    }
     match stream {
         "user_roles" => format!("{}/{}", rec["role_id"], rec["user_id"]),
         "time_entry_external_reference" => {

@@ -1,0 +1,436 @@
+//! `harvest-sim`: a faithful local simulator of the Harvest REST API v2.
+//!
+//! One listener serves the API under `/v2`, Harvest ID (OAuth token refresh and the accounts
+//! list) under `/id/api/v2`, and an unauthenticated control API under `/__control`. The account
+//! is generated deterministically from a seed and a [`Size`]. See the crate README for the full
+//! contract (envelopes, pagination modes, auth, permissions, rate limits, faults, control API).
+//!
+//! ```no_run
+//! use harvest_sim::{Sim, SimConfig, Size};
+//! let sim = Sim::start(SimConfig::fast(Size::Tiny)).unwrap();
+//! println!("{}", sim.base_url()); // http://127.0.0.1:PORT/v2
+//! let clients = sim.truth("clients");
+//! assert!(!clients.is_empty());
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+pub mod api;
+pub mod gen;
+pub mod model;
+pub mod mutate;
+pub mod query;
+pub mod render;
+pub mod reports;
+pub mod server;
+pub mod util;
+
+pub use model::AccessRole;
+
+/// The Harvest account id every request must send in `Harvest-Account-Id`.
+pub const ACCOUNT_ID: &str = "1234567";
+/// The Forecast account listed (first) by the accounts endpoint; not valid for `/v2`.
+pub const FORECAST_ACCOUNT_ID: i64 = 7_654_321;
+/// Name of the Harvest account (and company).
+pub const ACCOUNT_NAME: &str = "Acme Co";
+/// Name of the Forecast account.
+pub const FORECAST_ACCOUNT_NAME: &str = "Acme Forecast";
+/// Personal access token of the administrator (never expires).
+pub const PAT_ADMIN: &str = "sim-pat-admin";
+/// Personal access token of the manager.
+pub const PAT_MANAGER: &str = "sim-pat-manager";
+/// Personal access token of the member.
+pub const PAT_MEMBER: &str = "sim-pat-member";
+/// OAuth application credentials.
+pub const CLIENT_ID: &str = "sim-client-id";
+pub const CLIENT_SECRET: &str = "sim-client-secret";
+/// OAuth refresh tokens, one per role.
+pub const REFRESH_ADMIN: &str = "sim-refresh-admin";
+pub const REFRESH_MANAGER: &str = "sim-refresh-manager";
+pub const REFRESH_MEMBER: &str = "sim-refresh-member";
+/// The user agent `--write-config` puts in the tap config.
+pub const QUICKSTART_USER_AGENT: &str = "tap-harvest quickstart (dev@example.com)";
+
+/// How big the generated account is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Size {
+    /// ~4 users, 3 clients, ~40 time entries: every stream non-empty, every odd value present.
+    Tiny,
+    /// ~25 users, 60 clients, 150 projects, 12,000 time entries, 2,200 invoices, 2,150 contacts.
+    Small,
+    /// ~200,000 time entries, everything scaled.
+    Medium,
+    /// ~1,000,000 time entries.
+    Large,
+}
+
+impl std::str::FromStr for Size {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Size, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "tiny" => Ok(Size::Tiny),
+            "small" => Ok(Size::Small),
+            "medium" => Ok(Size::Medium),
+            "large" => Ok(Size::Large),
+            other => Err(format!("unknown size {other:?} (tiny|small|medium|large)")),
+        }
+    }
+}
+
+/// A sliding-window rate limit: at most `max_requests` in any `window`, per token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    pub max_requests: u32,
+    pub window: Duration,
+}
+
+impl RateLimit {
+    /// Harvest's general limit: 100 requests per 15 seconds.
+    pub const HARVEST_GENERAL: RateLimit = RateLimit {
+        max_requests: 100,
+        window: Duration::from_secs(15),
+    };
+    /// Harvest's Reports API limit: 100 requests per 15 minutes.
+    pub const HARVEST_REPORTS: RateLimit = RateLimit {
+        max_requests: 100,
+        window: Duration::from_secs(900),
+    };
+    pub fn new(max_requests: u32, window: Duration) -> RateLimit {
+        RateLimit {
+            max_requests,
+            window,
+        }
+    }
+}
+
+/// Company features that gate whole groups of endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Features {
+    pub invoice: bool,
+    pub estimate: bool,
+    pub expense: bool,
+}
+
+impl Default for Features {
+    fn default() -> Features {
+        Features {
+            invoice: true,
+            estimate: true,
+            expense: true,
+        }
+    }
+}
+
+/// Latency added to requests whose path starts with `path_prefix` ("" = all API/ID paths).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Latency {
+    pub fixed: Duration,
+    pub jitter: Duration,
+    pub path_prefix: String,
+}
+
+/// Simulator configuration.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub seed: u64,
+    pub size: Size,
+    /// General limit per token; `None` disables it.
+    pub rate_limit: Option<RateLimit>,
+    /// Reports limit per token (`/v2/reports/*`, counted separately); `None` disables it.
+    pub reports_rate_limit: Option<RateLimit>,
+    /// Lifetime of OAuth access tokens (personal access tokens never expire).
+    pub token_ttl: Duration,
+    pub features: Features,
+    /// Where to listen; port 0 picks a free port.
+    pub addr: SocketAddr,
+    /// Initial latency (also settable at run time).
+    pub latency: Option<Latency>,
+    /// Upper bound of the serialized-page cache, in bytes.
+    pub page_cache_bytes: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> SimConfig {
+        SimConfig {
+            seed: 42,
+            size: Size::Tiny,
+            rate_limit: Some(RateLimit::HARVEST_GENERAL),
+            reports_rate_limit: Some(RateLimit::HARVEST_REPORTS),
+            token_ttl: Duration::from_secs(3600),
+            features: Features::default(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            latency: None,
+            page_cache_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
+
+impl SimConfig {
+    /// Defaults without any rate limit, for fast tests and benchmarks.
+    pub fn fast(size: Size) -> SimConfig {
+        SimConfig {
+            size,
+            rate_limit: None,
+            reports_rate_limit: None,
+            ..SimConfig::default()
+        }
+    }
+}
+
+/// What kind of failure a fault injects.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FaultKind {
+    /// Answer with this status (500, 502, 503...) and a small HTML body.
+    Status(u16),
+    /// Send the headers (with the full Content-Length) and part of the body, then drop the
+    /// connection.
+    CloseMidBody,
+    /// Answer 200 with a complete HTTP response whose JSON body is cut short.
+    TruncatedJson,
+    /// Answer normally, after this delay (to exceed a client's timeout).
+    Slow(Duration),
+    /// Answer 429 with `Retry-After: retry_after`.
+    Status429 { retry_after: u64 },
+}
+
+/// Which matching requests a fault hits.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Trigger {
+    /// The first N matching requests.
+    FirstN(u32),
+    /// This fraction of matching requests, drawn from a deterministic RNG.
+    Fraction(f64),
+}
+
+/// A fault scoped to authenticated `/v2` requests whose path starts with `path_prefix`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fault {
+    pub path_prefix: String,
+    pub kind: FaultKind,
+    pub trigger: Trigger,
+}
+
+/// Ids touched and created by a mutation.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MutateResult {
+    pub updated: Vec<i64>,
+    pub created: Vec<i64>,
+}
+
+/// Request counts since start or the last reset (control requests are not counted).
+///
+/// Status codes are string keys (`"200"`, `"429"`), as in the JSON of `GET /__control/requests`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestStats {
+    /// All API and ID requests answered.
+    pub total: u64,
+    /// Requests answered 429 (rate limited or injected).
+    pub throttled: u64,
+    /// Counts by status code (`"200"` → n).
+    pub by_status: BTreeMap<String, u64>,
+    /// Counts by route (`"GET /v2/invoices/{id}/messages"`), then status code (`"200"` → n).
+    pub by_route: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+impl RequestStats {
+    /// Requests to a route, any status.
+    pub fn route(&self, route: &str) -> u64 {
+        self.by_route
+            .get(route)
+            .map(|m| m.values().sum())
+            .unwrap_or(0)
+    }
+    /// Requests to a route answered with `status`.
+    pub fn route_status(&self, route: &str, status: u16) -> u64 {
+        self.by_route
+            .get(route)
+            .and_then(|m| m.get(&status.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+    /// Requests answered with `status`, any route.
+    pub fn status(&self, status: u16) -> u64 {
+        self.by_status
+            .get(&status.to_string())
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// A running simulator. It owns a background thread with its own tokio runtime; dropping it
+/// shuts the server down.
+pub struct Sim {
+    state: Arc<server::AppState>,
+    addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sim {
+    /// Generates the account, binds the configured address (127.0.0.1:0 by default) and
+    /// returns once the server is listening.
+    pub fn start(config: SimConfig) -> anyhow::Result<Sim> {
+        let bind = config.addr;
+        let state = Arc::new(server::AppState::new(config));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<SocketAddr>>();
+        let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+        let st = state.clone();
+        let thread = std::thread::Builder::new()
+            .name("harvest-sim".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("harvest-sim-worker")
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let listener = match tokio::net::TcpListener::bind(bind).await {
+                        Ok(l) => l,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let addr = listener.local_addr();
+                    let ok = addr.is_ok();
+                    let _ = ready_tx.send(addr);
+                    if !ok {
+                        return;
+                    }
+                    server::serve(st, listener, async move {
+                        let _ = shutdown_rx.await;
+                    })
+                    .await;
+                });
+                rt.shutdown_timeout(Duration::from_millis(200));
+            })?;
+        let addr = ready_rx
+            .recv()
+            .map_err(|_| anyhow::anyhow!("simulator thread exited before listening"))??;
+        state.set_addr(addr);
+        Ok(Sim {
+            state,
+            addr,
+            shutdown: Some(shutdown_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// The bound socket address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+    /// `http://127.0.0.1:PORT/v2`
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v2", self.addr)
+    }
+    /// `http://127.0.0.1:PORT/id/api/v2`
+    pub fn auth_url(&self) -> String {
+        format!("http://{}/id/api/v2", self.addr)
+    }
+    /// `http://127.0.0.1:PORT/__control`
+    pub fn control_url(&self) -> String {
+        format!("http://{}/__control", self.addr)
+    }
+
+    /// Every record of a resource exactly as its list endpoint would serve it now (any order);
+    /// nested resources carry their parent id (`invoice_id`, `estimate_id` or `user_id`).
+    /// Panics on an unknown resource name.
+    pub fn truth(&self, resource: &str) -> Vec<serde_json::Value> {
+        self.state
+            .truth(resource)
+            .unwrap_or_else(|e| panic!("harvest-sim truth: {e}"))
+    }
+
+    /// Touches `update` existing records (updated_at = now, plus a visible change) and
+    /// creates `create` new ones. Panics on an unknown resource name or `company`.
+    pub fn mutate(&self, resource: &str, update: usize, create: usize) -> MutateResult {
+        self.state
+            .mutate(resource, update, create)
+            .unwrap_or_else(|e| panic!("harvest-sim mutate: {e}"))
+    }
+
+    pub fn add_fault(&self, fault: Fault) {
+        self.state.add_fault(fault);
+    }
+    pub fn clear_faults(&self) {
+        self.state.clear_faults();
+    }
+
+    /// Adds `fixed` + uniform `[0, jitter]` latency to API and ID requests under `path_prefix`
+    /// (all when `None`). Setting a prefix again replaces it; zero and zero removes it.
+    pub fn set_latency(&self, fixed: Duration, jitter: Duration, path_prefix: Option<&str>) {
+        self.state.set_latency(Latency {
+            fixed,
+            jitter,
+            path_prefix: path_prefix.unwrap_or("").to_string(),
+        });
+    }
+    /// Removes every latency rule.
+    pub fn clear_latency(&self) {
+        self.state.clear_latency();
+    }
+
+    pub fn requests(&self) -> RequestStats {
+        self.state.requests()
+    }
+    pub fn reset_requests(&self) {
+        self.state.reset_requests();
+    }
+
+    /// The rows `/v2/reports/{path}` would serve an administrator for `from..=to` (all pages;
+    /// `project_budget` ignores the dates). Panics on an unknown report path.
+    pub fn report(
+        &self,
+        path: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+        include_fixed_fee: bool,
+    ) -> Vec<serde_json::Value> {
+        self.state
+            .report(path, from, to, include_fixed_fee)
+            .unwrap_or_else(|e| panic!("harvest-sim report: {e}"))
+    }
+
+    /// Switches company features at run time.
+    pub fn set_features(&self, features: Features) {
+        self.state.set_features(features);
+    }
+    /// Replaces both rate limits at run time (clears the windows).
+    pub fn set_rate_limits(&self, general: Option<RateLimit>, reports: Option<RateLimit>) {
+        self.state.set_rate_limits(general, reports);
+    }
+    /// Makes every OAuth access token issued so far expire now.
+    pub fn expire_access_tokens(&self) {
+        self.state.expire_access_tokens();
+    }
+    /// Credentials and URLs (what `GET /__control/info` answers).
+    pub fn info(&self) -> serde_json::Value {
+        self.state.info()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
