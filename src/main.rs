@@ -8,6 +8,8 @@ mod catalog;
 mod cli;
 mod client;
 mod config;
+#[cfg(test)]
+mod fuzz_tests;
 mod log;
 mod output;
 mod schema;
@@ -87,6 +89,14 @@ fn run(args: Args) -> Result<()> {
     if args.discover {
         return print_stdout(&serde_json::to_string_pretty(&catalog::discover())?);
     }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let signals = {
+        let _inside = runtime.enter();
+        Signals::install()
+    };
     let config_path = args
         .config
         .as_ref()
@@ -100,17 +110,13 @@ fn run(args: Args) -> Result<()> {
         Some(path) => State::load(path)?,
         None => State::default(),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     match args.test.as_deref() {
         Some("schema") => runtime.block_on(test_schema(selection)),
         Some("all") | Some("") => runtime.block_on(test_connection(config)),
         Some(other) => Err(anyhow!(
             "unknown --test mode {other:?}: use --test or --test=schema"
         )),
-        None => runtime.block_on(sync_until_signal(config, selection, state)),
+        None => runtime.block_on(sync_until_signal(config, selection, state, signals)),
     }
 }
 
@@ -154,17 +160,22 @@ async fn test_connection(config: Config) -> Result<()> {
     Ok(())
 }
 
-async fn sync_until_signal(config: Config, selection: Selection, state: State) -> Result<()> {
+async fn sync_until_signal(
+    config: Config,
+    selection: Selection,
+    state: State,
+    mut signals: Signals,
+) -> Result<()> {
     let (emitter, writer) = output::start(std::io::stdout(), state.clone());
     let last_word = emitter.clone();
     let outcome = tokio::select! {
         r = sync::run(config, selection, state, emitter) => Some(r),
-        sig = shutdown_signal() => {
+        sig = signals.recv() => {
             log::warn(&format!("{sig} received: stopping; the last STATE covers every record emitted"));
             None
         }
     };
-    let _ = last_word.state().await;
+    let _ = last_word.finish().await;
     drop(last_word);
     let (_, written) = tokio::task::spawn_blocking(move || writer.finish()).await?;
     let result = match outcome {
@@ -186,22 +197,47 @@ async fn sync_until_signal(config: Config, selection: Selection, state: State) -
     }
 }
 
-async fn shutdown_signal() -> &'static str {
+/// SIGTERM and SIGINT, listened to from the start so that a signal at any point after the
+/// first moments ends the sync cleanly (flush, last STATE, exit).
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = tokio::signal::ctrl_c() => "SIGINT",
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Must be called inside the runtime.
+    fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Signals {
+                term: signal(SignalKind::terminate()).ok(),
+            }
         }
+        #[cfg(not(unix))]
+        Signals {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "Ctrl-C"
+
+    async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            let term = async {
+                match self.term.as_mut() {
+                    Some(t) => {
+                        t.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = term => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
     }
 }

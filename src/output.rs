@@ -18,6 +18,9 @@ enum Out {
         value: Value,
     },
     State,
+    /// The last STATE: written, then nothing more is accepted (tasks being cancelled may still
+    /// be sending; what they send after this is dropped).
+    Finish,
 }
 
 /// The sending side, cloned into every stream task.
@@ -76,7 +79,8 @@ pub fn start<W: Write + Send + 'static>(out: W, state: State) -> (Emitter, Write
                         Out::Bookmark { stream, key, value } => {
                             state.set_bookmark(stream, &key, value)
                         }
-                        Out::State => {
+                        Out::State | Out::Finish => {
+                            let finish = matches!(msg, Out::Finish);
                             let value = state.to_value();
                             if dirty || last_state.as_ref() != Some(&value) {
                                 let mut line =
@@ -88,6 +92,9 @@ pub fn start<W: Write + Send + 'static>(out: W, state: State) -> (Emitter, Write
                                 dirty = false;
                             }
                             out.flush()?;
+                            if finish {
+                                break;
+                            }
                         }
                     }
                 }
@@ -149,6 +156,11 @@ impl Emitter {
         value: Value,
     ) -> Result<(), OutputClosed> {
         self.send(Out::Bookmark { stream, key, value }).await
+    }
+
+    /// Writes the last STATE and stops the writer: nothing sent afterwards is written.
+    pub async fn finish(&self) -> Result<(), OutputClosed> {
+        self.send(Out::Finish).await
     }
 
     /// Writes the state as it stands (suppressed when unchanged) and flushes.

@@ -109,6 +109,15 @@ impl Field {
             },
             // Coercions of values Harvest sends in another JSON type than documented.
             Value::String(s) if self.accepts("integer") || self.accepts("number") => {
+                // Integers first: through f64 they would lose digits beyond 2^53.
+                if self.accepts("integer") {
+                    if let Ok(n) = s.trim().parse::<i64>() {
+                        return Ok(Value::Number(n.into()));
+                    }
+                    if let Ok(n) = s.trim().parse::<u64>() {
+                        return Ok(Value::Number(n.into()));
+                    }
+                }
                 match s.trim().parse::<f64>().ok().and_then(Number::from_f64) {
                     Some(n) if self.accepts("integer") && integral(&n).is_some() => {
                         Ok(Value::Number(integral(&n).unwrap()))
@@ -223,7 +232,13 @@ impl Conformer {
             .as_object()
             .cloned()
             .unwrap_or_default();
-        let known = props.keys().cloned().collect();
+        // Fields the schema does not list but that are expected: those derived streams are
+        // made from (line_items, task_assignments...).
+        let known = props
+            .keys()
+            .cloned()
+            .chain(crate::streams::consumed_fields(stream).map(str::to_string))
+            .collect();
         let fields = props
             .iter()
             .filter(|(name, _)| selected.is_none_or(|s| s.contains(*name)))
@@ -246,8 +261,19 @@ impl Conformer {
         let mut out = Map::with_capacity(self.fields.len());
         for f in &self.fields {
             let v = record.remove(&f.name).unwrap_or(Value::Null);
+            let sent = json_kind(&v);
             match f.conform(v) {
                 Ok(v) => {
+                    if sent != "null" && sent != json_kind(&v) {
+                        self.warn_once(
+                            &format!("~{}", f.name),
+                            &format!(
+                                "field {}: Harvest sent a {sent}, emitted as a {}",
+                                f.name,
+                                json_kind(&v)
+                            ),
+                        );
+                    }
                     out.insert(f.name.clone(), v);
                 }
                 Err(e) if f.nullable => {
@@ -286,8 +312,8 @@ impl Conformer {
             .map(|mut w| w.insert(format!("+{field}")))
             .unwrap_or(false)
         {
-            crate::log::debug(&format!(
-                "{}: field {field} is not in the schema and is not emitted",
+            crate::log::warn(&format!(
+                "{}: Harvest sent a field this tap does not know, {field:?}: it is not emitted (reported once)",
                 self.stream
             ));
         }

@@ -198,6 +198,10 @@ pub enum FaultKind {
     Slow(Duration),
     /// Answer 429 with `Retry-After: retry_after`.
     Status429 { retry_after: u64 },
+    /// Answer normally but with odd records, as a changed or sloppy API might: every
+    /// top-level number of each record sent as a string ("12.5"), `created_at` missing, and
+    /// two unexpected fields (one nested, both with non-ASCII text).
+    OddData,
 }
 
 /// Which matching requests a fault hits.

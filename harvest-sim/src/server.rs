@@ -730,7 +730,54 @@ fn apply_fault(parts: (StatusCode, &'static str, Bytes), fault: Option<&FaultKin
             let cut = (body.len() / 2).max(1).min(body.len());
             json_bytes(StatusCode::OK, body.slice(..cut))
         }
+        Some(FaultKind::OddData) if parts.0 == StatusCode::OK => {
+            let (status, ct, body) = parts;
+            match serde_json::from_slice::<Value>(&body) {
+                Ok(mut v) => {
+                    oddify(&mut v);
+                    build((
+                        status,
+                        ct,
+                        Bytes::from(serde_json::to_vec(&v).unwrap_or_default()),
+                    ))
+                }
+                Err(_) => build((status, ct, body)),
+            }
+        }
         _ => build(parts),
+    }
+}
+
+/// The [`FaultKind::OddData`] rewrite of every record of a list (or of a single object).
+fn oddify(v: &mut Value) {
+    fn record(r: &mut serde_json::Map<String, Value>) {
+        for (_, field) in r.iter_mut() {
+            if let Value::Number(n) = field {
+                *field = Value::String(n.to_string());
+            }
+        }
+        r.remove("created_at");
+        r.insert(
+            "zz_unexpected".into(),
+            json!({"nested": [1, "naïve ☃"], "emoji": "🚀"}),
+        );
+        r.insert("ünïcödé_field".into(), json!("日本語のテキスト"));
+    }
+    if let Value::Object(top) = v {
+        let mut listed = false;
+        for (_, field) in top.iter_mut() {
+            if let Value::Array(items) = field {
+                for item in items.iter_mut() {
+                    if let Value::Object(r) = item {
+                        record(r);
+                        listed = true;
+                    }
+                }
+            }
+        }
+        if !listed && !top.contains_key("links") {
+            record(top);
+        }
     }
 }
 
@@ -936,6 +983,7 @@ async fn ctl_add_fault(State(st): State<Arc<AppState>>, Json(b): Json<FaultBody>
         "status" => FaultKind::Status(b.status.unwrap_or(500)),
         "close_mid_body" => FaultKind::CloseMidBody,
         "truncated_json" => FaultKind::TruncatedJson,
+        "odd_data" => FaultKind::OddData,
         "slow" => FaultKind::Slow(Duration::from_millis(b.delay_ms.unwrap_or(30_000))),
         "status429" | "status_429" | "429" => FaultKind::Status429 {
             retry_after: b.retry_after.unwrap_or(1),

@@ -79,6 +79,7 @@ impl Auth {
             bail!("Harvest rejected the personal access token (401 invalid_token): check access_token and account_id");
         };
         let url = format!("{}/oauth2/token", self.auth_url);
+        crate::log::debug(&format!("POST {url} (refresh_token grant)"));
         let form = [
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token.expose()),

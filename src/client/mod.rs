@@ -238,6 +238,10 @@ impl Client {
                 }
             };
             drop(slot);
+            crate::log::debug(&format!(
+                "GET {url} -> {}",
+                status.map_or("no response".to_string(), |s| s.to_string())
+            ));
             metric(endpoint, status, started.elapsed());
             let failure = match outcome {
                 Ok((200..=299, served_at, _, body)) => match serde_json::from_slice::<serde::de::IgnoredAny>(&body) {

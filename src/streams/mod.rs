@@ -84,6 +84,8 @@ pub enum Source {
     Derived {
         parent: &'static str,
         rows: DeriveFn,
+        /// The parent's field the rows are made from (not a column of the parent).
+        consumes: &'static str,
         clock: DerivedClock,
     },
 }
@@ -203,6 +205,7 @@ pub static STREAMS: &[StreamDef] = &[
         "roles",
         &["role_id", "user_id"],
         derived::user_roles,
+        "user_ids",
         DerivedClock::Parent,
     ),
     list("users", "/users", "users", &[], None, MANAGER),
@@ -222,6 +225,7 @@ pub static STREAMS: &[StreamDef] = &[
         "user_projects",
         &["user_id", "project_task_id"],
         derived::user_project_tasks,
+        "task_assignments",
         DerivedClock::Row,
     ),
     child(
@@ -329,6 +333,7 @@ pub static STREAMS: &[StreamDef] = &[
             "invoices",
             &["id"],
             derived::invoice_line_items,
+            "line_items",
             DerivedClock::Parent,
         )
     },
@@ -369,6 +374,7 @@ pub static STREAMS: &[StreamDef] = &[
             "estimates",
             &["id"],
             derived::estimate_line_items,
+            "line_items",
             DerivedClock::Parent,
         )
     },
@@ -394,6 +400,7 @@ pub static STREAMS: &[StreamDef] = &[
         "time_entries",
         &["id"],
         derived::external_reference,
+        "external_reference",
         DerivedClock::Parent,
     ),
     derived(
@@ -401,6 +408,7 @@ pub static STREAMS: &[StreamDef] = &[
         "time_entries",
         &["time_entry_id", "external_reference_id"],
         derived::time_entry_external_reference,
+        "external_reference",
         DerivedClock::Parent,
     ),
     report(
@@ -581,6 +589,7 @@ const fn derived(
     parent: &'static str,
     key_properties: &'static [&'static str],
     rows: DeriveFn,
+    consumes: &'static str,
     clock: DerivedClock,
 ) -> StreamDef {
     StreamDef {
@@ -588,6 +597,7 @@ const fn derived(
         source: Source::Derived {
             parent,
             rows,
+            consumes,
             clock,
         },
         key_properties,
@@ -603,6 +613,14 @@ const fn derived(
 /// Looks a stream up by name.
 pub fn find(name: &str) -> Option<&'static StreamDef> {
     STREAMS.iter().find(|s| s.name == name)
+}
+
+/// The parent fields that `name`'s derived streams are made from.
+pub fn consumed_fields(name: &str) -> impl Iterator<Item = &'static str> + '_ {
+    children_of(name).filter_map(|c| match c.source {
+        Source::Derived { consumes, .. } => Some(consumes),
+        _ => None,
+    })
 }
 
 /// The streams whose parent is `name`.

@@ -1,0 +1,613 @@
+//! Faults, interruptions, concurrent edits, odd data, secrets and a closed stdout: the tap
+//! loses nothing, emits nothing invalid and says clearly what went wrong.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use common::*;
+use harvest_sim::{Fault, FaultKind, Trigger};
+use serde_json::{json, Value};
+
+const API_STREAMS: &[&str] = &[
+    "clients",
+    "contacts",
+    "tasks",
+    "projects",
+    "project_tasks",
+    "project_users",
+    "roles",
+    "users",
+    "user_projects",
+    "user_billable_rates",
+    "user_cost_rates",
+    "expense_categories",
+    "expenses",
+    "invoice_item_categories",
+    "invoices",
+    "invoice_messages",
+    "invoice_payments",
+    "estimate_item_categories",
+    "estimates",
+    "estimate_messages",
+    "time_entries",
+];
+
+fn fault(prefix: &str, kind: FaultKind, trigger: Trigger) -> Fault {
+    Fault {
+        path_prefix: prefix.into(),
+        kind,
+        trigger,
+    }
+}
+
+fn ts(v: &Value) -> Option<DateTime<Utc>> {
+    v.as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|d| d.with_timezone(&Utc))
+}
+
+/// A catalog selecting every stream but the reports (which have tests of their own).
+fn no_reports() -> Value {
+    let mut catalog = discover();
+    for e in catalog["streams"].as_array_mut().unwrap() {
+        let on = !e["tap_stream_id"].as_str().unwrap().starts_with("report_");
+        e["metadata"][0]["metadata"]["selected"] = json!(on);
+    }
+    catalog
+}
+
+/// Every record of the ground truth appears among the runs' records (at least once), keyed by
+/// primary key.
+fn assert_union_covers_truth(runs: &[&Run], sim: &Sim, streams: &[&str]) {
+    for stream in streams {
+        let want = expected(sim, stream);
+        let got: BTreeSet<String> = runs
+            .iter()
+            .flat_map(|r| r.records(stream))
+            .map(|r| key_of(stream, r))
+            .collect();
+        let missing: Vec<&String> = want.keys().filter(|k| !got.contains(*k)).take(5).collect();
+        assert!(missing.is_empty(), "{stream}: records lost: {missing:?}");
+    }
+}
+
+/// The last STATE covers only what was emitted: every record of a stream updated before its
+/// bookmark was emitted by the run.
+fn assert_state_covers_only_emitted(run: &Run, sim: &Sim) {
+    let Some(state) = run
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m["type"] == "STATE")
+        .map(|m| m["value"].clone())
+    else {
+        return;
+    };
+    for stream in API_STREAMS {
+        let Some(bookmark) = ts(&state["bookmarks"][stream]["updated_at"]) else {
+            continue;
+        };
+        let emitted: BTreeSet<String> = run
+            .records(stream)
+            .iter()
+            .map(|r| r["id"].to_string())
+            .collect();
+        for r in sim.truth(resource_of(stream).unwrap()) {
+            let updated = ts(&r["updated_at"]).unwrap();
+            if updated < bookmark && updated >= ts(&json!("2019-01-01T00:00:00Z")).unwrap() {
+                assert!(
+                    emitted.contains(&r["id"].to_string()),
+                    "{stream}: bookmark {bookmark} covers record {} that was never emitted",
+                    r["id"]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn fault_storms_are_survived_with_every_record() {
+    let h = Harness::tiny();
+    h.sim.add_fault(fault(
+        "/v2/",
+        FaultKind::Status(500),
+        Trigger::Fraction(0.15),
+    ));
+    h.sim.add_fault(fault(
+        "/v2/time_entries",
+        FaultKind::Status(502),
+        Trigger::FirstN(3),
+    ));
+    h.sim.add_fault(fault(
+        "/v2/invoices",
+        FaultKind::Status(503),
+        Trigger::FirstN(3),
+    ));
+    h.sim.add_fault(fault(
+        "/v2/users",
+        FaultKind::CloseMidBody,
+        Trigger::FirstN(2),
+    ));
+    h.sim.add_fault(fault(
+        "/v2/expenses",
+        FaultKind::TruncatedJson,
+        Trigger::FirstN(2),
+    ));
+    h.sim.add_fault(fault(
+        "/v2/projects",
+        FaultKind::Status429 { retry_after: 1 },
+        Trigger::FirstN(3),
+    ));
+    h.sim.add_fault(fault(
+        "/v2/contacts",
+        FaultKind::Slow(Duration::from_millis(1500)),
+        Trigger::FirstN(1),
+    ));
+    let mut config = h.config();
+    config["request_timeout"] = json!(0.5);
+    config["max_retries"] = json!(8);
+    let run = h.sync(&config, Some(&no_reports()), None);
+    run.assert_ok();
+    run.assert_valid_singer();
+    for stream in API_STREAMS.iter().chain(DERIVED) {
+        assert_matches_truth(&run, &h.sim, stream);
+    }
+    let stats = h.sim.requests();
+    for status in [500, 502, 503, 429] {
+        assert!(stats.status(status) > 0, "no {status} was served");
+    }
+    assert!(
+        run.stderr.contains("timed out"),
+        "the slow response did not time out:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn exhausted_retries_fail_cleanly_and_a_rerun_from_the_last_state_completes() {
+    let h = Harness::tiny();
+    h.sim.add_fault(fault(
+        "/v2/time_entries",
+        FaultKind::Status(503),
+        Trigger::FirstN(1000),
+    ));
+    let mut config = h.config();
+    config["max_retries"] = json!(2);
+    let first = h.sync(&config, Some(&no_reports()), None);
+    assert_eq!(first.code, Some(1));
+    let critical: Vec<&str> = first
+        .stderr
+        .lines()
+        .filter(|l| l.contains("CRITICAL"))
+        .collect();
+    assert_eq!(critical.len(), 1, "{}", first.stderr);
+    assert!(
+        critical[0].contains("time_entries") && critical[0].contains("gave up after 3 tries"),
+        "{}",
+        critical[0]
+    );
+    assert!(!first.stderr.contains("panicked"));
+    first.assert_valid_singer();
+    assert_state_covers_only_emitted(&first, &h.sim);
+
+    h.sim.clear_faults();
+    let state = first.last_state();
+    let second = h.sync(&config, Some(&no_reports()), Some(&state));
+    second.assert_ok();
+    assert_union_covers_truth(&[&first, &second], &h.sim, API_STREAMS);
+    assert_union_covers_truth(&[&first, &second], &h.sim, DERIVED);
+}
+
+#[test]
+fn a_404_html_page_on_a_list_fails_with_a_clear_message() {
+    let h = Harness::tiny();
+    h.sim.add_fault(fault(
+        "/v2/tasks",
+        FaultKind::Status(404),
+        Trigger::FirstN(1),
+    ));
+    let run = h.sync(&h.config(), Some(&no_reports()), None);
+    assert_eq!(run.code, Some(1));
+    let critical: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("CRITICAL"))
+        .collect();
+    assert_eq!(critical.len(), 1);
+    assert!(
+        critical[0].contains("stream tasks") && critical[0].contains("404"),
+        "{}",
+        critical[0]
+    );
+    assert!(
+        !run.stderr.contains("<html"),
+        "the HTML body is not dumped into the log"
+    );
+    run.assert_valid_singer();
+    assert_state_covers_only_emitted(&run, &h.sim);
+    let rerun = h.sync(&h.config(), Some(&no_reports()), Some(&run.last_state()));
+    rerun.assert_ok();
+    assert_union_covers_truth(&[&run, &rerun], &h.sim, API_STREAMS);
+}
+
+/// Runs the tap, stops it with `signal` after `delay`, returns what a target received.
+fn interrupted(
+    h: &Harness,
+    config: &Value,
+    state: Option<&Value>,
+    signal: &str,
+    delay: Duration,
+) -> Run {
+    let mut args = vec![
+        "--config".to_string(),
+        h.write("config.json", config).display().to_string(),
+    ];
+    args.push("--catalog".into());
+    args.push(h.write("catalog.json", &no_reports()).display().to_string());
+    if let Some(s) = state {
+        args.push("--state".into());
+        args.push(h.write("state.json", s).display().to_string());
+    }
+    let mut child = Command::new(TAP)
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let signal = signal.to_string();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .stderr(Stdio::null())
+            .status();
+    });
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    killer.join().unwrap();
+    // A SIGKILL can cut the last line short: a target would drop it.
+    let messages = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect();
+    Run {
+        messages,
+        stdout,
+        stderr,
+        code: status.code(),
+    }
+}
+
+/// Points in time spread over an uninterrupted run of the same sync.
+fn signal_points(h: &Harness) -> Vec<Duration> {
+    let t0 = std::time::Instant::now();
+    h.sync(&h.config(), Some(&no_reports()), None).assert_ok();
+    let whole = t0.elapsed();
+    [0.03, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9]
+        .iter()
+        .map(|f| whole.mul_f64(*f))
+        .collect()
+}
+
+#[test]
+fn sigterm_at_any_point_ends_with_a_consistent_state_and_a_rerun_completes() {
+    let h = Harness::tiny();
+    h.sim
+        .set_latency(Duration::from_millis(15), Duration::from_millis(10), None);
+    let mut interrupted_runs = 0;
+    for delay in signal_points(&h) {
+        let delay_ms = delay.as_millis();
+        let first = interrupted(&h, &h.config(), None, "TERM", delay);
+        assert!(!first.stderr.contains("panicked"));
+        if first.code.is_none() {
+            // The signal came before the tap could listen for it (its first milliseconds):
+            // the default action killed it before it wrote anything.
+            assert!(
+                first.stdout.is_empty(),
+                "{delay_ms} ms: killed after writing output"
+            );
+            continue;
+        }
+        if first.code != Some(0) {
+            assert!(
+                first.stderr.contains("SIGTERM received"),
+                "{delay_ms} ms: {}",
+                first.stderr
+            );
+            interrupted_runs += 1;
+            assert_eq!(first.code, Some(1));
+        }
+        first.assert_valid_singer();
+        assert_eq!(
+            first.messages.last().map(|m| m["type"].clone()),
+            Some(json!("STATE")),
+            "{delay_ms} ms: no final STATE"
+        );
+        assert_state_covers_only_emitted(&first, &h.sim);
+        let state = first.last_state();
+        let second = h.sync(&h.config(), Some(&no_reports()), Some(&state));
+        second.assert_ok();
+        assert_union_covers_truth(&[&first, &second], &h.sim, API_STREAMS);
+        assert_union_covers_truth(&[&first, &second], &h.sim, DERIVED);
+        // Duplicates only from the streams the signal interrupted: a finished stream resumes at its bookmark.
+        for stream in API_STREAMS {
+            if let Some(b) = ts(&state["bookmarks"][stream]["updated_at"]) {
+                for r in second.records(stream) {
+                    assert!(
+                        ts(&r["updated_at"]).unwrap() >= b,
+                        "{stream}: finished before the signal, yet re-sent {}",
+                        r["id"]
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        interrupted_runs >= 4,
+        "only {interrupted_runs} runs were interrupted mid-sync"
+    );
+}
+
+#[test]
+fn sigkill_loses_at_most_what_the_last_state_did_not_cover() {
+    let h = Harness::tiny();
+    h.sim
+        .set_latency(Duration::from_millis(15), Duration::from_millis(10), None);
+    for delay in signal_points(&h) {
+        let first = interrupted(&h, &h.config(), None, "KILL", delay);
+        let state = first
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m["type"] == "STATE")
+            .map(|m| m["value"].clone());
+        assert_state_covers_only_emitted(&first, &h.sim);
+        let second = h.sync(&h.config(), Some(&no_reports()), state.as_ref());
+        second.assert_ok();
+        assert_union_covers_truth(&[&first, &second], &h.sim, API_STREAMS);
+        assert_union_covers_truth(&[&first, &second], &h.sim, DERIVED);
+    }
+}
+
+#[test]
+fn records_changed_during_a_sync_are_caught_by_it_or_the_next() {
+    let h = Harness::new(SimConfig::fast(Size::Small));
+    h.sim
+        .set_latency(Duration::from_millis(10), Duration::from_millis(5), None);
+    let streams = [
+        "clients",
+        "contacts",
+        "time_entries",
+        "invoices",
+        "invoice_payments",
+        "users",
+        "user_projects",
+        "expenses",
+    ];
+    let mut catalog = discover();
+    for e in catalog["streams"].as_array_mut().unwrap() {
+        e["metadata"][0]["metadata"]["selected"] =
+            json!(streams.contains(&e["tap_stream_id"].as_str().unwrap()));
+    }
+    let first = std::thread::scope(|s| {
+        let sync = s.spawn(|| h.sync(&h.config(), Some(&catalog), None));
+        for round in 0..12 {
+            std::thread::sleep(Duration::from_millis(120));
+            for res in [
+                "clients",
+                "contacts",
+                "time_entries",
+                "invoices",
+                "invoice_payments",
+                "users",
+                "project_assignments",
+                "expenses",
+            ] {
+                h.sim.mutate(res, 3, (round % 2) as usize);
+            }
+        }
+        sync.join().unwrap()
+    });
+    first.assert_ok();
+    let second = h.sync(&h.config(), Some(&catalog), Some(&first.last_state()));
+    second.assert_ok();
+    for stream in streams {
+        // The newest version of every record reached the target.
+        let seen: BTreeMap<String, BTreeSet<String>> = [&first, &second]
+            .iter()
+            .flat_map(|r| r.records(stream))
+            .fold(BTreeMap::new(), |mut m, r| {
+                m.entry(r["id"].to_string())
+                    .or_default()
+                    .insert(r["updated_at"].as_str().unwrap_or("").to_string());
+                m
+            });
+        for r in h.sim.truth(resource_of(stream).unwrap()) {
+            let versions = seen.get(&r["id"].to_string());
+            assert!(
+                versions.is_some_and(|v| v.contains(r["updated_at"].as_str().unwrap())),
+                "{stream}: the version of {} updated at {} never reached the target",
+                r["id"],
+                r["updated_at"]
+            );
+        }
+    }
+}
+
+#[test]
+fn odd_data_is_conformed_with_warnings() {
+    let h = Harness::tiny();
+    h.sim
+        .add_fault(fault("/v2/", FaultKind::OddData, Trigger::Fraction(1.0)));
+    let run = h.sync(&h.config(), Some(&no_reports()), None);
+    run.assert_ok();
+    run.assert_valid_singer();
+    for stream in [
+        "clients",
+        "time_entries",
+        "invoices",
+        "invoice_payments",
+        "users",
+        "expenses",
+        "user_billable_rates",
+    ] {
+        let want = expected(&h.sim, stream);
+        let got = run.records(stream);
+        assert_eq!(got.len(), want.len(), "{stream}");
+        for rec in got {
+            let raw = &want[&key_of(stream, rec)];
+            for (column, value) in rec {
+                if column != "created_at" {
+                    check_column(stream, column, value, raw);
+                }
+            }
+        }
+    }
+    assert!(
+        run.stderr
+            .contains("Harvest sent a string, emitted as a number"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("does not know, \"zz_unexpected\""),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn no_secret_reaches_stdout_or_stderr_on_any_path() {
+    let h = Harness::tiny();
+    let secrets = [
+        "sim-pat-admin",
+        "sim-pat-manager",
+        "sim-client-secret",
+        "sim-refresh-admin",
+        "sim-oauth-",
+        "wrong-secret-token",
+    ];
+    let mut cases: Vec<(Value, Option<Fault>)> = Vec::new();
+    cases.push((h.config(), None));
+    cases.push((
+        h.oauth_config("sim-refresh-admin"),
+        Some(fault(
+            "/v2/clients",
+            FaultKind::Status(503),
+            Trigger::FirstN(2),
+        )),
+    ));
+    let mut bad = h.config();
+    bad["access_token"] = json!("wrong-secret-token");
+    cases.push((bad, None));
+    let mut manager = h.config();
+    manager["access_token"] = json!("sim-pat-manager");
+    cases.push((manager, None));
+    let mut bad_oauth = h.oauth_config("sim-refresh-admin");
+    bad_oauth["client_secret"] = json!("wrong-secret-token");
+    cases.push((bad_oauth, None));
+    cases.push((
+        h.oauth_config("sim-refresh-admin"),
+        Some(fault(
+            "/v2/tasks",
+            FaultKind::Status(404),
+            Trigger::FirstN(1),
+        )),
+    ));
+    for (config, f) in cases {
+        h.sim.clear_faults();
+        if let Some(f) = f {
+            h.sim.add_fault(f);
+        }
+        let path = h.write("config.json", &config);
+        let out = Command::new(TAP)
+            .args([
+                "--config",
+                path.to_str().unwrap(),
+                "--catalog",
+                h.write("catalog.json", &no_reports()).to_str().unwrap(),
+            ])
+            .env("TAP_HARVEST_LOGLEVEL", "debug")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("DEBUG"),
+            "debug logging is on"
+        );
+        for s in secrets {
+            assert!(
+                !text.contains(s),
+                "secret {s:?} leaked with config {config}"
+            );
+        }
+    }
+    // Config errors do not echo secrets either.
+    let run = h.sync(&json!({"access_token": "sim-pat-admin", "refresh_token": "sim-refresh-admin", "start_date": "x"}), None, None);
+    assert!(!run.stderr.contains("sim-pat-admin") && !run.stderr.contains("sim-refresh-admin"));
+}
+
+#[test]
+fn a_closed_stdout_is_a_clean_nonzero_exit() {
+    let h = Harness::new(SimConfig::fast(Size::Small));
+    let mut catalog = discover();
+    for e in catalog["streams"].as_array_mut().unwrap() {
+        e["metadata"][0]["metadata"]["selected"] = json!(e["tap_stream_id"] == "time_entries");
+    }
+    let mut child = Command::new(TAP)
+        .args([
+            "--config",
+            h.write("config.json", &h.config()).to_str().unwrap(),
+            "--catalog",
+            h.write("catalog.json", &catalog).to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.contains("SCHEMA"));
+    drop(reader); // the target exits
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let critical: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("CRITICAL") || l.contains("ERROR"))
+        .collect();
+    assert_eq!(critical.len(), 1, "{stderr}");
+    assert!(critical[0].contains("stdout was closed"), "{}", critical[0]);
+}
