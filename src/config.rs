@@ -12,6 +12,8 @@ use serde_json::{Map, Value};
 pub const DEFAULT_BASE_URL: &str = "https://api.harvestapp.com/v2";
 pub const DEFAULT_AUTH_URL: &str = "https://id.getharvest.com/api/v2";
 pub const DEFAULT_REQUEST_TIMEOUT: f64 = 300.0;
+/// The largest number of seconds a config key accepts: a day.
+const MAX_SECONDS: f64 = 86400.0;
 
 /// The settings the tap reads from its config file. This type documents them (`--about`
 /// prints its JSON Schema); [`Config::from_value`] parses and validates them.
@@ -231,6 +233,19 @@ impl Reader<'_> {
         }
     }
 
+    /// A number of seconds: at most a day (more is a mistake, and may not fit a `Duration`).
+    fn seconds(&mut self, key: &str) -> Option<Duration> {
+        let v = self.number(key)?;
+        if v <= MAX_SECONDS {
+            Some(Duration::from_secs_f64(v))
+        } else {
+            self.errors.push(format!(
+                "config key '{key}' must be a number of seconds from 0 to {MAX_SECONDS}"
+            ));
+            None
+        }
+    }
+
     fn positive_int(&mut self, key: &str) -> Option<u32> {
         let v = self.number(key)?;
         if v >= 1.0 && v.fract() == 0.0 && v <= u32::MAX as f64 {
@@ -258,7 +273,8 @@ impl Reader<'_> {
 
     fn url(&mut self, key: &str, default: &str) -> String {
         let s = self.string(key).unwrap_or_else(|| default.to_string());
-        if !(s.starts_with("https://") || s.starts_with("http://")) {
+        let parsed = reqwest::Url::parse(&s).ok();
+        if !parsed.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host()) {
             self.errors.push(format!(
                 "config key '{key}' must be an http(s) URL, got {s:?}"
             ));
@@ -367,10 +383,10 @@ impl Config {
         let user_agent = r.string("user_agent").unwrap_or_else(default_user_agent);
         let base_url = r.url("base_url", DEFAULT_BASE_URL);
         let auth_url = r.url("auth_url", DEFAULT_AUTH_URL);
-        let timeout = match r.number("request_timeout") {
-            Some(t) if t > 0.0 => t,
-            _ => DEFAULT_REQUEST_TIMEOUT,
-        };
+        let timeout = r
+            .seconds("request_timeout")
+            .filter(|t| !t.is_zero())
+            .unwrap_or(Duration::from_secs_f64(DEFAULT_REQUEST_TIMEOUT));
         let full_child_scan = r.boolean("full_child_scan").unwrap_or(false);
         let max_retries = match r.number("max_retries") {
             Some(v) if v.fract() == 0.0 && v <= 100.0 => v as u32,
@@ -381,17 +397,20 @@ impl Config {
             }
             None => 6,
         };
-        let backoff_base = r.number("backoff_base_seconds").unwrap_or(1.0);
+        let backoff_base = r
+            .seconds("backoff_base_seconds")
+            .unwrap_or(Duration::from_secs(1));
         let budget = Budget {
             requests: r.positive_int("rate_limit_requests").unwrap_or(100),
-            window: Duration::from_secs_f64(r.number("rate_limit_window_seconds").unwrap_or(15.0)),
+            window: r
+                .seconds("rate_limit_window_seconds")
+                .unwrap_or(Duration::from_secs(15)),
         };
         let reports_budget = Budget {
             requests: r.positive_int("reports_rate_limit_requests").unwrap_or(100),
-            window: Duration::from_secs_f64(
-                r.number("reports_rate_limit_window_seconds")
-                    .unwrap_or(900.0),
-            ),
+            window: r
+                .seconds("reports_rate_limit_window_seconds")
+                .unwrap_or(Duration::from_secs(900)),
         };
         let max_concurrency = r.positive_int("max_concurrency").unwrap_or(16) as usize;
         let reports_start_date = r
@@ -417,10 +436,10 @@ impl Config {
             user_agent,
             base_url,
             auth_url,
-            request_timeout: Duration::from_secs_f64(timeout),
+            request_timeout: timeout,
             full_child_scan,
             max_retries,
-            backoff_base: Duration::from_secs_f64(backoff_base),
+            backoff_base,
             budget,
             reports_budget,
             max_concurrency,

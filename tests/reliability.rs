@@ -303,7 +303,7 @@ fn signal_points(h: &Harness) -> Vec<Duration> {
     let t0 = std::time::Instant::now();
     h.sync(&h.config(), Some(&no_reports()), None).assert_ok();
     let whole = t0.elapsed();
-    [0.03, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9]
+    [0.03, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8]
         .iter()
         .map(|f| whole.mul_f64(*f))
         .collect()
