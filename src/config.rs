@@ -195,7 +195,7 @@ impl Reader<'_> {
     fn id(&mut self, key: &str) -> Option<String> {
         match self.obj.get(key) {
             Some(Value::Number(n)) if n.is_u64() => Some(n.to_string()),
-            Some(Value::Number(_)) => {
+            Some(Value::Number(_) | Value::Bool(_) | Value::Array(_) | Value::Object(_)) => {
                 self.errors.push(format!(
                     "config key '{key}' must be a positive integer or a string of digits"
                 ));
@@ -311,6 +311,8 @@ impl Config {
             .filter(|v| v.is_some())
             .count();
 
+        // A credential given with the wrong type is already reported: not "missing" as well.
+        let mistyped = |k: &str| obj.get(k).is_some_and(|v| !v.is_null() && !v.is_string());
         let auth = match (access_token, oauth_given) {
             (Some(_), n) if n > 0 => {
                 r.errors.push(
@@ -333,9 +335,19 @@ impl Config {
                 refresh_token: Secret(refresh_token.unwrap()),
             }),
             (None, 0) => {
-                r.errors.push(
-                    "config has no credentials: give 'access_token' and 'account_id', or 'client_id', 'client_secret' and 'refresh_token'".into(),
-                );
+                if ![
+                    "access_token",
+                    "client_id",
+                    "client_secret",
+                    "refresh_token",
+                ]
+                .iter()
+                .any(|k| mistyped(k))
+                {
+                    r.errors.push(
+                        "config has no credentials: give 'access_token' and 'account_id', or 'client_id', 'client_secret' and 'refresh_token'".into(),
+                    );
+                }
                 None
             }
             (None, _) => {
@@ -345,17 +357,19 @@ impl Config {
                     ("refresh_token", &refresh_token),
                 ]
                 .iter()
-                .filter(|(_, v)| v.is_none())
+                .filter(|(k, v)| v.is_none() && !mistyped(k))
                 .map(|(k, _)| *k)
                 .collect();
-                r.errors.push(format!(
-                    "OAuth config is missing {}",
-                    missing
-                        .iter()
-                        .map(|k| format!("'{k}'"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
+                if !missing.is_empty() {
+                    r.errors.push(format!(
+                        "OAuth config is missing {}",
+                        missing
+                            .iter()
+                            .map(|k| format!("'{k}'"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
                 None
             }
         };
@@ -381,6 +395,14 @@ impl Config {
             }
         };
         let user_agent = r.string("user_agent").unwrap_or_else(default_user_agent);
+        if !user_agent
+            .bytes()
+            .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+        {
+            r.errors.push(
+                "config key 'user_agent' must be printable ASCII on one line (it is sent as an HTTP header)".into(),
+            );
+        }
         let base_url = r.url("base_url", DEFAULT_BASE_URL);
         let auth_url = r.url("auth_url", DEFAULT_AUTH_URL);
         let timeout = r

@@ -167,6 +167,10 @@ const ODD_STRINGS: &[&str] = &[
     "2016-12-31T23:59:60Z",
     "2024-01-01T23:59:60Z",
     "2024-01-01T24:00:00Z",
+    "2024-01-01T00:00:60Z",
+    "2016-12-31T23:59:60+01:00",
+    "2017-01-01T00:59:60+01:00",
+    "2016-12-31T23:59:60.5Z",
     "2024-01-01T00:00:00+24:00",
     "2024-01-01T00:00:00+23:59",
     "0000-01-01",
@@ -281,6 +285,11 @@ fn number() -> BoxedStrategy<Value> {
     .boxed()
 }
 
+/// Any string: proptest's own (no control characters) or any characters at all.
+fn any_text() -> BoxedStrategy<String> {
+    prop_oneof![any::<String>(), "(?s).{0,12}"].boxed()
+}
+
 fn numeric_string() -> BoxedStrategy<String> {
     prop_oneof![
         any::<i64>().prop_map(|n| n.to_string()),
@@ -297,6 +306,8 @@ fn text() -> BoxedStrategy<String> {
         2 => date_like(),
         2 => any::<String>(),
         1 => "[ -~]{0,16}",
+        // Any character at all, control characters and newlines included.
+        1 => "(?s).{0,12}",
         1 => numeric_string(),
     ]
     .boxed()
@@ -314,9 +325,10 @@ fn leaf() -> BoxedStrategy<Value> {
 
 fn key(pool: Vec<String>) -> BoxedStrategy<String> {
     prop_oneof![
-        4 => select(pool),
-        1 => any::<String>(),
-        1 => "[a-z_]{1,12}",
+        8 => select(pool),
+        2 => any::<String>(),
+        2 => "[a-z_]{1,12}",
+        1 => text(),
     ]
     .boxed()
 }
@@ -347,16 +359,14 @@ fn object(pairs: impl IntoIterator<Item = (String, Value)>) -> Value {
 // ---------------------------------------------------------------------------------------------
 
 fn secret() -> BoxedStrategy<Value> {
-    prop_oneof![
-        4 => "SECRET-[A-Za-z0-9._-]{4,24}".prop_map(Value::String),
-        1 => leaf(),
-    ]
-    .boxed()
+    "SECRET-[A-Za-z0-9._-]{4,24}"
+        .prop_map(Value::String)
+        .boxed()
 }
 
-fn plausible_config_value(key: &'static str) -> BoxedStrategy<Value> {
-    let odd = prop_oneof![leaf(), json_with_keys(pool(CONFIG_KEYS))];
-    let good: BoxedStrategy<Value> = match key {
+/// A value the config accepts for `key`.
+fn valid_config_value(key: &'static str) -> BoxedStrategy<Value> {
+    match key {
         "access_token" | "client_secret" | "refresh_token" => secret(),
         "client_id" => "[A-Za-z0-9_-]{1,24}".prop_map(Value::String).boxed(),
         "account_id" => prop_oneof![
@@ -364,21 +374,45 @@ fn plausible_config_value(key: &'static str) -> BoxedStrategy<Value> {
             any::<u32>().prop_map(Value::from),
         ]
         .boxed(),
-        "start_date" | "reports_start_date" => prop_oneof![
-            valid_datetime().prop_map(|(s, _)| Value::String(s)),
-            date_like().prop_map(Value::String),
+        "start_date" | "reports_start_date" => {
+            valid_datetime().prop_map(|(s, _)| Value::String(s)).boxed()
+        }
+        "user_agent" => "[ -~]{1,30}".prop_map(Value::String).boxed(),
+        "base_url" | "auth_url" => select(vec![
+            "https://api.harvestapp.com/v2",
+            "https://id.getharvest.com/api/v2/",
+            "http://127.0.0.1:9/v2",
+            "http://[::1]:8080",
+        ])
+        .prop_map(|s| json!(s))
+        .boxed(),
+        "full_child_scan" | "include_fixed_fee" => prop_oneof![
+            any::<bool>().prop_map(Value::Bool),
+            select(vec!["true", "false", "TRUE"]).prop_map(|s| json!(s)),
         ]
         .boxed(),
-        "user_agent" => prop_oneof![
-            "[ -~]{0,30}".prop_map(Value::String),
-            text().prop_map(Value::String),
+        "request_timeout" | "backoff_base_seconds" => prop_oneof![
+            (0u32..600).prop_map(Value::from),
+            (0.0f64..600.0).prop_map(|f| json!(f)),
+            (1u32..600).prop_map(|n| json!(n.to_string())),
+            Just(json!("")),
         ]
         .boxed(),
+        "max_retries" => (0u32..=100).prop_map(Value::from).boxed(),
+        "rate_limit_window_seconds" | "reports_rate_limit_window_seconds" => {
+            (0.0f64..86400.0).prop_map(|f| json!(f)).boxed()
+        }
+        _ => (1u32..100_000).prop_map(Value::from).boxed(),
+    }
+}
+
+/// A value for `key` that may be anything: mistyped, out of range, empty, odd.
+fn odd_config_value(key: &'static str) -> BoxedStrategy<Value> {
+    let specific: BoxedStrategy<Value> = match key {
+        "start_date" | "reports_start_date" => date_like().prop_map(Value::String).boxed(),
+        "user_agent" => text().prop_map(Value::String).boxed(),
         "base_url" | "auth_url" => prop_oneof![
             select(vec![
-                "https://api.harvestapp.com/v2",
-                "https://id.getharvest.com/api/v2/",
-                "http://127.0.0.1:9/v2",
                 "http://",
                 "https://",
                 "http://exa mple.com",
@@ -386,66 +420,77 @@ fn plausible_config_value(key: &'static str) -> BoxedStrategy<Value> {
                 "https://x:99999/",
                 "not a url",
                 "ftp://example.com",
+                "/v2",
             ])
             .prop_map(|s| json!(s)),
             "https?://[a-z0-9 .:/\\[\\]]{0,20}".prop_map(Value::String),
         ]
         .boxed(),
-        "full_child_scan" | "include_fixed_fee" => prop_oneof![
-            any::<bool>().prop_map(Value::Bool),
-            select(vec!["true", "false", "TRUE", "yes", "1"]).prop_map(|s| json!(s)),
-        ]
-        .boxed(),
-        _ => prop_oneof![
-            (0u32..200).prop_map(Value::from),
-            (0.0f64..100.0).prop_map(|f| json!(f)),
-            number(),
-            numeric_string().prop_map(Value::String),
-        ]
-        .boxed(),
+        _ => prop_oneof![number(), numeric_string().prop_map(Value::String)].boxed(),
     };
-    prop_oneof![3 => good, 1 => odd].boxed()
+    prop_oneof![
+        2 => specific,
+        2 => leaf(),
+        1 => json_with_keys(pool(CONFIG_KEYS)),
+    ]
+    .boxed()
 }
 
 /// Configs near valid ones: an auth mode (one, both, neither or part of OAuth), then each other
-/// key present or not with a plausible or an odd value, plus unknown keys.
+/// key absent, valid, or (less often) odd, plus unknown keys.
 fn config_strategy() -> BoxedStrategy<Value> {
+    let entry = |k: &'static str, presence: f64, oddness: u32| {
+        prop::option::weighted(
+            presence,
+            prop_oneof![
+                8 => valid_config_value(k),
+                oddness => odd_config_value(k),
+            ]
+            .prop_map(move |v| (k.to_string(), v)),
+        )
+        .boxed()
+    };
     let mut per_key: Vec<BoxedStrategy<Option<(String, Value)>>> = Vec::new();
     for k in CONFIG_KEYS {
-        let weight = if SECRET_KEYS.contains(k) || *k == "client_id" || *k == "account_id" {
-            0.5
-        } else if *k == "start_date" {
-            0.9
-        } else {
-            0.3
-        };
-        per_key.push(
-            prop::option::weighted(
-                weight,
-                plausible_config_value(k).prop_map(move |v| (k.to_string(), v)),
-            )
-            .boxed(),
-        );
+        per_key.push(match *k {
+            "start_date" => entry(k, 0.95, 1),
+            "access_token" | "client_id" | "client_secret" | "refresh_token" => entry(k, 0.6, 1),
+            "account_id" => entry(k, 0.8, 1),
+            _ => entry(k, 0.25, 1),
+        });
     }
-    let structured = (per_key, 0usize..4, btree_map("[a-z_]{1,10}", leaf(), 0..3)).prop_map(
+    let structured = (per_key, 0usize..5, btree_map("[a-z_]{1,10}", leaf(), 0..3)).prop_map(
         |(pairs, mode, extra)| {
             let mut m: Map<String, Value> = extra.into_iter().collect();
             for (k, v) in pairs.into_iter().flatten() {
-                // Bias towards exactly one auth mode so that valid configs are common.
-                let keep = match (mode, k.as_str()) {
-                    (0, "client_id" | "client_secret" | "refresh_token") => false,
-                    (1, "access_token") => false,
-                    _ => true,
-                };
-                if keep {
-                    m.insert(k, v);
+                m.insert(k, v);
+            }
+            // Mostly exactly one auth mode, so that valid configs are common.
+            match mode {
+                0 | 1 => {
+                    for k in ["client_id", "client_secret", "refresh_token"] {
+                        m.remove(k);
+                    }
+                    m.entry("access_token")
+                        .or_insert_with(|| json!("SECRET-token"));
                 }
+                2 | 3 => {
+                    m.remove("access_token");
+                    for (k, v) in [
+                        ("client_id", "client-id"),
+                        ("client_secret", "SECRET-client"),
+                        ("refresh_token", "SECRET-refresh"),
+                    ] {
+                        m.entry(k).or_insert_with(|| json!(v));
+                    }
+                }
+                _ => {}
             }
             Value::Object(m)
         },
     );
     prop_oneof![
-        4 => structured,
+        6 => structured,
         1 => json_with_keys(pool(CONFIG_KEYS)),
     ]
     .boxed()
@@ -549,7 +594,7 @@ fn metadata_entry() -> BoxedStrategy<Value> {
             json!({"breadcrumb": [], "metadata": md})
         }),
         4 => (
-            prop_oneof![4 => select(props), 1 => any::<String>()],
+            prop_oneof![4 => select(props), 1 => any_text()],
             prop::option::of(flag()),
             prop::option::of(prop_oneof![
                 select(vec!["available", "automatic", "unsupported"]).prop_map(|s| json!(s)),
@@ -704,9 +749,9 @@ fn bookmark_value() -> BoxedStrategy<Value> {
 fn bookmarks_state() -> BoxedStrategy<Value> {
     let bookmark_key = prop_oneof![
         select(vec!["updated_at", "invoices_updated_at", "from", "x"]).prop_map(str::to_string),
-        any::<String>(),
+        any_text(),
     ];
-    let stream = prop_oneof![4 => select(stream_names()), 1 => any::<String>()];
+    let stream = prop_oneof![4 => select(stream_names()), 1 => any_text()];
     let bookmark = prop_oneof![
         6 => btree_map(bookmark_key, bookmark_value(), 0..3)
             .prop_map(|m| Value::Object(m.into_iter().collect())),
@@ -989,7 +1034,7 @@ fn valid_date() -> BoxedStrategy<String> {
 fn unicode_text() -> BoxedStrategy<String> {
     prop_oneof![
         "[ -~]{0,20}",
-        any::<String>(),
+        any_text(),
         select(vec![
             "Zoë",
             "日本語のテキスト",
@@ -1290,6 +1335,7 @@ fn keyed_record(def: &StreamDef) -> Map<String, Value> {
 #[test]
 fn every_odd_string_in_every_field_validates() {
     quiet();
+    let mut failures = BTreeMap::new();
     for def in STREAMS {
         let props = def.schema()["properties"].as_object().unwrap();
         for name in props.keys() {
@@ -1297,11 +1343,15 @@ fn every_odd_string_in_every_field_validates() {
                 let mut r = keyed_record(def);
                 r.insert(name.clone(), json!(s));
                 if let Err(e) = conform_and_validate(def, r) {
-                    panic!("{}.{name} = {s:?}: {e}", def.name);
+                    let e = e.to_string();
+                    failures.entry(format!("{s:?}")).or_insert_with(|| {
+                        format!("{}.{name}: {}", def.name, e.lines().next().unwrap_or(""))
+                    });
                 }
             }
         }
     }
+    assert!(failures.is_empty(), "{failures:#?}");
 }
 
 fn date_fields() -> Vec<(usize, String)> {
@@ -1331,5 +1381,73 @@ proptest! {
         let mut r = keyed_record(def);
         r.insert(name.clone(), json!(s));
         conform_and_validate(def, r)?;
+    }
+}
+
+/// The config values the properties found wrong, named here so they stay fixed.
+#[test]
+fn config_rejects_what_would_fail_later() {
+    let base = json!({"access_token": "t", "account_id": "1", "start_date": "2024-01-01"});
+    for (key, value) in [
+        ("user_agent", json!("tap\nharvest")),
+        ("user_agent", json!("tap-harvest (zoë@example.com)")),
+        ("user_agent", json!("a\u{0}b")),
+        ("rate_limit_window_seconds", json!(1e20)),
+        ("reports_rate_limit_window_seconds", json!(1e300)),
+        ("request_timeout", json!("1e30")),
+        ("backoff_base_seconds", json!(f64::MAX)),
+        ("base_url", json!("http://")),
+        ("auth_url", json!("https://")),
+        ("base_url", json!("http://exa mple.com")),
+        ("base_url", json!("http://[::1")),
+    ] {
+        let mut c = base.clone();
+        c[key] = value.clone();
+        let e = Config::from_value(&c).expect_err(&format!("{key} = {value}"));
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert!(e.0[0].contains(&format!("'{key}'")), "{e}");
+    }
+    let mut c = base.clone();
+    c["request_timeout"] = json!(1e-300);
+    let c = Config::from_value(&c).unwrap();
+    assert_eq!(c.request_timeout, std::time::Duration::from_secs(300));
+}
+
+/// Huge values pass whole: a megabyte of unicode in a note, thousands of line items and role
+/// members, each row valid.
+#[test]
+fn huge_values_pass_through() {
+    quiet();
+    let invoices = crate::streams::find("invoices").unwrap();
+    let line_items = crate::streams::find("invoice_line_items").unwrap();
+    let note = "Zoë 🦀 日本語 ".repeat(60_000);
+    let items: Vec<Value> = (0..5000)
+        .map(|i| {
+            json!({"id": i + 1, "quantity": format!("{i}.5"), "description": note[..64].to_string(),
+                        "project": {"id": i, "name": "p"}})
+        })
+        .collect();
+    let invoice =
+        json!({"id": 1, "notes": note, "line_items": items, "updated_at": "2024-01-01T00:00:00Z"});
+    let invoice = invoice.as_object().unwrap().clone();
+    let rec = conform_and_validate(invoices, shape(invoices, invoice.clone(), None))
+        .unwrap()
+        .expect("a record");
+    assert_eq!(rec["notes"], json!(note));
+    let rows = derived_rows(line_items, &invoice).unwrap();
+    assert_eq!(rows.len(), 5000);
+    for (i, row) in rows.into_iter().enumerate() {
+        let r = conform_and_validate(line_items, row)
+            .unwrap()
+            .expect("a row");
+        assert_eq!(r["quantity"], json!(i as f64 + 0.5));
+        assert_eq!(r["invoice_id"], json!(1));
+    }
+    let roles = crate::streams::find("user_roles").unwrap();
+    let role = json!({"id": 3, "user_ids": (1..=20_000).collect::<Vec<i64>>()});
+    let rows = derived_rows(roles, role.as_object().unwrap()).unwrap();
+    assert_eq!(rows.len(), 20_000);
+    for row in rows {
+        conform_and_validate(roles, row).unwrap().expect("a row");
     }
 }

@@ -43,7 +43,7 @@ fn main() -> ExitCode {
             let text = e.to_string();
             let first = text
                 .lines()
-                .take_while(|l| !l.starts_with("Usage:"))
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
                 .map(str::trim)
                 .filter(|l| !l.is_empty())
                 .collect::<Vec<_>>()

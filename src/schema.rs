@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, OnceLock};
 
-use chrono::{DateTime, NaiveDate};
+use chrono::{DateTime, NaiveDate, Timelike};
 use serde_json::{Map, Number, Value};
 
 include!(concat!(env!("OUT_DIR"), "/schemas.rs"));
@@ -151,8 +151,7 @@ impl Field {
             Format::None => Ok(Value::String(s)),
             Format::Date => {
                 let day = s.get(..10).unwrap_or(&s);
-                if NaiveDate::parse_from_str(day, "%Y-%m-%d").is_ok()
-                    && (s.len() == 10 || DateTime::parse_from_rfc3339(&s).is_ok())
+                if is_full_date(day) && (s.len() == 10 || DateTime::parse_from_rfc3339(&s).is_ok())
                 {
                     Ok(Value::String(day.to_string()))
                 } else if s.is_empty() && self.nullable {
@@ -162,10 +161,20 @@ impl Field {
                 }
             }
             Format::DateTime => {
-                if DateTime::parse_from_rfc3339(&s).is_ok() {
-                    Ok(Value::String(s))
-                } else if let Ok(day) = NaiveDate::parse_from_str(&s, "%Y-%m-%d") {
-                    Ok(Value::String(format!("{day}T00:00:00Z")))
+                let parsed = DateTime::parse_from_rfc3339(&s).ok().filter(|d| {
+                    // chrono takes a leap second in any minute; RFC 3339 only at 23:59:60 UTC.
+                    let utc = d.naive_utc();
+                    d.nanosecond() < 1_000_000_000 || (utc.hour(), utc.minute()) == (23, 59)
+                });
+                if parsed.is_some() {
+                    // chrono also takes a space for the `T`, which JSON Schema does not.
+                    if s.as_bytes().get(10) == Some(&b' ') {
+                        Ok(Value::String(format!("{}T{}", &s[..10], &s[11..])))
+                    } else {
+                        Ok(Value::String(s))
+                    }
+                } else if is_full_date(&s) {
+                    Ok(Value::String(format!("{s}T00:00:00Z")))
                 } else if s.is_empty() && self.nullable {
                     Ok(Value::Null)
                 } else {
@@ -174,6 +183,20 @@ impl Field {
             }
         }
     }
+}
+
+/// `YYYY-MM-DD`, a day that exists (RFC 3339's full-date, which JSON Schema's `date` is).
+fn is_full_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
+        && NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()
 }
 
 fn integral(n: &Number) -> Option<Number> {

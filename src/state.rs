@@ -46,7 +46,8 @@ impl State {
                 for (stream, b) in bookmarks {
                     let Value::Object(b) = b else {
                         bail!(
-                            "bookmarks.{stream} must be an object like {{\"updated_at\": \"...\"}}"
+                            "bookmarks.{} must be an object like {{\"updated_at\": \"...\"}}",
+                            stream.escape_debug()
                         );
                     };
                     for (key, v) in b {
@@ -54,7 +55,11 @@ impl State {
                             let ok = v.is_null()
                                 || v.as_str().is_some_and(|s| parse_datetime(s).is_some());
                             if !ok {
-                                bail!("bookmarks.{stream}.{key} is not a date-time: {v}");
+                                bail!(
+                                    "bookmarks.{}.{} is not a date-time: {v}",
+                                    stream.escape_debug(),
+                                    key.escape_debug()
+                                );
                             }
                         }
                     }
