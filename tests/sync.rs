@@ -485,3 +485,30 @@ fn malformed_configs_each_give_one_clear_line() {
     assert_eq!(run.code, Some(1));
     assert!(run.stderr.contains("is not valid JSON"));
 }
+
+#[test]
+fn full_child_scan_checks_every_parent() {
+    let h = Harness::tiny();
+    let catalog = catalog_selecting(&["invoice_messages", "invoice_payments", "estimate_messages"]);
+    let first = h.sync(&h.config(), Some(&catalog), None);
+    first.assert_ok();
+    let state = first.last_state();
+    h.sim.reset_requests();
+    let quiet = h.sync(&h.config(), Some(&catalog), Some(&state));
+    quiet.assert_ok();
+    // Nothing changed: at most the newest invoice (updated_since is inclusive) is checked.
+    assert!(h.sim.requests().route("GET /v2/invoices/{id}/messages") <= 1);
+    let mut config = h.config();
+    config["full_child_scan"] = json!(true);
+    h.sim.reset_requests();
+    let full = h.sync(&config, Some(&catalog), Some(&state));
+    full.assert_ok();
+    let stats = h.sim.requests();
+    let invoices = h.sim.truth("invoices").len() as u64;
+    assert_eq!(stats.route("GET /v2/invoices/{id}/messages"), invoices);
+    assert_eq!(stats.route("GET /v2/invoices/{id}/payments"), invoices);
+    assert_eq!(
+        stats.route("GET /v2/estimates/{id}/messages"),
+        h.sim.truth("estimates").len() as u64
+    );
+}
