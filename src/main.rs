@@ -64,7 +64,7 @@ fn main() -> ExitCode {
             } else if e.downcast_ref::<OutputClosed>().is_some() {
                 log::log(
                     log::Level::Critical,
-                    "stdout was closed before the sync finished (did the target exit?)",
+                    "stdout was closed before the output was complete (did the target or reader exit?)",
                 );
             } else {
                 log::log(log::Level::Critical, &format!("{e:#}"));

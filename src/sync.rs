@@ -48,6 +48,8 @@ struct Node {
     /// The earliest `Date` of the responses this stream's records came from.
     served: Mutex<Option<DateTime<Utc>>>,
     records: AtomicU64,
+    /// Requests made for this stream (none for derived streams).
+    counters: Arc<Counters>,
     skipped: AtomicBool,
 }
 
@@ -238,6 +240,7 @@ fn plan(selection: &Selection, state: &State, config: &Config) -> Vec<Arc<Node>>
             newest: Mutex::new(None),
             served: Mutex::new(None),
             records: AtomicU64::new(0),
+            counters: Arc::new(Counters::default()),
             skipped: AtomicBool::new(false),
         })
     }
@@ -389,7 +392,7 @@ async fn emit(
 }
 
 async fn read_company(ctx: &Ctx, node: Option<&Arc<Node>>) -> Result<Map<String, Value>, Fatal> {
-    let counters = Counters::default();
+    let counters = node.map_or_else(|| Arc::new(Counters::default()), |n| n.counters.clone());
     if let Some(n) = node {
         emit_schemas(ctx, n).await?;
     }
@@ -408,15 +411,19 @@ async fn read_company(ctx: &Ctx, node: Option<&Arc<Node>>) -> Result<Map<String,
     if let Some(n) = node {
         emit(ctx, n, company.clone(), &now_rfc3339()).await?;
         ctx.emitter.state().await?;
-        progress(n, &counters);
+        progress(n);
     }
     Ok(company)
 }
 
-fn progress(root: &Arc<Node>, counters: &Counters) {
+/// A progress line and a `record_count` metric for each selected stream of a finished tree.
+fn progress(root: &Arc<Node>) {
     let mut all = Vec::new();
     root.walk(&mut all);
-    for n in all.into_iter().filter(|n| n.selected) {
+    for n in all
+        .into_iter()
+        .filter(|n| n.selected && !n.skipped.load(Ordering::Relaxed))
+    {
         let records = n.records.load(Ordering::Relaxed);
         crate::log::metric(
             "counter",
@@ -424,17 +431,23 @@ fn progress(root: &Arc<Node>, counters: &Counters) {
             json!(records),
             json!({"endpoint": n.def.name}),
         );
+        let c = &n.counters;
+        let requests = match n.def.source {
+            Source::Derived { parent, .. } => format!("made from {parent}, no request of its own"),
+            _ => format!(
+                "{} pages, {} requests ({} retried, {} throttled), {:.1} s waited on the rate limit",
+                c.pages.load(Ordering::Relaxed),
+                c.requests.load(Ordering::Relaxed),
+                c.retries.load(Ordering::Relaxed),
+                c.throttled.load(Ordering::Relaxed),
+                c.waited.total().as_secs_f64(),
+            ),
+        };
+        crate::log::info(&format!(
+            "stream {} finished: {records} records, {requests}",
+            n.def.name
+        ));
     }
-    crate::log::info(&format!(
-        "stream {} finished: {} records, {} pages, {} requests ({} retried, {} throttled), {:.1} s waited on the rate limit",
-        root.def.name,
-        root.records.load(Ordering::Relaxed),
-        counters.pages.load(Ordering::Relaxed),
-        counters.requests.load(Ordering::Relaxed),
-        counters.retries.load(Ordering::Relaxed),
-        counters.throttled.load(Ordering::Relaxed),
-        counters.waited_ms.load(Ordering::Relaxed) as f64 / 1000.0,
-    ));
 }
 
 /// The `updated_since` a list request can carry: the oldest threshold among the streams it
@@ -567,7 +580,7 @@ async fn read_report(
     fixed_fee: bool,
 ) -> Result<(), Fatal> {
     emit_schemas(ctx, node).await?;
-    let counters = Arc::new(Counters::default());
+    let counters = node.counters.clone();
     let plan: Vec<Option<(NaiveDate, NaiveDate)>> = if windowed {
         report_windows(node).into_iter().map(Some).collect()
     } else {
@@ -622,7 +635,7 @@ async fn read_report(
         }
         ctx.emitter.state().await?;
     }
-    progress(node, &counters);
+    progress(node);
     Ok(())
 }
 
@@ -633,7 +646,7 @@ async fn read_list(
     envelope: &'static str,
 ) -> Result<(), Fatal> {
     emit_schemas(ctx, root).await?;
-    let counters = Arc::new(Counters::default());
+    let counters = root.counters.clone();
     let since = request_since(root, ctx.config.full_child_scan);
     let mut pages = ctx.pager(
         list_url(ctx, path, since),
@@ -715,14 +728,14 @@ async fn read_list(
         if child.skipped.load(Ordering::Relaxed) {
             continue;
         }
-        read_children(ctx, &child, ids, &counters).await?;
+        read_children(ctx, &child, ids).await?;
         bookmark(ctx, &child).await?;
         for d in &child.children {
             bookmark(ctx, d).await?;
         }
         ctx.emitter.state().await?;
     }
-    progress(root, &counters);
+    progress(root);
     Ok(())
 }
 
@@ -751,11 +764,11 @@ async fn read_children(
     ctx: &Arc<Ctx>,
     node: &Arc<Node>,
     parent_ids: Vec<Value>,
-    counters: &Arc<Counters>,
 ) -> Result<(), Fatal> {
     let Source::Child { path, fan_out, .. } = node.def.source else {
         return Ok(());
     };
+    let counters = &node.counters;
     if fan_out == FanOut::AllParents {
         // The children's bookmark is capped by their own first response, not the parents'.
         *node.served.lock().unwrap() = None;

@@ -20,7 +20,40 @@ pub struct Budget {
     slots: Arc<Semaphore>,
     window: Duration,
     paused_until: Mutex<Option<Instant>>,
-    waited_ms: AtomicU64,
+    waited: WaitClock,
+}
+
+/// Wall time during which at least one request was waiting: concurrent waits count once.
+#[derive(Default)]
+pub struct WaitClock {
+    /// (requests waiting now, since when at least one has been waiting)
+    now: Mutex<(u32, Option<Instant>)>,
+    total_ms: AtomicU64,
+}
+
+impl WaitClock {
+    pub fn begin(&self) {
+        let mut now = self.now.lock().unwrap();
+        if now.0 == 0 {
+            now.1 = Some(Instant::now());
+        }
+        now.0 += 1;
+    }
+
+    pub fn end(&self) {
+        let mut now = self.now.lock().unwrap();
+        now.0 = now.0.saturating_sub(1);
+        if now.0 == 0 {
+            if let Some(since) = now.1.take() {
+                self.total_ms
+                    .fetch_add(since.elapsed().as_millis() as u64, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub fn total(&self) -> Duration {
+        Duration::from_millis(self.total_ms.load(Ordering::Relaxed))
+    }
 }
 
 /// A taken slot: returned to the budget one window after it is dropped.
@@ -52,13 +85,21 @@ impl Budget {
             slots: Arc::new(Semaphore::new(requests.max(1) as usize)),
             window,
             paused_until: Mutex::new(None),
-            waited_ms: AtomicU64::new(0),
+            waited: WaitClock::default(),
         }
     }
 
-    /// Waits for a slot; returns it with the time spent waiting.
-    pub async fn acquire(&self) -> (Slot, Duration) {
-        let start = Instant::now();
+    /// Waits for a slot. `waits` also records the wait (a stream's own clock).
+    pub async fn acquire(&self, waits: &WaitClock) -> Slot {
+        self.waited.begin();
+        waits.begin();
+        let slot = self.take().await;
+        waits.end();
+        self.waited.end();
+        slot
+    }
+
+    async fn take(&self) -> Slot {
         loop {
             let pause = *self.paused_until.lock().unwrap();
             if let Some(until) = pause {
@@ -79,16 +120,10 @@ impl Budget {
                 self.slots.add_permits(1);
                 continue;
             }
-            let waited = start.elapsed();
-            self.waited_ms
-                .fetch_add(waited.as_millis() as u64, Ordering::Relaxed);
-            return (
-                Slot {
-                    slots: self.slots.clone(),
-                    window: self.window,
-                },
-                waited,
-            );
+            return Slot {
+                slots: self.slots.clone(),
+                window: self.window,
+            };
         }
     }
 
@@ -106,8 +141,9 @@ impl Budget {
         ));
     }
 
+    /// Wall time during which some request waited on this budget.
     pub fn waited(&self) -> Duration {
-        Duration::from_millis(self.waited_ms.load(Ordering::Relaxed))
+        self.waited.total()
     }
 }
 
@@ -121,7 +157,7 @@ mod tests {
         let t0 = Instant::now();
         let mut sent = Vec::new();
         for _ in 0..7 {
-            let (slot, _) = b.acquire().await;
+            let slot = b.acquire(&WaitClock::default()).await;
             sent.push(t0.elapsed());
             drop(slot);
         }
@@ -139,7 +175,7 @@ mod tests {
         let b = Budget::new("test", 100, Duration::from_secs(1));
         b.pause(Duration::from_secs(5));
         let t0 = Instant::now();
-        let _ = b.acquire().await;
+        let _ = b.acquire(&WaitClock::default()).await;
         assert!(t0.elapsed() >= Duration::from_secs(5));
     }
 }

@@ -60,7 +60,7 @@ pub enum Bucket {
 pub struct Counters {
     pub requests: AtomicU64,
     pub pages: AtomicU64,
-    pub waited_ms: AtomicU64,
+    pub waited: budget::WaitClock,
     pub throttled: AtomicU64,
     pub retries: AtomicU64,
 }
@@ -101,20 +101,31 @@ pub struct Client {
 
 /// A reqwest error in words, without the URL's query (which never holds secrets anyway).
 pub fn describe(e: &reqwest::Error) -> String {
+    let host = e
+        .url()
+        .and_then(|u| {
+            u.host_str().map(|h| match u.port() {
+                Some(p) => format!("{h}:{p}"),
+                None => h.to_string(),
+            })
+        })
+        .unwrap_or_else(|| "the server".into());
+    // The innermost cause says what really happened (refused, DNS, TLS...).
+    let mut cause: Option<String> = None;
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        cause = Some(s.to_string());
+        src = s.source();
+    }
+    let cause = cause.map(|c| format!(" ({c})")).unwrap_or_default();
     if e.is_timeout() {
-        "timed out".into()
+        format!("no answer from {host} within request_timeout")
     } else if e.is_connect() {
-        "connection failed".into()
+        format!("cannot connect to {host}{cause}")
     } else if e.is_body() || e.is_decode() {
-        "the response body was cut short".into()
+        format!("the response body from {host} was cut short{cause}")
     } else {
-        let mut msg = e.to_string();
-        let mut src = std::error::Error::source(e);
-        while let Some(s) = src {
-            msg = format!("{msg}: {s}");
-            src = s.source();
-        }
-        msg
+        format!("request to {host} failed{cause}")
     }
 }
 
@@ -202,10 +213,7 @@ impl Client {
                 .await
                 .map_err(|e| HttpError::Unauthorized(e.to_string()))?;
             let _in_flight = self.in_flight.acquire().await.expect("never closed");
-            let (slot, waited) = budget.acquire().await;
-            counters
-                .waited_ms
-                .fetch_add(waited.as_millis() as u64, Ordering::Relaxed);
+            let slot = budget.acquire(&counters.waited).await;
             counters.requests.fetch_add(1, Ordering::Relaxed);
             self.total_requests.fetch_add(1, Ordering::Relaxed);
             let started = std::time::Instant::now();
