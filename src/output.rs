@@ -5,10 +5,14 @@
 use std::io::{BufWriter, Write};
 use std::thread::JoinHandle;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::state::State;
+
+/// Messages in flight to the writer. A message may be a whole page of records (a few MB), so
+/// this bounds the memory between the streams and stdout; a slow target makes senders wait.
+const CHANNEL_MESSAGES: usize = 8;
 
 enum Out {
     Line(Vec<u8>),
@@ -60,7 +64,7 @@ impl Writer {
 
 /// Starts the writer thread over `out` with `state` as the state to carry forward.
 pub fn start<W: Write + Send + 'static>(out: W, state: State) -> (Emitter, Writer) {
-    let (tx, mut rx) = mpsc::channel::<Out>(1024);
+    let (tx, mut rx) = mpsc::channel::<Out>(CHANNEL_MESSAGES);
     let handle = std::thread::Builder::new()
         .name("singer-writer".into())
         .spawn(move || {
@@ -131,21 +135,9 @@ impl Emitter {
         self.send(Out::Line(line(&msg))).await
     }
 
-    pub async fn record(
-        &self,
-        stream: &str,
-        record: Map<String, Value>,
-        time_extracted: &str,
-    ) -> Result<(), OutputClosed> {
-        let mut bytes = Vec::with_capacity(512);
-        bytes.extend_from_slice(b"{\"type\":\"RECORD\",\"stream\":");
-        serde_json::to_writer(&mut bytes, stream).map_err(|_| OutputClosed)?;
-        bytes.extend_from_slice(b",\"record\":");
-        serde_json::to_writer(&mut bytes, &record).map_err(|_| OutputClosed)?;
-        bytes.extend_from_slice(b",\"time_extracted\":");
-        serde_json::to_writer(&mut bytes, time_extracted).map_err(|_| OutputClosed)?;
-        bytes.extend_from_slice(b"}\n");
-        self.send(Out::Line(bytes)).await
+    /// Whole RECORD lines (serialized by [`crate::schema::Conformer::write`]).
+    pub async fn lines(&self, lines: Vec<u8>) -> Result<(), OutputClosed> {
+        self.send(Out::Line(lines)).await
     }
 
     /// Moves a bookmark; it reaches the state only after every message sent before it.
@@ -190,13 +182,9 @@ mod tests {
     async fn state_follows_records_and_is_deduplicated() {
         let sink = Sink::default();
         let (em, w) = start(sink.clone(), State::default());
-        em.record(
-            "clients",
-            json!({"id": 1}).as_object().unwrap().clone(),
-            "2024-01-01T00:00:00Z",
-        )
-        .await
-        .unwrap();
+        em.lines(b"{\"type\":\"RECORD\",\"stream\":\"clients\",\"record\":{\"id\":1}}\n".to_vec())
+            .await
+            .unwrap();
         em.bookmark(
             "clients",
             "updated_at".into(),

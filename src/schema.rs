@@ -39,6 +39,8 @@ enum Format {
 #[derive(Debug, Clone)]
 struct Field {
     name: String,
+    /// `"name":`, ready to write.
+    key: Vec<u8>,
     nullable: bool,
     kinds: Vec<String>,
     format: Format,
@@ -61,8 +63,11 @@ impl Field {
             Some("date-time") => Format::DateTime,
             _ => Format::None,
         };
+        let mut key = serde_json::to_vec(name).unwrap_or_default();
+        key.push(b':');
         Field {
             name: name.to_string(),
+            key,
             nullable: kinds.is_empty() || kinds.iter().any(|k| k == "null"),
             kinds,
             format,
@@ -78,6 +83,27 @@ impl Field {
 
     fn accepts(&self, kind: &str) -> bool {
         self.kinds.is_empty() || self.kinds.iter().any(|k| k == kind)
+    }
+
+    /// Whether [`Field::conform`] would return `v` as it is: the common case, checked without
+    /// copying the value. `false` only means "take the slow path".
+    fn keeps(&self, v: &Value) -> bool {
+        match v {
+            Value::Null => self.nullable,
+            Value::Bool(_) => self.accepts("boolean"),
+            Value::Number(n) if self.accepts("integer") => n.is_i64() || n.is_u64(),
+            Value::Number(_) => self.accepts("number"),
+            Value::String(s) if self.accepts("string") => match self.format {
+                Format::None => true,
+                Format::Date => is_full_date(s),
+                Format::DateTime => {
+                    s.as_bytes().get(10) == Some(&b'T')
+                        && DateTime::parse_from_rfc3339(s)
+                            .is_ok_and(|d| d.nanosecond() < 1_000_000_000)
+                }
+            },
+            _ => false,
+        }
     }
 
     /// Makes `value` valid for this field: returns the value to emit, or `Err` with what was
@@ -237,11 +263,14 @@ fn conform_object(
 pub struct Conformer {
     stream: &'static str,
     fields: Vec<Field>,
+    /// `{"type":"RECORD","stream":"<name>","record":{`
+    prefix: Vec<u8>,
     known: BTreeSet<String>,
     warned: Mutex<BTreeSet<String>>,
 }
 
 /// The outcome of conforming one record.
+#[cfg(test)]
 pub enum Conformed {
     Record(Map<String, Value>),
     /// The record cannot be made valid (a key is missing or of the wrong type): skipped.
@@ -267,9 +296,13 @@ impl Conformer {
             .filter(|(name, _)| selected.is_none_or(|s| s.contains(*name)))
             .map(|(name, s)| Field::compile(name, s))
             .collect();
+        let mut prefix = b"{\"type\":\"RECORD\",\"stream\":".to_vec();
+        prefix.extend_from_slice(&serde_json::to_vec(stream).unwrap_or_default());
+        prefix.extend_from_slice(b",\"record\":{");
         Conformer {
             stream,
             fields,
+            prefix,
             known,
             warned: Mutex::new(BTreeSet::new()),
         }
@@ -280,37 +313,102 @@ impl Conformer {
         self.fields.iter().map(|f| f.name.clone()).collect()
     }
 
-    pub fn conform(&self, mut record: Map<String, Value>) -> Conformed {
-        let mut out = Map::with_capacity(self.fields.len());
-        for f in &self.fields {
-            let v = record.remove(&f.name).unwrap_or(Value::Null);
-            let sent = json_kind(&v);
-            match f.conform(v) {
-                Ok(v) => {
-                    if sent != "null" && sent != json_kind(&v) {
-                        self.warn_once(
-                            &format!("~{}", f.name),
-                            &format!(
-                                "field {}: Harvest sent a {sent}, emitted as a {}",
-                                f.name,
-                                json_kind(&v)
-                            ),
-                        );
+    /// Writes the RECORD message of `record`, conformed, to `out` (one line). On `Err` (the
+    /// record cannot be made valid) nothing is written. Same result as [`Conformer::conform`],
+    /// without building the conformed record.
+    pub fn write(
+        &self,
+        record: &Map<String, Value>,
+        time_extracted: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        let start = out.len();
+        out.extend_from_slice(&self.prefix);
+        let mut found = 0;
+        for (i, f) in self.fields.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(&f.key);
+            let v = match record.get(&f.name) {
+                Some(v) => {
+                    found += 1;
+                    v
+                }
+                None => &Value::Null,
+            };
+            let written = if f.keeps(v) {
+                serde_json::to_writer(&mut *out, v)
+            } else {
+                match self.conform_field(f, v.clone()) {
+                    Ok(c) => serde_json::to_writer(&mut *out, &c),
+                    Err(e) => {
+                        out.truncate(start);
+                        return Err(e);
                     }
-                    out.insert(f.name.clone(), v);
                 }
-                Err(e) if f.nullable => {
-                    self.warn_once(&f.name, &format!("field {} set to null: {e}", f.name));
-                    out.insert(f.name.clone(), Value::Null);
-                }
-                Err(e) => return Conformed::Rejected(format!("{}: {e}", f.name)),
+            };
+            if written.is_err() {
+                out.truncate(start);
+                return Err(format!("{}: not serializable", f.name));
             }
         }
+        if record.len() > found {
+            self.check_extras(record);
+        }
+        out.extend_from_slice(b"},\"time_extracted\":");
+        let _ = serde_json::to_writer(&mut *out, time_extracted);
+        out.extend_from_slice(b"}\n");
+        Ok(())
+    }
+
+    /// One field the slow way: converted, or nulled with a warning, or an error for a key.
+    fn conform_field(&self, f: &Field, v: Value) -> Result<Value, String> {
+        let sent = json_kind(&v);
+        match f.conform(v) {
+            Ok(v) => {
+                if sent != "null" && sent != json_kind(&v) {
+                    self.warn_once(
+                        &format!("~{}", f.name),
+                        &format!(
+                            "field {}: Harvest sent a {sent}, emitted as a {}",
+                            f.name,
+                            json_kind(&v)
+                        ),
+                    );
+                }
+                Ok(v)
+            }
+            Err(e) if f.nullable => {
+                self.warn_once(&f.name, &format!("field {} set to null: {e}", f.name));
+                Ok(Value::Null)
+            }
+            Err(e) => Err(format!("{}: {e}", f.name)),
+        }
+    }
+
+    fn check_extras(&self, record: &Map<String, Value>) {
         for extra in record.keys() {
             if !self.known.contains(extra) {
                 self.note_extra(extra);
             }
         }
+    }
+
+    /// The conformed record as a value: the reference [`Conformer::write`] is tested against.
+    #[cfg(test)]
+    pub fn conform(&self, mut record: Map<String, Value>) -> Conformed {
+        let mut out = Map::with_capacity(self.fields.len());
+        for f in &self.fields {
+            let v = record.remove(&f.name).unwrap_or(Value::Null);
+            match self.conform_field(f, v) {
+                Ok(v) => {
+                    out.insert(f.name.clone(), v);
+                }
+                Err(e) => return Conformed::Rejected(e),
+            }
+        }
+        self.check_extras(&record);
         Conformed::Record(out)
     }
 
@@ -353,6 +451,53 @@ mod tests {
             Conformed::Record(r) => r,
             Conformed::Rejected(e) => panic!("rejected: {e}"),
         }
+    }
+
+    #[test]
+    fn writing_a_record_equals_conforming_it() {
+        let samples = [
+            (
+                "time_entries",
+                json!({"id": 1, "hours": "2.5", "spent_date": "2024-01-05T00:00:00Z", "updated_at": "2024-01-05 10:00:00Z",
+                "started_time": "3:00pm", "is_locked": "true", "user_id": 7.0, "unknown": [1], "rounded_hours": 2}),
+            ),
+            (
+                "invoice_messages",
+                json!({"id": 2, "recipients": [{"name": "A", "email": "a@x", "extra": 1}], "send_reminder_on": "2024-02-30"}),
+            ),
+            (
+                "clients",
+                json!({"id": 3, "name": "Ünïcødé ✓", "is_active": true, "created_at": null, "updated_at": "2024-01-01T00:00:00Z"}),
+            ),
+            (
+                "users",
+                json!({"id": 4, "roles": ["a"], "weekly_capacity": 126000.0, "cost_rate": 50}),
+            ),
+        ];
+        for (stream, v) in samples {
+            let c = Conformer::new(stream, None);
+            let record = v.as_object().unwrap().clone();
+            let mut out = Vec::new();
+            c.write(&record, "2024-01-01T00:00:00Z", &mut out).unwrap();
+            let line: Value = serde_json::from_slice(&out).unwrap();
+            assert!(out.ends_with(b"\n"));
+            let Conformed::Record(want) = c.conform(record) else {
+                panic!("{stream} rejected")
+            };
+            assert_eq!(line["record"], Value::Object(want), "{stream}");
+            assert_eq!(line["type"], "RECORD");
+            assert_eq!(line["stream"], stream);
+        }
+        let mut out = b"keep".to_vec();
+        let c = Conformer::new("clients", None);
+        assert!(c
+            .write(
+                json!({"name": "no key"}).as_object().unwrap(),
+                "t",
+                &mut out
+            )
+            .is_err());
+        assert_eq!(out, b"keep");
     }
 
     #[test]

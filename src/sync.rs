@@ -24,7 +24,7 @@ use crate::client::pager::Pager;
 use crate::client::{Bucket, Client, Counters, HttpError};
 use crate::config::{parse_datetime, Config};
 use crate::output::{Emitter, OutputClosed};
-use crate::schema::{Conformed, Conformer};
+use crate::schema::Conformer;
 use crate::state::{format_bookmark, State};
 use crate::streams::{self, reports, shape::shape, DerivedClock, FanOut, Source, StreamDef};
 
@@ -32,7 +32,7 @@ use crate::streams::{self, reports, shape::shape, DerivedClock, FanOut, Source, 
 pub const PER_PAGE: u32 = 2000;
 
 /// How many pages of a page-mode list may be requested ahead of the one being processed.
-const PAGES_AHEAD: usize = 6;
+const PAGES_AHEAD: usize = 3;
 
 /// One stream in a read plan: a root endpoint and the children it feeds.
 struct Node {
@@ -273,17 +273,13 @@ pub async fn run(
     });
     let started = Instant::now();
 
-    // The company record tells which features are on; read it first when a gated stream is planned.
+    // When the company stream is selected it is read first: its feature flags then tell which
+    // gated streams to skip without a request. (Otherwise a feature turned off shows as a 403
+    // on the stream's own endpoint: no request is spent on /company just to check.)
     let mut roots = roots;
-    let gated = roots.iter().any(|r| {
-        let mut all = Vec::new();
-        r.walk(&mut all);
-        all.iter().any(|n| n.def.feature.is_some())
-    });
-    let company_pos = roots.iter().position(|r| r.def.name == "company");
-    if gated || company_pos.is_some() {
-        let company_node = company_pos.map(|i| roots.remove(i));
-        let company = read_company(&ctx, company_node.as_ref())
+    if let Some(pos) = roots.iter().position(|r| r.def.name == "company") {
+        let company_node = roots.remove(pos);
+        let company = read_company(&ctx, &company_node)
             .await
             .map_err(anyhow::Error::from)?;
         for root in &roots {
@@ -369,50 +365,55 @@ async fn emit_schemas(ctx: &Ctx, root: &Arc<Node>) -> Result<(), Fatal> {
     Ok(())
 }
 
-async fn emit(
-    ctx: &Ctx,
-    node: &Node,
-    row: Map<String, Value>,
-    extracted: &str,
-) -> Result<(), Fatal> {
-    let Some(conformer) = &node.conformer else {
-        return Ok(());
-    };
-    match conformer.conform(row) {
-        Conformed::Record(r) => {
-            node.records.fetch_add(1, Ordering::Relaxed);
-            ctx.emitter.record(node.def.name, r, extracted).await?;
-        }
-        Conformed::Rejected(why) => crate::log::warn(&format!(
-            "{}: record skipped, it cannot match the schema ({why})",
-            node.def.name
-        )),
-    }
-    Ok(())
+/// The RECORD messages of one page, written to stdout in one piece: one hand-over to the
+/// writer per page instead of one per record.
+#[derive(Default)]
+struct Batch {
+    lines: Vec<u8>,
 }
 
-async fn read_company(ctx: &Ctx, node: Option<&Arc<Node>>) -> Result<Map<String, Value>, Fatal> {
-    let counters = node.map_or_else(|| Arc::new(Counters::default()), |n| n.counters.clone());
-    if let Some(n) = node {
-        emit_schemas(ctx, n).await?;
+impl Batch {
+    fn add(&mut self, node: &Node, row: &Map<String, Value>, extracted: &str) {
+        let Some(conformer) = &node.conformer else {
+            return;
+        };
+        match conformer.write(row, extracted, &mut self.lines) {
+            Ok(()) => {
+                node.records.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(why) => crate::log::warn(&format!(
+                "{}: record skipped, it cannot match the schema ({why})",
+                node.def.name
+            )),
+        }
     }
-    let def = streams::find("company").expect("company is declared");
-    let Source::Single { path } = def.source else {
+
+    async fn flush(&mut self, ctx: &Ctx) -> Result<(), Fatal> {
+        if !self.lines.is_empty() {
+            ctx.emitter.lines(std::mem::take(&mut self.lines)).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn read_company(ctx: &Ctx, node: &Arc<Node>) -> Result<Map<String, Value>, Fatal> {
+    emit_schemas(ctx, node).await?;
+    let Source::Single { path } = node.def.source else {
         return Err(anyhow!("company is declared as a single object").into());
     };
     let page = ctx
         .client
-        .get(&ctx.client.url(path), path, Bucket::General, &counters)
+        .get(&ctx.client.url(path), path, Bucket::General, &node.counters)
         .await
-        .map_err(|e| anyhow!("reading {path}: {e}"))?;
+        .map_err(|e| anyhow!("stream {}: {e}", node.def.name))?;
     let Value::Object(company) = page.body else {
-        return Err(anyhow!("GET /company did not answer a JSON object").into());
+        return Err(anyhow!("GET {path} did not answer a JSON object").into());
     };
-    if let Some(n) = node {
-        emit(ctx, n, company.clone(), &now_rfc3339()).await?;
-        ctx.emitter.state().await?;
-        progress(n);
-    }
+    let mut batch = Batch::default();
+    batch.add(node, &company, &now_rfc3339());
+    batch.flush(ctx).await?;
+    ctx.emitter.state().await?;
+    progress(node);
     Ok(company)
 }
 
@@ -610,6 +611,7 @@ async fn read_report(
                 Err(e) => return Err(anyhow!("stream {}: {e}", node.def.name).into()),
             };
             let extracted = now_rfc3339();
+            let mut batch = Batch::default();
             for row in page.records {
                 let Value::Object(mut row) = row else {
                     continue;
@@ -618,8 +620,9 @@ async fn read_report(
                     row.insert("from".into(), json!(from.to_string()));
                     row.insert("to".into(), json!(to.to_string()));
                 }
-                emit(ctx, node, row, &extracted).await?;
+                batch.add(node, &row, &extracted);
             }
+            batch.flush(ctx).await?;
         }
         if let Some((from, _)) = window {
             let resume = plan
@@ -677,6 +680,7 @@ async fn read_list(
             c.served_at(page.served_at);
         }
         let extracted = now_rfc3339();
+        let mut batch = Batch::default();
         for record in page.records {
             let Value::Object(record) = record else {
                 continue;
@@ -709,14 +713,15 @@ async fn read_list(
             }
             if root.selected && root.passes(upd) {
                 root.saw(upd);
-                emit(ctx, root, shape(root.def, record, None), &extracted).await?;
+                batch.add(root, &shape(root.def, record, None), &extracted);
             }
             for (node, rows) in derived_rows {
                 for row in rows {
-                    emit(ctx, &node, row, &extracted).await?;
+                    batch.add(&node, &row, &extracted);
                 }
             }
         }
+        batch.flush(ctx).await?;
     }
     bookmark(ctx, root).await?;
     for c in root.children.iter().filter(|c| c.def.is_derived()) {
@@ -748,7 +753,7 @@ fn forbidden(ctx: &Ctx, node: &Arc<Node>, msg: &str) {
         .map(|n| n.def.name)
         .collect();
     crate::log::warn(&format!(
-        "stream {} skipped: Harvest answered 403 ({msg}); it needs the {} role. Not synced: {}",
+        "stream {} skipped: Harvest answered 403 ({msg}): it needs the {} role, or its feature is turned off in the account. Not synced: {}",
         node.def.name,
         node.def.role,
         names.join(", ")
@@ -877,6 +882,7 @@ async fn read_child(
             d.served_at(page.served_at);
         }
         let extracted = now_rfc3339();
+        let mut batch = Batch::default();
         for record in page.records {
             let Value::Object(mut record) = record else {
                 continue;
@@ -912,13 +918,14 @@ async fn read_child(
                 if fan_out == FanOut::AllParents {
                     node.saw(upd);
                 }
-                emit(ctx, node, shape(node.def, record, None), &extracted).await?;
+                batch.add(node, &shape(node.def, record, None), &extracted);
             }
             for (d, rows) in derived_rows {
                 for row in rows {
-                    emit(ctx, &d, row, &extracted).await?;
+                    batch.add(&d, &row, &extracted);
                 }
             }
         }
+        batch.flush(ctx).await?;
     }
 }

@@ -183,8 +183,8 @@ fn incremental_rereads_only_the_open_window() {
     }
     assert_eq!(
         h.sim.requests().total as usize,
-        REPORTS.len() + 1,
-        "one request per report (plus /company)"
+        REPORTS.len(),
+        "one request per report"
     );
 }
 

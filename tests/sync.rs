@@ -512,3 +512,31 @@ fn full_child_scan_checks_every_parent() {
         h.sim.truth("estimates").len() as u64
     );
 }
+
+#[test]
+fn a_feature_turned_off_without_company_selected_is_a_skipped_403() {
+    let mut cfg = SimConfig::fast(Size::Tiny);
+    cfg.features.invoice = false;
+    let h = Harness::new(cfg);
+    let run = h.sync(
+        &h.config(),
+        Some(&catalog_selecting(&[
+            "invoices",
+            "invoice_payments",
+            "clients",
+        ])),
+        None,
+    );
+    run.assert_ok();
+    assert!(run.records("invoices").is_empty());
+    assert_matches_truth(&run, &h.sim, "clients");
+    assert!(
+        run.stderr.contains("stream invoices was not synced"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !h.sim.requests().by_route.contains_key("GET /v2/company"),
+        "no request spent on /company"
+    );
+}
