@@ -12,7 +12,7 @@ use crate::state::State;
 
 /// Messages in flight to the writer. A message may be a whole page of records (a few MB), so
 /// this bounds the memory between the streams and stdout; a slow target makes senders wait.
-const CHANNEL_MESSAGES: usize = 8;
+const CHANNEL_MESSAGES: usize = 4;
 
 enum Out {
     Line(Vec<u8>),

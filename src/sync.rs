@@ -32,7 +32,7 @@ use crate::streams::{self, reports, shape::shape, DerivedClock, FanOut, Source, 
 pub const PER_PAGE: u32 = 2000;
 
 /// How many pages of a page-mode list may be requested ahead of the one being processed.
-const PAGES_AHEAD: usize = 3;
+const PAGES_AHEAD: usize = 2;
 
 /// One stream in a read plan: a root endpoint and the children it feeds.
 struct Node {
@@ -601,8 +601,19 @@ async fn read_report(
         }
         let mut pages = ctx.pager(url, path, "results", Bucket::Reports, &counters);
         loop {
-            let page = match pages.next().await {
-                Ok(Some(p)) => p,
+            let extracted = now_rfc3339();
+            let mut batch = Batch::default();
+            match pages
+                .next(|mut row| {
+                    if let Some((from, to)) = window {
+                        row.insert("from".into(), json!(from.to_string()));
+                        row.insert("to".into(), json!(to.to_string()));
+                    }
+                    batch.add(node, &row, &extracted);
+                })
+                .await
+            {
+                Ok(Some(_)) => {}
                 Ok(None) => break,
                 Err(HttpError::Forbidden(msg)) => {
                     forbidden(ctx, node, &msg);
@@ -610,18 +621,7 @@ async fn read_report(
                 }
                 Err(e) => return Err(anyhow!("stream {}: {e}", node.def.name).into()),
             };
-            let extracted = now_rfc3339();
-            let mut batch = Batch::default();
-            for row in page.records {
-                let Value::Object(mut row) = row else {
-                    continue;
-                };
-                if let Some((from, to)) = window {
-                    row.insert("from".into(), json!(from.to_string()));
-                    row.insert("to".into(), json!(to.to_string()));
-                }
-                batch.add(node, &row, &extracted);
-            }
+
             batch.flush(ctx).await?;
         }
         if let Some((from, _)) = window {
@@ -666,8 +666,49 @@ async fn read_list(
         .map(|c| (c.clone(), Vec::new()))
         .collect();
     loop {
-        let page = match pages.next().await {
-            Ok(Some(p)) => p,
+        let extracted = now_rfc3339();
+        let mut batch = Batch::default();
+        let served = match pages
+            .next(|record| {
+                let upd = updated_at(&record);
+                let mut derived_rows = Vec::new();
+                for c in &root.children {
+                    match c.def.source {
+                        Source::Derived { rows, .. } if c.passes(upd) => {
+                            c.saw(upd);
+                            derived_rows.push((c.clone(), rows(&record)));
+                        }
+                        Source::Child { fan_out: mode, .. } => {
+                            let wanted = mode == FanOut::AllParents
+                                || ctx.config.full_child_scan
+                                || c.passes(upd);
+                            if wanted {
+                                if mode == FanOut::ChangedParents {
+                                    c.saw(upd);
+                                }
+                                if let Some((_, ids)) =
+                                    fan_out.iter_mut().find(|(n, _)| Arc::ptr_eq(n, c))
+                                {
+                                    ids.push(record.get("id").cloned().unwrap_or(Value::Null));
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if root.selected && root.passes(upd) {
+                    root.saw(upd);
+                    batch.add(root, &shape(root.def, record, None), &extracted);
+                }
+                for (node, rows) in derived_rows {
+                    for row in rows {
+                        batch.add(&node, &row, &extracted);
+                    }
+                }
+            })
+            .await
+        {
+            Ok(Some(served)) => served,
             Ok(None) => break,
             Err(HttpError::Forbidden(msg)) => {
                 forbidden(ctx, root, &msg);
@@ -675,52 +716,11 @@ async fn read_list(
             }
             Err(e) => return Err(anyhow!("stream {}: {e}", root.def.name).into()),
         };
-        root.served_at(page.served_at);
+        root.served_at(served);
         for c in &root.children {
-            c.served_at(page.served_at);
+            c.served_at(served);
         }
-        let extracted = now_rfc3339();
-        let mut batch = Batch::default();
-        for record in page.records {
-            let Value::Object(record) = record else {
-                continue;
-            };
-            let upd = updated_at(&record);
-            let mut derived_rows = Vec::new();
-            for c in &root.children {
-                match c.def.source {
-                    Source::Derived { rows, .. } if c.passes(upd) => {
-                        c.saw(upd);
-                        derived_rows.push((c.clone(), rows(&record)));
-                    }
-                    Source::Child { fan_out: mode, .. } => {
-                        let wanted = mode == FanOut::AllParents
-                            || ctx.config.full_child_scan
-                            || c.passes(upd);
-                        if wanted {
-                            if mode == FanOut::ChangedParents {
-                                c.saw(upd);
-                            }
-                            if let Some((_, ids)) =
-                                fan_out.iter_mut().find(|(n, _)| Arc::ptr_eq(n, c))
-                            {
-                                ids.push(record.get("id").cloned().unwrap_or(Value::Null));
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            if root.selected && root.passes(upd) {
-                root.saw(upd);
-                batch.add(root, &shape(root.def, record, None), &extracted);
-            }
-            for (node, rows) in derived_rows {
-                for row in rows {
-                    batch.add(&node, &row, &extracted);
-                }
-            }
-        }
+
         batch.flush(ctx).await?;
     }
     bookmark(ctx, root).await?;
@@ -857,8 +857,52 @@ async fn read_child(
         if node.skipped.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let page = match pages.next().await {
-            Ok(Some(p)) => p,
+        let extracted = now_rfc3339();
+        let mut batch = Batch::default();
+        let served = match pages
+            .next(|mut record| {
+                record.insert(column.to_string(), parent_id.clone());
+                let upd = updated_at(&record);
+                let mut derived_rows = Vec::new();
+                for d in &node.children {
+                    if let Source::Derived { rows, clock, .. } = d.def.source {
+                        match clock {
+                            DerivedClock::Parent if d.passes(upd) => {
+                                d.saw(upd);
+                                derived_rows.push((d.clone(), rows(&record)));
+                            }
+                            DerivedClock::Row => {
+                                let kept: Vec<_> = rows(&record)
+                                    .into_iter()
+                                    .filter(|r| {
+                                        let u = updated_at(r);
+                                        d.passes(u) && {
+                                            d.saw(u);
+                                            true
+                                        }
+                                    })
+                                    .collect();
+                                derived_rows.push((d.clone(), kept));
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                if node.selected && node.passes(upd) {
+                    if fan_out == FanOut::AllParents {
+                        node.saw(upd);
+                    }
+                    batch.add(node, &shape(node.def, record, None), &extracted);
+                }
+                for (d, rows) in derived_rows {
+                    for row in rows {
+                        batch.add(&d, &row, &extracted);
+                    }
+                }
+            })
+            .await
+        {
+            Ok(Some(served)) => served,
             Ok(None) => return Ok(()),
             Err(HttpError::Forbidden(msg)) => {
                 if !node.skipped.swap(true, Ordering::Relaxed) {
@@ -876,56 +920,12 @@ async fn read_child(
             Err(e) => return Err(anyhow!("stream {}: {e}", node.def.name).into()),
         };
         if fan_out == FanOut::AllParents {
-            node.served_at(page.served_at);
+            node.served_at(served);
         }
         for d in &node.children {
-            d.served_at(page.served_at);
+            d.served_at(served);
         }
-        let extracted = now_rfc3339();
-        let mut batch = Batch::default();
-        for record in page.records {
-            let Value::Object(mut record) = record else {
-                continue;
-            };
-            record.insert(column.to_string(), parent_id.clone());
-            let upd = updated_at(&record);
-            let mut derived_rows = Vec::new();
-            for d in &node.children {
-                if let Source::Derived { rows, clock, .. } = d.def.source {
-                    match clock {
-                        DerivedClock::Parent if d.passes(upd) => {
-                            d.saw(upd);
-                            derived_rows.push((d.clone(), rows(&record)));
-                        }
-                        DerivedClock::Row => {
-                            let kept: Vec<_> = rows(&record)
-                                .into_iter()
-                                .filter(|r| {
-                                    let u = updated_at(r);
-                                    d.passes(u) && {
-                                        d.saw(u);
-                                        true
-                                    }
-                                })
-                                .collect();
-                            derived_rows.push((d.clone(), kept));
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            if node.selected && node.passes(upd) {
-                if fan_out == FanOut::AllParents {
-                    node.saw(upd);
-                }
-                batch.add(node, &shape(node.def, record, None), &extracted);
-            }
-            for (d, rows) in derived_rows {
-                for row in rows {
-                    batch.add(&d, &row, &extracted);
-                }
-            }
-        }
+
         batch.flush(ctx).await?;
     }
 }

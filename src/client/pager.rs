@@ -7,15 +7,18 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
 use tokio::task::JoinHandle;
 
 use super::{Bucket, Client, Counters, HttpError, RawPage};
 
-/// One page of records.
-pub struct Records {
-    pub records: Vec<Value>,
-    pub served_at: Option<DateTime<Utc>>,
+/// What a page says besides its records.
+#[derive(Default)]
+struct PageInfo {
+    next: Option<String>,
+    total_pages: u64,
+    has_records: bool,
 }
 
 pub struct Pager {
@@ -78,8 +81,12 @@ impl Pager {
         }
     }
 
-    /// The next page, or `None` after the last one.
-    pub async fn next(&mut self) -> Result<Option<Records>, HttpError> {
+    /// Reads the next page, handing each record to `each` as it is parsed (a page is never
+    /// held as a parsed whole). Returns the page's `Date`, or `None` after the last page.
+    pub async fn next(
+        &mut self,
+        each: impl FnMut(Map<String, Value>),
+    ) -> Result<Option<Option<DateTime<Utc>>>, HttpError> {
         let (raw, planned) = if let Some(task) = self.ahead.pop_front() {
             self.refill();
             let raw = task.await.map_err(|e| {
@@ -96,35 +103,22 @@ impl Pager {
         } else {
             return Ok(None);
         };
-        let served_at = raw.served_at;
-        let Value::Object(mut body) = raw.parse()?.body else {
+        let info = read_page(&raw.body, self.envelope, each).map_err(|e| {
+            HttpError::Rejected(format!("GET {}: unreadable page: {e}", self.endpoint))
+        })?;
+        if !info.has_records {
             return Err(HttpError::Rejected(format!(
-                "GET {}: the response is not a JSON object",
-                self.endpoint
+                "GET {}: the response has no '{}' array",
+                self.endpoint, self.envelope
             )));
-        };
-        let records = match body.remove(self.envelope) {
-            Some(Value::Array(a)) => a,
-            _ => {
-                return Err(HttpError::Rejected(format!(
-                    "GET {}: the response has no '{}' array",
-                    self.endpoint, self.envelope
-                )))
-            }
-        };
-        let next = body
-            .get("links")
-            .and_then(|l| l.get("next"))
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        }
         if planned {
             // After the last planned page, follow its link in case the list grew meanwhile.
             if self.ahead.is_empty() && self.queued.is_empty() {
-                self.next = next;
+                self.next = info.next;
             }
-        } else if let Some(link) = next {
-            let total = body.get("total_pages").and_then(Value::as_u64).unwrap_or(0);
-            match page_urls(&link, total) {
+        } else if let Some(link) = info.next {
+            match page_urls(&link, info.total_pages) {
                 Some(urls) if self.width > 1 && urls.len() > 1 => {
                     self.queued = urls.into();
                     self.refill();
@@ -132,7 +126,94 @@ impl Pager {
                 _ => self.next = Some(link),
             }
         }
-        Ok(Some(Records { records, served_at }))
+        Ok(Some(raw.served_at))
+    }
+}
+
+/// Parses a list page in one pass: each record of `envelope` goes to `each` as soon as it is
+/// parsed; `links.next` and `total_pages` are kept.
+fn read_page(
+    body: &[u8],
+    envelope: &str,
+    each: impl FnMut(Map<String, Value>),
+) -> Result<PageInfo, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let info = PageSeed { envelope, each }.deserialize(&mut de)?;
+    de.end()?;
+    Ok(info)
+}
+
+struct PageSeed<'a, F> {
+    envelope: &'a str,
+    each: F,
+}
+
+impl<'de, F: FnMut(Map<String, Value>)> DeserializeSeed<'de> for PageSeed<'_, F> {
+    type Value = PageInfo;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<PageInfo, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, F: FnMut(Map<String, Value>)> Visitor<'de> for PageSeed<'_, F> {
+    type Value = PageInfo;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a Harvest list page (a JSON object)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<PageInfo, A::Error> {
+        let mut info = PageInfo::default();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == self.envelope {
+                map.next_value_seed(RecordsSeed {
+                    each: &mut self.each,
+                })?;
+                info.has_records = true;
+            } else if key == "links" {
+                let links: Value = map.next_value()?;
+                info.next = links
+                    .get("next")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+            } else if key == "total_pages" {
+                info.total_pages = map.next_value::<Value>()?.as_u64().unwrap_or(0);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(info)
+    }
+}
+
+struct RecordsSeed<'a, F> {
+    each: &'a mut F,
+}
+
+impl<'de, F: FnMut(Map<String, Value>)> DeserializeSeed<'de> for RecordsSeed<'_, F> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, F: FnMut(Map<String, Value>)> Visitor<'de> for RecordsSeed<'_, F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of records")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(v) = seq.next_element::<Value>()? {
+            // Anything but an object is not a record: skipped.
+            if let Value::Object(record) = v {
+                (self.each)(record);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -172,6 +253,21 @@ fn page_urls(next: &str, total: u64) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_is_read_record_by_record() {
+        let body = br#"{"clients":[{"id":1},5,{"id":2}],"per_page":2000,"total_pages":3,"links":{"next":"http://h/v2/clients?page=2","first":"x"},"page":1}"#;
+        let mut seen = Vec::new();
+        let info = read_page(body, "clients", |r| seen.push(r["id"].clone())).unwrap();
+        assert_eq!(seen, vec![Value::from(1), Value::from(2)]);
+        assert_eq!(info.next.as_deref(), Some("http://h/v2/clients?page=2"));
+        assert_eq!(info.total_pages, 3);
+        assert!(info.has_records);
+        let info = read_page(br#"{"links":{"next":null}}"#, "clients", |_| {}).unwrap();
+        assert!(!info.has_records && info.next.is_none());
+        assert!(read_page(br#"{"clients":[{"id":1}"#, "clients", |_| {}).is_err());
+        assert!(read_page(b"[1]", "clients", |_| {}).is_err());
+    }
 
     #[test]
     fn page_mode_links_expand_and_cursor_links_do_not() {
