@@ -1583,6 +1583,15 @@ fn gen_invoices(d: &mut Data, seed: u64, sc: &Scale) {
         }
         inv.updated_at = Ts(last.min(DATA_END).max(inv.created_at.0));
     }
+    // Nothing after the data's end, so that no child is newer than its (capped) invoice.
+    for m in msgs.iter_mut() {
+        m.created_at = Ts(m.created_at.0.min(DATA_END));
+        m.updated_at = Ts(m.updated_at.0.min(DATA_END));
+    }
+    for p in pays.iter_mut() {
+        p.created_at = Ts(p.created_at.0.min(DATA_END));
+        p.updated_at = Ts(p.updated_at.0.min(DATA_END));
+    }
     assign_ids(&mut pays, 10_336_001, |p| p.created_at.0, |p, id| p.id = id);
     assign_ids(&mut msgs, 27_835_001, |m| m.created_at.0, |m, id| m.id = id);
     d.invoices = invs;
@@ -1946,6 +1955,32 @@ fn max_timestamp(d: &Data) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_child_is_newer_than_its_parent() {
+        let d = generate(42, Size::Small);
+        for m in &d.invoice_messages {
+            assert!(
+                m.updated_at <= d.invoices[m.invoice as usize].updated_at,
+                "invoice message {}",
+                m.id
+            );
+        }
+        for p in &d.invoice_payments {
+            assert!(
+                p.updated_at <= d.invoices[p.invoice as usize].updated_at,
+                "invoice payment {}",
+                p.id
+            );
+        }
+        for m in &d.estimate_messages {
+            assert!(
+                m.updated_at <= d.estimates[m.estimate as usize].updated_at,
+                "estimate message {}",
+                m.id
+            );
+        }
+    }
 
     #[test]
     fn deterministic_and_consistent() {
