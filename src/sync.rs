@@ -581,7 +581,6 @@ async fn read_report(
     fixed_fee: bool,
 ) -> Result<(), Fatal> {
     emit_schemas(ctx, node).await?;
-    let counters = node.counters.clone();
     let plan: Vec<Option<(NaiveDate, NaiveDate)>> = if windowed {
         report_windows(node).into_iter().map(Some).collect()
     } else {
@@ -599,7 +598,7 @@ async fn read_report(
         if let (true, Some(f)) = (fixed_fee, ctx.config.include_fixed_fee) {
             url.push_str(&format!("&include_fixed_fee={f}"));
         }
-        let mut pages = ctx.pager(url, path, "results", Bucket::Reports, &counters);
+        let mut pages = ctx.pager(url, path, "results", Bucket::Reports, &node.counters);
         loop {
             let extracted = now_rfc3339();
             let mut batch = Batch::default();
@@ -649,14 +648,13 @@ async fn read_list(
     envelope: &'static str,
 ) -> Result<(), Fatal> {
     emit_schemas(ctx, root).await?;
-    let counters = root.counters.clone();
     let since = request_since(root, ctx.config.full_child_scan);
     let mut pages = ctx.pager(
         list_url(ctx, path, since),
         path,
         envelope,
         Bucket::General,
-        &counters,
+        &root.counters,
     );
     // Parent ids each fan-out child needs, and nothing else of the parents.
     let mut fan_out: Vec<(Arc<Node>, Vec<Value>)> = root
@@ -773,7 +771,6 @@ async fn read_children(
     let Source::Child { path, fan_out, .. } = node.def.source else {
         return Ok(());
     };
-    let counters = &node.counters;
     if fan_out == FanOut::AllParents {
         // The children's bookmark is capped by their own first response, not the parents'.
         *node.served.lock().unwrap() = None;
@@ -784,19 +781,10 @@ async fn read_children(
     let mut result = Ok(());
     for id in parent_ids {
         let permit = limit.clone().acquire_owned().await.expect("never closed");
-        let (task_ctx, task_node, task_counters) = (ctx.clone(), node.clone(), counters.clone());
+        let (task_ctx, task_node) = (ctx.clone(), node.clone());
         tasks.spawn(async move {
             let _permit = permit;
-            read_child(
-                &task_ctx,
-                &task_node,
-                path,
-                id,
-                since,
-                fan_out,
-                &task_counters,
-            )
-            .await
+            read_child(&task_ctx, &task_node, path, id, since, fan_out).await
         });
         // Surface failures early instead of queueing more work behind them.
         while let Some(done) = tasks.try_join_next() {
@@ -838,7 +826,6 @@ async fn read_child(
     parent_id: Value,
     since: Option<DateTime<Utc>>,
     fan_out: FanOut,
-    counters: &Arc<Counters>,
 ) -> Result<(), Fatal> {
     let Source::Child { envelope, .. } = node.def.source else {
         return Ok(());
@@ -852,7 +839,7 @@ async fn read_child(
         _ => return Ok(()),
     };
     let url = list_url(ctx, &path.replace("{id}", &id_text), since);
-    let mut pages = ctx.pager(url, path, envelope, Bucket::General, counters);
+    let mut pages = ctx.pager(url, path, envelope, Bucket::General, &node.counters);
     loop {
         if node.skipped.load(Ordering::Relaxed) {
             return Ok(());
