@@ -43,6 +43,12 @@ fn main() -> ExitCode {
     // would make the peak follow how many streams run at once rather than what is in use.
     // SAFETY: sets a process-wide allocator option; no allocation is in flight that depends on it.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+    // No transparent huge pages: they round every page's memory up to 2 MB, which doubles the
+    // peak for no gain here. SAFETY: a plain prctl on this process.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
     log::init_from_env();
     let args = match Args::try_parse() {
         Ok(a) => a,
