@@ -6,7 +6,7 @@ environment first. This driver uses only the standard library. For each scenario
 `harvest-sim`, runs both taps on the same account and the same streams, and measures per run:
 
 - requests and 429s, from the simulator's control API (statistics reset before each run);
-- wall time, CPU time (user + sys) and peak RSS of the tap's process (`os.wait4` rusage);
+- wall time and CPU time (user + sys) of the tap's process (`os.wait4` rusage), its peak RSS (VmHWM, polled from /proc);
 - records emitted, counted on the fly from the tap's stdout (nothing is stored).
 
 It prints one markdown table per scenario and a table of the issue's targets with PASS/FAIL,
@@ -222,6 +222,20 @@ def split_requests(stats):
     return api, reports, ident
 
 
+def vm_hwm_kb(pid):
+    """The process's peak RSS so far (VmHWM), or 0. Unlike ru_maxrss from wait4, it belongs to
+    the process's own address space: ru_maxrss also counts the RSS this (parent) process had
+    when it forked the child, which made every tap look as large as the benchmark driver."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def run_tap(sim, label, cmd, env=None, name=""):
     """Runs a tap against `sim`, streaming its stdout through a record counter."""
     sim.reset()
@@ -238,6 +252,7 @@ def run_tap(sim, label, cmd, env=None, name=""):
     except (AttributeError, OSError):
         pass
     records = 0
+    hwm_kb = 0
     last_state = None
     left = b""
     timed_out = False
@@ -250,6 +265,7 @@ def run_tap(sim, label, cmd, env=None, name=""):
             proc.kill()
             break
         ready, _, _ = select.select([fd], [], [], 5)
+        hwm_kb = max(hwm_kb, vm_hwm_kb(proc.pid))
         if not ready:
             continue
         chunk = os.read(fd, 1 << 20)
@@ -269,6 +285,7 @@ def run_tap(sim, label, cmd, env=None, name=""):
                 last_state = block[i + 1: block.index(b"\n", i + 1)]
             elif block.startswith(p):
                 last_state = block[: block.index(b"\n")]
+    hwm_kb = max(hwm_kb, vm_hwm_kb(proc.pid))
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -284,7 +301,7 @@ def run_tap(sim, label, cmd, env=None, name=""):
         error = f"exit {proc.returncode}: {tail[-1].strip() if tail else '(no stderr)'}"
         error = error[:300]
     run = Run(label=label, name=name, wall=wall, cpu=usage.ru_utime + usage.ru_stime,
-              user=usage.ru_utime, sys=usage.ru_stime, rss_mb=usage.ru_maxrss / 1024,
+              user=usage.ru_utime, sys=usage.ru_stime, rss_mb=(hwm_kb or usage.ru_maxrss) / 1024,
               records=records, sim_cpu=sim_cpu, requests=stats["total"],
               throttled=stats["throttled"], api=api, reports=reports, ident=ident,
               by_route=stats.get("by_route", {}), error=error,
