@@ -70,10 +70,7 @@ fn misuse_gives_one_line_and_a_nonzero_exit() {
 #[test]
 fn properties_is_an_alias_of_catalog() {
     let h = Harness::tiny();
-    let mut catalog = discover();
-    for e in catalog["streams"].as_array_mut().unwrap() {
-        e["metadata"][0]["metadata"]["selected"] = json!(e["tap_stream_id"] == "tasks");
-    }
+    let catalog = catalog_selecting(&["tasks"]);
     let config = h.write("config.json", &h.config());
     let props = h.write("properties.json", &catalog);
     let run = run_tap(&[

@@ -53,12 +53,7 @@ fn ts(v: &Value) -> Option<DateTime<Utc>> {
 
 /// A catalog selecting every stream but the reports (which have tests of their own).
 fn no_reports() -> Value {
-    let mut catalog = discover();
-    for e in catalog["streams"].as_array_mut().unwrap() {
-        let on = !e["tap_stream_id"].as_str().unwrap().starts_with("report_");
-        e["metadata"][0]["metadata"]["selected"] = json!(on);
-    }
-    catalog
+    catalog_where(|s| !s.starts_with("report_"))
 }
 
 /// Every record of the ground truth appears among the runs' records (at least once), keyed by
@@ -404,11 +399,7 @@ fn records_changed_during_a_sync_are_caught_by_it_or_the_next() {
         "user_projects",
         "expenses",
     ];
-    let mut catalog = discover();
-    for e in catalog["streams"].as_array_mut().unwrap() {
-        e["metadata"][0]["metadata"]["selected"] =
-            json!(streams.contains(&e["tap_stream_id"].as_str().unwrap()));
-    }
+    let catalog = catalog_selecting(&streams);
     let first = std::thread::scope(|s| {
         let sync = s.spawn(|| h.sync(&h.config(), Some(&catalog), None));
         for round in 0..12 {
@@ -574,10 +565,7 @@ fn no_secret_reaches_stdout_or_stderr_on_any_path() {
 #[test]
 fn a_closed_stdout_is_a_clean_nonzero_exit() {
     let h = Harness::new(SimConfig::fast(Size::Small));
-    let mut catalog = discover();
-    for e in catalog["streams"].as_array_mut().unwrap() {
-        e["metadata"][0]["metadata"]["selected"] = json!(e["tap_stream_id"] == "time_entries");
-    }
+    let catalog = catalog_selecting(&["time_entries"]);
     let mut child = Command::new(TAP)
         .args([
             "--config",

@@ -18,17 +18,6 @@ fn all_streams() -> Vec<String> {
         .collect()
 }
 
-/// A catalog selecting exactly `streams` (as Meltano writes it: metadata and top-level flags).
-fn catalog_selecting(streams: &[&str]) -> Value {
-    let mut catalog = discover();
-    for entry in catalog["streams"].as_array_mut().unwrap() {
-        let on = streams.contains(&entry["tap_stream_id"].as_str().unwrap());
-        entry["metadata"][0]["metadata"]["selected"] = json!(on);
-        entry["selected"] = json!(on);
-    }
-    catalog
-}
-
 fn ts(v: &Value) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(v.as_str().unwrap())
         .unwrap()

@@ -112,6 +112,23 @@ pub fn discover() -> Value {
     serde_json::from_str(&run.stdout).expect("the catalog is JSON")
 }
 
+/// The discovered catalog with the streams `select` accepts selected, as Meltano writes it
+/// (the metadata flag and the top-level copy).
+pub fn catalog_where(select: impl Fn(&str) -> bool) -> Value {
+    let mut catalog = discover();
+    for entry in catalog["streams"].as_array_mut().unwrap() {
+        let on = select(entry["tap_stream_id"].as_str().unwrap());
+        entry["metadata"][0]["metadata"]["selected"] = json!(on);
+        entry["selected"] = json!(on);
+    }
+    catalog
+}
+
+/// A catalog selecting exactly `streams`.
+pub fn catalog_selecting(streams: &[&str]) -> Value {
+    catalog_where(|s| streams.contains(&s))
+}
+
 /// Runs the tap and parses its stdout as Singer messages, one JSON object per line.
 pub fn run_tap<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
     let out = Command::new(TAP)
