@@ -93,6 +93,7 @@ NO_LIMIT = {  # our tap's budgets when the simulator has none
     "rate_limit_requests": 1_000_000_000, "rate_limit_window_seconds": 1,
     "reports_rate_limit_requests": 1_000_000_000, "reports_rate_limit_window_seconds": 1,
 }
+D_RUNS = 3  # runs per account in (d); the median peak RSS is reported
 TAP_TIMEOUT = 1200  # seconds; a run still going then is killed and reported
 
 _children = []  # processes to stop on exit
@@ -605,13 +606,21 @@ class Bench:
     def scenario_d(self):
         names = [s["tap_stream_id"] for s in self.taps.rust_catalog_all["streams"]]
         streams = [s for s in names if s not in ("invoice_messages", "invoice_payments")]
+        # Peak RSS depends on which pages happen to be held at the same moment, so each size is
+        # run D_RUNS times and the run with the median peak is reported.
         runs = {}
+        all_rss = {}
         for size in ("large", "small"):
             sim = Sim(f"d-{size}", size, "--no-rate-limit")
             try:
-                runs[size] = self.taps.rust(sim, f"d-rust-{size}", streams, NO_LIMIT)
+                tries = [self.taps.rust(sim, f"d-rust-{size}-{i + 1}", streams, NO_LIMIT)
+                         for i in range(D_RUNS)]
             finally:
                 sim.stop()
+            failed = [r for r in tries if r.error]
+            ranked = sorted(tries, key=lambda r: r.rss_mb)
+            runs[size] = failed[0] if failed else ranked[len(ranked) // 2]
+            all_rss[size] = ", ".join(f"{r.rss_mb:.1f}" for r in tries)
         lg, sm = runs["large"], runs["small"]
         rows = [[label, run_cell(run, f"{run.rss_mb:.0f} MB"), fmt_int(run.records), fmt_s(run.wall),
                  fmt_s(run.cpu), fmt_int(round(run.records_per_s)), fmt_int(run.requests)]
@@ -621,6 +630,8 @@ class Bench:
             f"harvest-sim `--no-rate-limit`; our tap syncs {len(streams)} streams: all but "
             "`invoice_messages` and `invoice_payments` (the per-invoice fan-out: 360,000 requests on "
             "large), reports included.\n\n"
+            + f"Each account is synced {D_RUNS} times; the table shows the run with the median peak RSS "
+            f"(all runs, MB: large {all_rss['large']}; small {all_rss['small']}).\n\n"
             + table(["account", "peak RSS", "records", "wall time", "CPU time", "records/s", "requests"], rows)
             + f"\n\nlarge ÷ small: {lg.rss_mb / sm.rss_mb:.2f}×")
         ok = not lg.error and not sm.error

@@ -3,6 +3,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::*;
@@ -528,4 +529,48 @@ fn a_feature_turned_off_without_company_selected_is_a_skipped_403() {
         !h.sim.requests().by_route.contains_key("GET /v2/company"),
         "no request spent on /company"
     );
+}
+
+#[test]
+fn pages_held_at_once_are_bounded_and_child_fan_out_runs_wide() {
+    // A stream's own list pages share a pool: at most 3 general-API pages and 2 report pages
+    // are requested or held at once, from the request to their last RECORD line (README,
+    // Performance), whatever max_concurrency allows. Child fan-out requests (small pages, one
+    // parent each) run max_concurrency wide.
+    let h = Harness::new(SimConfig::fast(Size::Small));
+    h.sim
+        .set_latency(Duration::from_millis(10), Duration::from_millis(5), None);
+    let mut config = h.config();
+    config["max_concurrency"] = json!(16);
+    let lists = [
+        "time_entries",
+        "invoices",
+        "expenses",
+        "estimates",
+        "contacts",
+        "projects",
+        "clients",
+        "tasks",
+        "users",
+        "report_time_projects",
+        "report_expenses_clients",
+    ];
+    let run = h.sync(&config, Some(&catalog_selecting(&lists)), None);
+    run.assert_ok();
+    for s in lists {
+        assert_matches_truth(&run, &h.sim, s);
+    }
+    let most = h.sim.requests().max_in_flight;
+    assert!((3..=3 + 2).contains(&most), "{most} list requests at once");
+
+    h.sim.reset_requests();
+    let run = h.sync(
+        &config,
+        Some(&catalog_selecting(&["invoice_messages"])),
+        None,
+    );
+    run.assert_ok();
+    assert_matches_truth(&run, &h.sim, "invoice_messages");
+    let most = h.sim.requests().max_in_flight;
+    assert!((8..=16).contains(&most), "{most} fan-out requests at once");
 }

@@ -241,6 +241,10 @@ pub struct RequestStats {
     pub by_status: BTreeMap<String, u64>,
     /// Counts by route (`"GET /v2/invoices/{id}/messages"`), then status code (`"200"` → n).
     pub by_route: BTreeMap<String, BTreeMap<String, u64>>,
+    /// The most `/v2` requests being answered at once (from arrival, through the latency, to
+    /// the response's head).
+    #[serde(default)]
+    pub max_in_flight: u64,
 }
 
 impl RequestStats {

@@ -131,6 +131,8 @@ pub struct AppState {
     latency: Mutex<Vec<Latency>>,
     rng: Mutex<ChaCha8Rng>,
     stats: Mutex<RequestStats>,
+    /// `/v2` requests being answered now.
+    in_flight: std::sync::atomic::AtomicU64,
     addr: OnceLock<SocketAddr>,
     started: Instant,
 }
@@ -159,6 +161,7 @@ impl AppState {
             latency: Mutex::new(latency),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(config.seed ^ 0x1a7e)),
             stats: Mutex::new(RequestStats::default()),
+            in_flight: std::sync::atomic::AtomicU64::new(0),
             addr: OnceLock::new(),
             data: RwLock::new(data),
             indexes: Mutex::new(ix),
@@ -568,6 +571,27 @@ pub fn router(st: Arc<AppState>) -> Router {
         .with_state(st)
 }
 
+/// Counts a `/v2` request as being answered until dropped (also when the client goes away).
+struct InFlight(Arc<AppState>);
+
+impl InFlight {
+    fn enter(st: &Arc<AppState>) -> InFlight {
+        use std::sync::atomic::Ordering;
+        let now = st.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut s = st.stats.lock();
+        s.max_in_flight = s.max_in_flight.max(now);
+        InFlight(st.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// Latency and statistics for everything but the control API.
 async fn observe(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
@@ -575,6 +599,7 @@ async fn observe(State(st): State<Arc<AppState>>, req: Request, next: Next) -> R
         return next.run(req).await;
     }
     let method = req.method().clone();
+    let _in_flight = path.starts_with("/v2/").then(|| InFlight::enter(&st));
     if let Some(d) = st.latency_for(&path) {
         tokio::time::sleep(d).await;
     }

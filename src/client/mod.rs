@@ -6,6 +6,7 @@ pub mod pager;
 pub mod retry;
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -16,6 +17,16 @@ use tokio::sync::Semaphore;
 use crate::config::Config;
 use auth::Auth;
 use budget::Budget;
+
+/// How many pages of the streams' own general-API lists (up to 2000 records, 0.5 to 3 MB of
+/// JSON each) may be held at once, across all streams: waiting for the budget, in flight, or
+/// being turned into RECORD lines. Three keep 100 requests per 15 s busy at up to 450 ms a
+/// page; child fan-out requests, which are small, do not count (`max_concurrency` bounds them).
+pub const PAGES_HELD: usize = 3;
+
+/// The same for report pages (up to 2000 rows, up to 2 MB each): one at a time is ample for
+/// 100 requests per 15 minutes.
+pub const REPORT_PAGES_HELD: usize = 1;
 
 /// Why a request failed for good.
 #[derive(Debug)]
@@ -55,6 +66,19 @@ pub enum Bucket {
     Reports,
 }
 
+/// Which connections a request uses. hyper keeps each connection's read buffer at the size its
+/// largest response needed (0.4 to 0.8 MB after a 2000-record page), for as long as the
+/// connection lives. The child fan-out's many small responses go over connections of their
+/// own, so that they do not grow a buffer on every connection they touch: only the few that
+/// carry the pooled list pages do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// A stream's own list pages and reports (the page pool bounds how many at once).
+    Pages,
+    /// Child lists and single objects.
+    Small,
+}
+
 /// Per-stream request accounting, for the progress lines.
 #[derive(Default)]
 pub struct Counters {
@@ -88,12 +112,17 @@ impl RawPage {
 
 pub struct Client {
     http: reqwest::Client,
+    /// A second connection pool, for small responses: see [`Lane`].
+    http_small: reqwest::Client,
     auth: Auth,
     account_id: HeaderValue,
     base_url: String,
     general: Budget,
     reports: Budget,
     in_flight: Semaphore,
+    /// The page pools, one per bucket: see [`Client::pages`].
+    pages: Arc<Semaphore>,
+    report_pages: Arc<Semaphore>,
     max_retries: u32,
     backoff_base: Duration,
     pub total_requests: AtomicU64,
@@ -155,6 +184,7 @@ impl Client {
         let account = auth.account_id(&http, config.account_id.as_deref()).await?;
         Ok(Client {
             account_id: HeaderValue::from_str(&account)?,
+            http_small: http_client(config)?,
             http,
             auth,
             base_url: config.base_url.clone(),
@@ -165,10 +195,23 @@ impl Client {
                 config.reports_budget.window,
             ),
             in_flight: Semaphore::new(config.max_concurrency),
+            pages: Arc::new(Semaphore::new(config.max_concurrency.min(PAGES_HELD))),
+            report_pages: Arc::new(Semaphore::new(REPORT_PAGES_HELD)),
             max_retries: config.max_retries,
             backoff_base: config.backoff_base,
             total_requests: AtomicU64::new(0),
         })
+    }
+
+    /// The page pool of a bucket: how many of its list pages may be held at once, from the
+    /// request to the last of their RECORD lines. Their sizes bound the tap's memory, whatever
+    /// the account's size. One pool per bucket, so that reports waiting out their 15-minute
+    /// budget hold no permit the general streams need.
+    pub fn pages(&self, bucket: Bucket) -> &Arc<Semaphore> {
+        match bucket {
+            Bucket::General => &self.pages,
+            Bucket::Reports => &self.report_pages,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -189,7 +232,9 @@ impl Client {
         bucket: Bucket,
         counters: &Counters,
     ) -> Result<Page, HttpError> {
-        self.get_raw(url, endpoint, bucket, counters).await?.parse()
+        self.get_raw(url, endpoint, bucket, Lane::Small, counters)
+            .await?
+            .parse()
     }
 
     pub async fn get_raw(
@@ -197,8 +242,13 @@ impl Client {
         url: &str,
         endpoint: &str,
         bucket: Bucket,
+        lane: Lane,
         counters: &Counters,
     ) -> Result<RawPage, HttpError> {
+        let http = match lane {
+            Lane::Pages => &self.http,
+            Lane::Small => &self.http_small,
+        };
         let budget = match bucket {
             Bucket::General => &self.general,
             Bucket::Reports => &self.reports,
@@ -217,8 +267,7 @@ impl Client {
             counters.requests.fetch_add(1, Ordering::Relaxed);
             self.total_requests.fetch_add(1, Ordering::Relaxed);
             let started = std::time::Instant::now();
-            let sent = self
-                .http
+            let sent = http
                 .get(url)
                 .bearer_auth(token.expose())
                 .header("Harvest-Account-Id", self.account_id.clone())
@@ -239,7 +288,7 @@ impl Client {
                         .get(reqwest::header::RETRY_AFTER)
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_string);
-                    match resp.bytes().await {
+                    match read_body(resp).await {
                         Err(e) => (Some(status), Err(describe(&e))),
                         Ok(body) => (Some(status), Ok((status, served_at, retry_after, body))),
                     }
@@ -303,6 +352,17 @@ impl Client {
             tokio::time::sleep(wait).await;
         }
     }
+}
+
+/// Reads a response body into one buffer of its announced size, chunk by chunk. (Collecting
+/// the chunks first and then copying them, as `Response::bytes` does, holds every page twice.)
+async fn read_body(mut resp: reqwest::Response) -> Result<bytes::Bytes, reqwest::Error> {
+    const MAX_PRESIZE: u64 = 64 << 20;
+    let mut body = Vec::with_capacity(resp.content_length().unwrap_or(0).min(MAX_PRESIZE) as usize);
+    while let Some(chunk) = resp.chunk().await? {
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.into())
 }
 
 /// Harvest's message from an error body (JSON `message` or `error_description`), else a prefix

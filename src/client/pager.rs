@@ -2,23 +2,70 @@
 //! mode; `next_page` is null on cursor mode's middle pages). On page-mode endpoints, once the
 //! first page gives `total_pages`, the remaining pages are requested concurrently, a few ahead,
 //! and still handed out in order; pages fetched ahead are held as raw bytes.
+//!
+//! Memory. A page is kept as the bytes Harvest sent plus where each record lies in them;
+//! records are parsed one at a time as the caller asks for them, so a page is never held as a
+//! parsed whole, and the caller can hand its RECORD lines on in small pieces while it reads.
+//! Every page of a stream's own list holds one permit of its bucket's page pool (see
+//! [`Client::pages`]) from before it is requested until the next page is asked for. Pages
+//! fetched ahead only take a permit that is free at once, so fetching ahead never delays the
+//! page a stream needs next, and a stream that waits for a permit holds none, so the pool
+//! cannot deadlock. The pool's size, not the account's, bounds these pages in memory. A child
+//! list (one parent's messages, say) is read a page at a time outside the pool: its pages are
+//! small, and the fan-out's concurrency bounds how many are held.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
-use super::{Bucket, Client, Counters, HttpError, RawPage};
+use super::{Bucket, Client, Counters, HttpError, Lane, RawPage};
+
+/// How a list's pages are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reading {
+    /// A stream's own list: every page takes a permit of its bucket's pool; page-mode pages
+    /// are fetched up to `width` at once, as far as the pool allows.
+    Pooled { width: usize },
+    /// One parent's child list: a page at a time, outside the pool.
+    OneAtATime,
+}
+
+/// One list page: its body and where its records are.
+pub struct Page {
+    body: bytes::Bytes,
+    records: Vec<Range<usize>>,
+    /// The response's `Date` header.
+    pub served_at: Option<DateTime<Utc>>,
+}
+
+impl Page {
+    /// The page's records, parsed one at a time. Elements that are not objects are skipped.
+    pub fn records(
+        &self,
+    ) -> impl Iterator<Item = Result<Map<String, Value>, serde_json::Error>> + '_ {
+        self.records.iter().filter_map(|r| {
+            match serde_json::from_slice::<Value>(&self.body[r.clone()]) {
+                Ok(Value::Object(record)) => Some(Ok(record)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            }
+        })
+    }
+}
 
 /// What a page says besides its records.
 #[derive(Default)]
 struct PageInfo {
     next: Option<String>,
     total_pages: u64,
-    has_records: bool,
+    records: Option<Vec<Range<usize>>>,
 }
 
 pub struct Pager {
@@ -29,15 +76,22 @@ pub struct Pager {
     counters: Arc<Counters>,
     /// The link to follow next, one page at a time.
     next: Option<String>,
-    /// Pages requested ahead, in page order.
-    ahead: VecDeque<JoinHandle<Result<RawPage, HttpError>>>,
+    /// Pages requested ahead, in page order, each with its permit.
+    ahead: VecDeque<Ahead>,
     /// Page URLs not requested yet.
     queued: VecDeque<String>,
     width: usize,
+    pool: Option<Arc<Semaphore>>,
+    /// The permit of the page handed out last.
+    held: Option<OwnedSemaphorePermit>,
 }
 
+type Ahead = (
+    JoinHandle<Result<RawPage, HttpError>>,
+    Option<OwnedSemaphorePermit>,
+);
+
 impl Pager {
-    /// `width`: how many pages may be in flight at once on page-mode endpoints.
     pub fn new(
         client: Arc<Client>,
         first_url: String,
@@ -45,10 +99,13 @@ impl Pager {
         envelope: &'static str,
         bucket: Bucket,
         counters: Arc<Counters>,
-        width: usize,
+        reading: Reading,
     ) -> Pager {
+        let (width, pool) = match reading {
+            Reading::Pooled { width } => (width.max(1), Some(client.pages(bucket).clone())),
+            Reading::OneAtATime => (1, None),
+        };
         Pager {
-            client,
             endpoint,
             envelope,
             bucket,
@@ -56,62 +113,92 @@ impl Pager {
             next: Some(first_url),
             ahead: VecDeque::new(),
             queued: VecDeque::new(),
-            width: width.max(1),
+            width,
+            pool,
+            held: None,
+            client,
         }
     }
 
-    fn spawn(&mut self, url: String) {
-        let (client, counters, endpoint, bucket) = (
+    /// Pooled pages travel on the connections made for big responses.
+    fn lane(&self) -> Lane {
+        if self.pool.is_some() {
+            Lane::Pages
+        } else {
+            Lane::Small
+        }
+    }
+
+    fn spawn(&mut self, url: String, permit: Option<OwnedSemaphorePermit>) {
+        let (client, counters, endpoint, bucket, lane) = (
             self.client.clone(),
             self.counters.clone(),
             self.endpoint,
             self.bucket,
+            self.lane(),
         );
-        self.ahead.push_back(tokio::spawn(async move {
-            client.get_raw(&url, endpoint, bucket, &counters).await
-        }));
+        let task = tokio::spawn(async move {
+            client
+                .get_raw(&url, endpoint, bucket, lane, &counters)
+                .await
+        });
+        self.ahead.push_back((task, permit));
     }
 
+    /// Requests queued pages ahead, as far as the width and the pool's free permits allow.
     fn refill(&mut self) {
-        while self.ahead.len() < self.width {
-            match self.queued.pop_front() {
-                Some(url) => self.spawn(url),
-                None => break,
-            }
+        while self.ahead.len() < self.width && !self.queued.is_empty() {
+            let permit = match &self.pool {
+                Some(pool) => match pool.clone().try_acquire_owned() {
+                    Ok(p) => Some(p),
+                    Err(_) => break,
+                },
+                None => None,
+            };
+            let url = self.queued.pop_front().expect("not empty");
+            self.spawn(url, permit);
         }
     }
 
-    /// Reads the next page, handing each record to `each` as it is parsed (a page is never
-    /// held as a parsed whole). Returns the page's `Date`, or `None` after the last page.
-    pub async fn next(
-        &mut self,
-        each: impl FnMut(Map<String, Value>),
-    ) -> Result<Option<Option<DateTime<Utc>>>, HttpError> {
-        let (raw, planned) = if let Some(task) = self.ahead.pop_front() {
+    /// GETs a page now, once a permit is free.
+    async fn fetch(&mut self, url: &str) -> Result<RawPage, HttpError> {
+        if let Some(pool) = &self.pool {
+            self.held = Some(pool.clone().acquire_owned().await.expect("never closed"));
+        }
+        self.client
+            .get_raw(url, self.endpoint, self.bucket, self.lane(), &self.counters)
+            .await
+    }
+
+    /// The next page, or `None` after the last one. Asking for it releases the page before.
+    pub async fn next(&mut self) -> Result<Option<Page>, HttpError> {
+        self.held = None;
+        let (raw, planned) = if let Some((task, permit)) = self.ahead.pop_front() {
+            self.held = permit;
             self.refill();
             let raw = task.await.map_err(|e| {
                 HttpError::Rejected(format!("GET {}: page task failed: {e}", self.endpoint))
             })??;
             (raw, true)
+        } else if let Some(url) = self.queued.pop_front() {
+            // No permit was free to fetch it ahead.
+            let raw = self.fetch(&url).await?;
+            self.refill();
+            (raw, true)
         } else if let Some(url) = self.next.take() {
-            (
-                self.client
-                    .get_raw(&url, self.endpoint, self.bucket, &self.counters)
-                    .await?,
-                false,
-            )
+            (self.fetch(&url).await?, false)
         } else {
             return Ok(None);
         };
-        let info = read_page(&raw.body, self.envelope, each).map_err(|e| {
+        let info = read_page(&raw.body, self.envelope).map_err(|e| {
             HttpError::Rejected(format!("GET {}: unreadable page: {e}", self.endpoint))
         })?;
-        if !info.has_records {
+        let Some(records) = info.records else {
             return Err(HttpError::Rejected(format!(
                 "GET {}: the response has no '{}' array",
                 self.endpoint, self.envelope
             )));
-        }
+        };
         if planned {
             // After the last planned page, follow its link in case the list grew meanwhile.
             if self.ahead.is_empty() && self.queued.is_empty() {
@@ -126,29 +213,34 @@ impl Pager {
                 _ => self.next = Some(link),
             }
         }
-        Ok(Some(raw.served_at))
+        Ok(Some(Page {
+            body: raw.body,
+            records,
+            served_at: raw.served_at,
+        }))
     }
 }
 
-/// Parses a list page in one pass: each record of `envelope` goes to `each` as soon as it is
-/// parsed; `links.next` and `total_pages` are kept.
-fn read_page(
-    body: &[u8],
-    envelope: &str,
-    each: impl FnMut(Map<String, Value>),
-) -> Result<PageInfo, serde_json::Error> {
+/// Reads a list page in one pass: where each record of `envelope` lies, `links.next` and
+/// `total_pages`.
+fn read_page(body: &[u8], envelope: &str) -> Result<PageInfo, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let info = PageSeed { envelope, each }.deserialize(&mut de)?;
+    let info = PageSeed {
+        envelope,
+        base: body.as_ptr() as usize,
+    }
+    .deserialize(&mut de)?;
     de.end()?;
     Ok(info)
 }
 
-struct PageSeed<'a, F> {
+struct PageSeed<'a> {
     envelope: &'a str,
-    each: F,
+    /// The body's address, to turn borrowed records into ranges.
+    base: usize,
 }
 
-impl<'de, F: FnMut(Map<String, Value>)> DeserializeSeed<'de> for PageSeed<'_, F> {
+impl<'de> DeserializeSeed<'de> for PageSeed<'_> {
     type Value = PageInfo;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<PageInfo, D::Error> {
@@ -156,21 +248,18 @@ impl<'de, F: FnMut(Map<String, Value>)> DeserializeSeed<'de> for PageSeed<'_, F>
     }
 }
 
-impl<'de, F: FnMut(Map<String, Value>)> Visitor<'de> for PageSeed<'_, F> {
+impl<'de> Visitor<'de> for PageSeed<'_> {
     type Value = PageInfo;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a Harvest list page (a JSON object)")
     }
 
-    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<PageInfo, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PageInfo, A::Error> {
         let mut info = PageInfo::default();
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             if key == self.envelope {
-                map.next_value_seed(RecordsSeed {
-                    each: &mut self.each,
-                })?;
-                info.has_records = true;
+                info.records = Some(map.next_value_seed(RecordsSeed { base: self.base })?);
             } else if key == "links" {
                 let links: Value = map.next_value()?;
                 info.next = links
@@ -187,33 +276,33 @@ impl<'de, F: FnMut(Map<String, Value>)> Visitor<'de> for PageSeed<'_, F> {
     }
 }
 
-struct RecordsSeed<'a, F> {
-    each: &'a mut F,
+struct RecordsSeed {
+    base: usize,
 }
 
-impl<'de, F: FnMut(Map<String, Value>)> DeserializeSeed<'de> for RecordsSeed<'_, F> {
-    type Value = ();
+impl<'de> DeserializeSeed<'de> for RecordsSeed {
+    type Value = Vec<Range<usize>>;
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_seq(self)
     }
 }
 
-impl<'de, F: FnMut(Map<String, Value>)> Visitor<'de> for RecordsSeed<'_, F> {
-    type Value = ();
+impl<'de> Visitor<'de> for RecordsSeed {
+    type Value = Vec<Range<usize>>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("an array of records")
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(v) = seq.next_element::<Value>()? {
-            // Anything but an object is not a record: skipped.
-            if let Value::Object(record) = v {
-                (self.each)(record);
-            }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut ranges = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+            let text = raw.get();
+            let start = text.as_ptr() as usize - self.base;
+            ranges.push(start..start + text.len());
         }
-        Ok(())
+        Ok(ranges)
     }
 }
 
@@ -257,16 +346,20 @@ mod tests {
     #[test]
     fn a_page_is_read_record_by_record() {
         let body = br#"{"clients":[{"id":1},5,{"id":2}],"per_page":2000,"total_pages":3,"links":{"next":"http://h/v2/clients?page=2","first":"x"},"page":1}"#;
-        let mut seen = Vec::new();
-        let info = read_page(body, "clients", |r| seen.push(r["id"].clone())).unwrap();
+        let info = read_page(body, "clients").unwrap();
+        let page = Page {
+            body: bytes::Bytes::from_static(body),
+            records: info.records.unwrap(),
+            served_at: None,
+        };
+        let seen: Vec<Value> = page.records().map(|r| r.unwrap()["id"].clone()).collect();
         assert_eq!(seen, vec![Value::from(1), Value::from(2)]);
         assert_eq!(info.next.as_deref(), Some("http://h/v2/clients?page=2"));
         assert_eq!(info.total_pages, 3);
-        assert!(info.has_records);
-        let info = read_page(br#"{"links":{"next":null}}"#, "clients", |_| {}).unwrap();
-        assert!(!info.has_records && info.next.is_none());
-        assert!(read_page(br#"{"clients":[{"id":1}"#, "clients", |_| {}).is_err());
-        assert!(read_page(b"[1]", "clients", |_| {}).is_err());
+        let info = read_page(br#"{"links":{"next":null}}"#, "clients").unwrap();
+        assert!(info.records.is_none() && info.next.is_none());
+        assert!(read_page(br#"{"clients":[{"id":1}"#, "clients").is_err());
+        assert!(read_page(b"[1]", "clients").is_err());
     }
 
     #[test]
