@@ -93,7 +93,7 @@ NO_LIMIT = {  # our tap's budgets when the simulator has none
     "rate_limit_requests": 1_000_000_000, "rate_limit_window_seconds": 1,
     "reports_rate_limit_requests": 1_000_000_000, "reports_rate_limit_window_seconds": 1,
 }
-D_RUNS = 3  # runs per account in (d); the median peak RSS is reported
+D_RUNS = 5  # runs per account in (d); the median peak RSS is reported
 TAP_TIMEOUT = 1200  # seconds; a run still going then is killed and reported
 
 _children = []  # processes to stop on exit
