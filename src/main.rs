@@ -158,7 +158,7 @@ async fn test_schema(selection: Selection) -> Result<()> {
 /// `--test`: one request that proves the credentials, the account and the User-Agent.
 async fn test_connection(config: Config) -> Result<()> {
     let client = client::Client::connect(&config).await?;
-    let page = client
+    let me = client
         .get(
             &client.url("/users/me"),
             "/users/me",
@@ -169,9 +169,9 @@ async fn test_connection(config: Config) -> Result<()> {
         .map_err(|e| anyhow!("connection test failed: {e}"))?;
     let who = format!(
         "{} {} <{}>",
-        page.body["first_name"].as_str().unwrap_or(""),
-        page.body["last_name"].as_str().unwrap_or(""),
-        page.body["email"].as_str().unwrap_or("")
+        me["first_name"].as_str().unwrap_or(""),
+        me["last_name"].as_str().unwrap_or(""),
+        me["email"].as_str().unwrap_or("")
     );
     log::info(&format!(
         "connection test passed: signed in to Harvest as {who}"

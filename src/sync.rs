@@ -111,9 +111,7 @@ struct Ctx {
 }
 
 impl Ctx {
-    /// Pages of a list. A stream's own general-API list is fetched ahead as far as the page
-    /// pool allows; a report's windows are read a page at a time (its budget is the limit); a
-    /// child list is read a page at a time outside the pool.
+    /// Pages of a list, read as `reading` says.
     fn pager(
         &self,
         url: String,
@@ -121,15 +119,8 @@ impl Ctx {
         envelope: &'static str,
         bucket: Bucket,
         counters: &Arc<Counters>,
-        child: bool,
+        reading: Reading,
     ) -> Pager {
-        let reading = match (bucket, child) {
-            (_, true) => Reading::OneAtATime,
-            (Bucket::General, false) => Reading::Pooled {
-                width: self.config.max_concurrency,
-            },
-            (Bucket::Reports, false) => Reading::Pooled { width: 1 },
-        };
         Pager::new(
             self.client.clone(),
             url,
@@ -421,12 +412,12 @@ async fn read_company(ctx: &Ctx, node: &Arc<Node>) -> Result<Map<String, Value>,
     let Source::Single { path } = node.def.source else {
         return Err(anyhow!("company is declared as a single object").into());
     };
-    let page = ctx
+    let body = ctx
         .client
         .get(&ctx.client.url(path), path, Bucket::General, &node.counters)
         .await
         .map_err(|e| anyhow!("stream {}: {e}", node.def.name))?;
-    let Value::Object(company) = page.body else {
+    let Value::Object(company) = body else {
         return Err(anyhow!("GET {path} did not answer a JSON object").into());
     };
     let mut batch = Batch::default();
@@ -618,7 +609,15 @@ async fn read_report(
         if let (true, Some(f)) = (fixed_fee, ctx.config.include_fixed_fee) {
             url.push_str(&format!("&include_fixed_fee={f}"));
         }
-        let mut pages = ctx.pager(url, path, "results", Bucket::Reports, &node.counters, false);
+        // One page at a time: the reports' budget is the limit.
+        let mut pages = ctx.pager(
+            url,
+            path,
+            "results",
+            Bucket::Reports,
+            &node.counters,
+            Reading::Pooled { width: 1 },
+        );
         let mut batch = Batch::default();
         loop {
             let extracted = now_rfc3339();
@@ -674,7 +673,9 @@ async fn read_list(
         envelope,
         Bucket::General,
         &root.counters,
-        false,
+        Reading::Pooled {
+            width: ctx.config.max_concurrency,
+        },
     );
     // Parent ids each fan-out child needs, and nothing else of the parents.
     let mut fan_out: Vec<(Arc<Node>, Vec<ParentId>)> = root
@@ -697,41 +698,39 @@ async fn read_list(
         };
         for record in page.records() {
             let record = record.map_err(|e| unreadable(root, e))?;
-            {
-                let upd = updated_at(&record);
-                let mut derived_rows = Vec::new();
-                for c in &root.children {
-                    match c.def.source {
-                        Source::Derived { rows, .. } if c.passes(upd) => {
-                            c.saw(upd);
-                            derived_rows.push((c.clone(), rows(&record)));
-                        }
-                        Source::Child { fan_out: mode, .. } => {
-                            let wanted = mode == FanOut::AllParents
-                                || ctx.config.full_child_scan
-                                || c.passes(upd);
-                            if wanted {
-                                if mode == FanOut::ChangedParents {
-                                    c.saw(upd);
-                                }
-                                if let Some((_, ids)) =
-                                    fan_out.iter_mut().find(|(n, _)| Arc::ptr_eq(n, c))
-                                {
-                                    ids.extend(ParentId::of(record.get("id")));
-                                }
+            let upd = updated_at(&record);
+            let mut derived_rows = Vec::new();
+            for c in &root.children {
+                match c.def.source {
+                    Source::Derived { rows, .. } if c.passes(upd) => {
+                        c.saw(upd);
+                        derived_rows.push((c.clone(), rows(&record)));
+                    }
+                    Source::Child { fan_out: mode, .. } => {
+                        let wanted = mode == FanOut::AllParents
+                            || ctx.config.full_child_scan
+                            || c.passes(upd);
+                        if wanted {
+                            if mode == FanOut::ChangedParents {
+                                c.saw(upd);
+                            }
+                            if let Some((_, ids)) =
+                                fan_out.iter_mut().find(|(n, _)| Arc::ptr_eq(n, c))
+                            {
+                                ids.extend(ParentId::of(record.get("id")));
                             }
                         }
-                        _ => {}
                     }
+                    _ => {}
                 }
-                if root.selected && root.passes(upd) {
-                    root.saw(upd);
-                    batch.add(root, &shape(root.def, record, None), &extracted);
-                }
-                for (node, rows) in derived_rows {
-                    for row in rows {
-                        batch.add(&node, &row, &extracted);
-                    }
+            }
+            if root.selected && root.passes(upd) {
+                root.saw(upd);
+                batch.add(root, &shape(root.def, record, None), &extracted);
+            }
+            for (node, rows) in derived_rows {
+                for row in rows {
+                    batch.add(&node, &row, &extracted);
                 }
             }
             batch.flush_if_full(ctx).await?;
@@ -893,7 +892,14 @@ async fn read_child(
     let id_text = parent_id.to_string();
     let parent_id = parent_id.value();
     let url = list_url(ctx, &path.replace("{id}", &id_text), since);
-    let mut pages = ctx.pager(url, path, envelope, Bucket::General, &node.counters, true);
+    let mut pages = ctx.pager(
+        url,
+        path,
+        envelope,
+        Bucket::General,
+        &node.counters,
+        Reading::OneAtATime,
+    );
     let mut batch = Batch::default();
     loop {
         if node.skipped.load(Ordering::Relaxed) {
@@ -920,44 +926,42 @@ async fn read_child(
         };
         for record in page.records() {
             let mut record = record.map_err(|e| unreadable(node, e))?;
-            {
-                record.insert(column.to_string(), parent_id.clone());
-                let upd = updated_at(&record);
-                let mut derived_rows = Vec::new();
-                for d in &node.children {
-                    if let Source::Derived { rows, clock, .. } = d.def.source {
-                        match clock {
-                            DerivedClock::Parent if d.passes(upd) => {
-                                d.saw(upd);
-                                derived_rows.push((d.clone(), rows(&record)));
-                            }
-                            DerivedClock::Row => {
-                                let kept: Vec<_> = rows(&record)
-                                    .into_iter()
-                                    .filter(|r| {
-                                        let u = updated_at(r);
-                                        d.passes(u) && {
-                                            d.saw(u);
-                                            true
-                                        }
-                                    })
-                                    .collect();
-                                derived_rows.push((d.clone(), kept));
-                            }
-                            _ => {}
+            record.insert(column.to_string(), parent_id.clone());
+            let upd = updated_at(&record);
+            let mut derived_rows = Vec::new();
+            for d in &node.children {
+                if let Source::Derived { rows, clock, .. } = d.def.source {
+                    match clock {
+                        DerivedClock::Parent if d.passes(upd) => {
+                            d.saw(upd);
+                            derived_rows.push((d.clone(), rows(&record)));
                         }
+                        DerivedClock::Row => {
+                            let kept: Vec<_> = rows(&record)
+                                .into_iter()
+                                .filter(|r| {
+                                    let u = updated_at(r);
+                                    d.passes(u) && {
+                                        d.saw(u);
+                                        true
+                                    }
+                                })
+                                .collect();
+                            derived_rows.push((d.clone(), kept));
+                        }
+                        _ => {}
                     }
                 }
-                if node.selected && node.passes(upd) {
-                    if fan_out == FanOut::AllParents {
-                        node.saw(upd);
-                    }
-                    batch.add(node, &shape(node.def, record, None), &extracted);
+            }
+            if node.selected && node.passes(upd) {
+                if fan_out == FanOut::AllParents {
+                    node.saw(upd);
                 }
-                for (d, rows) in derived_rows {
-                    for row in rows {
-                        batch.add(&d, &row, &extracted);
-                    }
+                batch.add(node, &shape(node.def, record, None), &extracted);
+            }
+            for (d, rows) in derived_rows {
+                for row in rows {
+                    batch.add(&d, &row, &extracted);
                 }
             }
             batch.flush_if_full(ctx).await?;

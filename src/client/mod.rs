@@ -89,25 +89,14 @@ pub struct Counters {
     pub retries: AtomicU64,
 }
 
-/// A page (or single object) as Harvest served it.
-pub struct Page {
-    pub body: Value,
-}
-
-/// A page whose body is known to be complete JSON, not parsed yet: a few bytes per record
-/// where a parsed page takes several times more, so pages fetched ahead stay cheap to hold.
-pub struct RawPage {
+/// A response body as Harvest served it, with what the caller's reader made of it: a few
+/// bytes per record where a parsed page takes several times more, so pages fetched ahead stay
+/// cheap to hold.
+pub struct RawPage<T> {
     pub body: bytes::Bytes,
+    pub read: T,
     /// The response's `Date` header: when Harvest served it.
     pub served_at: Option<DateTime<Utc>>,
-}
-
-impl RawPage {
-    pub fn parse(self) -> Result<Page, HttpError> {
-        let body = serde_json::from_slice(&self.body)
-            .map_err(|e| HttpError::Rejected(format!("unreadable JSON: {e}")))?;
-        Ok(Page { body })
-    }
 }
 
 pub struct Client {
@@ -222,8 +211,6 @@ impl Client {
         self.general.waited() + self.reports.waited()
     }
 
-    /// GETs `url` and parses its JSON body, retrying what is worth retrying. `endpoint` is the
-    /// path template used in logs and metrics.
     /// GETs `url` and parses its JSON body. See [`Client::get_raw`].
     pub async fn get(
         &self,
@@ -231,20 +218,28 @@ impl Client {
         endpoint: &str,
         bucket: Bucket,
         counters: &Counters,
-    ) -> Result<Page, HttpError> {
-        self.get_raw(url, endpoint, bucket, Lane::Small, counters)
-            .await?
-            .parse()
+    ) -> Result<Value, HttpError> {
+        let page = self
+            .get_raw(url, endpoint, bucket, Lane::Small, counters, |body| {
+                serde_json::from_slice::<Value>(body)
+            })
+            .await?;
+        Ok(page.read)
     }
 
-    pub async fn get_raw(
+    /// GETs `url`, retrying what is worth retrying, and reads its body with `read` (one pass
+    /// over it). A body that is not complete JSON is retried (it was cut short); one that is
+    /// JSON but not what `read` expects is rejected. `endpoint` is the path template used in
+    /// logs and metrics.
+    pub async fn get_raw<T>(
         &self,
         url: &str,
         endpoint: &str,
         bucket: Bucket,
         lane: Lane,
         counters: &Counters,
-    ) -> Result<RawPage, HttpError> {
+        read: impl Fn(&[u8]) -> Result<T, serde_json::Error>,
+    ) -> Result<RawPage<T>, HttpError> {
         let http = match lane {
             Lane::Pages => &self.http,
             Lane::Small => &self.http_small,
@@ -301,11 +296,12 @@ impl Client {
             ));
             metric(endpoint, status, started.elapsed());
             let failure = match outcome {
-                Ok((200..=299, served_at, _, body)) => match serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
-                    Ok(_) => {
+                Ok((200..=299, served_at, _, body)) => match read(&body) {
+                    Ok(read) => {
                         counters.pages.fetch_add(1, Ordering::Relaxed);
-                        return Ok(RawPage { body, served_at });
+                        return Ok(RawPage { body, read, served_at });
                     }
+                    Err(e) if e.is_data() => return Err(HttpError::Rejected(format!("GET {endpoint}: unreadable page: {e}"))),
                     Err(_) => format!("the response body is not complete JSON ({} bytes)", body.len()),
                 },
                 Ok((429, _, retry_after, _)) => {

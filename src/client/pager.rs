@@ -86,10 +86,9 @@ pub struct Pager {
     held: Option<OwnedSemaphorePermit>,
 }
 
-type Ahead = (
-    JoinHandle<Result<RawPage, HttpError>>,
-    Option<OwnedSemaphorePermit>,
-);
+type Fetched = Result<RawPage<PageInfo>, HttpError>;
+
+type Ahead = (JoinHandle<Fetched>, Option<OwnedSemaphorePermit>);
 
 impl Pager {
     pub fn new(
@@ -130,16 +129,19 @@ impl Pager {
     }
 
     fn spawn(&mut self, url: String, permit: Option<OwnedSemaphorePermit>) {
-        let (client, counters, endpoint, bucket, lane) = (
+        let (client, counters, endpoint, envelope, bucket, lane) = (
             self.client.clone(),
             self.counters.clone(),
             self.endpoint,
+            self.envelope,
             self.bucket,
             self.lane(),
         );
         let task = tokio::spawn(async move {
             client
-                .get_raw(&url, endpoint, bucket, lane, &counters)
+                .get_raw(&url, endpoint, bucket, lane, &counters, |body| {
+                    read_page(body, envelope)
+                })
                 .await
         });
         self.ahead.push_back((task, permit));
@@ -161,12 +163,20 @@ impl Pager {
     }
 
     /// GETs a page now, once a permit is free.
-    async fn fetch(&mut self, url: &str) -> Result<RawPage, HttpError> {
+    async fn fetch(&mut self, url: &str) -> Fetched {
         if let Some(pool) = &self.pool {
             self.held = Some(pool.clone().acquire_owned().await.expect("never closed"));
         }
+        let envelope = self.envelope;
         self.client
-            .get_raw(url, self.endpoint, self.bucket, self.lane(), &self.counters)
+            .get_raw(
+                url,
+                self.endpoint,
+                self.bucket,
+                self.lane(),
+                &self.counters,
+                |body| read_page(body, envelope),
+            )
             .await
     }
 
@@ -190,9 +200,7 @@ impl Pager {
         } else {
             return Ok(None);
         };
-        let info = read_page(&raw.body, self.envelope).map_err(|e| {
-            HttpError::Rejected(format!("GET {}: unreadable page: {e}", self.endpoint))
-        })?;
+        let info = raw.read;
         let Some(records) = info.records else {
             return Err(HttpError::Rejected(format!(
                 "GET {}: the response has no '{}' array",
