@@ -616,7 +616,7 @@ async fn read_report(
             "results",
             Bucket::Reports,
             &node.counters,
-            Reading::Pooled { width: 1 },
+            Reading::Report,
         );
         let mut batch = Batch::default();
         loop {

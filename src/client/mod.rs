@@ -12,21 +12,28 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, USER_AGENT};
 use serde_json::{json, Value};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
 use auth::Auth;
 use budget::Budget;
 
-/// How many pages of the streams' own general-API lists (up to 2000 records, 0.5 to 3 MB of
-/// JSON each) may be held at once, across all streams: waiting for the budget, in flight, or
+/// How many pages of the streams' own lists (up to 2000 records, 0.5 to 3 MB of JSON each) may
+/// be held at once, across all streams and both buckets: waiting for the budget, in flight, or
 /// being turned into RECORD lines. Three keep 100 requests per 15 s busy at up to 450 ms a
-/// page; child fan-out requests, which are small, do not count (`max_concurrency` bounds them).
+/// page; child fan-out requests, which are small, do not count (`max_concurrency` bounds them,
+/// and [`BIG_BODY`] the odd big one).
 pub const PAGES_HELD: usize = 3;
 
-/// The same for report pages (up to 2000 rows, up to 2 MB each): one at a time is ample for
-/// 100 requests per 15 minutes.
-pub const REPORT_PAGES_HELD: usize = 1;
+/// Responses outside the page pools (child lists, single objects) are small as a rule: one
+/// invoice's messages, one user's project assignments. A few are not: an admin who is on every
+/// project has megabytes of them. A response that turns out bigger than this is read only
+/// while it holds one of [`BIG_BODIES_HELD`] permits, kept until the caller is done with it,
+/// so that the child fan-out's width never multiplies big bodies in memory.
+pub const BIG_BODY: usize = 256 << 10;
+
+/// How many big responses outside the page pools may be held at once.
+pub const BIG_BODIES_HELD: usize = 1;
 
 /// Why a request failed for good.
 #[derive(Debug)]
@@ -66,16 +73,21 @@ pub enum Bucket {
     Reports,
 }
 
-/// Which connections a request uses. hyper keeps each connection's read buffer at the size its
-/// largest response needed (0.4 to 0.8 MB after a 2000-record page), for as long as the
-/// connection lives. The child fan-out's many small responses go over connections of their
-/// own, so that they do not grow a buffer on every connection they touch: only the few that
-/// carry the pooled list pages do.
+/// Which connections a request uses, and what bounds its body in memory. hyper keeps each
+/// connection's read buffer at the size its largest response needed (0.4 MB after a
+/// 2000-record page) for as long as the connection lives. The child fan-out's many small
+/// responses go over connections of their own, so that they do not grow a buffer on every
+/// connection they touch: only the few that carry the pooled list pages do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lane {
-    /// A stream's own list pages and reports (the page pool bounds how many at once).
+    /// A page of a stream's own list; the caller holds its page-pool permit.
     Pages,
-    /// Child lists and single objects.
+    /// A report page, on the same connections: it takes its page-pool permit itself, only
+    /// once the reports' budget has a slot for it, so that a report waiting out its 15-minute
+    /// budget never holds a permit the general streams need. The permit comes back with the
+    /// page.
+    Report,
+    /// Child lists and single objects; a big one waits its turn (see [`BIG_BODY`]).
     Small,
 }
 
@@ -97,6 +109,9 @@ pub struct RawPage<T> {
     pub read: T,
     /// The response's `Date` header: when Harvest served it.
     pub served_at: Option<DateTime<Utc>>,
+    /// The permit that lets this body be held (a report page's, or a big body's: see
+    /// [`Lane`]), released with it.
+    pub held: Option<OwnedSemaphorePermit>,
 }
 
 pub struct Client {
@@ -109,9 +124,10 @@ pub struct Client {
     general: Budget,
     reports: Budget,
     in_flight: Semaphore,
-    /// The page pools, one per bucket: see [`Client::pages`].
+    /// The page pool: see [`Client::pages`].
     pages: Arc<Semaphore>,
-    report_pages: Arc<Semaphore>,
+    /// Permits for big responses on the Small lane: see [`BIG_BODY`].
+    big_bodies: Arc<Semaphore>,
     max_retries: u32,
     backoff_base: Duration,
     pub total_requests: AtomicU64,
@@ -147,7 +163,7 @@ pub fn describe(e: &reqwest::Error) -> String {
     }
 }
 
-fn http_client(config: &Config) -> anyhow::Result<reqwest::Client> {
+fn http_client(config: &Config, idle: usize) -> anyhow::Result<reqwest::Client> {
     let mut headers = HeaderMap::new();
     headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
     headers.insert(
@@ -160,7 +176,7 @@ fn http_client(config: &Config) -> anyhow::Result<reqwest::Client> {
         .default_headers(headers)
         .timeout(config.request_timeout)
         .connect_timeout(config.request_timeout.min(Duration::from_secs(30)))
-        .pool_max_idle_per_host(64)
+        .pool_max_idle_per_host(idle)
         .gzip(true)
         .build()?)
 }
@@ -168,12 +184,13 @@ fn http_client(config: &Config) -> anyhow::Result<reqwest::Client> {
 impl Client {
     /// Builds the client and settles the credentials (OAuth refresh, account lookup).
     pub async fn connect(config: &Config) -> anyhow::Result<Client> {
-        let http = http_client(config)?;
+        // The Pages lane keeps no more connections than pages can be in flight at once.
+        let http = http_client(config, PAGES_HELD)?;
         let auth = Auth::new(config);
         let account = auth.account_id(&http, config.account_id.as_deref()).await?;
         Ok(Client {
             account_id: HeaderValue::from_str(&account)?,
-            http_small: http_client(config)?,
+            http_small: http_client(config, config.max_concurrency)?,
             http,
             auth,
             base_url: config.base_url.clone(),
@@ -185,22 +202,18 @@ impl Client {
             ),
             in_flight: Semaphore::new(config.max_concurrency),
             pages: Arc::new(Semaphore::new(config.max_concurrency.min(PAGES_HELD))),
-            report_pages: Arc::new(Semaphore::new(REPORT_PAGES_HELD)),
+            big_bodies: Arc::new(Semaphore::new(BIG_BODIES_HELD)),
             max_retries: config.max_retries,
             backoff_base: config.backoff_base,
             total_requests: AtomicU64::new(0),
         })
     }
 
-    /// The page pool of a bucket: how many of its list pages may be held at once, from the
-    /// request to the last of their RECORD lines. Their sizes bound the tap's memory, whatever
-    /// the account's size. One pool per bucket, so that reports waiting out their 15-minute
-    /// budget hold no permit the general streams need.
-    pub fn pages(&self, bucket: Bucket) -> &Arc<Semaphore> {
-        match bucket {
-            Bucket::General => &self.pages,
-            Bucket::Reports => &self.report_pages,
-        }
+    /// The page pool: how many list and report pages may be held at once, from the request to
+    /// the last of their RECORD lines. Their sizes bound the tap's memory, whatever the
+    /// account's size.
+    pub fn pages(&self) -> &Arc<Semaphore> {
+        &self.pages
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -240,9 +253,9 @@ impl Client {
         counters: &Counters,
         read: impl Fn(&[u8]) -> Result<T, serde_json::Error>,
     ) -> Result<RawPage<T>, HttpError> {
-        let http = match lane {
-            Lane::Pages => &self.http,
-            Lane::Small => &self.http_small,
+        let (http, gate) = match lane {
+            Lane::Pages | Lane::Report => (&self.http, None),
+            Lane::Small => (&self.http_small, Some(&self.big_bodies)),
         };
         let budget = match bucket {
             Bucket::General => &self.general,
@@ -257,8 +270,23 @@ impl Client {
                 .token(&self.http)
                 .await
                 .map_err(|e| HttpError::Unauthorized(e.to_string()))?;
-            let _in_flight = self.in_flight.acquire().await.expect("never closed");
-            let slot = budget.acquire(&counters.waited).await;
+            // A report takes its budget slot first, then its page permit: see `Lane::Report`.
+            // No wait below is for something a holder of a later one waits for, so the
+            // three kinds of permit cannot deadlock.
+            let (slot, report_permit, _in_flight) = if lane == Lane::Report {
+                let slot = budget.acquire(&counters.waited).await;
+                let permit = self
+                    .pages
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("never closed");
+                let in_flight = self.in_flight.acquire().await.expect("never closed");
+                (slot, Some(permit), in_flight)
+            } else {
+                let in_flight = self.in_flight.acquire().await.expect("never closed");
+                (budget.acquire(&counters.waited).await, None, in_flight)
+            };
             counters.requests.fetch_add(1, Ordering::Relaxed);
             self.total_requests.fetch_add(1, Ordering::Relaxed);
             let started = std::time::Instant::now();
@@ -283,7 +311,7 @@ impl Client {
                         .get(reqwest::header::RETRY_AFTER)
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_string);
-                    match read_body(resp).await {
+                    match read_body(resp, gate).await {
                         Err(e) => (Some(status), Err(describe(&e))),
                         Ok(body) => (Some(status), Ok((status, served_at, retry_after, body))),
                     }
@@ -296,10 +324,11 @@ impl Client {
             ));
             metric(endpoint, status, started.elapsed());
             let failure = match outcome {
-                Ok((200..=299, served_at, _, body)) => match read(&body) {
+                Ok((200..=299, served_at, _, (body, big))) => match read(&body) {
                     Ok(read) => {
                         counters.pages.fetch_add(1, Ordering::Relaxed);
-                        return Ok(RawPage { body, read, served_at });
+                        let held = report_permit.or(big);
+                        return Ok(RawPage { body, read, served_at, held });
                     }
                     Err(e) if e.is_data() => return Err(HttpError::Rejected(format!("GET {endpoint}: unreadable page: {e}"))),
                     Err(_) => format!("the response body is not complete JSON ({} bytes)", body.len()),
@@ -324,9 +353,9 @@ impl Client {
                         "GET {endpoint}: Harvest rejected the credentials (401 invalid_token): check the token and account_id"
                     )))
                 }
-                Ok((403, _, _, body)) => return Err(HttpError::Forbidden(format!("GET {endpoint}: 403 Forbidden: {}", message(&body)))),
+                Ok((403, _, _, (body, _))) => return Err(HttpError::Forbidden(format!("GET {endpoint}: 403 Forbidden: {}", message(&body)))),
                 Ok((404, ..)) => return Err(HttpError::NotFound(format!("GET {endpoint}: 404 Not Found"))),
-                Ok((s, _, _, body)) if !retry::retryable_status(s) => {
+                Ok((s, _, _, (body, _))) if !retry::retryable_status(s) => {
                     return Err(HttpError::Rejected(format!("GET {endpoint}: Harvest answered {s}: {}", message(&body))))
                 }
                 Ok((s, ..)) => format!("Harvest answered {s}"),
@@ -352,13 +381,30 @@ impl Client {
 
 /// Reads a response body into one buffer of its announced size, chunk by chunk. (Collecting
 /// the chunks first and then copying them, as `Response::bytes` does, holds every page twice.)
-async fn read_body(mut resp: reqwest::Response) -> Result<bytes::Bytes, reqwest::Error> {
+/// With a `gate`, a body bigger than [`BIG_BODY`] (announced, or found while reading) waits
+/// for a permit before it is read further, and comes back with it; until then it stays in
+/// the connection.
+async fn read_body(
+    mut resp: reqwest::Response,
+    gate: Option<&Arc<Semaphore>>,
+) -> Result<(bytes::Bytes, Option<OwnedSemaphorePermit>), reqwest::Error> {
     const MAX_PRESIZE: u64 = 64 << 20;
-    let mut body = Vec::with_capacity(resp.content_length().unwrap_or(0).min(MAX_PRESIZE) as usize);
+    let announced = resp.content_length().unwrap_or(0);
+    let mut big = None;
+    let take = |gate: &Arc<Semaphore>| gate.clone().acquire_owned();
+    if let Some(gate) = gate.filter(|_| announced > BIG_BODY as u64) {
+        big = Some(take(gate).await.expect("never closed"));
+    }
+    let mut body = Vec::with_capacity(announced.min(MAX_PRESIZE) as usize);
     while let Some(chunk) = resp.chunk().await? {
+        if big.is_none() && body.len() + chunk.len() > BIG_BODY {
+            if let Some(gate) = gate {
+                big = Some(take(gate).await.expect("never closed"));
+            }
+        }
         body.extend_from_slice(&chunk);
     }
-    Ok(body.into())
+    Ok((body.into(), big))
 }
 
 /// Harvest's message from an error body (JSON `message` or `error_description`), else a prefix
@@ -388,4 +434,135 @@ fn metric(endpoint: &str, status: Option<u16>, elapsed: Duration) {
         json!(elapsed.as_secs_f64()),
         json!({"endpoint": endpoint, "http_status_code": status, "status": if ok { "succeeded" } else { "failed" }}),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+
+    /// A loopback HTTP server whose `/big` answers a JSON body over [`BIG_BODY`] and whose
+    /// other paths answer a small one.
+    fn server() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    let mut conn = conn;
+                    loop {
+                        let mut request = String::new();
+                        if reader.read_line(&mut request).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let mut line = String::new();
+                        while reader.read_line(&mut line).unwrap_or(0) > 2 {
+                            line.clear();
+                        }
+                        let size = if request.contains("/big") {
+                            BIG_BODY + 1000
+                        } else {
+                            100
+                        };
+                        let body = format!(r#"{{"x":"{}"}}"#, "a".repeat(size));
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                            body.len()
+                        );
+                        if conn.write_all(head.as_bytes()).is_err()
+                            || conn.write_all(body.as_bytes()).is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        format!("http://{addr}/v2")
+    }
+
+    async fn client(base_url: &str, reports_per_minute: u32) -> Arc<Client> {
+        let config = Config::from_value(&json!({
+            "access_token": "t", "account_id": "1", "start_date": "2020-01-01T00:00:00Z",
+            "user_agent": "test (t@example.com)", "base_url": base_url,
+            "reports_rate_limit_requests": reports_per_minute,
+            "reports_rate_limit_window_seconds": 60,
+        }))
+        .unwrap();
+        Arc::new(Client::connect(&config).await.unwrap())
+    }
+
+    async fn get(client: &Arc<Client>, path: &str, lane: Lane) -> RawPage<()> {
+        let counters = Counters::default();
+        let bucket = match lane {
+            Lane::Report => Bucket::Reports,
+            _ => Bucket::General,
+        };
+        let url = client.url(path);
+        client
+            .get_raw(&url, path, bucket, lane, &counters, |_| Ok(()))
+            .await
+            .unwrap()
+    }
+
+    /// Starts a GET that must still be waiting a while later (`why` it must not be done).
+    async fn stalled(
+        client: &Arc<Client>,
+        path: &'static str,
+        lane: Lane,
+        why: &str,
+    ) -> tokio::task::JoinHandle<RawPage<()>> {
+        let c = client.clone();
+        let task = tokio::spawn(async move { get(&c, path, lane).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!task.is_finished(), "{why}");
+        task
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn big_bodies_outside_the_pool_are_held_one_at_a_time() {
+        let client = client(&server(), 100).await;
+        let first = get(&client, "/big", Lane::Small).await;
+        assert!(first.held.is_some() && first.body.len() > BIG_BODY);
+        let why = "a second big body was read while one is held";
+        let second = stalled(&client, "/big", Lane::Small, why).await;
+        // Small bodies do not wait, nor do list pages (their pool bounds them).
+        assert!(get(&client, "/small", Lane::Small).await.held.is_none());
+        assert!(get(&client, "/big", Lane::Pages).await.held.is_none());
+        drop(first);
+        let second = second.await.unwrap();
+        assert!(second.held.is_some());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_report_page_takes_a_page_permit_after_its_budget_slot() {
+        // Waiting for the reports' budget, a report holds no page permit.
+        let client = client(&server(), 1).await;
+        drop(get(&client, "/reports/x", Lane::Report).await);
+        let why = "the reports' budget let a second report through";
+        let report = stalled(&client, "/reports/x", Lane::Report, why).await;
+        assert_eq!(client.pages().available_permits(), PAGES_HELD);
+        report.abort();
+
+        // With a slot and no permit free, it waits for a permit.
+        let client = self::client(&server(), 100).await;
+        let taken = client
+            .pages()
+            .clone()
+            .acquire_many_owned(PAGES_HELD as u32)
+            .await
+            .unwrap();
+        let why = "a report page was requested with no permit free";
+        let report = stalled(&client, "/reports/x", Lane::Report, why).await;
+        // Meanwhile the report holds no connection slot: other requests go on.
+        assert!(get(&client, "/small", Lane::Small).await.held.is_none());
+        drop(taken);
+        let page = report.await.unwrap();
+        assert!(page.held.is_some());
+        assert_eq!(client.pages().available_permits(), PAGES_HELD - 1);
+        drop(page);
+        assert_eq!(client.pages().available_permits(), PAGES_HELD);
+    }
 }

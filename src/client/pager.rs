@@ -6,13 +6,15 @@
 //! Memory. A page is kept as the bytes Harvest sent plus where each record lies in them;
 //! records are parsed one at a time as the caller asks for them, so a page is never held as a
 //! parsed whole, and the caller can hand its RECORD lines on in small pieces while it reads.
-//! Every page of a stream's own list holds one permit of its bucket's page pool (see
-//! [`Client::pages`]) from before it is requested until the next page is asked for. Pages
-//! fetched ahead only take a permit that is free at once, so fetching ahead never delays the
-//! page a stream needs next, and a stream that waits for a permit holds none, so the pool
-//! cannot deadlock. The pool's size, not the account's, bounds these pages in memory. A child
-//! list (one parent's messages, say) is read a page at a time outside the pool: its pages are
-//! small, and the fan-out's concurrency bounds how many are held.
+//! Every page of a stream's own list, and every report page, holds one permit of the client's
+//! page pool (see [`Client::pages`]) until the next page is asked for. A list page takes it
+//! before it is requested; pages fetched ahead only take a permit that is free at once, so
+//! fetching ahead never delays the page a stream needs next, and a stream that waits for a
+//! permit holds none, so the pool cannot deadlock. A report page takes it once the reports'
+//! budget has a slot for it (see [`Lane::Report`]). The pool's size, not the account's,
+//! bounds these pages in memory. A child list (one parent's messages, say) is read a page at
+//! a time outside the pool: its pages are small as a rule, the fan-out's concurrency bounds
+//! how many are held, and a big one waits its turn (see [`super::BIG_BODY`]).
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -35,6 +37,9 @@ pub enum Reading {
     Pooled { width: usize },
     /// One parent's child list: a page at a time, outside the pool.
     OneAtATime,
+    /// A report: a page at a time, each taking its pool permit once the reports' budget has
+    /// a slot for it (see [`Lane::Report`]).
+    Report,
 }
 
 /// One list page: its body and where its records are.
@@ -43,6 +48,8 @@ pub struct Page {
     records: Vec<Range<usize>>,
     /// The response's `Date` header.
     pub served_at: Option<DateTime<Utc>>,
+    /// A report page's or a big child page's permit (see [`Lane`]), released with the page.
+    _held: Option<OwnedSemaphorePermit>,
 }
 
 impl Page {
@@ -81,6 +88,8 @@ pub struct Pager {
     /// Page URLs not requested yet.
     queued: VecDeque<String>,
     width: usize,
+    lane: Lane,
+    /// The pool this pager takes its pages' permits from, if it takes them itself.
     pool: Option<Arc<Semaphore>>,
     /// The permit of the page handed out last.
     held: Option<OwnedSemaphorePermit>,
@@ -100,9 +109,10 @@ impl Pager {
         counters: Arc<Counters>,
         reading: Reading,
     ) -> Pager {
-        let (width, pool) = match reading {
-            Reading::Pooled { width } => (width.max(1), Some(client.pages(bucket).clone())),
-            Reading::OneAtATime => (1, None),
+        let (width, pool, lane) = match reading {
+            Reading::Pooled { width } => (width.max(1), Some(client.pages().clone()), Lane::Pages),
+            Reading::OneAtATime => (1, None, Lane::Small),
+            Reading::Report => (1, None, Lane::Report),
         };
         Pager {
             endpoint,
@@ -113,18 +123,10 @@ impl Pager {
             ahead: VecDeque::new(),
             queued: VecDeque::new(),
             width,
+            lane,
             pool,
             held: None,
             client,
-        }
-    }
-
-    /// Pooled pages travel on the connections made for big responses.
-    fn lane(&self) -> Lane {
-        if self.pool.is_some() {
-            Lane::Pages
-        } else {
-            Lane::Small
         }
     }
 
@@ -135,7 +137,7 @@ impl Pager {
             self.endpoint,
             self.envelope,
             self.bucket,
-            self.lane(),
+            self.lane,
         );
         let task = tokio::spawn(async move {
             client
@@ -173,7 +175,7 @@ impl Pager {
                 url,
                 self.endpoint,
                 self.bucket,
-                self.lane(),
+                self.lane,
                 &self.counters,
                 |body| read_page(body, envelope),
             )
@@ -225,6 +227,7 @@ impl Pager {
             body: raw.body,
             records,
             served_at: raw.served_at,
+            _held: raw.held,
         }))
     }
 }
@@ -359,6 +362,7 @@ mod tests {
             body: bytes::Bytes::from_static(body),
             records: info.records.unwrap(),
             served_at: None,
+            _held: None,
         };
         let seen: Vec<Value> = page.records().map(|r| r.unwrap()["id"].clone()).collect();
         assert_eq!(seen, vec![Value::from(1), Value::from(2)]);
