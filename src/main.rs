@@ -34,8 +34,8 @@ use crate::state::State;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// `mi_option_purge_delay` in mimalloc v2's `mi_option_t` (libmimalloc-sys exports no constant
-/// for it): milliseconds before freed memory is returned to the OS.
+/// `mi_option_purge_delay` in mimalloc's `mi_option_t` (the same index in v2 and v3, which
+/// libmimalloc-sys builds; it exports no constant for it): milliseconds before freed memory is returned to the OS.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 fn main() -> ExitCode {
@@ -162,7 +162,6 @@ async fn test_connection(config: Config) -> Result<()> {
         .get(
             &client.url("/users/me"),
             "/users/me",
-            client::Bucket::General,
             &client::Counters::default(),
         )
         .await

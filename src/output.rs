@@ -10,8 +10,9 @@ use tokio::sync::mpsc;
 
 use crate::state::State;
 
-/// Messages in flight to the writer. A message may be a whole page of records (a few MB), so
-/// this bounds the memory between the streams and stdout; a slow target makes senders wait.
+/// Messages in flight to the writer. A message may be a batch of RECORD lines (up to about
+/// 256 KB), so this bounds the memory between the streams and stdout; a slow target makes
+/// senders wait.
 const CHANNEL_MESSAGES: usize = 4;
 
 enum Out {

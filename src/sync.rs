@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 
 use crate::catalog::{self, Selection};
 use crate::client::pager::{Pager, Reading};
-use crate::client::{Bucket, Client, Counters, HttpError};
+use crate::client::{Client, Counters, HttpError};
 use crate::config::{parse_datetime, Config};
 use crate::output::{Emitter, OutputClosed};
 use crate::schema::Conformer;
@@ -117,7 +117,6 @@ impl Ctx {
         url: String,
         endpoint: &'static str,
         envelope: &'static str,
-        bucket: Bucket,
         counters: &Arc<Counters>,
         reading: Reading,
     ) -> Pager {
@@ -126,7 +125,6 @@ impl Ctx {
             url,
             endpoint,
             envelope,
-            bucket,
             counters.clone(),
             reading,
         )
@@ -414,7 +412,7 @@ async fn read_company(ctx: &Ctx, node: &Arc<Node>) -> Result<Map<String, Value>,
     };
     let body = ctx
         .client
-        .get(&ctx.client.url(path), path, Bucket::General, &node.counters)
+        .get(&ctx.client.url(path), path, &node.counters)
         .await
         .map_err(|e| anyhow!("stream {}: {e}", node.def.name))?;
     let Value::Object(company) = body else {
@@ -610,14 +608,7 @@ async fn read_report(
             url.push_str(&format!("&include_fixed_fee={f}"));
         }
         // One page at a time: the reports' budget is the limit.
-        let mut pages = ctx.pager(
-            url,
-            path,
-            "results",
-            Bucket::Reports,
-            &node.counters,
-            Reading::Report,
-        );
+        let mut pages = ctx.pager(url, path, "results", &node.counters, Reading::Report);
         let mut batch = Batch::default();
         loop {
             let extracted = now_rfc3339();
@@ -671,7 +662,6 @@ async fn read_list(
         list_url(ctx, path, since),
         path,
         envelope,
-        Bucket::General,
         &root.counters,
         Reading::Pooled {
             width: ctx.config.max_concurrency,
@@ -892,14 +882,7 @@ async fn read_child(
     let id_text = parent_id.to_string();
     let parent_id = parent_id.value();
     let url = list_url(ctx, &path.replace("{id}", &id_text), since);
-    let mut pages = ctx.pager(
-        url,
-        path,
-        envelope,
-        Bucket::General,
-        &node.counters,
-        Reading::OneAtATime,
-    );
+    let mut pages = ctx.pager(url, path, envelope, &node.counters, Reading::OneAtATime);
     let mut batch = Batch::default();
     loop {
         if node.skipped.load(Ordering::Relaxed) {

@@ -19,7 +19,7 @@ use auth::Auth;
 use budget::Budget;
 
 /// How many pages of the streams' own lists (up to 2000 records, 0.5 to 3 MB of JSON each) may
-/// be held at once, across all streams and both buckets: waiting for the budget, in flight, or
+/// be held at once, across all streams and both rate budgets: waiting for the budget, in flight, or
 /// being turned into RECORD lines. Three keep 100 requests per 15 s busy at up to 450 ms a
 /// page; child fan-out requests, which are small, do not count (`max_concurrency` bounds them,
 /// and [`BIG_BODY`] the odd big one).
@@ -64,16 +64,8 @@ impl std::fmt::Display for HttpError {
 
 impl std::error::Error for HttpError {}
 
-/// Which rate budget a request draws on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Bucket {
-    General,
-    /// `/reports/*`, which Harvest limits separately (100 per 15 minutes).
-    #[allow(dead_code)]
-    Reports,
-}
-
-/// Which connections a request uses, and what bounds its body in memory. hyper keeps each
+/// Which connections a request uses, which rate budget it draws on (`/reports/*` has its own:
+/// 100 per 15 minutes), and what bounds its body in memory. hyper keeps each
 /// connection's read buffer at the size its largest response needed (0.4 MB after a
 /// 2000-record page) for as long as the connection lives. The child fan-out's many small
 /// responses go over connections of their own, so that they do not grow a buffer on every
@@ -82,7 +74,8 @@ pub enum Bucket {
 pub enum Lane {
     /// A page of a stream's own list; the caller holds its page-pool permit.
     Pages,
-    /// A report page, on the same connections: it takes its page-pool permit itself, only
+    /// A report page, on the same connections and the reports' budget: it takes its page-pool
+    /// permit itself, only
     /// once the reports' budget has a slot for it, so that a report waiting out its 15-minute
     /// budget never holds a permit the general streams need. The permit comes back with the
     /// page.
@@ -229,11 +222,10 @@ impl Client {
         &self,
         url: &str,
         endpoint: &str,
-        bucket: Bucket,
         counters: &Counters,
     ) -> Result<Value, HttpError> {
         let page = self
-            .get_raw(url, endpoint, bucket, Lane::Small, counters, |body| {
+            .get_raw(url, endpoint, Lane::Small, counters, |body| {
                 serde_json::from_slice::<Value>(body)
             })
             .await?;
@@ -248,7 +240,6 @@ impl Client {
         &self,
         url: &str,
         endpoint: &str,
-        bucket: Bucket,
         lane: Lane,
         counters: &Counters,
         read: impl Fn(&[u8]) -> Result<T, serde_json::Error>,
@@ -257,9 +248,10 @@ impl Client {
             Lane::Pages | Lane::Report => (&self.http, None),
             Lane::Small => (&self.http_small, Some(&self.big_bodies)),
         };
-        let budget = match bucket {
-            Bucket::General => &self.general,
-            Bucket::Reports => &self.reports,
+        let budget = if lane == Lane::Report {
+            &self.reports
+        } else {
+            &self.general
         };
         let mut failures = 0u32;
         let mut refreshed = false;
@@ -496,13 +488,9 @@ mod tests {
 
     async fn get(client: &Arc<Client>, path: &str, lane: Lane) -> RawPage<()> {
         let counters = Counters::default();
-        let bucket = match lane {
-            Lane::Report => Bucket::Reports,
-            _ => Bucket::General,
-        };
         let url = client.url(path);
         client
-            .get_raw(&url, path, bucket, lane, &counters, |_| Ok(()))
+            .get_raw(&url, path, lane, &counters, |_| Ok(()))
             .await
             .unwrap()
     }

@@ -27,12 +27,12 @@ use serde_json::{Map, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
-use super::{Bucket, Client, Counters, HttpError, Lane, RawPage};
+use super::{Client, Counters, HttpError, Lane, RawPage};
 
 /// How a list's pages are read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reading {
-    /// A stream's own list: every page takes a permit of its bucket's pool; page-mode pages
+    /// A stream's own list: every page takes a permit of the page pool; page-mode pages
     /// are fetched up to `width` at once, as far as the pool allows.
     Pooled { width: usize },
     /// One parent's child list: a page at a time, outside the pool.
@@ -79,7 +79,6 @@ pub struct Pager {
     client: Arc<Client>,
     endpoint: &'static str,
     envelope: &'static str,
-    bucket: Bucket,
     counters: Arc<Counters>,
     /// The link to follow next, one page at a time.
     next: Option<String>,
@@ -105,7 +104,6 @@ impl Pager {
         first_url: String,
         endpoint: &'static str,
         envelope: &'static str,
-        bucket: Bucket,
         counters: Arc<Counters>,
         reading: Reading,
     ) -> Pager {
@@ -117,7 +115,6 @@ impl Pager {
         Pager {
             endpoint,
             envelope,
-            bucket,
             counters,
             next: Some(first_url),
             ahead: VecDeque::new(),
@@ -131,17 +128,16 @@ impl Pager {
     }
 
     fn spawn(&mut self, url: String, permit: Option<OwnedSemaphorePermit>) {
-        let (client, counters, endpoint, envelope, bucket, lane) = (
+        let (client, counters, endpoint, envelope, lane) = (
             self.client.clone(),
             self.counters.clone(),
             self.endpoint,
             self.envelope,
-            self.bucket,
             self.lane,
         );
         let task = tokio::spawn(async move {
             client
-                .get_raw(&url, endpoint, bucket, lane, &counters, |body| {
+                .get_raw(&url, endpoint, lane, &counters, |body| {
                     read_page(body, envelope)
                 })
                 .await
@@ -171,14 +167,9 @@ impl Pager {
         }
         let envelope = self.envelope;
         self.client
-            .get_raw(
-                url,
-                self.endpoint,
-                self.bucket,
-                self.lane,
-                &self.counters,
-                |body| read_page(body, envelope),
-            )
+            .get_raw(url, self.endpoint, self.lane, &self.counters, |body| {
+                read_page(body, envelope)
+            })
             .await
     }
 
