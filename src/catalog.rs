@@ -9,7 +9,12 @@ use serde_json::{json, Map, Value};
 use crate::streams::{self, StreamDef};
 
 /// The catalog entry of one stream, as `--discover` prints it.
-pub fn entry(def: &StreamDef) -> Value {
+pub fn entry(def: &StreamDef) -> Result<Value> {
+    let replication = def
+        .replication()
+        .map_err(|e| anyhow!("stream {}: {e}", def.name))?;
+    let replication_key = replication.key;
+    let method = replication.method();
     let schema = def.schema();
     let props = schema["properties"]
         .as_object()
@@ -19,7 +24,7 @@ pub fn entry(def: &StreamDef) -> Value {
         .key_properties
         .iter()
         .copied()
-        .chain(replication_key(def))
+        .chain(replication_key)
         .collect();
     let mut root = Map::new();
     root.insert("inclusion".into(), json!("available"));
@@ -27,10 +32,10 @@ pub fn entry(def: &StreamDef) -> Value {
     root.insert("table-key-properties".into(), json!(def.key_properties));
     root.insert(
         "valid-replication-keys".into(),
-        json!(replication_key(def).into_iter().collect::<Vec<_>>()),
+        json!(replication_key.into_iter().collect::<Vec<_>>()),
     );
-    root.insert("forced-replication-method".into(), json!(method(def)));
-    if let Some(rk) = replication_key(def) {
+    root.insert("forced-replication-method".into(), json!(method));
+    if let Some(rk) = replication_key {
         root.insert("replication-key".into(), json!(rk));
     }
     if let Some(parent) = def.parent() {
@@ -49,38 +54,21 @@ pub fn entry(def: &StreamDef) -> Value {
     e.insert("tap_stream_id".into(), json!(def.name));
     e.insert("stream".into(), json!(def.name));
     e.insert("key_properties".into(), json!(def.key_properties));
-    e.insert("replication_method".into(), json!(method(def)));
-    if let Some(rk) = replication_key(def) {
+    e.insert("replication_method".into(), json!(method));
+    if let Some(rk) = replication_key {
         e.insert("replication_key".into(), json!(rk));
     }
     e.insert("schema".into(), schema.clone());
     e.insert("metadata".into(), Value::Array(metadata));
-    Value::Object(e)
-}
-
-/// The replication key a stream advertises: derived streams have none of their own (they move
-/// with their parent), full-table streams neither.
-pub fn replication_key(def: &StreamDef) -> Option<&'static str> {
-    if def.is_derived() {
-        None
-    } else {
-        def.replication_key
-    }
-}
-
-pub fn method(def: &StreamDef) -> &'static str {
-    if def.replication_key.is_some() {
-        "INCREMENTAL"
-    } else {
-        "FULL_TABLE"
-    }
+    Ok(Value::Object(e))
 }
 
 /// The whole catalog, streams sorted by name.
-pub fn discover() -> Value {
+pub fn discover() -> Result<Value> {
     let mut defs: Vec<&StreamDef> = streams::STREAMS.iter().collect();
     defs.sort_by_key(|d| d.name);
-    json!({"streams": defs.into_iter().map(entry).collect::<Vec<_>>()})
+    let entries = defs.into_iter().map(entry).collect::<Result<Vec<_>>>()?;
+    Ok(json!({"streams": entries}))
 }
 
 /// What the input catalog asks for: the selected streams and, for each, the properties to emit
@@ -150,7 +138,7 @@ impl Selection {
                 .key_properties
                 .iter()
                 .copied()
-                .chain(replication_key(def))
+                .chain(def.replication().ok().and_then(|r| r.key))
                 .collect();
             let mut props = BTreeSet::new();
             for prop in known.keys() {
@@ -243,7 +231,7 @@ mod tests {
 
     #[test]
     fn discovered_catalog_selects_everything() {
-        let s = Selection::from_value(&discover()).unwrap();
+        let s = Selection::from_value(&discover().unwrap()).unwrap();
         assert_eq!(s.streams.len(), streams::STREAMS.len());
         assert!(s.streams.values().all(Option::is_none));
     }

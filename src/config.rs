@@ -532,7 +532,9 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported() {
-        let e = Config::from_value(&json!({"access_token": "t", "refresh_token": "r", "start_date": "nope", "request_timeout": "x"})).unwrap_err();
+        let three_problems = json!({"access_token": "t", "refresh_token": "r",
+            "start_date": "nope", "request_timeout": "x"});
+        let e = Config::from_value(&three_problems).unwrap_err();
         assert_eq!(e.0.len(), 3, "{e}");
         let e = Config::from_value(&json!({})).unwrap_err();
         assert_eq!(e.0.len(), 2, "{e}");

@@ -113,6 +113,41 @@ pub fn start<W: Write + Send + 'static>(out: W, state: State) -> (Emitter, Write
     (Emitter { tx }, Writer { handle })
 }
 
+/// The framing of one stream's RECORD messages: `{"type":"RECORD","stream":"<name>","record":`
+/// before the record, `,"time_extracted":"..."}` and a newline after it.
+pub struct RecordFrame {
+    prefix: Vec<u8>,
+}
+
+impl RecordFrame {
+    pub fn new(stream: &str) -> RecordFrame {
+        let mut prefix = b"{\"type\":\"RECORD\",\"stream\":".to_vec();
+        prefix.extend_from_slice(&serde_json::to_vec(stream).unwrap_or_default());
+        prefix.extend_from_slice(b",\"record\":");
+        RecordFrame { prefix }
+    }
+
+    /// Appends one RECORD line to `out`, its record written by `record` (a JSON object). When
+    /// `record` fails, `out` is left as it was.
+    pub fn write<E>(
+        &self,
+        out: &mut Vec<u8>,
+        time_extracted: &str,
+        record: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let start = out.len();
+        out.extend_from_slice(&self.prefix);
+        if let Err(e) = record(out) {
+            out.truncate(start);
+            return Err(e);
+        }
+        out.extend_from_slice(b",\"time_extracted\":");
+        let _ = serde_json::to_writer(&mut *out, time_extracted);
+        out.extend_from_slice(b"}\n");
+        Ok(())
+    }
+}
+
 fn line(v: &Value) -> Vec<u8> {
     let mut bytes = serde_json::to_vec(v).unwrap_or_default();
     bytes.push(b'\n');
@@ -136,7 +171,7 @@ impl Emitter {
         self.send(Out::Line(line(&msg))).await
     }
 
-    /// Whole RECORD lines (serialized by [`crate::schema::Conformer::write`]).
+    /// Whole RECORD lines (framed by [`RecordFrame`]).
     pub async fn lines(&self, lines: Vec<u8>) -> Result<(), OutputClosed> {
         self.send(Out::Line(lines)).await
     }
@@ -177,6 +212,30 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn a_record_line_is_framed_once_and_a_failed_record_leaves_nothing() {
+        let frame = RecordFrame::new("clients");
+        let mut out = Vec::new();
+        frame
+            .write(&mut out, "2024-01-01T00:00:00.000Z", |o| {
+                o.extend_from_slice(b"{\"id\":1}");
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            "{\"type\":\"RECORD\",\"stream\":\"clients\",\"record\":{\"id\":1},\"time_extracted\":\"2024-01-01T00:00:00.000Z\"}\n"
+        );
+        let before = out.clone();
+        assert!(frame
+            .write(&mut out, "t", |o| {
+                o.extend_from_slice(b"{\"half");
+                Err(())
+            })
+            .is_err());
+        assert_eq!(out, before);
     }
 
     #[tokio::test]

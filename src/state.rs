@@ -143,7 +143,9 @@ mod tests {
 
     #[test]
     fn carries_unknown_bookmarks_forward() {
-        let mut s = State::from_value(json!({"bookmarks": {"old_stream": {"updated_at": "2020-01-01T00:00:00Z", "x": 1}}, "currently_syncing": null})).unwrap();
+        let given = json!({"bookmarks": {"old_stream": {"updated_at": "2020-01-01T00:00:00Z", "x": 1}},
+            "currently_syncing": null});
+        let mut s = State::from_value(given).unwrap();
         s.set_bookmark(
             "clients",
             "updated_at",

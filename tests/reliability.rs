@@ -13,30 +13,6 @@ use common::*;
 use harvest_sim::{Fault, FaultKind, Trigger};
 use serde_json::{json, Value};
 
-const API_STREAMS: &[&str] = &[
-    "clients",
-    "contacts",
-    "tasks",
-    "projects",
-    "project_tasks",
-    "project_users",
-    "roles",
-    "users",
-    "user_projects",
-    "user_billable_rates",
-    "user_cost_rates",
-    "expense_categories",
-    "expenses",
-    "invoice_item_categories",
-    "invoices",
-    "invoice_messages",
-    "invoice_payments",
-    "estimate_item_categories",
-    "estimates",
-    "estimate_messages",
-    "time_entries",
-];
-
 fn fault(prefix: &str, kind: FaultKind, trigger: Trigger) -> Fault {
     Fault {
         path_prefix: prefix.into(),
@@ -83,7 +59,7 @@ fn assert_state_covers_only_emitted(run: &Run, sim: &Sim) {
     else {
         return;
     };
-    for stream in API_STREAMS {
+    for stream in api_streams() {
         let Some(bookmark) = ts(&state["bookmarks"][stream]["updated_at"]) else {
             continue;
         };
@@ -149,7 +125,7 @@ fn fault_storms_are_survived_with_every_record() {
     let run = h.sync(&config, Some(&no_reports()), None);
     run.assert_ok();
     run.assert_valid_singer();
-    for stream in API_STREAMS.iter().chain(DERIVED) {
+    for stream in api_streams().iter().chain(&derived_streams()) {
         assert_matches_truth(&run, &h.sim, stream);
     }
     let stats = h.sim.requests();
@@ -194,8 +170,8 @@ fn exhausted_retries_fail_cleanly_and_a_rerun_from_the_last_state_completes() {
     let state = first.last_state();
     let second = h.sync(&config, Some(&no_reports()), Some(&state));
     second.assert_ok();
-    assert_union_covers_truth(&[&first, &second], &h.sim, API_STREAMS);
-    assert_union_covers_truth(&[&first, &second], &h.sim, DERIVED);
+    assert_union_covers_truth(&[&first, &second], &h.sim, &api_streams());
+    assert_union_covers_truth(&[&first, &second], &h.sim, &derived_streams());
 }
 
 #[test]
@@ -227,7 +203,7 @@ fn a_404_html_page_on_a_list_fails_with_a_clear_message() {
     assert_state_covers_only_emitted(&run, &h.sim);
     let rerun = h.sync(&h.config(), Some(&no_reports()), Some(&run.last_state()));
     rerun.assert_ok();
-    assert_union_covers_truth(&[&run, &rerun], &h.sim, API_STREAMS);
+    assert_union_covers_truth(&[&run, &rerun], &h.sim, &api_streams());
 }
 
 /// Runs the tap, stops it with `signal` after `delay`, returns what a target received.
@@ -342,10 +318,10 @@ fn sigterm_at_any_point_ends_with_a_consistent_state_and_a_rerun_completes() {
         let state = first.last_state();
         let second = h.sync(&h.config(), Some(&no_reports()), Some(&state));
         second.assert_ok();
-        assert_union_covers_truth(&[&first, &second], &h.sim, API_STREAMS);
-        assert_union_covers_truth(&[&first, &second], &h.sim, DERIVED);
+        assert_union_covers_truth(&[&first, &second], &h.sim, &api_streams());
+        assert_union_covers_truth(&[&first, &second], &h.sim, &derived_streams());
         // Duplicates only from the streams the signal interrupted: a finished stream resumes at its bookmark.
-        for stream in API_STREAMS {
+        for stream in api_streams() {
             if let Some(b) = ts(&state["bookmarks"][stream]["updated_at"]) {
                 for r in second.records(stream) {
                     assert!(
@@ -379,8 +355,8 @@ fn sigkill_loses_at_most_what_the_last_state_did_not_cover() {
         assert_state_covers_only_emitted(&first, &h.sim);
         let second = h.sync(&h.config(), Some(&no_reports()), state.as_ref());
         second.assert_ok();
-        assert_union_covers_truth(&[&first, &second], &h.sim, API_STREAMS);
-        assert_union_covers_truth(&[&first, &second], &h.sim, DERIVED);
+        assert_union_covers_truth(&[&first, &second], &h.sim, &api_streams());
+        assert_union_covers_truth(&[&first, &second], &h.sim, &derived_streams());
     }
 }
 

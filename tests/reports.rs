@@ -7,18 +7,6 @@ use std::collections::BTreeSet;
 use common::*;
 use serde_json::json;
 
-const REPORTS: &[&str] = &[
-    "report_time_clients",
-    "report_time_projects",
-    "report_time_tasks",
-    "report_time_team",
-    "report_expenses_clients",
-    "report_expenses_projects",
-    "report_expenses_categories",
-    "report_expenses_team",
-    "report_uninvoiced",
-];
-
 fn windows_of(run: &Run, stream: &str) -> BTreeSet<(String, String)> {
     run.records(stream)
         .iter()
@@ -95,15 +83,15 @@ fn every_report_stream_and_include_fixed_fee() {
     let mut config = h.config();
     config["reports_start_date"] = json!("2025-06-01");
     config["include_fixed_fee"] = json!(false);
-    let mut streams = REPORTS.to_vec();
+    let mut streams = windowed_reports();
     streams.push("report_project_budget");
     let run = h.sync(&config, Some(&catalog_selecting(&streams)), None);
     run.assert_ok();
     run.assert_valid_singer();
     let windows = report_windows("2025-06-01");
-    for stream in REPORTS {
+    for stream in windowed_reports() {
         let path = stream.trim_start_matches("report_").replacen('_', "/", 1);
-        let fixed_fee_param = stream.starts_with("report_time") || *stream == "report_uninvoiced";
+        let fixed_fee_param = stream.starts_with("report_time") || stream == "report_uninvoiced";
         let mut want = 0;
         for (from, to) in &windows {
             let rows = h.sim.report(&path, *from, *to, !fixed_fee_param);
@@ -134,7 +122,10 @@ fn every_report_stream_and_include_fixed_fee() {
         .filter(|(r, _)| r.starts_with("GET /v2/reports/"))
         .map(|(_, s)| s.values().sum::<u64>())
         .sum();
-    assert_eq!(report_requests as usize, REPORTS.len() * windows.len() + 1);
+    assert_eq!(
+        report_requests as usize,
+        windowed_reports().len() * windows.len() + 1
+    );
 }
 
 #[test]
@@ -142,13 +133,13 @@ fn incremental_rereads_only_the_open_window() {
     let h = Harness::tiny();
     let mut config = h.config();
     config["reports_start_date"] = json!("2022-01-01");
-    let cat = catalog_selecting(REPORTS);
+    let cat = catalog_selecting(&windowed_reports());
     let first = h.sync(&config, Some(&cat), None);
     first.assert_ok();
     let state = first.last_state();
     let windows = report_windows("2022-01-01");
     let (last_from, last_to) = *windows.last().unwrap();
-    for stream in REPORTS {
+    for stream in windowed_reports() {
         assert_eq!(
             state["bookmarks"][stream]["from"],
             json!(last_from.to_string()),
@@ -162,7 +153,7 @@ fn incremental_rereads_only_the_open_window() {
     let second = h.sync(&config, Some(&cat), Some(&state));
     second.assert_ok();
     second.assert_valid_singer();
-    for stream in REPORTS {
+    for stream in windowed_reports() {
         let w = windows_of(&second, stream);
         assert!(
             w.iter().all(|(f, _)| *f == last_from.to_string()),
@@ -177,7 +168,7 @@ fn incremental_rereads_only_the_open_window() {
     }
     assert_eq!(
         h.sim.requests().total as usize,
-        REPORTS.len(),
+        windowed_reports().len(),
         "one request per report"
     );
 }
@@ -234,7 +225,7 @@ fn the_plan_says_how_long_the_reports_budget_makes_it_wait() {
     config["reports_start_date"] = json!("2019-01-01");
     config["reports_rate_limit_requests"] = json!(20);
     config["reports_rate_limit_window_seconds"] = json!(1);
-    let run = h.sync(&config, Some(&catalog_selecting(REPORTS)), None);
+    let run = h.sync(&config, Some(&catalog_selecting(&windowed_reports())), None);
     run.assert_ok();
     assert!(run.stderr.contains("expect about"), "{}", run.stderr);
 }

@@ -110,6 +110,10 @@ pub fn match_route(rest: &str) -> Option<Route> {
             Ep::List(Res::ProjectAssignments, Some(id(x)?)),
             "/v2/users/{id}/project_assignments".to_string(),
         ),
+        ["users", x, "teammates"] => (
+            Ep::List(Res::Teammates, Some(id(x)?)),
+            "/v2/users/{id}/teammates".to_string(),
+        ),
         _ => return None,
     };
     Some(Route { ep, template })
@@ -179,7 +183,11 @@ pub fn forbidden(ep: &Ep, v: &Viewer, f: Features, d: &Data) -> Option<String> {
         AccessRole::Administrator => None,
         AccessRole::Manager => match ep.res() {
             Some(
-                Res::Roles | Res::EstimateItemCategories | Res::CostRates | Res::ExpenseCategories,
+                Res::Roles
+                | Res::EstimateItemCategories
+                | Res::CostRates
+                | Res::ExpenseCategories
+                | Res::Teammates,
             ) => denied(),
             _ => None,
         },
@@ -227,7 +235,9 @@ fn parent_scope(d: &Data, r: Res, pid: Option<i64>) -> Option<Scope> {
         Res::InvoiceMessages | Res::InvoicePayments => d.invoice_idx(pid),
         Res::EstimateMessages => d.estimate_idx(pid),
         Res::UserAssignments | Res::TaskAssignments => d.project_idx(pid),
-        Res::BillableRates | Res::CostRates | Res::ProjectAssignments => d.user_idx(pid),
+        Res::BillableRates | Res::CostRates | Res::ProjectAssignments | Res::Teammates => {
+            d.user_idx(pid)
+        }
         _ => None,
     }?;
     Some(Scope::Parent(idx))
@@ -303,6 +313,15 @@ fn list(d: &Data, ix: &Indexes, r: Res, pid: Option<i64>, cursor: bool, cx: &Ctx
     let Some(scope) = parent_scope(d, r, pid) else {
         return Answer::NotFound;
     };
+    if let (Res::Teammates, Scope::Parent(u)) = (r, scope) {
+        if d.users[u as usize].access != AccessRole::Manager {
+            return Answer::Error(ParamError {
+                status: 422,
+                message: "Teammates can only be listed for a user with the manager role"
+                    .to_string(),
+            });
+        }
+    }
     let viewer = restricts_to_viewer(cx.viewer, r);
     let cache_key = format!(
         "{}|{}|{}?{}",
@@ -461,5 +480,10 @@ mod tests {
         assert!(!Ep::List(Res::TimeEntries, None).cursor_capable());
         assert!(!Ep::List(Res::UserAssignments, Some(1)).cursor_capable());
         assert!(Ep::List(Res::UserAssignments, None).cursor_capable());
+        let r = match_route("users/1782002/teammates").unwrap();
+        assert_eq!(r.template, "/v2/users/{id}/teammates");
+        assert_eq!(r.ep, Ep::List(Res::Teammates, Some(1_782_002)));
+        assert!(r.ep.cursor_capable());
+        assert!(match_route("users/me/teammates").is_none());
     }
 }

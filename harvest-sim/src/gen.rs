@@ -422,6 +422,8 @@ pub fn generate(seed: u64, size: Size) -> Data {
     gen_invoices(&mut d, seed, &sc);
     gen_time_entries(&mut d, seed, &sc);
     gen_expenses(&mut d, seed, &sc);
+    // Last, from its own stream: nothing generated before depends on teammates.
+    gen_teammates(&mut d, seed);
     d.max_ts = max_timestamp(&d);
     d
 }
@@ -997,6 +999,39 @@ fn gen_rates(d: &mut Data, seed: u64) {
     assign_ids(&mut cost, 2_946_001, |r| r.created_at.0, |r, id| r.id = id);
     d.billable_rates = billable;
     d.cost_rates = cost;
+}
+
+/// Most teammates a manager is given.
+const MAX_TEAMMATES: usize = 5;
+
+/// Every manager manages 1 to 5 other users (any role, never themselves), bounded by the
+/// account's size. Teammates carry no timestamps, so `max_ts` does not depend on them.
+fn gen_teammates(d: &mut Data, seed: u64) {
+    let mut rng = rng_for(seed, 14);
+    let n = d.users.len();
+    let room = MAX_TEAMMATES.min(n.saturating_sub(1));
+    let mut out = Vec::new();
+    if room == 0 {
+        d.teammates = out;
+        return;
+    }
+    for (mi, m) in d.users.iter().enumerate() {
+        if m.access != AccessRole::Manager {
+            continue;
+        }
+        let k = rng.random_range(1..=room);
+        let mut chosen: Vec<u32> = rand::seq::index::sample(&mut rng, n - 1, k)
+            .into_iter()
+            // Sample among the others: skip the manager's own index.
+            .map(|x| (if x >= mi { x + 1 } else { x }) as u32)
+            .collect();
+        chosen.sort_unstable();
+        out.extend(chosen.into_iter().map(|user| Teammate {
+            manager: mi as u32,
+            user,
+        }));
+    }
+    d.teammates = out;
 }
 
 fn gen_categories(d: &mut Data, seed: u64, sc: &Scale) {
@@ -1980,6 +2015,49 @@ mod tests {
                 m.id
             );
         }
+    }
+
+    #[test]
+    fn managers_manage_a_few_others() {
+        for size in [Size::Tiny, Size::Small, Size::Medium, Size::Large] {
+            let mut d = Data::default();
+            gen_users(&mut d, 42, &size.scale());
+            gen_teammates(&mut d, 42);
+            let n = d.users.len();
+            let is_manager = |u: u32| d.users[u as usize].access == AccessRole::Manager;
+            assert!(
+                d.teammates
+                    .windows(2)
+                    .all(|w| (w[0].manager, w[0].user) < (w[1].manager, w[1].user)),
+                "{size:?}: sorted, no duplicates"
+            );
+            let managers: Vec<u32> = (0..n as u32).filter(|&u| is_manager(u)).collect();
+            for &m in &managers {
+                let k = d.teammates.iter().filter(|t| t.manager == m).count();
+                assert!(
+                    (1..=MAX_TEAMMATES.min(n - 1)).contains(&k),
+                    "{size:?}: manager {m} has {k}"
+                );
+            }
+            for t in &d.teammates {
+                assert!(is_manager(t.manager), "{size:?}: only managers manage");
+                assert_ne!(t.manager, t.user, "{size:?}: never themselves");
+                assert!((t.user as usize) < n);
+            }
+            assert!(managers.len() < n, "{size:?}: a non-manager exists");
+            // Tiny has a single manager (the manager token's user); the others several.
+            let want = if size == Size::Tiny { 1 } else { 2 };
+            assert!(
+                managers.len() >= want,
+                "{size:?}: {} managers",
+                managers.len()
+            );
+        }
+        // Drawn last and only from the users: the whole generation gives the same pairs.
+        let mut d = Data::default();
+        gen_users(&mut d, 42, &Size::Tiny.scale());
+        gen_teammates(&mut d, 42);
+        assert_eq!(generate(42, Size::Tiny).teammates, d.teammates);
     }
 
     #[test]

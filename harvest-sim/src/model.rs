@@ -2,7 +2,8 @@
 //!
 //! Every `Vec` is kept sorted by id ascending (generated ids are assigned in creation order and
 //! new records get larger ids), so an index into a vector is stable for the life of the account
-//! and an id is found by binary search.
+//! and an id is found by binary search. (`Data::teammates`, a relation without ids, is kept
+//! sorted by its (manager, user) indexes instead.)
 
 use std::borrow::Cow;
 
@@ -174,6 +175,16 @@ pub struct UserAssignment {
     pub hourly_rate: Option<i64>,
     pub created_at: Ts,
     pub updated_at: Ts,
+}
+
+/// A manager's assigned teammate: `/users/{manager}/teammates` lists `user`. Teammates have no
+/// id of their own (a teammate is shown by its user's id) and no timestamps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Teammate {
+    /// The manager (user index; always a user with the manager access role).
+    pub manager: u32,
+    /// The managed user (user index, never the manager).
+    pub user: u32,
 }
 
 /// A billable or cost rate in a user's rate history.
@@ -448,6 +459,8 @@ pub struct Data {
     pub user_assignments: Vec<UserAssignment>,
     pub billable_rates: Vec<Rate>,
     pub cost_rates: Vec<Rate>,
+    /// Manager → teammate pairs, sorted by (manager, user) index (they have no id).
+    pub teammates: Vec<Teammate>,
     pub invoice_item_categories: Vec<InvoiceItemCategory>,
     pub estimate_item_categories: Vec<EstimateItemCategory>,
     pub invoices: Vec<Invoice>,

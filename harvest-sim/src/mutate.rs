@@ -105,6 +105,21 @@ pub fn mutate(
         Res::CostRates => touch!(cost_rates, |x, _n| {
             x.amount += 100;
         }),
+        Res::Teammates => {
+            // A teammate shows its user's name and email: rename the user (once per user,
+            // however many managers it has), which every view of the user shows.
+            let mut users: Vec<u32> = d.teammates.iter().map(|t| t.user).collect();
+            users.sort_unstable();
+            users.dedup();
+            for pos in spread(users.len(), update) {
+                d.mutation_counter += 1;
+                let n = d.mutation_counter;
+                let x = &mut d.users[users[pos] as usize];
+                x.updated_at = now;
+                x.last_name = Cow::Owned(marked(&x.last_name, n));
+                updated.push(x.id);
+            }
+        }
         Res::InvoiceItemCategories => touch!(invoice_item_categories, |x, n| {
             x.name = Cow::Owned(marked(&x.name, n));
         }),
@@ -400,6 +415,35 @@ fn create_one(d: &mut Data, res: Res, k: usize, now: Ts) -> Option<i64> {
                 updated_at: now,
             });
             id
+        }
+        Res::Teammates => {
+            // Assigns an existing user to a manager who does not manage them yet; the id is
+            // the user's (not a fresh one).
+            let managers: Vec<u32> = d
+                .users
+                .iter()
+                .enumerate()
+                .filter(|(_, u)| u.access == AccessRole::Manager)
+                .map(|(i, _)| i as u32)
+                .collect();
+            let start = pick_idx(managers.len(), k, salt);
+            let (manager, user) = (0..managers.len()).find_map(|step| {
+                let m = managers[(start + step) % managers.len()];
+                let free: Vec<u32> = (0..d.users.len() as u32)
+                    .filter(|&u| {
+                        u != m
+                            && d.teammates
+                                .binary_search_by_key(&(m, u), |t| (t.manager, t.user))
+                                .is_err()
+                    })
+                    .collect();
+                (!free.is_empty()).then(|| (m, free[pick_idx(free.len(), k, salt ^ 11)]))
+            })?;
+            let pos = d
+                .teammates
+                .partition_point(|t| (t.manager, t.user) < (manager, user));
+            d.teammates.insert(pos, Teammate { manager, user });
+            d.users[user as usize].id
         }
         Res::InvoiceItemCategories => {
             let id = next_id(d.invoice_item_categories.last().map(|x| x.id), 1_466_001);

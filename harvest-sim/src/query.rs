@@ -26,6 +26,8 @@ pub enum Res {
     BillableRates,
     CostRates,
     ProjectAssignments,
+    /// A manager's teammates (`/users/{id}/teammates`): users, keyed by (manager, user).
+    Teammates,
     InvoiceItemCategories,
     EstimateItemCategories,
     Invoices,
@@ -50,6 +52,7 @@ pub const ALL_RES: &[Res] = &[
     Res::BillableRates,
     Res::CostRates,
     Res::ProjectAssignments,
+    Res::Teammates,
     Res::InvoiceItemCategories,
     Res::EstimateItemCategories,
     Res::Invoices,
@@ -76,6 +79,7 @@ impl Res {
             Res::BillableRates => "billable_rates",
             Res::CostRates => "cost_rates",
             Res::ProjectAssignments => "project_assignments",
+            Res::Teammates => "teammates",
             Res::InvoiceItemCategories => "invoice_item_categories",
             Res::EstimateItemCategories => "estimate_item_categories",
             Res::Invoices => "invoices",
@@ -103,7 +107,9 @@ impl Res {
         match self {
             Res::InvoiceMessages | Res::InvoicePayments => Some("invoice_id"),
             Res::EstimateMessages => Some("estimate_id"),
-            Res::BillableRates | Res::CostRates | Res::ProjectAssignments => Some("user_id"),
+            Res::BillableRates | Res::CostRates | Res::ProjectAssignments | Res::Teammates => {
+                Some("user_id")
+            }
             _ => None,
         }
     }
@@ -144,7 +150,7 @@ impl Res {
             Res::UserAssignments => &["user_id", "is_active", US],
             Res::TaskAssignments => &["is_active", US],
             Res::ProjectAssignments => &[US],
-            Res::Roles | Res::BillableRates | Res::CostRates => &[],
+            Res::Roles | Res::BillableRates | Res::CostRates | Res::Teammates => &[],
         }
     }
 }
@@ -171,6 +177,7 @@ pub struct Indexes {
     user_brates: OnceLock<Vec<Vec<u32>>>,
     user_crates: OnceLock<Vec<Vec<u32>>>,
     user_uas: OnceLock<Vec<Vec<u32>>>,
+    user_teammates: OnceLock<Vec<Vec<u32>>>,
     project_uas: OnceLock<Vec<Vec<u32>>>,
     project_tas: OnceLock<Vec<Vec<u32>>>,
     queries: Mutex<HashMap<String, Arc<Vec<u32>>>>,
@@ -214,6 +221,7 @@ impl Indexes {
             user_brates: OnceLock::new(),
             user_crates: OnceLock::new(),
             user_uas: OnceLock::new(),
+            user_teammates: OnceLock::new(),
             project_uas: OnceLock::new(),
             project_tas: OnceLock::new(),
             queries: Mutex::new(HashMap::new()),
@@ -317,6 +325,21 @@ impl Indexes {
             )
         })
     }
+    /// Each manager's teammates (indexes into `Data::teammates`), teammate id descending.
+    pub fn user_teammates(&self, d: &Data) -> &[Vec<u32>] {
+        self.user_teammates.get_or_init(|| {
+            let mut g = group(
+                d.users.len(),
+                d.teammates.iter().enumerate().map(|(i, t)| (i, t.manager)),
+            );
+            for list in g.iter_mut() {
+                list.sort_unstable_by_key(|&i| {
+                    std::cmp::Reverse(d.users[d.teammates[i as usize].user as usize].id)
+                });
+            }
+            g
+        })
+    }
     pub fn project_uas(&self, d: &Data) -> &[Vec<u32>] {
         self.project_uas.get_or_init(|| {
             group(
@@ -403,6 +426,12 @@ impl Indexes {
             (Res::CostRates, Scope::All) => (0..d.cost_rates.len() as u32).collect(),
             (Res::CostRates, Scope::Parent(u)) => self
                 .user_crates(d)
+                .get(u as usize)
+                .cloned()
+                .unwrap_or_default(),
+            (Res::Teammates, Scope::All) => (0..d.teammates.len() as u32).collect(),
+            (Res::Teammates, Scope::Parent(u)) => self
+                .user_teammates(d)
                 .get(u as usize)
                 .cloned()
                 .unwrap_or_default(),
@@ -613,7 +642,7 @@ impl Filters {
                     && Self::eq_id(self.user_id, d.users[x.user as usize].id)
             }
             Res::ProjectAssignments => since_ok(d.user_assignments[i].updated_at),
-            Res::BillableRates | Res::CostRates => true,
+            Res::BillableRates | Res::CostRates | Res::Teammates => true,
             Res::InvoiceItemCategories => since_ok(d.invoice_item_categories[i].updated_at),
             Res::EstimateItemCategories => since_ok(d.estimate_item_categories[i].updated_at),
             Res::Invoices => {
@@ -699,6 +728,7 @@ pub fn visit<S: Sink>(res: Res, d: &Data, ix: &Indexes, i: u32, sink: &mut S) {
         }
         Res::BillableRates => sink.put(&render::rate(&d.billable_rates[i as usize])),
         Res::CostRates => sink.put(&render::rate(&d.cost_rates[i as usize])),
+        Res::Teammates => sink.put(&render::teammate(d, d.teammates[i as usize].user)),
         Res::InvoiceItemCategories => sink.put(&render::invoice_item_category(d, i)),
         Res::EstimateItemCategories => sink.put(&render::estimate_item_category(d, i)),
         Res::Invoices => sink.put(&render::invoice(d, i)),
@@ -726,6 +756,7 @@ pub fn id_of(d: &Data, res: Res, i: u32) -> i64 {
         Res::UserAssignments | Res::ProjectAssignments => d.user_assignments[i].id,
         Res::BillableRates => d.billable_rates[i].id,
         Res::CostRates => d.cost_rates[i].id,
+        Res::Teammates => d.users[d.teammates[i].user as usize].id,
         Res::InvoiceItemCategories => d.invoice_item_categories[i].id,
         Res::EstimateItemCategories => d.estimate_item_categories[i].id,
         Res::Invoices => d.invoices[i].id,
@@ -749,6 +780,7 @@ pub fn parent_id_of(d: &Data, res: Res, i: u32) -> Option<i64> {
         Res::BillableRates => d.users[d.billable_rates[i].user as usize].id,
         Res::CostRates => d.users[d.cost_rates[i].user as usize].id,
         Res::ProjectAssignments => d.users[d.user_assignments[i].user as usize].id,
+        Res::Teammates => d.users[d.teammates[i].manager as usize].id,
         _ => return None,
     })
 }

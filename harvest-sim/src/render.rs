@@ -231,6 +231,26 @@ pub fn user(d: &Data, i: u32) -> UserView<'_> {
     }
 }
 
+/// A teammate as `/users/{id}/teammates` lists it: exactly these four fields of the user.
+#[derive(Serialize)]
+pub struct TeammateView<'a> {
+    pub id: i64,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    pub email: &'a str,
+}
+
+/// User `i` shown as somebody's teammate.
+pub fn teammate(d: &Data, i: u32) -> TeammateView<'_> {
+    let u = &d.users[i as usize];
+    TeammateView {
+        id: u.id,
+        first_name: &u.first_name,
+        last_name: &u.last_name,
+        email: &u.email,
+    }
+}
+
 pub fn avatar_url(id: i64) -> String {
     format!(
         "https://cache.harvestapp.com/assets/profile_images/{}/avatar.png?{}",

@@ -33,6 +33,7 @@ fn envelope_of_every_list() {
     let estimate = sim.truth("estimates")[0]["id"].as_i64().unwrap();
     let project = sim.truth("projects")[0]["id"].as_i64().unwrap();
     let user = sim.truth("users")[0]["id"].as_i64().unwrap();
+    let manager = sim.info()["users"]["manager"].as_i64().unwrap();
     let lists: Vec<(String, &str)> = vec![
         ("/clients".into(), "clients"),
         ("/contacts".into(), "contacts"),
@@ -76,6 +77,7 @@ fn envelope_of_every_list() {
             "/users/me/project_assignments".into(),
             "project_assignments",
         ),
+        (format!("/users/{manager}/teammates"), "teammates"),
         (
             "/reports/time/clients?from=20250101&to=20251231".into(),
             "results",
@@ -139,6 +141,7 @@ fn every_stream_non_empty_in_tiny_and_odd_values_present() {
         "billable_rates",
         "cost_rates",
         "project_assignments",
+        "teammates",
     ] {
         assert!(!sim.truth(r).is_empty(), "{r} is empty");
     }
@@ -509,6 +512,19 @@ fn sort_orders() {
             );
         }
     }
+    // Teammates: id descending, like the other cursor lists.
+    for user in sim.truth("users") {
+        if !user["access_roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "manager")
+        {
+            continue;
+        }
+        let id = user["id"].as_i64().unwrap();
+        check_desc(&format!("/users/{id}/teammates"), "teammates");
+    }
 }
 
 #[test]
@@ -632,6 +648,8 @@ fn unknown_paths_and_ids_are_html_404s() {
         "/nope",
         "/invoices/1/messages",
         "/users/99/billable_rates",
+        "/users/99/teammates",
+        "/users/me/teammates",
         "/clients/1",
         "/invoices/abc/payments",
     ] {
@@ -676,4 +694,163 @@ fn sim_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Sim>();
     assert_send_sync::<harvest_sim::RequestStats>();
+}
+
+fn is_manager(user: &Value) -> bool {
+    user["access_roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r == "manager")
+}
+
+#[test]
+fn teammates_of_a_manager_in_cursor_and_page_mode() {
+    let sim = tiny();
+    let manager = sim.info()["users"]["manager"].as_i64().unwrap();
+    let truth: Vec<Value> = sim
+        .truth("teammates")
+        .into_iter()
+        .filter(|t| t["user_id"] == manager)
+        .collect();
+    assert!(truth.len() >= 2, "the manager token's user has teammates");
+
+    // One page with everything: the envelope, teammate objects of exactly four fields.
+    let v = get_json(&sim, &format!("/users/{manager}/teammates"));
+    let obj = v.as_object().unwrap();
+    assert_eq!(obj.keys().next().unwrap(), "teammates");
+    for k in ENVELOPE_KEYS {
+        assert!(obj.contains_key(*k), "missing {k}");
+    }
+    let served = v["teammates"].as_array().unwrap();
+    assert_eq!(v["total_entries"], truth.len() as u64);
+    assert_eq!(v["page"], 1);
+    assert_eq!(v["next_page"], Value::Null);
+    assert_eq!(v["links"]["next"], Value::Null);
+    let first = v["links"]["first"].as_str().unwrap();
+    assert_eq!(
+        first,
+        format!(
+            "{}/users/{manager}/teammates?page=1&per_page=2000&ref=first",
+            sim.base_url()
+        )
+    );
+    let users = sim.truth("users");
+    for t in served {
+        let keys: Vec<&String> = t.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["id", "first_name", "last_name", "email"]);
+        assert_ne!(t["id"], manager, "never themselves");
+        let u = users.iter().find(|u| u["id"] == t["id"]).unwrap();
+        for f in ["first_name", "last_name", "email"] {
+            assert_eq!(t[f], u[f], "{f}");
+        }
+    }
+    let want = ids_of(&v["teammates"]);
+    assert!(want.windows(2).all(|w| w[0] > w[1]), "id desc");
+
+    // Cursor mode, one record a page: first/last pages populated, keyset cursors on id.
+    let pages = walk(&format!(
+        "{}/users/{manager}/teammates?per_page=1",
+        sim.base_url()
+    ));
+    let n = pages.len();
+    assert_eq!(n, truth.len());
+    assert_eq!(pages[0]["page"], 1);
+    assert_eq!(pages[0]["next_page"], 2);
+    assert_eq!(pages[0]["total_pages"], n as u64);
+    assert_eq!(pages[0]["links"]["previous"], Value::Null);
+    let next = pages[0]["links"]["next"].as_str().unwrap();
+    assert_eq!(param_names(next), vec!["cursor", "per_page", "ref"]);
+    assert_eq!(query_param(next, "ref").as_deref(), Some("next_cursor"));
+    let last = &pages[n - 1];
+    assert_eq!(last["page"], n as u64);
+    assert_eq!(last["previous_page"], (n - 1) as u64);
+    assert_eq!(last["links"]["next"], Value::Null);
+    let prev = last["links"]["previous"].as_str().unwrap();
+    assert_eq!(query_param(prev, "ref").as_deref(), Some("prev_cursor"));
+    assert_eq!(
+        ids_of(&get_url(prev).json::<Value>().unwrap()["teammates"]),
+        ids_of(&pages[n - 2]["teammates"]),
+        "previous cursor"
+    );
+    assert_eq!(ids(&records(&pages, "teammates")), want);
+
+    // Page mode on request.
+    let v = get_json(
+        &sim,
+        &format!("/users/{manager}/teammates?page=2&per_page=1"),
+    );
+    assert_eq!(v["page"], 2);
+    assert_eq!(v["previous_page"], 1);
+    assert_eq!(ids_of(&v["teammates"]), vec![want[1]]);
+    let link = v["links"]["first"].as_str().unwrap();
+    assert_eq!(param_names(link), vec!["page", "per_page"]);
+
+    // No filters: updated_since is ignored (even malformed), as for billable rates.
+    for q in [
+        "updated_since=2100-01-01T00:00:00Z",
+        "updated_since=yesterday",
+    ] {
+        let v = get_json(&sim, &format!("/users/{manager}/teammates?{q}"));
+        assert_eq!(ids_of(&v["teammates"]), want, "{q}");
+    }
+}
+
+#[test]
+fn teammates_of_a_non_manager_is_422_json() {
+    let sim = tiny();
+    let users = sim.truth("users");
+    let others: Vec<i64> = users
+        .iter()
+        .filter(|u| !is_manager(u))
+        .map(|u| u["id"].as_i64().unwrap())
+        .collect();
+    assert!(!others.is_empty());
+    for id in others {
+        let r = get(&sim, &format!("/users/{id}/teammates"));
+        assert_eq!(r.status().as_u16(), 422, "user {id}");
+        let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(ct.starts_with("application/json"), "{ct}");
+        let v: Value = r.json().unwrap();
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    assert!(sim.truth("teammates").iter().all(|t| {
+        let m = users.iter().find(|u| u["id"] == t["user_id"]).unwrap();
+        is_manager(m)
+    }));
+}
+
+#[test]
+fn teammates_truth_equals_what_the_api_serves_across_pages() {
+    for (sim, min_managers) in [(tiny(), 1), (small(), 2)] {
+        let truth = sim.truth("teammates");
+        let mut served: Vec<Value> = Vec::new();
+        let mut managers = 0;
+        for u in sim.truth("users") {
+            let id = u["id"].as_i64().unwrap();
+            let path = format!("/users/{id}/teammates?per_page=2");
+            if !is_manager(&u) {
+                assert_eq!(status(&sim, &path, harvest_sim::PAT_ADMIN), 422);
+                continue;
+            }
+            let pages = walk(&format!("{}{path}", sim.base_url()));
+            let recs = records(&pages, "teammates");
+            assert!(!recs.is_empty(), "manager {id} has teammates");
+            managers += 1;
+            served.extend(recs.into_iter().map(|mut t| {
+                t.as_object_mut()
+                    .unwrap()
+                    .insert("user_id".into(), Value::from(id));
+                t
+            }));
+        }
+        assert!(managers >= min_managers, "{managers} managers");
+        let key = |v: &Value| (v["user_id"].as_i64(), v["id"].as_i64());
+        let mut t = truth.clone();
+        t.sort_by_key(key);
+        served.sort_by_key(key);
+        assert_eq!(served, t);
+        let keys: BTreeSet<_> = truth.iter().map(key).collect();
+        assert_eq!(keys.len(), truth.len(), "(user_id, id) is a key");
+    }
 }

@@ -204,6 +204,7 @@ fn permissions_per_role() {
     let sim = tiny();
     let member_id = sim.info()["users"]["member"].as_i64().unwrap();
     let admin_id = sim.info()["users"]["administrator"].as_i64().unwrap();
+    let manager_id = sim.info()["users"]["manager"].as_i64().unwrap();
     let invoice = sim.truth("invoices")[0]["id"].as_i64().unwrap();
     let all: Vec<String> = vec![
         "/company".into(),
@@ -230,6 +231,7 @@ fn permissions_per_role() {
         "/users".into(),
         format!("/users/{admin_id}/billable_rates"),
         format!("/users/{admin_id}/cost_rates"),
+        format!("/users/{manager_id}/teammates"),
         "/reports/time/team?from=20250101&to=20251231".into(),
         "/reports/expenses/team?from=20250101&to=20251231".into(),
         "/reports/uninvoiced?from=20250101&to=20251231".into(),
@@ -249,6 +251,7 @@ fn permissions_per_role() {
         p == "/roles"
             || p == "/estimate_item_categories"
             || p.ends_with("/cost_rates")
+            || p.ends_with("/teammates")
             || p == "/expense_categories"
     };
     for p in &all {
@@ -265,6 +268,23 @@ fn permissions_per_role() {
     // 403 comes before 404 for unknown parents.
     assert_eq!(status(&sim, "/users/1/cost_rates", PAT_MANAGER), 403);
     assert_eq!(status(&sim, "/users/1/cost_rates", PAT_ADMIN), 404);
+    // Teammates: admin only, even for the manager's own list; 403 before 422 and 404.
+    for token in [PAT_MANAGER, PAT_MEMBER] {
+        for p in [
+            format!("/users/{manager_id}/teammates"),
+            format!("/users/{member_id}/teammates"),
+            "/users/1/teammates".to_string(),
+        ] {
+            let r = get_as(&sim, &p, token);
+            assert_eq!(r.status().as_u16(), 403, "{token} {p}");
+            assert!(r.json::<Value>().unwrap()["message"].is_string());
+        }
+    }
+    assert_eq!(
+        status(&sim, &format!("/users/{member_id}/teammates"), PAT_ADMIN),
+        422
+    );
+    assert_eq!(status(&sim, "/users/1/teammates", PAT_ADMIN), 404);
     // Members see only their own time and expenses.
     let me = get_as(&sim, "/users/me", PAT_MEMBER)
         .json::<Value>()

@@ -429,6 +429,7 @@ fn mutate_semantics() {
         "billable_rates",
         "cost_rates",
         "project_assignments",
+        "teammates",
     ] {
         let r = sim.mutate(res, 2, 2);
         assert_eq!(r.updated.len(), 2, "{res}");
@@ -457,6 +458,65 @@ fn mutate_semantics() {
         let open = rates.iter().filter(|r| r["end_date"].is_null()).count();
         assert!(open <= 1, "user {id} has {open} open rates");
     }
+}
+
+#[test]
+fn teammates_mutations_and_truth_over_http() {
+    let sim = tiny();
+    let c = client();
+    let ctl = sim.control_url();
+    let manager = sim.info()["users"]["manager"].as_i64().unwrap();
+    let before = sim.truth("teammates");
+    let over_http: Value = c
+        .get(format!("{ctl}/truth/teammates"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(over_http.as_array().unwrap(), &before);
+    assert!(before.iter().all(|t| t["user_id"] == manager));
+    let users_before = sim.truth("users");
+
+    // update renames teammates (their users); create assigns another user to a manager.
+    let r = sim.mutate("teammates", 1, 1);
+    assert_eq!(r.updated.len(), 1);
+    assert_eq!(r.created.len(), 1);
+    let after = sim.truth("teammates");
+    assert_eq!(after.len(), before.len() + 1);
+    let new = after.iter().find(|t| t["id"] == r.created[0]).unwrap();
+    assert_eq!(new["user_id"], manager);
+    assert!(before.iter().all(|t| t["id"] != r.created[0]));
+    assert_ne!(new["id"], manager);
+    let renamed = r.updated[0];
+    let old_user = users_before.iter().find(|u| u["id"] == renamed).unwrap();
+    let users = sim.truth("users");
+    let user = users.iter().find(|u| u["id"] == renamed).unwrap();
+    assert_ne!(user["last_name"], old_user["last_name"]);
+    assert_ne!(user["updated_at"], old_user["updated_at"]);
+    for t in after.iter().filter(|t| t["id"] == renamed) {
+        assert_eq!(t["last_name"], user["last_name"]);
+    }
+    // The API serves the new state (caches invalidated).
+    let served = get_json(&sim, &format!("/users/{manager}/teammates"))["teammates"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(served.len(), after.len());
+    assert!(served
+        .iter()
+        .any(|t| t["id"] == renamed && t["last_name"] == user["last_name"]));
+    // Tiny's manager now manages everybody else: nothing is left to create.
+    assert_eq!(after.len(), sim.truth("users").len() - 1);
+    assert!(sim.mutate("teammates", 0, 1).created.is_empty());
+    // Over HTTP too.
+    let r: Value = c
+        .post(format!("{ctl}/mutate"))
+        .json(&json!({"resource": "teammates", "update": 2}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(r["updated"].as_array().unwrap().len(), 2);
 }
 
 #[test]

@@ -46,6 +46,9 @@ pub enum HttpError {
     Unauthorized(String),
     /// Retryable failures that went on past the retry limit.
     Exhausted(String),
+    /// 422: Harvest cannot process the request for this object (teammates of a user who is
+    /// not a manager).
+    Unprocessable(String),
     /// Any other client error, with Harvest's message.
     Rejected(String),
 }
@@ -57,6 +60,7 @@ impl std::fmt::Display for HttpError {
             | HttpError::NotFound(m)
             | HttpError::Unauthorized(m)
             | HttpError::Exhausted(m)
+            | HttpError::Unprocessable(m)
             | HttpError::Rejected(m) => f.write_str(m),
         }
     }
@@ -64,7 +68,7 @@ impl std::fmt::Display for HttpError {
 
 impl std::error::Error for HttpError {}
 
-/// Which connections a request uses, which rate budget it draws on (`/reports/*` has its own:
+/// How a request is read, which connections it uses, which rate budget it draws on (`/reports/*` has its own:
 /// 100 per 15 minutes), and what bounds its body in memory. hyper keeps each
 /// connection's read buffer at the size its largest response needed (0.4 MB after a
 /// 2000-record page) for as long as the connection lives. The child fan-out's many small
@@ -72,7 +76,8 @@ impl std::error::Error for HttpError {}
 /// connection they touch: only the few that carry the pooled list pages do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lane {
-    /// A page of a stream's own list; the caller holds its page-pool permit.
+    /// A page of a stream's own list; the pager holds its page-pool permit, and fetches
+    /// page-mode pages ahead (up to `max_concurrency`) as far as the pool allows.
     Pages,
     /// A report page, on the same connections and the reports' budget: it takes its page-pool
     /// permit itself, only
@@ -80,7 +85,8 @@ pub enum Lane {
     /// budget never holds a permit the general streams need. The permit comes back with the
     /// page.
     Report,
-    /// Child lists and single objects; a big one waits its turn (see [`BIG_BODY`]).
+    /// Child lists (one parent's) and single objects, a page at a time; a big one waits its
+    /// turn (see [`BIG_BODY`]).
     Small,
 }
 
@@ -123,6 +129,8 @@ pub struct Client {
     big_bodies: Arc<Semaphore>,
     max_retries: u32,
     backoff_base: Duration,
+    /// `max_concurrency`: how many pages a list fetches ahead at most.
+    width: usize,
     pub total_requests: AtomicU64,
 }
 
@@ -198,6 +206,7 @@ impl Client {
             big_bodies: Arc::new(Semaphore::new(BIG_BODIES_HELD)),
             max_retries: config.max_retries,
             backoff_base: config.backoff_base,
+            width: config.max_concurrency,
             total_requests: AtomicU64::new(0),
         })
     }
@@ -207,6 +216,11 @@ impl Client {
     /// account's size.
     pub fn pages(&self) -> &Arc<Semaphore> {
         &self.pages
+    }
+
+    /// How many pages of a list may be requested at once.
+    pub fn width(&self) -> usize {
+        self.width
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -316,42 +330,53 @@ impl Client {
             ));
             metric(endpoint, status, started.elapsed());
             let failure = match outcome {
+                Err(e) => e,
                 Ok((200..=299, served_at, _, (body, big))) => match read(&body) {
                     Ok(read) => {
                         counters.pages.fetch_add(1, Ordering::Relaxed);
                         let held = report_permit.or(big);
-                        return Ok(RawPage { body, read, served_at, held });
+                        return Ok(RawPage {
+                            body,
+                            read,
+                            served_at,
+                            held,
+                        });
                     }
-                    Err(e) if e.is_data() => return Err(HttpError::Rejected(format!("GET {endpoint}: unreadable page: {e}"))),
-                    Err(_) => format!("the response body is not complete JSON ({} bytes)", body.len()),
+                    Err(e) if e.is_data() => {
+                        let why = format!("GET {endpoint}: unreadable page: {e}");
+                        return Err(HttpError::Rejected(why));
+                    }
+                    Err(_) => format!(
+                        "the response body is not complete JSON ({} bytes)",
+                        body.len()
+                    ),
                 },
                 Ok((429, _, retry_after, _)) => {
                     throttled += 1;
                     counters.throttled.fetch_add(1, Ordering::Relaxed);
                     if throttled > 50 {
-                        return Err(HttpError::Exhausted(format!("GET {endpoint}: still throttled (429) after 50 waits")));
+                        let why = format!("GET {endpoint}: still throttled (429) after 50 waits");
+                        return Err(HttpError::Exhausted(why));
                     }
-                    budget.pause(retry::retry_after(retry_after.as_deref(), Duration::from_secs(15)));
+                    let fallback = Duration::from_secs(15);
+                    budget.pause(retry::retry_after(retry_after.as_deref(), fallback));
                     continue;
                 }
                 Ok((401, ..)) if self.auth.is_oauth() && !refreshed => {
                     refreshed = true;
-                    crate::log::info(&format!("GET {endpoint}: 401, refreshing the OAuth access token and retrying"));
-                    self.auth.refresh_after_401(&self.http, &token).await.map_err(|e| HttpError::Unauthorized(e.to_string()))?;
+                    crate::log::info(&format!(
+                        "GET {endpoint}: 401, refreshing the OAuth access token and retrying"
+                    ));
+                    self.auth
+                        .refresh_after_401(&self.http, &token)
+                        .await
+                        .map_err(|e| HttpError::Unauthorized(e.to_string()))?;
                     continue;
                 }
-                Ok((401, ..)) => {
-                    return Err(HttpError::Unauthorized(format!(
-                        "GET {endpoint}: Harvest rejected the credentials (401 invalid_token): check the token and account_id"
-                    )))
-                }
-                Ok((403, _, _, (body, _))) => return Err(HttpError::Forbidden(format!("GET {endpoint}: 403 Forbidden: {}", message(&body)))),
-                Ok((404, ..)) => return Err(HttpError::NotFound(format!("GET {endpoint}: 404 Not Found"))),
                 Ok((s, _, _, (body, _))) if !retry::retryable_status(s) => {
-                    return Err(HttpError::Rejected(format!("GET {endpoint}: Harvest answered {s}: {}", message(&body))))
+                    return Err(refusal(endpoint, s, &body));
                 }
                 Ok((s, ..)) => format!("Harvest answered {s}"),
-                Err(e) => e,
             };
             failures += 1;
             counters.retries.fetch_add(1, Ordering::Relaxed);
@@ -368,6 +393,22 @@ impl Client {
             ));
             tokio::time::sleep(wait).await;
         }
+    }
+}
+
+/// The error for a status that is not retried.
+fn refusal(endpoint: &str, status: u16, body: &[u8]) -> HttpError {
+    match status {
+        401 => HttpError::Unauthorized(format!(
+            "GET {endpoint}: Harvest rejected the credentials (401 invalid_token): check the token and account_id"
+        )),
+        403 => HttpError::Forbidden(format!("GET {endpoint}: 403 Forbidden: {}", message(body))),
+        404 => HttpError::NotFound(format!("GET {endpoint}: 404 Not Found")),
+        422 => HttpError::Unprocessable(format!(
+            "GET {endpoint}: Harvest answered 422: {}",
+            message(body)
+        )),
+        s => HttpError::Rejected(format!("GET {endpoint}: Harvest answered {s}: {}", message(body))),
     }
 }
 

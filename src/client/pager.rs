@@ -12,8 +12,8 @@
 //! fetching ahead never delays the page a stream needs next, and a stream that waits for a
 //! permit holds none, so the pool cannot deadlock. A report page takes it once the reports'
 //! budget has a slot for it (see [`Lane::Report`]). The pool's size, not the account's,
-//! bounds these pages in memory. A child list (one parent's messages, say) is read a page at
-//! a time outside the pool: its pages are small as a rule, the fan-out's concurrency bounds
+//! bounds these pages in memory. A single object (`/company`) is read as a page of one record.
+//! A child list (one parent's messages, say) is read a page at a time outside the pool: its pages are small as a rule, the fan-out's concurrency bounds
 //! how many are held, and a big one waits its turn (see [`super::BIG_BODY`]).
 
 use std::collections::VecDeque;
@@ -28,19 +28,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::{Client, Counters, HttpError, Lane, RawPage};
-
-/// How a list's pages are read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reading {
-    /// A stream's own list: every page takes a permit of the page pool; page-mode pages
-    /// are fetched up to `width` at once, as far as the pool allows.
-    Pooled { width: usize },
-    /// One parent's child list: a page at a time, outside the pool.
-    OneAtATime,
-    /// A report: a page at a time, each taking its pool permit once the reports' budget has
-    /// a slot for it (see [`Lane::Report`]).
-    Report,
-}
 
 /// One list page: its body and where its records are.
 pub struct Page {
@@ -68,7 +55,7 @@ impl Page {
 }
 
 /// What a page says besides its records.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct PageInfo {
     next: Option<String>,
     total_pages: u64,
@@ -105,12 +92,14 @@ impl Pager {
         endpoint: &'static str,
         envelope: &'static str,
         counters: Arc<Counters>,
-        reading: Reading,
+        lane: Lane,
     ) -> Pager {
-        let (width, pool, lane) = match reading {
-            Reading::Pooled { width } => (width.max(1), Some(client.pages().clone()), Lane::Pages),
-            Reading::OneAtATime => (1, None, Lane::Small),
-            Reading::Report => (1, None, Lane::Report),
+        // A stream's own list takes a page-pool permit for every page and fetches page-mode
+        // pages up to `max_concurrency` at once, as far as the pool allows; the other lanes
+        // read a page at a time (see [`Lane`]).
+        let (width, pool) = match lane {
+            Lane::Pages => (client.width().max(1), Some(client.pages().clone())),
+            Lane::Small | Lane::Report => (1, None),
         };
         Pager {
             endpoint,
@@ -224,8 +213,23 @@ impl Pager {
 }
 
 /// Reads a list page in one pass: where each record of `envelope` lies, `links.next` and
-/// `total_pages`.
+/// `total_pages`. With no envelope, the body is a single object: a page of one record.
 fn read_page(body: &[u8], envelope: &str) -> Result<PageInfo, serde_json::Error> {
+    if envelope.is_empty() {
+        let object: &RawValue = serde_json::from_slice(body)?;
+        let text = object.get();
+        if !text.starts_with('{') {
+            return Err(serde::de::Error::custom(
+                "the response is not a JSON object",
+            ));
+        }
+        let start = text.as_ptr() as usize - body.as_ptr() as usize;
+        return Ok(PageInfo {
+            next: None,
+            total_pages: 1,
+            records: Some(std::iter::once(start..start + text.len()).collect()),
+        });
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let info = PageSeed {
         envelope,
@@ -363,6 +367,25 @@ mod tests {
         assert!(info.records.is_none() && info.next.is_none());
         assert!(read_page(br#"{"clients":[{"id":1}"#, "clients").is_err());
         assert!(read_page(b"[1]", "clients").is_err());
+    }
+
+    #[test]
+    fn a_single_object_is_a_page_of_one() {
+        let body = br#" {"id":1,"name":"Acme"} "#;
+        let info = read_page(body, "").unwrap();
+        let page = Page {
+            body: bytes::Bytes::from_static(body),
+            records: info.records.unwrap(),
+            served_at: None,
+            _held: None,
+        };
+        let records: Vec<_> = page.records().map(Result::unwrap).collect();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0]["name"], "Acme");
+        assert!(info.next.is_none());
+        let not_an_object = read_page(b"[1]", "").unwrap_err();
+        assert!(not_an_object.is_data());
+        assert!(read_page(b"{\"id\":", "").unwrap_err().is_eof());
     }
 
     #[test]

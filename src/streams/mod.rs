@@ -1,9 +1,16 @@
 //! The one table that declares every stream. Everything else (pagination, bookmarks, rate
 //! limiting, retries, selection, output) is generic and driven by these declarations: adding a
 //! stream means adding one entry here and its schema file in `schemas/`.
+//!
+//! What the engine makes of a declaration is decided here, once: [`StreamDef::replication`]
+//! says how a stream's bookmark moves (and refuses a shape the engine cannot read), and
+//! [`check_table`] holds the rules between streams (parents, keys, schemas). Both are checked
+//! over the whole table by unit tests, so a declaration the engine cannot read fails the build's
+//! tests instead of reading nothing.
 
 pub mod derived;
 pub mod reports;
+pub mod schemas;
 pub mod shape;
 
 use serde_json::{Map, Value};
@@ -71,6 +78,8 @@ pub enum Source {
         envelope: &'static str,
         updated_since: bool,
         fan_out: FanOut,
+        /// Only the parents this accepts have children to request (teammates: managers only).
+        only: Option<ParentFilter>,
     },
     /// A Reports API endpoint (`results` envelope, its own rate budget). `windowed` reports
     /// take `from`/`to` and are read in windows of at most 365 days; `fixed_fee` ones accept
@@ -87,7 +96,51 @@ pub enum Source {
         /// The parent's field the rows are made from (not a column of the parent).
         consumes: &'static str,
         clock: DerivedClock,
+        /// Each key is sent once per sync, however many parents carry it (an external
+        /// reference shared by many time entries).
+        distinct: bool,
     },
+}
+
+/// Which parent records have children: a child stream's filter on its parent's raw record.
+pub type ParentFilter = fn(&Row) -> bool;
+
+/// How a stream's bookmark moves: the one notion of a replication key, decided from the
+/// declaration by [`StreamDef::replication`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// No bookmark: every record on every sync.
+    FullTable,
+    /// The stream's own records' `updated_at`, capped by the `Date` of its own responses.
+    Own,
+    /// The parent record's `updated_at`, capped by the `Date` of the parent's responses: the
+    /// stream is read again for the parents that changed.
+    Parent,
+    /// The rows' own `updated_at`, capped by the `Date` of the responses they came from (rows
+    /// nested in a parent whose own `updated_at` does not move when they change).
+    Row,
+    /// Report windows: the bookmark is the first day of the window to read next.
+    Window,
+}
+
+/// A stream's replication, as the catalog advertises it and the state keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replication {
+    pub clock: Clock,
+    /// The replication key the catalog and SCHEMA advertise: a column of the stream's own.
+    pub key: Option<&'static str>,
+    /// The key under `bookmarks.<stream>` in the state.
+    pub bookmark: Option<String>,
+}
+
+impl Replication {
+    /// `FULL_TABLE` or `INCREMENTAL`, for the catalog.
+    pub fn method(&self) -> &'static str {
+        match self.clock {
+            Clock::FullTable => "FULL_TABLE",
+            Clock::Own | Clock::Parent | Clock::Row | Clock::Window => "INCREMENTAL",
+        }
+    }
 }
 
 /// One Harvest stream.
@@ -114,7 +167,7 @@ impl StreamDef {
     pub fn parent(&self) -> Option<&'static str> {
         match self.source {
             Source::Child { parent, .. } | Source::Derived { parent, .. } => Some(parent),
-            _ => None,
+            Source::Single { .. } | Source::List { .. } | Source::Report { .. } => None,
         }
     }
 
@@ -122,19 +175,145 @@ impl StreamDef {
         matches!(self.source, Source::Derived { .. })
     }
 
-    /// The bookmark key under `bookmarks.<stream>`: the replication key for streams with
-    /// requests of their own, `<parent>_updated_at` for derived streams (the singer-io layout).
+    /// How the stream's bookmark moves, or why the engine cannot read the declaration.
+    pub fn replication(&self) -> Result<Replication, String> {
+        let own = |clock, key: &'static str| Replication {
+            clock,
+            key: Some(key),
+            bookmark: Some(key.to_string()),
+        };
+        let full = Replication {
+            clock: Clock::FullTable,
+            key: None,
+            bookmark: None,
+        };
+        let key = self.replication_key;
+        match self.source {
+            Source::Single { .. } => match key {
+                None => Ok(full),
+                Some(_) => Err("a single object has no replication key".into()),
+            },
+            Source::List { .. } => Ok(key.map_or(full, |k| own(Clock::Own, k))),
+            Source::Child { fan_out, .. } => match (fan_out, key) {
+                (FanOut::AllParents, None) => Ok(full),
+                (FanOut::AllParents, Some(k)) => Ok(own(Clock::Own, k)),
+                (FanOut::ChangedParents, Some(k)) => Ok(own(Clock::Parent, k)),
+                (FanOut::ChangedParents, None) => {
+                    Err("reading only changed parents needs a replication key".into())
+                }
+            },
+            Source::Report { windowed, .. } => match (windowed, key) {
+                (true, Some(k)) => Ok(own(Clock::Window, k)),
+                (false, None) => Ok(full),
+                (true, None) => Err("a windowed report needs a bookmark (`from`)".into()),
+                (false, Some(_)) => Err("a report without windows has no bookmark".into()),
+            },
+            Source::Derived { parent, clock, .. } => match key {
+                // The singer-io layout: no key of their own, `<parent>_updated_at` in the state.
+                Some(_) => Ok(Replication {
+                    clock: match clock {
+                        DerivedClock::Parent => Clock::Parent,
+                        DerivedClock::Row => Clock::Row,
+                    },
+                    key: None,
+                    bookmark: Some(format!("{parent}_updated_at")),
+                }),
+                None => Err("a derived stream moves with a bookmark".into()),
+            },
+        }
+    }
+
+    /// The key under `bookmarks.<stream>`, for a stream whose declaration [`check_table`]
+    /// accepts.
     pub fn bookmark_key(&self) -> Option<String> {
-        let key = self.replication_key?;
-        Some(match self.source {
-            Source::Derived { parent, .. } => format!("{parent}_updated_at"),
-            _ => key.to_string(),
-        })
+        self.replication().ok()?.bookmark
     }
 
     /// The JSON Schema of the stream, as shipped in `schemas/`.
     pub fn schema(&self) -> &'static Value {
-        crate::schema::schema(self.name)
+        schemas::schema(self.name)
+    }
+}
+
+/// The stream whose record carries the account's feature flags ([`Feature::company_flag`]).
+pub const FEATURE_FLAGS: &str = "company";
+
+/// The rules between a stream and the rest of the table that the engine relies on; `Err` names
+/// the stream and the rule it breaks.
+pub fn check_table() -> Result<(), String> {
+    for (i, s) in STREAMS.iter().enumerate() {
+        let fail = |why: String| Err(format!("stream {}: {why}", s.name));
+        if STREAMS[..i].iter().any(|o| o.name == s.name) {
+            return fail("declared twice".into());
+        }
+        let rep = match s.replication() {
+            Ok(r) => r,
+            Err(why) => return fail(why),
+        };
+        let props = match s.schema().get("properties").and_then(Value::as_object) {
+            Some(p) => p,
+            None => return fail("its schema has no properties".into()),
+        };
+        for col in s
+            .key_properties
+            .iter()
+            .chain(rep.key.iter())
+            .chain(s.refs.iter().map(|(_, c)| c))
+            .chain(s.parent_id.iter())
+        {
+            if !props.contains_key(*col) {
+                return fail(format!("column {col} is not in its schema"));
+            }
+        }
+        if rep.clock == Clock::Row && !props.contains_key("updated_at") {
+            return fail("its rows' own clock needs an updated_at column".into());
+        }
+        let Some(parent_name) = s.parent() else {
+            if s.parent_id.is_some() {
+                return fail("only a child stream has a parent id column".into());
+            }
+            continue;
+        };
+        let Some(pos) = STREAMS.iter().position(|o| o.name == parent_name) else {
+            return fail(format!("its parent {parent_name} is not declared"));
+        };
+        if pos > i {
+            return fail(format!("declared before its parent {parent_name}"));
+        }
+        let parent = &STREAMS[pos];
+        let parent_clock = parent.replication().map(|r| r.clock);
+        match (s.source, parent.source) {
+            (_, Source::Report { .. }) => {
+                return fail("a report's rows have no id or updated_at to hang rows on".into())
+            }
+            (Source::Child { path, .. }, _) => {
+                if !path.contains("{id}") {
+                    return fail("a child path needs {id}".into());
+                }
+                if s.parent_id.is_none() {
+                    return fail("a child stream needs its parent id column".into());
+                }
+                if !parent.key_properties.contains(&"id") {
+                    return fail(format!("its parent {parent_name} has no id to request by"));
+                }
+            }
+            (Source::Derived { .. }, _) => {}
+            (Source::Single { .. } | Source::List { .. } | Source::Report { .. }, _) => {
+                return fail("only child and derived streams have a parent".into())
+            }
+        }
+        if rep.clock == Clock::Parent && !matches!(parent_clock, Ok(Clock::Own) | Ok(Clock::Parent))
+        {
+            return fail(format!(
+                "it moves with its parent, but {parent_name} has no updated_at bookmark"
+            ));
+        }
+    }
+    match find(FEATURE_FLAGS).map(|d| d.source) {
+        Some(Source::Single { .. }) => Ok(()),
+        _ => Err(format!(
+            "{FEATURE_FLAGS} must be declared as a single object"
+        )),
     }
 }
 
@@ -250,6 +429,29 @@ pub static STREAMS: &[StreamDef] = &[
         &[],
         ADMIN,
     ),
+    StreamDef {
+        source: Source::Child {
+            parent: "users",
+            path: "/users/{id}/teammates",
+            envelope: "teammates",
+            updated_since: false,
+            fan_out: FanOut::AllParents,
+            only: Some(manages_people),
+        },
+        key_properties: &["user_id", "id"],
+        replication_key: None,
+        ..child(
+            "user_teammates",
+            "users",
+            "/users/{id}/teammates",
+            "teammates",
+            false,
+            FanOut::AllParents,
+            "user_id",
+            &[],
+            ADMIN,
+        )
+    },
     list(
         "expense_categories",
         "/expense_categories",
@@ -395,14 +597,23 @@ pub static STREAMS: &[StreamDef] = &[
         None,
         ANYONE,
     ),
-    derived(
-        "external_reference",
-        "time_entries",
-        &["id"],
-        derived::external_reference,
-        "external_reference",
-        DerivedClock::Parent,
-    ),
+    StreamDef {
+        source: Source::Derived {
+            parent: "time_entries",
+            rows: derived::external_reference,
+            consumes: "external_reference",
+            clock: DerivedClock::Parent,
+            distinct: true,
+        },
+        ..derived(
+            "external_reference",
+            "time_entries",
+            &["id"],
+            derived::external_reference,
+            "external_reference",
+            DerivedClock::Parent,
+        )
+    },
     derived(
         "time_entry_external_reference",
         "time_entries",
@@ -496,6 +707,14 @@ pub static STREAMS: &[StreamDef] = &[
     },
 ];
 
+/// Whether a user has teammates to list: Harvest answers 422 for anyone without the manager
+/// role (`access_roles` holds `manager`; administrators see everyone, so they have none).
+fn manages_people(user: &Row) -> bool {
+    user.get("access_roles")
+        .and_then(Value::as_array)
+        .is_some_and(|roles| roles.iter().any(|r| r == "manager"))
+}
+
 /// A windowed report: one row per subject and currency in each window.
 const fn report(
     name: &'static str,
@@ -573,6 +792,7 @@ const fn child(
             envelope,
             updated_since,
             fan_out,
+            only: None,
         },
         key_properties: &["id"],
         replication_key: Some("updated_at"),
@@ -599,6 +819,7 @@ const fn derived(
             rows,
             consumes,
             clock,
+            distinct: false,
         },
         key_properties,
         replication_key: Some("updated_at"),
@@ -619,7 +840,10 @@ pub fn find(name: &str) -> Option<&'static StreamDef> {
 pub fn consumed_fields(name: &str) -> impl Iterator<Item = &'static str> + '_ {
     children_of(name).filter_map(|c| match c.source {
         Source::Derived { consumes, .. } => Some(consumes),
-        _ => None,
+        Source::Single { .. }
+        | Source::List { .. }
+        | Source::Child { .. }
+        | Source::Report { .. } => None,
     })
 }
 
@@ -633,41 +857,64 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_are_unique_and_parents_come_first() {
-        for (i, s) in STREAMS.iter().enumerate() {
-            assert!(
-                STREAMS[..i].iter().all(|o| o.name != s.name),
-                "duplicate {}",
-                s.name
-            );
-            if let Some(p) = s.parent() {
-                let pos = STREAMS
-                    .iter()
-                    .position(|o| o.name == p)
-                    .expect("parent declared");
-                assert!(pos < i, "{} declared before its parent {p}", s.name);
-            }
+    fn the_engine_can_read_every_declared_stream() {
+        check_table().unwrap();
+    }
+
+    /// Declarations the engine cannot read are refused, by name, instead of reading nothing.
+    #[test]
+    fn shapes_the_engine_cannot_read_are_refused() {
+        let company = find("company").unwrap();
+        let incremental_object = StreamDef {
+            replication_key: Some("updated_at"),
+            ..*company
+        };
+        assert!(incremental_object.replication().is_err());
+        let messages = find("invoice_messages").unwrap();
+        let unbookmarked = StreamDef {
+            replication_key: None,
+            ..*messages
+        };
+        assert!(unbookmarked.replication().is_err());
+        let windowed = find("report_time_clients").unwrap();
+        assert!(StreamDef {
+            replication_key: None,
+            ..*windowed
         }
+        .replication()
+        .is_err());
+        // A second single object and a grandchild with requests of its own are read like any
+        // other stream: their replication is decided like the others'.
+        let second = StreamDef {
+            name: "users_me",
+            source: Source::Single { path: "/users/me" },
+            ..*company
+        };
+        assert_eq!(second.replication().unwrap().clock, Clock::FullTable);
+        assert_eq!(
+            find("user_project_tasks").unwrap().replication().unwrap(),
+            Replication {
+                clock: Clock::Row,
+                key: None,
+                bookmark: Some("user_projects_updated_at".into())
+            }
+        );
     }
 
     #[test]
-    fn keys_and_columns_exist_in_schemas() {
-        for s in STREAMS {
-            let props = s.schema()["properties"].as_object().expect("properties");
-            for k in s.key_properties {
-                assert!(props.contains_key(*k), "{}: key {k} not in schema", s.name);
-            }
-            if let Some(rk) = s.replication_key {
-                if !s.is_derived() {
-                    assert!(props.contains_key(rk), "{}: {rk} not in schema", s.name);
-                }
-            }
-            for (_, col) in s.refs {
-                assert!(props.contains_key(*col), "{}: {col} not in schema", s.name);
-            }
-            if let Some(col) = s.parent_id {
-                assert!(props.contains_key(col), "{}: {col} not in schema", s.name);
-            }
-        }
+    fn replication_keeps_the_singer_io_layout() {
+        let key = |n: &str| find(n).unwrap().replication().unwrap();
+        assert_eq!(key("clients").bookmark.as_deref(), Some("updated_at"));
+        assert_eq!(key("clients").method(), "INCREMENTAL");
+        assert_eq!(key("invoice_messages").clock, Clock::Parent);
+        assert_eq!(key("invoice_messages").key, Some("updated_at"));
+        assert_eq!(
+            key("invoice_line_items").bookmark.as_deref(),
+            Some("invoices_updated_at")
+        );
+        assert_eq!(key("invoice_line_items").key, None);
+        assert_eq!(key("report_time_team").bookmark.as_deref(), Some("from"));
+        assert_eq!(key("report_project_budget").method(), "FULL_TABLE");
+        assert_eq!(key("company").method(), "FULL_TABLE");
     }
 }

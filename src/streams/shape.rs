@@ -4,14 +4,11 @@ use serde_json::{Map, Value};
 
 use super::StreamDef;
 
-/// Reduces nested references to `<key>_id`, flattens the declared objects into prefixed columns
-/// and adds the parent's id, as the stream declares. Fields the schema does not know are left
-/// for [`crate::schema::Conformer`] to drop.
-pub fn shape(
-    def: &StreamDef,
-    mut record: Map<String, Value>,
-    parent_id: Option<&Value>,
-) -> Map<String, Value> {
+/// Reduces nested references to `<key>_id` and flattens the declared objects into prefixed
+/// columns, as the stream declares. (A child's parent id is put on the record when it is read,
+/// before its derived rows are made from it.) Fields the schema does not know are left for
+/// [`crate::conform::Conformer`] to drop.
+pub fn shape(def: &StreamDef, mut record: Map<String, Value>) -> Map<String, Value> {
     for (field, column) in def.refs {
         let id = match record.remove(*field) {
             Some(Value::Object(mut obj)) => obj.remove("id").unwrap_or(Value::Null),
@@ -25,9 +22,6 @@ pub fn shape(
                 record.insert(format!("{prefix}{k}"), v);
             }
         }
-    }
-    if let (Some(column), Some(id)) = (def.parent_id, parent_id) {
-        record.insert(column.to_string(), id.clone());
     }
     record
 }
@@ -59,7 +53,6 @@ mod tests {
                 json!({"id": 1, "client": {"id": 7, "name": "Globex"}, "invoice": null,
                        "receipt": {"url": "u", "file_size": 3}}),
             ),
-            None,
         );
         assert_eq!(out["client_id"], json!(7));
         assert_eq!(out["invoice_id"], Value::Null);
@@ -70,12 +63,13 @@ mod tests {
     }
 
     #[test]
-    fn children_carry_their_parent_id() {
+    fn nested_objects_of_children_flatten() {
         let def = crate::streams::find("invoice_payments").unwrap();
         let out = shape(
             def,
-            obj(json!({"id": 2, "payment_gateway": {"id": null, "name": "Stripe"}})),
-            Some(&json!(99)),
+            obj(
+                json!({"id": 2, "invoice_id": 99, "payment_gateway": {"id": null, "name": "Stripe"}}),
+            ),
         );
         assert_eq!(out["invoice_id"], json!(99));
         assert_eq!(out["payment_gateway_name"], json!("Stripe"));

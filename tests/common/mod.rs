@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 
 pub use harvest_sim::{Sim, SimConfig, Size};
 use serde_json::{json, Map, Value};
+pub use tap_harvest::streams::{self, Source, StreamDef, STREAMS};
 
 pub const TAP: &str = env!("CARGO_BIN_EXE_tap-harvest");
 
@@ -248,43 +249,36 @@ impl Run {
     }
 }
 
-/// The simulator resource a stream reads, for the streams with requests of their own.
+/// The simulator resource a stream reads, for the streams with requests of their own: the
+/// simulator names each resource after the envelope Harvest serves it in (a single object
+/// after its path), so this follows from the tap's own table.
 pub fn resource_of(stream: &str) -> Option<&'static str> {
-    Some(match stream {
-        "clients" => "clients",
-        "contacts" => "contacts",
-        "company" => "company",
-        "estimates" => "estimates",
-        "estimate_item_categories" => "estimate_item_categories",
-        "estimate_messages" => "estimate_messages",
-        "expense_categories" => "expense_categories",
-        "expenses" => "expenses",
-        "invoice_item_categories" => "invoice_item_categories",
-        "invoices" => "invoices",
-        "invoice_messages" => "invoice_messages",
-        "invoice_payments" => "invoice_payments",
-        "projects" => "projects",
-        "project_tasks" => "task_assignments",
-        "project_users" => "user_assignments",
-        "roles" => "roles",
-        "tasks" => "tasks",
-        "time_entries" => "time_entries",
-        "users" => "users",
-        "user_projects" => "project_assignments",
-        "user_billable_rates" => "billable_rates",
-        "user_cost_rates" => "cost_rates",
-        _ => return None,
-    })
+    match streams::find(stream)?.source {
+        Source::Single { path } => Some(path.trim_start_matches('/')),
+        Source::List { envelope, .. } | Source::Child { envelope, .. } => Some(envelope),
+        Source::Report { .. } | Source::Derived { .. } => None,
+    }
 }
 
-pub const DERIVED: &[&str] = &[
-    "invoice_line_items",
-    "estimate_line_items",
-    "user_roles",
-    "external_reference",
-    "time_entry_external_reference",
-    "user_project_tasks",
-];
+/// The names of the streams `pick` accepts, in table order.
+pub fn streams_where(pick: impl Fn(&StreamDef) -> bool) -> Vec<&'static str> {
+    STREAMS.iter().filter(|d| pick(d)).map(|d| d.name).collect()
+}
+
+/// The streams read from a list endpoint of their own (roots and children), not reports.
+pub fn api_streams() -> Vec<&'static str> {
+    streams_where(|d| matches!(d.source, Source::List { .. } | Source::Child { .. }))
+}
+
+/// The streams made from their parent's records, with no request of their own.
+pub fn derived_streams() -> Vec<&'static str> {
+    streams_where(StreamDef::is_derived)
+}
+
+/// The reports read in windows.
+pub fn windowed_reports() -> Vec<&'static str> {
+    streams_where(|d| matches!(d.source, Source::Report { windowed: true, .. }))
+}
 
 fn obj(v: &Value) -> Map<String, Value> {
     v.as_object().cloned().unwrap_or_default()
@@ -383,12 +377,8 @@ pub fn expected(sim: &Sim, stream: &str) -> BTreeMap<String, Map<String, Value>>
         _ => {
             let res = resource_of(stream).unwrap_or_else(|| panic!("unknown stream {stream}"));
             for r in sim.truth(res) {
-                let key = if stream == "company" {
-                    r["full_domain"].to_string()
-                } else {
-                    r["id"].to_string()
-                };
-                put(key, obj(&r));
+                let row = obj(&r);
+                put(key_of(stream, &row), row);
             }
         }
     }
@@ -412,31 +402,15 @@ pub fn report_windows(start: &str) -> Vec<(chrono::NaiveDate, chrono::NaiveDate)
     out
 }
 
-/// The primary key of an emitted record, in the form [`expected`] uses.
+/// The primary key of an emitted record, in the form [`expected`] uses: the values of the
+/// stream's key properties (from the tap's table), joined by `/`.
 pub fn key_of(stream: &str, rec: &Map<String, Value>) -> String {
-    if stream.starts_with("report_") && stream != "report_project_budget" {
-        let subject = rec
-            .keys()
-            .find(|k| k.ends_with("_id") && *k != "client_id")
-            .or_else(|| rec.keys().find(|k| *k == "client_id"))
-            .unwrap();
-        return format!(
-            "{}/{}/{}/{}",
-            rec[subject], rec["currency"], rec["from"], rec["to"]
-        );
-    }
-    if stream == "report_project_budget" {
-        return rec["project_id"].to_string();
-    }
-    match stream {
-        "user_roles" => format!("{}/{}", rec["role_id"], rec["user_id"]),
-        "time_entry_external_reference" => {
-            format!("{}/{}", rec["time_entry_id"], rec["external_reference_id"])
-        }
-        "user_project_tasks" => format!("{}/{}", rec["user_id"], rec["project_task_id"]),
-        "company" => rec["full_domain"].to_string(),
-        _ => rec["id"].to_string(),
-    }
+    let def = streams::find(stream).unwrap_or_else(|| panic!("unknown stream {stream}"));
+    def.key_properties
+        .iter()
+        .map(|k| rec.get(*k).unwrap_or(&Value::Null).to_string())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 fn same(a: &Value, b: &Value) -> bool {

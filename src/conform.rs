@@ -1,32 +1,14 @@
-//! The streams' JSON Schemas (embedded from `schemas/`) and the conformer that makes every
-//! emitted record valid against its stream's schema.
+//! The conformer that makes every emitted record valid against its stream's schema: values
+//! Harvest sends in another JSON type are converted, or nulled with a warning; a record whose
+//! key cannot be made valid is refused.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Mutex, OnceLock};
+use std::collections::BTreeSet;
+use std::sync::Mutex;
 
 use chrono::{DateTime, NaiveDate, Timelike};
 use serde_json::{Map, Number, Value};
 
-include!(concat!(env!("OUT_DIR"), "/schemas.rs"));
-
-/// The parsed schema of a stream. Panics only if the binary was built with a broken schema
-/// file, which the unit tests rule out.
-pub fn schema(stream: &str) -> &'static Value {
-    static PARSED: OnceLock<HashMap<&'static str, Value>> = OnceLock::new();
-    let all = PARSED.get_or_init(|| {
-        SCHEMA_FILES
-            .iter()
-            .map(|(name, text)| {
-                (
-                    *name,
-                    serde_json::from_str(text).expect("embedded schema is JSON"),
-                )
-            })
-            .collect()
-    });
-    all.get(stream)
-        .unwrap_or_else(|| panic!("no schema embedded for stream {stream}"))
-}
+use crate::streams::{self, StreamDef};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
@@ -263,8 +245,6 @@ fn conform_object(
 pub struct Conformer {
     stream: &'static str,
     fields: Vec<Field>,
-    /// `{"type":"RECORD","stream":"<name>","record":{`
-    prefix: Vec<u8>,
     known: BTreeSet<String>,
     warned: Mutex<BTreeSet<String>>,
 }
@@ -279,8 +259,9 @@ pub enum Conformed {
 
 impl Conformer {
     /// `selected` says which properties to emit; `None` means all of them.
-    pub fn new(stream: &'static str, selected: Option<&BTreeSet<String>>) -> Conformer {
-        let props = schema(stream)["properties"]
+    pub fn new(def: &StreamDef, selected: Option<&BTreeSet<String>>) -> Conformer {
+        let stream = def.name;
+        let props = def.schema()["properties"]
             .as_object()
             .cloned()
             .unwrap_or_default();
@@ -289,20 +270,16 @@ impl Conformer {
         let known = props
             .keys()
             .cloned()
-            .chain(crate::streams::consumed_fields(stream).map(str::to_string))
+            .chain(streams::consumed_fields(stream).map(str::to_string))
             .collect();
         let fields = props
             .iter()
             .filter(|(name, _)| selected.is_none_or(|s| s.contains(*name)))
             .map(|(name, s)| Field::compile(name, s))
             .collect();
-        let mut prefix = b"{\"type\":\"RECORD\",\"stream\":".to_vec();
-        prefix.extend_from_slice(&serde_json::to_vec(stream).unwrap_or_default());
-        prefix.extend_from_slice(b",\"record\":{");
         Conformer {
             stream,
             fields,
-            prefix,
             known,
             warned: Mutex::new(BTreeSet::new()),
         }
@@ -313,17 +290,13 @@ impl Conformer {
         self.fields.iter().map(|f| f.name.clone()).collect()
     }
 
-    /// Writes the RECORD message of `record`, conformed, to `out` (one line). On `Err` (the
-    /// record cannot be made valid) nothing is written. Same result as [`Conformer::conform`],
-    /// without building the conformed record.
-    pub fn write(
-        &self,
-        record: &Map<String, Value>,
-        time_extracted: &str,
-        out: &mut Vec<u8>,
-    ) -> Result<(), String> {
+    /// Writes `record`, conformed, to `out` as a JSON object (the body of a RECORD message,
+    /// which [`crate::output::RecordFrame`] frames). On `Err` (the record cannot be made valid)
+    /// nothing is written. Same result as [`Conformer::conform`], without building the
+    /// conformed record.
+    pub fn write(&self, record: &Map<String, Value>, out: &mut Vec<u8>) -> Result<(), String> {
         let start = out.len();
-        out.extend_from_slice(&self.prefix);
+        out.push(b'{');
         let mut found = 0;
         for (i, f) in self.fields.iter().enumerate() {
             if i > 0 {
@@ -356,9 +329,7 @@ impl Conformer {
         if record.len() > found {
             self.check_extras(record);
         }
-        out.extend_from_slice(b"},\"time_extracted\":");
-        let _ = serde_json::to_writer(&mut *out, time_extracted);
-        out.extend_from_slice(b"}\n");
+        out.push(b'}');
         Ok(())
     }
 
@@ -446,8 +417,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn conformer(stream: &str) -> Conformer {
+        Conformer::new(crate::streams::find(stream).unwrap(), None)
+    }
+
     fn conform(stream: &'static str, v: Value) -> Map<String, Value> {
-        match Conformer::new(stream, None).conform(v.as_object().unwrap().clone()) {
+        match conformer(stream).conform(v.as_object().unwrap().clone()) {
             Conformed::Record(r) => r,
             Conformed::Rejected(e) => panic!("rejected: {e}"),
         }
@@ -475,36 +450,22 @@ mod tests {
             ),
         ];
         for (stream, v) in samples {
-            let c = Conformer::new(stream, None);
+            let c = conformer(stream);
             let record = v.as_object().unwrap().clone();
             let mut out = Vec::new();
-            c.write(&record, "2024-01-01T00:00:00Z", &mut out).unwrap();
-            let line: Value = serde_json::from_slice(&out).unwrap();
-            assert!(out.ends_with(b"\n"));
+            c.write(&record, &mut out).unwrap();
+            let written: Value = serde_json::from_slice(&out).unwrap();
             let Conformed::Record(want) = c.conform(record) else {
                 panic!("{stream} rejected")
             };
-            assert_eq!(line["record"], Value::Object(want), "{stream}");
-            assert_eq!(line["type"], "RECORD");
-            assert_eq!(line["stream"], stream);
+            assert_eq!(written, Value::Object(want), "{stream}");
         }
         let mut out = b"keep".to_vec();
-        let c = Conformer::new("clients", None);
+        let c = conformer("clients");
         assert!(c
-            .write(
-                json!({"name": "no key"}).as_object().unwrap(),
-                "t",
-                &mut out
-            )
+            .write(json!({"name": "no key"}).as_object().unwrap(), &mut out)
             .is_err());
         assert_eq!(out, b"keep");
-    }
-
-    #[test]
-    fn every_embedded_schema_parses() {
-        for (name, _) in SCHEMA_FILES {
-            assert!(schema(name)["properties"].is_object(), "{name}");
-        }
     }
 
     #[test]
@@ -528,7 +489,7 @@ mod tests {
 
     #[test]
     fn rejects_records_without_keys_and_nulls_bad_fields() {
-        let c = Conformer::new("clients", None);
+        let c = conformer("clients");
         assert!(matches!(
             c.conform(json!({"name": "x"}).as_object().unwrap().clone()),
             Conformed::Rejected(_)

@@ -1,0 +1,237 @@
+//! The command line: `--about`, `--discover`, `--test` and the sync, each ending as one clear
+//! line on stderr and an exit code when it fails. stdout carries only Singer messages (or the
+//! catalog, or `--about`); every log line goes to stderr.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context, Result};
+use clap::Parser;
+
+use crate::catalog::Selection;
+use crate::cli::Args;
+use crate::config::{Config, ConfigErrors};
+use crate::output::OutputClosed;
+use crate::state::State;
+use crate::{about, catalog, client, engine, log, output, streams};
+
+/// Runs the tap with the process's arguments and environment.
+pub fn main() -> ExitCode {
+    log::init_from_env();
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // clap's message, without its usage block, on one line.
+            let text = e.to_string();
+            let first = text
+                .lines()
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let first = first.trim_start_matches("error: ");
+            log::log(log::Level::Critical, &format!("{first} (see --help)"));
+            return ExitCode::from(2);
+        }
+    };
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(errors) = e.downcast_ref::<ConfigErrors>() {
+                for line in &errors.0 {
+                    log::error(line);
+                }
+                log::log(log::Level::Critical, "Config validation failed");
+            } else if e.downcast_ref::<OutputClosed>().is_some() {
+                log::log(
+                    log::Level::Critical,
+                    "stdout was closed before the output was complete (did the target or reader exit?)",
+                );
+            } else {
+                log::log(log::Level::Critical, &format!("{e:#}"));
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_stdout(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|_| out.write_all(b"\n"))
+        .and_then(|_| out.flush())
+        .map_err(|_| anyhow::Error::new(OutputClosed))
+}
+
+fn run(args: Args) -> Result<()> {
+    if args.about {
+        return print_stdout(&about::render(args.format));
+    }
+    if args.discover {
+        return print_stdout(&serde_json::to_string_pretty(&catalog::discover()?)?);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let signals = {
+        let _inside = runtime.enter();
+        Signals::install()
+    };
+    let config_path = args
+        .config
+        .as_ref()
+        .ok_or_else(|| anyhow!("--config is required to sync (or use --discover / --about)"))?;
+    let config = Config::load(config_path)?;
+    let selection = match &args.catalog {
+        Some(path) => Selection::load(path)?,
+        None => Selection::all(),
+    };
+    let state = match &args.state {
+        Some(path) => State::load(path)?,
+        None => State::default(),
+    };
+    match args.test.as_deref() {
+        Some("schema") => runtime.block_on(test_schema(selection)),
+        Some("all") | Some("") => runtime.block_on(test_connection(config)),
+        Some(other) => Err(anyhow!(
+            "unknown --test mode {other:?}: use --test or --test=schema"
+        )),
+        None => runtime.block_on(sync_until_signal(config, selection, state, signals)),
+    }
+}
+
+async fn test_schema(selection: Selection) -> Result<()> {
+    let (emitter, writer) = output::start(std::io::stdout(), State::default());
+    for def in streams::STREAMS
+        .iter()
+        .filter(|d| selection.is_selected(d.name))
+    {
+        let rk: Vec<&str> = def
+            .replication()
+            .ok()
+            .and_then(|r| r.key)
+            .into_iter()
+            .collect();
+        emitter
+            .schema(def.name, def.schema().clone(), def.key_properties, &rk)
+            .await?;
+    }
+    drop(emitter);
+    let (_, res) = tokio::task::spawn_blocking(move || writer.finish()).await?;
+    res.map_err(|_| anyhow::Error::new(OutputClosed))
+}
+
+/// `--test`: one request that proves the credentials, the account and the User-Agent.
+async fn test_connection(config: Config) -> Result<()> {
+    let client = client::Client::connect(&config).await?;
+    let me = client
+        .get(
+            &client.url("/users/me"),
+            "/users/me",
+            &client::Counters::default(),
+        )
+        .await
+        .map_err(|e| anyhow!("connection test failed: {e}"))?;
+    let who = format!(
+        "{} {} <{}>",
+        me["first_name"].as_str().unwrap_or(""),
+        me["last_name"].as_str().unwrap_or(""),
+        me["email"].as_str().unwrap_or("")
+    );
+    log::info(&format!(
+        "connection test passed: signed in to Harvest as {who}"
+    ));
+    Ok(())
+}
+
+async fn sync_until_signal(
+    config: Config,
+    selection: Selection,
+    state: State,
+    mut signals: Signals,
+) -> Result<()> {
+    let (emitter, writer) = output::start(std::io::stdout(), state.clone());
+    let last_word = emitter.clone();
+    let outcome = tokio::select! {
+        r = engine::run(config, selection, state, emitter) => Some(r),
+        sig = signals.recv() => {
+            log::warn(&format!("{sig} received: stopping; the last STATE covers every record emitted"));
+            None
+        }
+    };
+    let _ = last_word.finish().await;
+    drop(last_word);
+    let (_, written) = tokio::task::spawn_blocking(move || writer.finish()).await?;
+    let result = match outcome {
+        Some(Ok(outcome)) => {
+            for s in &outcome.skipped {
+                log::warn(&format!("stream {} was not synced: {}", s.stream, s.reason));
+            }
+            match outcome.failure_line() {
+                Some(line) => Err(anyhow!(line)),
+                None => Ok(()),
+            }
+        }
+        Some(Err(e)) => Err(e),
+        None => Err(anyhow!(
+            "interrupted by a signal before the sync finished; rerun with the last STATE to resume"
+        )),
+    };
+    match (result, written) {
+        (Err(e), _) if e.downcast_ref::<OutputClosed>().is_none() => Err(e),
+        (_, Err(_)) | (Err(_), _) => Err(anyhow::Error::new(OutputClosed)),
+        (Ok(()), Ok(())) => Ok(()),
+    }
+}
+
+/// SIGTERM and SIGINT, listened to from the start so that a signal at any point after the
+/// first moments ends the sync cleanly (flush, last STATE, exit).
+struct Signals {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Must be called inside the runtime.
+    fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Signals {
+                term: signal(SignalKind::terminate()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            let term = async {
+                match self.term.as_mut() {
+                    Some(t) => {
+                        t.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = term => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! The engine: plans which endpoints to read for the selected streams ([`plan`]), reads them
+//! concurrently under the shared rate budget through one reading path ([`read`]), and moves
+//! bookmarks only when a stream has finished.
+//!
+//! Bookmarks. Harvest lists are newest-first, so a bookmark can only move once a stream is
+//! read to the end. It moves to the newest `updated_at` emitted, but never past the moment the
+//! stream's first response was served (its `Date` header): a record changed while the sync
+//! runs is caught by the next one. Requests use `updated_since` = bookmark (inclusive), so the
+//! delivery is at least once.
+//!
+//! Failures. A stream that fails for good (a status that is not retried, retries exhausted, an
+//! unreadable body) stops itself and the streams below it; every other stream finishes and
+//! its bookmark moves. The sync then reports each failed stream and ends in failure, so that a
+//! scheduler sees it. Only a closed stdout or rejected credentials stop everything at once.
+
+pub mod plan;
+pub mod read;
+pub mod tally;
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{anyhow, Result};
+use serde_json::{json, Value};
+use tokio::task::JoinSet;
+
+use crate::catalog::Selection;
+use crate::client::Client;
+use crate::config::Config;
+use crate::output::Emitter;
+use crate::state::State;
+use crate::streams::{self, Source};
+use plan::{Node, Plan};
+use tally::Status;
+
+/// Harvest's largest page.
+pub const PER_PAGE: u32 = 2000;
+
+/// A stream that was not synced because this token or account may not read it.
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    pub stream: &'static str,
+    pub reason: String,
+}
+
+/// A stream that failed for good, and the selected streams that were not synced with it.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub stream: &'static str,
+    pub reason: String,
+    pub not_synced: Vec<&'static str>,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stream {} failed: {}", self.stream, self.reason)?;
+        match self.not_synced.as_slice() {
+            [only] if *only == self.stream => Ok(()),
+            names => write!(f, " (not synced: {})", names.join(", ")),
+        }
+    }
+}
+
+/// How a sync ended, when it could run to its end.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub skipped: Vec<Skipped>,
+    pub failed: Vec<Failure>,
+}
+
+impl Outcome {
+    /// One line naming each failed stream and why, if any failed.
+    pub fn failure_line(&self) -> Option<String> {
+        if self.failed.is_empty() {
+            return None;
+        }
+        let n = self.failed.len();
+        Some(format!(
+            "{n} stream{} failed, every other stream was synced: {}",
+            if n == 1 { "" } else { "s" },
+            self.failed
+                .iter()
+                .map(Failure::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
+    }
+}
+
+pub struct Ctx {
+    client: Arc<Client>,
+    config: Config,
+    emitter: Emitter,
+    skipped: Mutex<Vec<Skipped>>,
+    failed: Mutex<Vec<Failure>>,
+}
+
+impl Ctx {
+    fn skip(&self, node: &Arc<Node>, reason: &str) {
+        let mut all = Vec::new();
+        node.walk(&mut all);
+        let mut skipped = self.skipped.lock().unwrap();
+        for n in all {
+            if n.tally.stop(Status::Skipped) && n.selected {
+                skipped.push(Skipped {
+                    stream: n.def.name,
+                    reason: reason.to_string(),
+                });
+            }
+        }
+    }
+
+    /// Skips, without a request, the streams whose feature the account has turned off.
+    fn gate_features(&self, roots: &[Arc<Node>], company: &serde_json::Map<String, Value>) {
+        for root in roots {
+            let mut all = Vec::new();
+            root.walk(&mut all);
+            for n in all {
+                let Some(feature) = n.def.feature else {
+                    continue;
+                };
+                if company.get(feature.company_flag()) == Some(&Value::Bool(false))
+                    && n.tally.running()
+                {
+                    let reason = format!(
+                        "the {} is turned off in this Harvest account",
+                        feature.company_flag().replace('_', " ")
+                    );
+                    crate::log::info(&format!("stream {} skipped: {reason}", n.def.name));
+                    self.skip(n, &reason);
+                }
+            }
+        }
+    }
+}
+
+/// Runs a sync. `Err` only when the sync could not run to its end (no connection, stdout
+/// closed, credentials rejected); streams that were skipped or failed are in the outcome.
+pub async fn run(
+    config: Config,
+    selection: Selection,
+    state: State,
+    emitter: Emitter,
+) -> Result<Outcome> {
+    let plan = Plan::new(&selection, &state, &config)?;
+    if plan.roots.is_empty() {
+        crate::log::warn("no stream is selected: nothing to sync");
+        emitter.state().await?;
+        return Ok(Outcome::default());
+    }
+    let client = Client::connect(&config).await?;
+    let ctx = Arc::new(Ctx {
+        client: Arc::new(client),
+        config,
+        emitter: emitter.clone(),
+        skipped: Mutex::new(Vec::new()),
+        failed: Mutex::new(Vec::new()),
+    });
+    let started = Instant::now();
+    let result = read_all(&ctx, plan.roots).await;
+    // Whatever happened, the last STATE covers exactly what was emitted.
+    let _ = ctx.emitter.state().await;
+    result?;
+    crate::log::info(&format!(
+        "sync finished in {:.1} s: {} requests, {:.1} s waited on the rate limit",
+        started.elapsed().as_secs_f64(),
+        ctx.client.total_requests.load(Ordering::Relaxed),
+        ctx.client.waited().as_secs_f64()
+    ));
+    let skipped = std::mem::take(&mut *ctx.skipped.lock().unwrap());
+    let failed = std::mem::take(&mut *ctx.failed.lock().unwrap());
+    Ok(Outcome { skipped, failed })
+}
+
+async fn read_all(ctx: &Arc<Ctx>, mut roots: Vec<Arc<Node>>) -> Result<()> {
+    // When the company stream is selected it is read first: its feature flags then tell which
+    // gated streams to skip without a request. (Otherwise a feature turned off shows as a 403
+    // on the stream's own endpoint: no request is spent on /company just to check.)
+    if let Some(pos) = roots
+        .iter()
+        .position(|r| r.def.name == streams::FEATURE_FLAGS)
+    {
+        let company = roots.remove(pos);
+        read::read_root(ctx, &company).await?;
+        if let Some(flags) = company.tally.kept() {
+            ctx.gate_features(&roots, flags);
+        }
+    }
+    let roots: Vec<Arc<Node>> = roots.into_iter().filter(|r| r.tally.running()).collect();
+    announce_report_budget(&ctx.config, &roots);
+    let mut jobs = JoinSet::new();
+    for root in roots {
+        let ctx = ctx.clone();
+        jobs.spawn(async move { read::read_root(&ctx, &root).await });
+    }
+    let mut fatal: Option<anyhow::Error> = None;
+    while let Some(done) = jobs.join_next().await {
+        let result = match done {
+            Ok(r) => r,
+            Err(e) if e.is_cancelled() => continue,
+            Err(e) => Err(anyhow!("a stream task failed: {e}")),
+        };
+        if let Err(e) = result {
+            if fatal.is_none() {
+                jobs.abort_all();
+                fatal = Some(e);
+            }
+        }
+    }
+    fatal.map_or(Ok(()), Err)
+}
+
+/// A progress line and a `record_count` metric for each selected stream of a finished tree.
+fn progress(root: &Arc<Node>) {
+    let mut all = Vec::new();
+    root.walk(&mut all);
+    for n in all
+        .into_iter()
+        .filter(|n| n.selected && n.tally.status() != Status::Skipped)
+    {
+        let records = n.tally.records.load(Ordering::Relaxed);
+        crate::log::metric(
+            "counter",
+            "record_count",
+            json!(records),
+            json!({"endpoint": n.def.name}),
+        );
+        if n.tally.status() == Status::Failed {
+            continue;
+        }
+        let requests = match n.def.source {
+            Source::Derived { parent, .. } => format!("made from {parent}, no request of its own"),
+            Source::Single { .. }
+            | Source::List { .. }
+            | Source::Child { .. }
+            | Source::Report { .. } => requests_made(&n.tally.counters),
+        };
+        crate::log::info(&format!(
+            "stream {} finished: {records} records, {requests}",
+            n.def.name
+        ));
+    }
+}
+
+/// A stream's requests, for its progress line.
+fn requests_made(c: &crate::client::Counters) -> String {
+    format!(
+        "{} pages, {} requests ({} retried, {} throttled), {:.1} s waited on the rate limit",
+        c.pages.load(Ordering::Relaxed),
+        c.requests.load(Ordering::Relaxed),
+        c.retries.load(Ordering::Relaxed),
+        c.throttled.load(Ordering::Relaxed),
+        c.waited.total().as_secs_f64(),
+    )
+}
+
+/// Says up front when the reports need more requests than one reports budget allows.
+fn announce_report_budget(config: &Config, roots: &[Arc<Node>]) {
+    let needed: usize = roots
+        .iter()
+        .map(|r| match r.def.source {
+            Source::Report { windowed: true, .. } => read::report_windows(r).len(),
+            Source::Report { .. } => 1,
+            Source::Single { .. }
+            | Source::List { .. }
+            | Source::Child { .. }
+            | Source::Derived { .. } => 0,
+        })
+        .sum();
+    let budget = config.reports_budget;
+    if needed > budget.requests as usize {
+        let waits = (needed - 1) / budget.requests as usize;
+        crate::log::warn(&format!(
+            "the reports need at least {needed} requests but Harvest allows {} per {:.0} s: expect about {:.0} s of waiting on the reports budget",
+            budget.requests,
+            budget.window.as_secs_f64(),
+            waits as f64 * budget.window.as_secs_f64()
+        ));
+    } else if needed > 0 {
+        crate::log::info(&format!(
+            "the reports need {needed} requests, within one reports budget ({} per {:.0} s)",
+            budget.requests,
+            budget.window.as_secs_f64()
+        ));
+    }
+}

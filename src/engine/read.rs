@@ -1,0 +1,631 @@
+//! The one reading path. Every stream with requests of its own is read by [`read_pages`], one
+//! list of pages at a time: a root list, one parent's child list, one report window, or a
+//! single object (a list of one). The page loop shapes and emits the stream's records, makes
+//! its derived children's rows, and collects the parent ids its fan-out children need; the
+//! callers around it decide only where the pages come from and when bookmarks move.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use serde_json::{json, Map, Value};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::plan::Node;
+use super::tally::Status;
+use super::{Ctx, Failure, PER_PAGE};
+use crate::client::pager::Pager;
+use crate::client::{HttpError, Lane};
+use crate::config::parse_datetime;
+use crate::output::OutputClosed;
+use crate::state::format_bookmark;
+use crate::streams::{reports, shape::shape, Clock, Source};
+
+/// Why reading a list stopped before its end.
+pub enum Halt {
+    /// 403: the token's role or the account's plan does not allow it: the stream is skipped.
+    Forbidden(String),
+    /// 404 or 422 on one parent's child list: that parent has no children to read.
+    NoChildren(String),
+    /// The stream failed for good; the others go on.
+    Failed(String),
+    /// The sync cannot go on (stdout closed, credentials rejected).
+    Sync(anyhow::Error),
+}
+
+impl From<OutputClosed> for Halt {
+    fn from(e: OutputClosed) -> Halt {
+        Halt::Sync(anyhow::Error::new(e))
+    }
+}
+
+impl From<HttpError> for Halt {
+    fn from(e: HttpError) -> Halt {
+        match e {
+            HttpError::Forbidden(m) => Halt::Forbidden(m),
+            HttpError::NotFound(m) | HttpError::Unprocessable(m) => Halt::NoChildren(m),
+            HttpError::Unauthorized(m) => Halt::Sync(anyhow::anyhow!(m)),
+            HttpError::Exhausted(m) | HttpError::Rejected(m) => Halt::Failed(m),
+        }
+    }
+}
+
+/// What the records of a list carry besides their own fields.
+pub enum Stamp {
+    None,
+    /// A child's records: the parent's id, in the declared column.
+    Parent(&'static str, Value),
+    /// A report's rows: the window they sum up.
+    Window(NaiveDate, NaiveDate),
+}
+
+impl Stamp {
+    fn apply(&self, record: &mut Map<String, Value>) {
+        match self {
+            Stamp::None => {}
+            Stamp::Parent(column, id) => {
+                record.insert((*column).to_string(), id.clone());
+            }
+            Stamp::Window(from, to) => {
+                record.insert("from".into(), json!(from.to_string()));
+                record.insert("to".into(), json!(to.to_string()));
+            }
+        }
+    }
+}
+
+/// The parent ids each fan-out child of a node needs, gathered while the node is read.
+#[derive(Default)]
+pub struct Fans(pub Vec<(Arc<Node>, Vec<ParentId>)>);
+
+impl Fans {
+    fn merge(&mut self, other: Fans) {
+        for (node, ids) in other.0 {
+            match self.0.iter_mut().find(|(n, _)| Arc::ptr_eq(n, &node)) {
+                Some((_, mine)) => mine.extend(ids),
+                None => self.0.push((node, ids)),
+            }
+        }
+    }
+
+    fn add(&mut self, node: &Arc<Node>, id: Option<ParentId>) {
+        let Some(id) = id else { return };
+        match self.0.iter_mut().find(|(n, _)| Arc::ptr_eq(n, node)) {
+            Some((_, ids)) => ids.push(id),
+            None => self.0.push((node.clone(), vec![id])),
+        }
+    }
+}
+
+/// A parent's id, kept until its children are read: 24 bytes where a JSON value takes 80, so
+/// the ids of 200,000 invoices take under 5 MB.
+pub enum ParentId {
+    Number(serde_json::Number),
+    Text(Box<str>),
+}
+
+impl ParentId {
+    /// The id of a parent record; none when it has no usable one (its children cannot be
+    /// requested).
+    pub fn of(id: Option<&Value>) -> Option<ParentId> {
+        match id? {
+            Value::Number(n) => Some(ParentId::Number(n.clone())),
+            Value::String(s) if !s.is_empty() => Some(ParentId::Text(s.as_str().into())),
+            _ => None,
+        }
+    }
+
+    /// The id as the child rows carry it.
+    pub fn value(&self) -> Value {
+        match self {
+            ParentId::Number(n) => Value::Number(n.clone()),
+            ParentId::Text(s) => Value::String(s.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for ParentId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParentId::Number(n) => write!(f, "{n}"),
+            ParentId::Text(s) => f.write_str(s),
+        }
+    }
+}
+
+/// A batch goes to the writer once it holds this many bytes, even in the middle of a page: so
+/// a page's RECORD lines are never all held at once (a page of invoices with their line items
+/// makes about 5 MB of them).
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// RECORD messages on their way to stdout: one hand-over to the writer per 256 KB instead of
+/// one per record.
+#[derive(Default)]
+struct Batch {
+    lines: Vec<u8>,
+}
+
+impl Batch {
+    fn add(&mut self, node: &Node, row: &Map<String, Value>, extracted: &str) {
+        let Some((conformer, frame)) = &node.output else {
+            return;
+        };
+        match frame.write(&mut self.lines, extracted, |out| conformer.write(row, out)) {
+            Ok(()) => {
+                node.tally.records.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(why) => crate::log::warn(&format!(
+                "{}: record skipped, it cannot match the schema ({why})",
+                node.def.name
+            )),
+        }
+    }
+
+    async fn flush(&mut self, ctx: &Ctx) -> Result<(), OutputClosed> {
+        if !self.lines.is_empty() {
+            ctx.emitter.lines(std::mem::take(&mut self.lines)).await?;
+        }
+        Ok(())
+    }
+
+    /// Hands the lines on once there are enough of them.
+    async fn flush_if_full(&mut self, ctx: &Ctx) -> Result<(), OutputClosed> {
+        if self.lines.len() >= BATCH_BYTES {
+            self.flush(ctx).await?;
+        }
+        Ok(())
+    }
+}
+
+fn now_rfc3339() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn updated_at(record: &Map<String, Value>) -> Option<DateTime<Utc>> {
+    record
+        .get("updated_at")
+        .and_then(Value::as_str)
+        .and_then(parse_datetime)
+}
+
+/// The key of a row, for streams that send each key once.
+fn key_of(node: &Node, row: &Map<String, Value>) -> String {
+    node.def
+        .key_properties
+        .iter()
+        .map(|k| row.get(*k).map_or_else(String::new, Value::to_string))
+        .collect::<Vec<_>>()
+        .join("\u{1f}")
+}
+
+/// One list of pages.
+pub struct List {
+    pub url: String,
+    /// The path template, for logs and metrics.
+    pub endpoint: &'static str,
+    /// The array holding the records; empty for a single object.
+    pub envelope: &'static str,
+    pub lane: Lane,
+    pub stamp: Stamp,
+}
+
+/// Reads every page of `list` for `node`: emits its records and its derived children's rows,
+/// moves their watermarks, and returns the parent ids its fan-out children need.
+pub async fn read_pages(ctx: &Ctx, node: &Arc<Node>, list: List) -> Result<Fans, Halt> {
+    let mut pages = Pager::new(
+        ctx.client.clone(),
+        list.url,
+        list.endpoint,
+        list.envelope,
+        node.tally.counters.clone(),
+        list.lane,
+    );
+    let mut fans = Fans::default();
+    let mut batch = Batch::default();
+    loop {
+        if !node.tally.running() {
+            return Ok(fans);
+        }
+        let extracted = now_rfc3339();
+        let Some(page) = pages.next().await? else {
+            return Ok(fans);
+        };
+        for record in page.records() {
+            let mut record = record.map_err(|e| {
+                Halt::Failed(format!(
+                    "GET {}: a record could not be read: {e}",
+                    list.endpoint
+                ))
+            })?;
+            list.stamp.apply(&mut record);
+            if node.keeps_record {
+                node.tally.keep(&record);
+            }
+            let upd = updated_at(&record);
+            let mut derived = Vec::new();
+            for child in &node.children {
+                if !child.wants_parent(upd) {
+                    continue;
+                }
+                if child.clock == Clock::Parent {
+                    child.tally.saw(upd);
+                }
+                match child.def.source {
+                    Source::Derived { rows, .. } => {
+                        let mut rows = rows(&record);
+                        if child.clock == Clock::Row {
+                            rows.retain(|r| {
+                                let u = updated_at(r);
+                                child.tally.saw(u.filter(|_| child.passes(u)));
+                                child.passes(u)
+                            });
+                        }
+                        derived.push((child, rows));
+                    }
+                    Source::Child { only, .. } => {
+                        if only.is_none_or(|accepts| accepts(&record)) {
+                            fans.add(child, ParentId::of(record.get("id")));
+                        }
+                    }
+                    Source::Single { .. } | Source::List { .. } | Source::Report { .. } => {
+                        return Err(Halt::Failed(format!(
+                            "{} is not read under {}",
+                            child.def.name, node.def.name
+                        )));
+                    }
+                }
+            }
+            if node.selected && node.passes(upd) {
+                if node.clock == Clock::Own {
+                    node.tally.saw(upd);
+                }
+                batch.add(node, &shape(node.def, record), &extracted);
+            }
+            for (child, rows) in derived {
+                for row in rows {
+                    if child.tally.first_time(|| key_of(child, &row)) {
+                        batch.add(child, &row, &extracted);
+                    }
+                }
+            }
+            batch.flush_if_full(ctx).await?;
+        }
+        if node.clock == Clock::Own {
+            node.tally.served(page.served_at);
+        }
+        for child in &node.children {
+            if matches!(child.clock, Clock::Parent | Clock::Row) {
+                child.tally.served(page.served_at);
+            }
+        }
+        batch.flush(ctx).await?;
+    }
+}
+
+fn list_url(ctx: &Ctx, path: &str, since: Option<DateTime<Utc>>) -> String {
+    let mut url = format!("{}?per_page={PER_PAGE}", ctx.client.url(path));
+    if let Some(s) = since {
+        url.push_str("&updated_since=");
+        url.push_str(&s.to_rfc3339_opts(SecondsFormat::Secs, true));
+    }
+    url
+}
+
+/// Reads a root stream and everything below it. A stream that fails stops only itself and
+/// its children; only what ends the whole sync comes back as an error.
+pub async fn read_root(ctx: &Arc<Ctx>, root: &Arc<Node>) -> Result<(), anyhow::Error> {
+    emit_schemas(ctx, root).await?;
+    let list = match root.def.source {
+        Source::Single { path } => List {
+            url: ctx.client.url(path),
+            endpoint: path,
+            envelope: "",
+            lane: Lane::Small,
+            stamp: Stamp::None,
+        },
+        Source::List { path, envelope, .. } => List {
+            url: list_url(ctx, path, root.request_since),
+            endpoint: path,
+            envelope,
+            lane: Lane::Pages,
+            stamp: Stamp::None,
+        },
+        Source::Report { .. } => return read_report(ctx, root).await,
+        Source::Child { .. } | Source::Derived { .. } => {
+            ctx.fail(root, "it is read under its parent, not on its own".into());
+            return Ok(());
+        }
+    };
+    match read_pages(ctx, root, list).await {
+        Ok(fans) => {
+            close(ctx, root).await?;
+            fan_out(ctx, fans).await?;
+        }
+        Err(halt) => ctx.halt(root, halt)?,
+    }
+    super::progress(root);
+    Ok(())
+}
+
+/// Moves the bookmarks of a node that was read to the end, and of its derived children.
+async fn close(ctx: &Ctx, node: &Arc<Node>) -> Result<(), OutputClosed> {
+    bookmark(ctx, node).await?;
+    for c in node.children.iter().filter(|c| c.def.is_derived()) {
+        bookmark(ctx, c).await?;
+    }
+    ctx.emitter.state().await
+}
+
+async fn bookmark(ctx: &Ctx, node: &Node) -> Result<(), OutputClosed> {
+    if !node.selected || !node.tally.running() {
+        return Ok(());
+    }
+    let at = match node.clock {
+        Clock::Own | Clock::Parent | Clock::Row => node.tally.watermark().next_bookmark(node.since),
+        // A report moves window by window (read_report); a full table has no bookmark.
+        Clock::Window | Clock::FullTable => None,
+    };
+    if let (Some(key), Some(at)) = (&node.bookmark, at) {
+        ctx.emitter
+            .bookmark(node.def.name, key.clone(), format_bookmark(at))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Reads each fan-out child for the parents gathered, then its own children in turn.
+async fn fan_out(ctx: &Arc<Ctx>, fans: Fans) -> Result<(), anyhow::Error> {
+    for (child, ids) in fans.0 {
+        if !child.tally.running() {
+            continue;
+        }
+        match read_per_parent(ctx, &child, ids).await {
+            Ok(grandchildren) => {
+                close(ctx, &child).await?;
+                Box::pin(fan_out(ctx, grandchildren)).await?;
+            }
+            Err(halt) => ctx.halt(&child, halt)?,
+        }
+    }
+    Ok(())
+}
+
+/// Reads a child list for each parent id, `max_concurrency` parents at a time.
+async fn read_per_parent(
+    ctx: &Arc<Ctx>,
+    node: &Arc<Node>,
+    parent_ids: Vec<ParentId>,
+) -> Result<Fans, Halt> {
+    let (Source::Child { path, envelope, .. }, Some(column)) =
+        (node.def.source, node.def.parent_id)
+    else {
+        return Err(Halt::Failed("it is not a child list".into()));
+    };
+    let limit = Arc::new(Semaphore::new(ctx.config.max_concurrency));
+    let mut tasks: JoinSet<(String, Result<Fans, Halt>)> = JoinSet::new();
+    let mut fans = Fans::default();
+    let mut stop: Option<Halt> = None;
+    let mut settle = |done: Result<(String, Result<Fans, Halt>), tokio::task::JoinError>,
+                      stop: &mut Option<Halt>| {
+        let halt = match done {
+            Ok((_, Ok(found))) => return fans.merge(found),
+            Ok((parent, Err(Halt::NoChildren(why)))) => {
+                crate::log::warn(&format!(
+                    "{}: parent {parent} has none to read ({why}); its children are skipped",
+                    node.def.name
+                ));
+                return;
+            }
+            Ok((_, Err(halt))) => halt,
+            Err(e) if e.is_cancelled() => return,
+            Err(e) => Halt::Failed(format!("a request task failed: {e}")),
+        };
+        if stop.is_none() {
+            *stop = Some(halt);
+        }
+    };
+    for id in parent_ids {
+        let permit = limit.clone().acquire_owned().await.expect("never closed");
+        let (task_ctx, task_node) = (ctx.clone(), node.clone());
+        let list = List {
+            url: list_url(
+                ctx,
+                &path.replace("{id}", &id.to_string()),
+                node.request_since,
+            ),
+            endpoint: path,
+            envelope,
+            lane: Lane::Small,
+            stamp: Stamp::Parent(column, id.value()),
+        };
+        let parent = id.to_string();
+        tasks.spawn(async move {
+            let _permit = permit;
+            (parent, read_pages(&task_ctx, &task_node, list).await)
+        });
+        // Settle what is done, so that a failure stops the queueing of more work.
+        while let Some(done) = tasks.try_join_next() {
+            settle(done, &mut stop);
+        }
+        if stop.is_some() || !node.tally.running() {
+            break;
+        }
+    }
+    if stop.is_some() {
+        tasks.abort_all();
+    }
+    while let Some(done) = tasks.join_next().await {
+        settle(done, &mut stop);
+    }
+    match stop {
+        Some(halt) => Err(halt),
+        None => Ok(fans),
+    }
+}
+
+/// The report windows a stream reads this run.
+pub fn report_windows(node: &Node) -> Vec<(NaiveDate, NaiveDate)> {
+    let today = Utc::now().date_naive();
+    reports::windows(node.since.map_or(today, |s| s.date_naive()), today)
+}
+
+/// Reads a report: window by window (oldest first), moving the bookmark to the next window's
+/// start after each one, and finally to the start of the last (open) window, which the next
+/// run reads again.
+async fn read_report(ctx: &Arc<Ctx>, node: &Arc<Node>) -> Result<(), anyhow::Error> {
+    let Source::Report {
+        path,
+        windowed,
+        fixed_fee,
+    } = node.def.source
+    else {
+        ctx.fail(node, "it is not a report".into());
+        return Ok(());
+    };
+    let plan: Vec<Option<(NaiveDate, NaiveDate)>> = if windowed {
+        report_windows(node).into_iter().map(Some).collect()
+    } else {
+        vec![None]
+    };
+    for (i, window) in plan.iter().enumerate() {
+        let mut url = format!("{}?per_page={PER_PAGE}", ctx.client.url(path));
+        if let Some((from, to)) = window {
+            url.push_str(&format!(
+                "&from={}&to={}",
+                reports::param(*from),
+                reports::param(*to)
+            ));
+        }
+        if let (true, Some(f)) = (fixed_fee, ctx.config.include_fixed_fee) {
+            url.push_str(&format!("&include_fixed_fee={f}"));
+        }
+        let list = List {
+            url,
+            endpoint: path,
+            envelope: "results",
+            // One page at a time: the reports' budget is the limit.
+            lane: Lane::Report,
+            stamp: window.map_or(Stamp::None, |(from, to)| Stamp::Window(from, to)),
+        };
+        if let Err(halt) = read_pages(ctx, node, list).await {
+            ctx.halt(node, halt)?;
+            break;
+        }
+        if let (Some((from, _)), Some(key)) = (window, &node.bookmark) {
+            let resume = plan
+                .get(i + 1)
+                .copied()
+                .flatten()
+                .map_or(*from, |(next, _)| next);
+            ctx.emitter
+                .bookmark(node.def.name, key.clone(), json!(resume.to_string()))
+                .await?;
+        }
+        ctx.emitter.state().await?;
+    }
+    super::progress(node);
+    Ok(())
+}
+
+async fn emit_schemas(ctx: &Ctx, root: &Arc<Node>) -> Result<(), OutputClosed> {
+    let mut all = Vec::new();
+    root.walk(&mut all);
+    for n in all {
+        let Some((conformer, _)) = &n.output else {
+            continue;
+        };
+        let columns = conformer.columns();
+        let mut schema = n.def.schema().clone();
+        if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+            props.retain(|k, _| columns.contains(k));
+        }
+        let replication_key: Vec<&str> = n
+            .def
+            .replication()
+            .ok()
+            .and_then(|r| r.key)
+            .into_iter()
+            .collect();
+        ctx.emitter
+            .schema(n.def.name, schema, n.def.key_properties, &replication_key)
+            .await?;
+    }
+    Ok(())
+}
+
+impl Ctx {
+    /// Stops `node` and its subtree for `halt`'s reason; only what ends the sync is an error.
+    fn halt(&self, node: &Arc<Node>, halt: Halt) -> Result<(), anyhow::Error> {
+        match halt {
+            Halt::Forbidden(msg) => {
+                self.forbidden(node, &msg);
+                Ok(())
+            }
+            Halt::NoChildren(why) | Halt::Failed(why) => {
+                self.fail(node, why);
+                Ok(())
+            }
+            Halt::Sync(e) => Err(e),
+        }
+    }
+
+    fn forbidden(&self, node: &Arc<Node>, msg: &str) {
+        if !node.tally.running() {
+            return;
+        }
+        crate::log::warn(&format!(
+            "stream {} skipped: Harvest answered 403 ({msg}): it needs the {} role, or its feature is turned off in the account. Not synced: {}",
+            node.def.name,
+            node.def.role,
+            node.selected_names().join(", ")
+        ));
+        self.skip(
+            node,
+            &format!("403 Forbidden: needs the {} role", node.def.role),
+        );
+    }
+
+    /// A stream failed for good: it and its subtree stop, the others go on.
+    pub(super) fn fail(&self, node: &Arc<Node>, why: String) {
+        let mut all = Vec::new();
+        node.walk(&mut all);
+        let stopped: Vec<&'static str> = all
+            .into_iter()
+            .filter(|n| n.tally.stop(Status::Failed) && n.selected)
+            .map(|n| n.def.name)
+            .collect();
+        if stopped.is_empty() {
+            return;
+        }
+        let failure = Failure {
+            stream: node.def.name,
+            reason: why,
+            not_synced: stopped,
+        };
+        crate::log::error(&failure.to_string());
+        self.failed.lock().unwrap().push(failure);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parent_ids_are_small_and_keep_their_json_type() {
+        assert!(std::mem::size_of::<ParentId>() <= 24);
+        let n = ParentId::of(Some(&json!(18446744073709551615u64))).unwrap();
+        assert_eq!(n.value(), json!(18446744073709551615u64));
+        assert_eq!(n.to_string(), "18446744073709551615");
+        let t = ParentId::of(Some(&json!("a-1"))).unwrap();
+        assert_eq!(
+            (t.value(), t.to_string()),
+            (json!("a-1"), "a-1".to_string())
+        );
+        for bad in [json!(null), json!(""), json!([1]), json!({"id": 1})] {
+            assert!(ParentId::of(Some(&bad)).is_none());
+        }
+        assert!(ParentId::of(None).is_none());
+    }
+}

@@ -1,0 +1,183 @@
+//! What changes while a stream is read: its counts, its watermark (what its bookmark may move
+//! to), whether it stopped, and the few records the engine keeps.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use crate::client::Counters;
+
+/// Whether a stream is still being read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Status {
+    Running = 0,
+    /// Not readable with this token or account (403, a feature turned off).
+    Skipped = 1,
+    /// Failed for good: nothing more of it is read and its bookmark does not move.
+    Failed = 2,
+}
+
+/// The newest `updated_at` that counts toward a bookmark, and the earliest `Date` of the
+/// responses it came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Watermark {
+    pub newest: Option<DateTime<Utc>>,
+    pub served: Option<DateTime<Utc>>,
+}
+
+impl Watermark {
+    pub fn saw(&mut self, updated_at: Option<DateTime<Utc>>) {
+        if let Some(u) = updated_at {
+            if self.newest.is_none_or(|cur| cur < u) {
+                self.newest = Some(u);
+            }
+        }
+    }
+
+    pub fn served(&mut self, at: Option<DateTime<Utc>>) {
+        if let Some(at) = at {
+            if self.served.is_none_or(|cur| at < cur) {
+                self.served = Some(at);
+            }
+        }
+    }
+
+    /// The bookmark to write after a complete read, if it moves: the newest `updated_at`,
+    /// never past the moment the first response was served (a record changed while the sync
+    /// ran is caught by the next one), never behind `since`.
+    pub fn next_bookmark(&self, since: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+        let newest = self.newest?;
+        let capped = self.served.map_or(newest, |served| newest.min(served));
+        Some(since.map_or(capped, |s| capped.max(s)))
+    }
+}
+
+pub struct Tally {
+    pub records: AtomicU64,
+    /// Requests made for this stream (none for derived streams).
+    pub counters: Arc<Counters>,
+    watermark: Mutex<Watermark>,
+    status: AtomicU8,
+    /// The raw record of the stream that carries the feature flags.
+    kept: OnceLock<Map<String, Value>>,
+    /// The keys emitted this sync, for a stream that sends each key once.
+    sent: Option<Mutex<HashSet<String>>>,
+}
+
+impl Tally {
+    pub fn new(distinct: bool) -> Tally {
+        Tally {
+            records: AtomicU64::new(0),
+            counters: Arc::new(Counters::default()),
+            watermark: Mutex::new(Watermark::default()),
+            status: AtomicU8::new(Status::Running as u8),
+            kept: OnceLock::new(),
+            sent: distinct.then(|| Mutex::new(HashSet::new())),
+        }
+    }
+
+    pub fn saw(&self, updated_at: Option<DateTime<Utc>>) {
+        self.watermark.lock().unwrap().saw(updated_at);
+    }
+
+    pub fn served(&self, at: Option<DateTime<Utc>>) {
+        self.watermark.lock().unwrap().served(at);
+    }
+
+    pub fn watermark(&self) -> Watermark {
+        *self.watermark.lock().unwrap()
+    }
+
+    pub fn status(&self) -> Status {
+        match self.status.load(Ordering::Relaxed) {
+            0 => Status::Running,
+            1 => Status::Skipped,
+            _ => Status::Failed,
+        }
+    }
+
+    pub fn running(&self) -> bool {
+        self.status() == Status::Running
+    }
+
+    /// Stops the stream; `false` if it had stopped already (the first reason stands).
+    pub fn stop(&self, why: Status) -> bool {
+        self.status
+            .compare_exchange(
+                Status::Running as u8,
+                why as u8,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
+    pub fn keep(&self, record: &Map<String, Value>) {
+        let _ = self.kept.set(record.clone());
+    }
+
+    pub fn kept(&self) -> Option<&Map<String, Value>> {
+        self.kept.get()
+    }
+
+    /// Whether a row with this key is sent: always, unless the stream sends each key once and
+    /// this one was sent already.
+    pub fn first_time(&self, key: impl FnOnce() -> String) -> bool {
+        match &self.sent {
+            None => true,
+            Some(sent) => sent.lock().unwrap().insert(key()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> Option<DateTime<Utc>> {
+        crate::config::parse_datetime(s)
+    }
+
+    #[test]
+    fn the_bookmark_is_the_newest_capped_by_the_first_response_and_never_goes_back() {
+        let mut w = Watermark::default();
+        assert_eq!(
+            w.next_bookmark(at("2024-01-01")),
+            None,
+            "nothing seen: it stays"
+        );
+        w.saw(at("2024-03-01"));
+        w.saw(at("2024-02-01"));
+        w.saw(None);
+        assert_eq!(w.next_bookmark(None), at("2024-03-01"));
+        w.served(at("2024-02-15"));
+        w.served(at("2024-02-20"));
+        assert_eq!(
+            w.next_bookmark(None),
+            at("2024-02-15"),
+            "capped by the earliest Date"
+        );
+        assert_eq!(
+            w.next_bookmark(at("2024-02-18")),
+            at("2024-02-18"),
+            "never behind since"
+        );
+    }
+
+    #[test]
+    fn a_stream_stops_once_and_keys_are_sent_once_when_asked() {
+        let t = Tally::new(true);
+        assert!(t.running());
+        assert!(t.stop(Status::Failed));
+        assert!(!t.stop(Status::Skipped));
+        assert_eq!(t.status(), Status::Failed);
+        assert!(t.first_time(|| "a".into()));
+        assert!(!t.first_time(|| "a".into()));
+        let every = Tally::new(false);
+        assert!(every.first_time(|| "a".into()) && every.first_time(|| "a".into()));
+    }
+}
