@@ -160,3 +160,57 @@ fn expired_oauth_tokens_are_refreshed_mid_sync() {
     let token_requests = h.sim.requests().route("POST /id/api/v2/oauth2/token");
     assert!(token_requests >= 2, "{token_requests} token requests");
 }
+
+/// The README's stream tables say what the tap's table says: a row per stream, with its key,
+/// replication and parent.
+#[test]
+fn the_readme_lists_every_stream_as_the_table_declares_it() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let rows: Vec<Vec<String>> = readme
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| {
+            l.trim_matches('|')
+                .split(" | ")
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
+        .collect();
+    let quoted = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for def in STREAMS {
+        let name = format!("`{}`", def.name);
+        let found: Vec<&Vec<String>> = rows.iter().filter(|r| r[0] == name).collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "README: {} rows for {}",
+            found.len(),
+            def.name
+        );
+        let row = found[0];
+        assert_eq!(
+            row[1],
+            quoted(def.key_properties),
+            "README: key of {}",
+            def.name
+        );
+        let replication = def.replication().unwrap();
+        let want = match (replication.method(), replication.key) {
+            ("FULL_TABLE", _) => "FULL_TABLE".to_string(),
+            (_, Some(key)) => format!("INCREMENTAL on `{key}`"),
+            (_, None) => "with its parent".to_string(),
+        };
+        assert_eq!(row[2], want, "README: replication of {}", def.name);
+        if let Some(parent) = row.get(3) {
+            let want = def.parent().map(|p| format!("`{p}`")).unwrap_or_default();
+            assert_eq!(*parent, want, "README: parent of {}", def.name);
+        }
+    }
+}

@@ -95,12 +95,14 @@ fn multi_page_sync_in_both_pagination_modes() {
     let h = Harness::new(SimConfig::fast(Size::Small));
     let streams = [
         "time_entries",
+        "external_reference",
         "invoices",
         "contacts",
         "invoice_line_items",
         "invoice_payments",
         "clients",
         "expenses",
+        "user_teammates",
     ];
     let run = h.sync(&h.config(), Some(&catalog_selecting(&streams)), None);
     run.assert_ok();
@@ -109,6 +111,32 @@ fn multi_page_sync_in_both_pagination_modes() {
         assert_matches_truth(&run, &h.sim, s);
     }
     assert!(run.records("time_entries").len() > 4000 && run.records("contacts").len() > 2000);
+    // An external reference shared by many time entries is sent once.
+    let refs = run.records("external_reference");
+    let distinct: BTreeSet<String> = refs.iter().map(|r| r["id"].to_string()).collect();
+    let referencing = h
+        .sim
+        .truth("time_entries")
+        .iter()
+        .filter(|t| t["external_reference"].is_object())
+        .count();
+    assert!(
+        referencing > distinct.len(),
+        "no shared reference: the test proves nothing"
+    );
+    assert_eq!(refs.len(), distinct.len(), "a reference was sent twice");
+    // Teammates are read for managers only: no request Harvest would refuse with 422.
+    let teammates = &h.sim.requests().by_route["GET /v2/users/{id}/teammates"];
+    assert!(
+        teammates.keys().all(|status| status == "200"),
+        "{teammates:?}"
+    );
+    let managers: BTreeSet<String> = run
+        .records("user_teammates")
+        .iter()
+        .map(|r| r["user_id"].to_string())
+        .collect();
+    assert!(managers.len() > 1 && teammates["200"] >= managers.len() as u64);
     assert_eq!(
         run.streams_with_records(),
         streams
@@ -315,13 +343,19 @@ fn forbidden_streams_are_skipped_with_a_warning_and_the_rest_finishes() {
     let run = h.sync(&config, None, None);
     run.assert_ok();
     run.assert_valid_singer();
-    for s in [
-        "roles",
-        "user_roles",
-        "estimate_item_categories",
-        "user_cost_rates",
-        "expense_categories",
-    ] {
+    // The administrators' streams, and what is made from them.
+    let admin_only = streams_where(|d| {
+        let mut cur = Some(d);
+        while let Some(def) = cur {
+            if def.role == "administrator" {
+                return true;
+            }
+            cur = def.parent().and_then(streams::find);
+        }
+        false
+    });
+    assert!(admin_only.contains(&"user_teammates") && admin_only.contains(&"user_roles"));
+    for s in admin_only {
         assert!(
             run.records(s).is_empty(),
             "{s} should be skipped for a manager"

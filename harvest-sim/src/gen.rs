@@ -1773,6 +1773,11 @@ fn gen_time_entries(d: &mut Data, seed: u64, sc: &Scale) {
                 service: SERVICES[k % SERVICES.len()],
             });
             k as u32
+        } else if i % 12 == 9 && !ext_refs.is_empty() {
+            // Another entry logged against a task already referenced (Harvest's integrations
+            // put the same Asana or GitHub reference on every entry of that task). No RNG draw,
+            // so nothing else of the account moves.
+            (i / 12 % ext_refs.len()) as u32
         } else {
             NONE
         };

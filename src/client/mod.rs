@@ -246,6 +246,31 @@ impl Client {
         Ok(page.read)
     }
 
+    /// Waits for what a request needs before it is sent: its rate-budget slot, an in-flight
+    /// permit and, for a report page, a page-pool permit. A report takes its budget slot
+    /// first, then its page permit: see `Lane::Report`. No wait here is for something a holder
+    /// of a later one waits for, so the three kinds of permit cannot deadlock.
+    async fn admit<'a>(
+        &'a self,
+        lane: Lane,
+        budget: &'a Budget,
+        counters: &Counters,
+    ) -> (
+        budget::Slot,
+        Option<OwnedSemaphorePermit>,
+        tokio::sync::SemaphorePermit<'a>,
+    ) {
+        if lane == Lane::Report {
+            let slot = budget.acquire(&counters.waited).await;
+            let permit = self.pages.clone().acquire_owned().await;
+            let in_flight = self.in_flight.acquire().await.expect("never closed");
+            (slot, Some(permit.expect("never closed")), in_flight)
+        } else {
+            let in_flight = self.in_flight.acquire().await.expect("never closed");
+            (budget.acquire(&counters.waited).await, None, in_flight)
+        }
+    }
+
     /// GETs `url`, retrying what is worth retrying, and reads its body with `read` (one pass
     /// over it). A body that is not complete JSON is retried (it was cut short); one that is
     /// JSON but not what `read` expects is rejected. `endpoint` is the path template used in
@@ -276,23 +301,7 @@ impl Client {
                 .token(&self.http)
                 .await
                 .map_err(|e| HttpError::Unauthorized(e.to_string()))?;
-            // A report takes its budget slot first, then its page permit: see `Lane::Report`.
-            // No wait below is for something a holder of a later one waits for, so the
-            // three kinds of permit cannot deadlock.
-            let (slot, report_permit, _in_flight) = if lane == Lane::Report {
-                let slot = budget.acquire(&counters.waited).await;
-                let permit = self
-                    .pages
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("never closed");
-                let in_flight = self.in_flight.acquire().await.expect("never closed");
-                (slot, Some(permit), in_flight)
-            } else {
-                let in_flight = self.in_flight.acquire().await.expect("never closed");
-                (budget.acquire(&counters.waited).await, None, in_flight)
-            };
+            let (slot, report_permit, _in_flight) = self.admit(lane, budget, counters).await;
             counters.requests.fetch_add(1, Ordering::Relaxed);
             self.total_requests.fetch_add(1, Ordering::Relaxed);
             let started = std::time::Instant::now();
@@ -302,27 +311,7 @@ impl Client {
                 .header("Harvest-Account-Id", self.account_id.clone())
                 .send()
                 .await;
-            let (status, outcome) = match sent {
-                Err(e) => (None, Err(describe(&e))),
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let served_at = resp
-                        .headers()
-                        .get(reqwest::header::DATE)
-                        .and_then(|d| d.to_str().ok())
-                        .and_then(|d| DateTime::parse_from_rfc2822(d).ok())
-                        .map(|d| d.with_timezone(&Utc));
-                    let retry_after = resp
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_string);
-                    match read_body(resp, gate).await {
-                        Err(e) => (Some(status), Err(describe(&e))),
-                        Ok(body) => (Some(status), Ok((status, served_at, retry_after, body))),
-                    }
-                }
-            };
+            let (status, outcome) = receive(sent, gate).await;
             drop(slot);
             crate::log::debug(&format!(
                 "GET {url} -> {}",
@@ -393,6 +382,40 @@ impl Client {
             ));
             tokio::time::sleep(wait).await;
         }
+    }
+}
+
+/// A response's status, `Date`, `Retry-After` and body (with its big-body permit), or what
+/// went wrong on the way.
+type Received = (
+    u16,
+    Option<DateTime<Utc>>,
+    Option<String>,
+    (bytes::Bytes, Option<OwnedSemaphorePermit>),
+);
+
+async fn receive(
+    sent: Result<reqwest::Response, reqwest::Error>,
+    gate: Option<&Arc<Semaphore>>,
+) -> (Option<u16>, Result<Received, String>) {
+    let resp = match sent {
+        Err(e) => return (None, Err(describe(&e))),
+        Ok(resp) => resp,
+    };
+    let status = resp.status().as_u16();
+    let header = |name| {
+        resp.headers()
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let served_at = header(reqwest::header::DATE)
+        .and_then(|d| DateTime::parse_from_rfc2822(&d).ok())
+        .map(|d| d.with_timezone(&Utc));
+    let retry_after = header(reqwest::header::RETRY_AFTER);
+    match read_body(resp, gate).await {
+        Err(e) => (Some(status), Err(describe(&e))),
+        Ok(body) => (Some(status), Ok((status, served_at, retry_after, body))),
     }
 }
 
