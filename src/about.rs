@@ -1,9 +1,11 @@
-//! `--about`: what the tap is, what it can do and its settings, in text, JSON or Markdown.
+//! `--about`: what the tap is, what it can do and its settings, in text, JSON or Markdown. The
+//! settings (types, defaults, required-ness) come from [`crate::settings::schema`], and the
+//! text and Markdown forms are rendered from that JSON Schema.
 
 use serde_json::{json, Value};
 
 use crate::cli::AboutFormat;
-use crate::config::Config;
+use crate::settings::{self, default_label, required_label};
 
 pub const CAPABILITIES: &[&str] = &["catalog", "discover", "state", "about", "test"];
 
@@ -15,22 +17,17 @@ pub fn about() -> Value {
         "sdk_version": null,
         "supported_python_versions": null,
         "capabilities": CAPABILITIES,
-        "settings": Config::settings_schema(),
+        "settings": settings::schema(),
     })
 }
 
 pub fn render(format: AboutFormat) -> String {
     let info = about();
-    let settings = info["settings"]["properties"]
+    let schema = &info["settings"];
+    let settings = schema["properties"]
         .as_object()
         .cloned()
         .unwrap_or_default();
-    let required: Vec<&str> = info["settings"]["required"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
     match format {
         AboutFormat::Json => serde_json::to_string_pretty(&info).unwrap_or_default(),
         AboutFormat::Text => {
@@ -45,8 +42,15 @@ pub fn render(format: AboutFormat) -> String {
             out.push_str("Settings:\n");
             for (name, s) in &settings {
                 out.push_str(&format!(
-                    "  - Name: {name}\n    Type: {}\n    Environment Variable: TAP_HARVEST_{}\n",
+                    "  - Name: {name}\n    Type: {}\n    Required: {}\n",
                     s["type"].as_str().unwrap_or("string"),
+                    required_label(schema, name)
+                ));
+                if s.get("default").is_some() {
+                    out.push_str(&format!("    Default: {}\n", default_label(s)));
+                }
+                out.push_str(&format!(
+                    "    Environment Variable: TAP_HARVEST_{}\n",
                     name.to_uppercase()
                 ));
             }
@@ -61,21 +65,11 @@ pub fn render(format: AboutFormat) -> String {
                 out.push_str(&format!("* `{c}`\n"));
             }
             out.push_str("\n## Settings\n\n| Setting | Required | Default | Description |\n|:--------|:--------:|:-------:|:------------|\n");
+            let cell = |s: &str| s.replace('\n', " ").replace('|', "\\|");
             for (name, s) in &settings {
-                let description = s["description"]
-                    .as_str()
-                    .unwrap_or("")
-                    .replace('\n', " ")
-                    .replace('|', "\\|");
-                let default = s
-                    .get("default")
-                    .map(|d| d.to_string())
-                    .unwrap_or_else(|| "None".into());
-                let req = if required.contains(&name.as_str()) {
-                    "True"
-                } else {
-                    "False"
-                };
+                let description = cell(s["description"].as_str().unwrap_or(""));
+                let default = cell(&default_label(s));
+                let req = required_label(schema, name);
                 out.push_str(&format!("| {name} | {req} | {default} | {description} |\n"));
             }
             out.push_str("\nA full list of supported settings and capabilities is available by running: `tap-harvest --about`\n");

@@ -1,72 +1,18 @@
-//! The config file: two auth modes, validation that reports every problem, and the settings
-//! schema (derived with schemars) that `--about` prints.
+//! The config file: two auth modes, and validation that reports every problem. The settings'
+//! types, defaults and required-ness are stated in [`crate::settings`], whose constants a key
+//! the config omits falls back on.
 
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-use schemars::JsonSchema;
 use serde_json::{Map, Value};
 
-pub const DEFAULT_BASE_URL: &str = "https://api.harvestapp.com/v2";
-pub const DEFAULT_AUTH_URL: &str = "https://id.getharvest.com/api/v2";
-pub const DEFAULT_REQUEST_TIMEOUT: f64 = 300.0;
+use crate::settings::{self, default_user_agent};
+
 /// The largest number of seconds a config key accepts: a day.
 const MAX_SECONDS: f64 = 86400.0;
-
-/// The settings the tap reads from its config file. This type documents them (`--about`
-/// prints its JSON Schema); [`Config::from_value`] parses and validates them.
-#[allow(dead_code)]
-#[derive(JsonSchema)]
-#[schemars(title = "tap-harvest settings")]
-pub struct Settings {
-    /// Personal access token (id.getharvest.com/developers). Use it with `account_id`, or use OAuth instead.
-    #[schemars(extend("secret" = true, "writeOnly" = true))]
-    pub access_token: Option<String>,
-    /// Harvest account id, sent as `Harvest-Account-Id`. Required with `access_token`; with OAuth the first Harvest (not Forecast) account of the token is used when absent.
-    pub account_id: Option<String>,
-    /// OAuth application client id (with `client_secret` and `refresh_token`).
-    pub client_id: Option<String>,
-    /// OAuth application client secret.
-    #[schemars(extend("secret" = true, "writeOnly" = true))]
-    pub client_secret: Option<String>,
-    /// OAuth refresh token; the tap exchanges it for access tokens and refreshes them when they expire.
-    #[schemars(extend("secret" = true, "writeOnly" = true))]
-    pub refresh_token: Option<String>,
-    /// Records updated at or after this moment are extracted on the first sync: a date (2024-01-01) or a date-time (2024-01-01T00:00:00Z, with or without a zone).
-    #[schemars(extend("format" = "date-time"))]
-    pub start_date: String,
-    /// User-Agent sent to Harvest, which asks for `AppName (contact email or URL)`. Default: `tap-harvest/<version> (https://github.com/tap-harvest/tap-harvest)`.
-    pub user_agent: Option<String>,
-    /// Harvest API base URL. Default: https://api.harvestapp.com/v2.
-    pub base_url: Option<String>,
-    /// Harvest ID base URL, for the OAuth token and accounts endpoints. Default: https://id.getharvest.com/api/v2.
-    pub auth_url: Option<String>,
-    /// Seconds before a request is abandoned and retried. Default 300 (0 or empty also mean 300).
-    pub request_timeout: Option<f64>,
-    /// Check every invoice and estimate for new messages and payments, not only those changed since the last sync. Default false.
-    pub full_child_scan: Option<bool>,
-    /// How many times a request that failed with a retryable error (5xx, timeout, reset, truncated body) is retried. Default 6.
-    pub max_retries: Option<u32>,
-    /// First backoff delay in seconds before a retry; it doubles each time, with jitter, up to 60 s. Default 1.
-    pub backoff_base_seconds: Option<f64>,
-    /// General request budget: at most this many requests per `rate_limit_window_seconds`. Default 100 (Harvest's limit).
-    pub rate_limit_requests: Option<u32>,
-    /// Window of the general request budget, in seconds. Default 15.
-    pub rate_limit_window_seconds: Option<f64>,
-    /// Reports API budget: at most this many requests per `reports_rate_limit_window_seconds`. Default 100.
-    pub reports_rate_limit_requests: Option<u32>,
-    /// Window of the reports budget, in seconds. Default 900.
-    pub reports_rate_limit_window_seconds: Option<f64>,
-    /// Maximum number of requests in flight at once. Default 16.
-    pub max_concurrency: Option<u32>,
-    /// First day of the Reports API streams (a date). Default: the date of `start_date`.
-    #[schemars(extend("format" = "date"))]
-    pub reports_start_date: Option<String>,
-    /// Sent as `include_fixed_fee` to the time and uninvoiced reports: whether fixed-fee projects' amounts count. Default: Harvest's own default (the parameter is not sent).
-    pub include_fixed_fee: Option<bool>,
-}
 
 /// A secret string that never shows in logs, errors or debug output.
 #[derive(Clone, PartialEq, Eq)]
@@ -138,13 +84,6 @@ impl fmt::Display for ConfigErrors {
 }
 
 impl std::error::Error for ConfigErrors {}
-
-pub fn default_user_agent() -> String {
-    format!(
-        "tap-harvest/{} (https://github.com/tap-harvest/tap-harvest)",
-        env!("CARGO_PKG_VERSION")
-    )
-}
 
 /// Parses `start_date`: a bare date, `T` or space separator, fractional seconds, `Z`, an offset
 /// or no zone (taken as UTC).
@@ -403,13 +342,17 @@ impl Config {
                 "config key 'user_agent' must be printable ASCII on one line (it is sent as an HTTP header)".into(),
             );
         }
-        let base_url = r.url("base_url", DEFAULT_BASE_URL);
-        let auth_url = r.url("auth_url", DEFAULT_AUTH_URL);
+        let base_url = r.url("base_url", settings::DEFAULT_BASE_URL);
+        let auth_url = r.url("auth_url", settings::DEFAULT_AUTH_URL);
         let timeout = r
             .seconds("request_timeout")
             .filter(|t| !t.is_zero())
-            .unwrap_or(Duration::from_secs_f64(DEFAULT_REQUEST_TIMEOUT));
-        let full_child_scan = r.boolean("full_child_scan").unwrap_or(false);
+            .unwrap_or(Duration::from_secs(
+                settings::DEFAULT_REQUEST_TIMEOUT_SECONDS,
+            ));
+        let full_child_scan = r
+            .boolean("full_child_scan")
+            .unwrap_or(settings::DEFAULT_FULL_CHILD_SCAN);
         let max_retries = match r.number("max_retries") {
             Some(v) if v.fract() == 0.0 && v <= 100.0 => v as u32,
             Some(_) => {
@@ -417,24 +360,33 @@ impl Config {
                     .push("config key 'max_retries' must be an integer from 0 to 100".into());
                 0
             }
-            None => 6,
+            None => settings::DEFAULT_MAX_RETRIES,
         };
         let backoff_base = r
             .seconds("backoff_base_seconds")
-            .unwrap_or(Duration::from_secs(1));
+            .unwrap_or(Duration::from_secs(settings::DEFAULT_BACKOFF_BASE_SECONDS));
         let budget = Budget {
-            requests: r.positive_int("rate_limit_requests").unwrap_or(100),
+            requests: r
+                .positive_int("rate_limit_requests")
+                .unwrap_or(settings::DEFAULT_RATE_LIMIT_REQUESTS),
             window: r
                 .seconds("rate_limit_window_seconds")
-                .unwrap_or(Duration::from_secs(15)),
+                .unwrap_or(Duration::from_secs(
+                    settings::DEFAULT_RATE_LIMIT_WINDOW_SECONDS,
+                )),
         };
-        let reports_budget = Budget {
-            requests: r.positive_int("reports_rate_limit_requests").unwrap_or(100),
-            window: r
-                .seconds("reports_rate_limit_window_seconds")
-                .unwrap_or(Duration::from_secs(900)),
-        };
-        let max_concurrency = r.positive_int("max_concurrency").unwrap_or(16) as usize;
+        let reports_budget =
+            Budget {
+                requests: r
+                    .positive_int("reports_rate_limit_requests")
+                    .unwrap_or(settings::DEFAULT_REPORTS_RATE_LIMIT_REQUESTS),
+                window: r.seconds("reports_rate_limit_window_seconds").unwrap_or(
+                    Duration::from_secs(settings::DEFAULT_REPORTS_RATE_LIMIT_WINDOW_SECONDS),
+                ),
+            };
+        let max_concurrency = r
+            .positive_int("max_concurrency")
+            .unwrap_or(settings::DEFAULT_MAX_CONCURRENCY) as usize;
         let reports_start_date = r
             .string("reports_start_date")
             .and_then(|s| match parse_datetime(&s) {
@@ -468,24 +420,6 @@ impl Config {
             reports_start_date,
             include_fixed_fee,
         })
-    }
-
-    /// The JSON Schema of the settings, for `--about`.
-    pub fn settings_schema() -> Value {
-        let mut schema =
-            serde_json::to_value(schemars::schema_for!(Settings)).unwrap_or(Value::Null);
-        if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
-            for (_, p) in props.iter_mut() {
-                // schemars renders Option<T> as ["T","null"]; settings are simply optional.
-                if let Some(Value::Array(types)) = p.get("type").cloned() {
-                    let first = types.into_iter().find(|t| t != "null");
-                    if let (Some(t), Some(o)) = (first, p.as_object_mut()) {
-                        o.insert("type".into(), t);
-                    }
-                }
-            }
-        }
-        schema
     }
 }
 
@@ -526,7 +460,10 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(c.auth, Auth::OAuth { .. }));
-        assert_eq!(c.request_timeout, Duration::from_secs(300));
+        assert_eq!(
+            c.request_timeout,
+            Duration::from_secs(settings::DEFAULT_REQUEST_TIMEOUT_SECONDS)
+        );
         assert!(!format!("{c:?}").contains("\"b\""));
     }
 

@@ -8,7 +8,9 @@ failed` and the exit code is 1 if anything failed. Logs of every command are kep
 $ECO_RUN/logs/.
 
 Checks (GitHub issue 7):
-  conventions  --version, --about (text/json/markdown), meltano.yml mirrors --about, --test
+  streams      the truth-count maps below cover the tap's --discover catalog, each stream once
+  conventions  --version, --about (text/json/markdown), meltano.yml mirrors --about (keys,
+               kinds, sensitive flags, defaults, required groups), --test
                (good config, bad token, wrong account, missing User-Agent), config errors,
                Singer metric lines, progress lines, log level variables, closed stdout
   pip/cargo    `pip install .` (maturin wheel) and `cargo install --path .` give a working binary
@@ -74,7 +76,15 @@ PROGRESS = re.compile(
     r"|made from \w+, no request of its own)$"
 )
 
-# Streams read from one simulator resource each (tests/common/mod.rs `resource_of`).
+# The oracle of the row counts: where the simulator's ground truth of each stream is. These
+# maps name streams, but they are not a list of the tap's streams: the "stream maps cover the
+# --discover catalog" check fails when a stream of the tap's own catalog is in none of them (or
+# in two), or when a name here is not in the catalog.
+#
+# Streams read from one simulator resource each: the resource is the envelope the stream is
+# read from (tests/common/mod.rs `resource_of`), which --discover does not show. The truth
+# row count is the stream's row count; a child's truth rows carry the parent id (user_teammates:
+# one row per (manager, teammate), `user_id` the manager's).
 RESOURCE_OF = {
     "clients": "clients",
     "contacts": "contacts",
@@ -98,7 +108,9 @@ RESOURCE_OF = {
     "user_projects": "project_assignments",
     "user_billable_rates": "billable_rates",
     "user_cost_rates": "cost_rates",
+    "user_teammates": "teammates",
 }
+# Reports read in 365-day windows: stream -> the simulator's report path.
 REPORTS = {
     "report_time_clients": "time/clients",
     "report_time_projects": "time/projects",
@@ -110,6 +122,36 @@ REPORTS = {
     "report_expenses_team": "expenses/team",
     "report_uninvoiced": "uninvoiced",
 }
+# The report read once, without a window: stream -> the simulator's report path.
+UNWINDOWED_REPORTS = {"report_project_budget": "project_budget"}
+
+
+def _external_references(entries):
+    return [te["external_reference"] for te in entries if isinstance(te.get("external_reference"), dict)]
+
+
+# Streams made from their parent's records (no request of their own): stream -> (the
+# simulator resource of the parent, the stream's row count from that resource's truth rows).
+# external_reference is sent once per reference id per sync, so it counts distinct ids (as
+# RECORD messages in target-jsonl and as rows in PostgreSQL alike).
+DERIVED = {
+    "invoice_line_items": ("invoices", lambda rows: sum(len(i["line_items"] or []) for i in rows)),
+    "estimate_line_items": ("estimates", lambda rows: sum(len(e["line_items"] or []) for e in rows)),
+    "user_roles": ("roles", lambda rows: sum(len(r["user_ids"] or []) for r in rows)),
+    "external_reference": ("time_entries", lambda rows: len({r["id"] for r in _external_references(rows)})),
+    "time_entry_external_reference": ("time_entries", lambda rows: len(_external_references(rows))),
+    "user_project_tasks": ("project_assignments",
+                           lambda rows: sum(len(pa["task_assignments"] or []) for pa in rows)),
+}
+COUNTED_BY = {"RESOURCE_OF": RESOURCE_OF, "REPORTS": REPORTS, "UNWINDOWED_REPORTS": UNWINDOWED_REPORTS,
+              "DERIVED": DERIVED}
+
+
+def stream_of(resource):
+    """The one stream read from a simulator resource (the mutation checks name resources)."""
+    streams = [s for s, r in RESOURCE_OF.items() if r == resource]
+    assert len(streams) == 1, f"resource {resource}: streams {streams}"
+    return streams[0]
 
 
 # ---------------------------------------------------------------- harness
@@ -241,17 +283,37 @@ def report_windows(start, today):
     return out
 
 
+def coverage_problems(catalog_streams):
+    """What is wrong with the stream maps against the tap's catalog: a catalog stream that no
+    map counts, or more than one; a name in a map that is not in the catalog."""
+    catalog_streams = set(catalog_streams)
+    problems = []
+    counted = {}
+    for map_name, m in COUNTED_BY.items():
+        for s in m:
+            counted.setdefault(s, []).append(map_name)
+    missing = sorted(catalog_streams - set(counted))
+    if missing:
+        problems.append(f"streams of --discover that no truth count covers (add them to one of "
+                        f"{', '.join(COUNTED_BY)}): {missing}")
+    twice = {s: maps for s, maps in sorted(counted.items()) if len(maps) > 1}
+    if twice:
+        problems.append(f"streams counted more than once: {twice}")
+    unknown = sorted(set(counted) - catalog_streams)
+    if unknown:
+        problems.append(f"names in the stream maps that --discover does not list: {unknown}")
+    return problems
+
+
 def expected_counts():
     """Row count of every stream, computed from the simulator's ground truth now."""
-    t = {r: truth(r) for r in set(RESOURCE_OF.values())}
+    problems = coverage_problems(KEYS)
+    need(not problems, "; ".join(problems))
+    resources = set(RESOURCE_OF.values()) | {res for res, _ in DERIVED.values()}
+    t = {r: truth(r) for r in resources}
     n = {s: len(t[r]) for s, r in RESOURCE_OF.items()}
-    n["invoice_line_items"] = sum(len(i["line_items"] or []) for i in t["invoices"])
-    n["estimate_line_items"] = sum(len(i["line_items"] or []) for i in t["estimates"])
-    n["user_roles"] = sum(len(r["user_ids"] or []) for r in t["roles"])
-    refs = [te["external_reference"] for te in t["time_entries"] if isinstance(te.get("external_reference"), dict)]
-    n["external_reference"] = len({r["id"] for r in refs})
-    n["time_entry_external_reference"] = len(refs)
-    n["user_project_tasks"] = sum(len(pa["task_assignments"] or []) for pa in t["project_assignments"])
+    for stream, (res, count) in DERIVED.items():
+        n[stream] = count(t[res])
     start = dt.date.fromisoformat(START_DATE[:10])
     today = dt.datetime.now(dt.timezone.utc).date()
     windows = report_windows(start, today)
@@ -260,7 +322,8 @@ def expected_counts():
             len(http_json("GET", f"{CONTROL}/report/{path}?from={f}&to={to}&include_fixed_fee=true"))
             for f, to in windows
         )
-    n["report_project_budget"] = len(http_json("GET", f"{CONTROL}/report/project_budget"))
+    for stream, path in UNWINDOWED_REPORTS.items():
+        n[stream] = len(http_json("GET", f"{CONTROL}/report/{path}"))
     return n
 
 
@@ -312,6 +375,13 @@ def one_error_line(p, what):
 print("== conventions (the release binary against the simulator)", flush=True)
 
 
+@check("stream maps cover the --discover catalog: each stream counted exactly once")
+def _():
+    problems = coverage_problems(KEYS)
+    need(not problems, "; ".join(problems))
+    return f"{len(KEYS)} streams: " + ", ".join(f"{len(m)} in {name}" for name, m in COUNTED_BY.items())
+
+
 @check("--version")
 def _():
     p = run([TAP, "--version"], "version")
@@ -350,8 +420,16 @@ def _():
     for c in CAPABILITIES:
         need(f"`{c}`" in md, f"capability {c} missing")
     need("## Capabilities" in md and "## Settings" in md, "sections missing")
-    for k in ABOUT["settings"]["properties"]:
-        need(re.search(rf"^\| {k} \|", md, re.M), f"no table row for {k}")
+    settings = ABOUT["settings"]
+    for k, prop in settings["properties"].items():
+        row = re.search(rf"^\| {k} \| ([^|]*) \| ([^|]*) \|", md, re.M)
+        need(row, f"no table row for {k}")
+        required, default = row.group(1), row.group(2)
+        if k in settings.get("required", []):
+            need(required == "True", f"{k}: Required {required!r}, --about requires it")
+        d = prop.get("default")
+        want = "None" if d is None else d if isinstance(d, str) else json.dumps(d)
+        need(default == want, f"{k}: Default {default!r}, --about default {want!r}")
 
 
 @check("--about (text)")
@@ -361,6 +439,24 @@ def _():
     need("Capabilities:" in p.stdout and "TAP_HARVEST_ACCESS_TOKEN" in p.stdout, "text --about incomplete")
 
 
+# The Meltano setting kind of each --about type (a string with a date format is a date).
+MELTANO_KINDS = {"boolean": "boolean", "integer": "integer", "number": "decimal", "string": "string"}
+
+
+def meltano_kind(prop):
+    if prop.get("type") == "string" and prop.get("format") in ("date", "date-time"):
+        return "date_iso8601"
+    return MELTANO_KINDS.get(prop.get("type"))
+
+
+def same_value(a, b):
+    """A meltano.yml `value:` and a JSON Schema default: equal, 300 and 300.0 alike (but not
+    True and 1)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    return a == b
+
+
 @check("meltano.yml mirrors --about", requires=["--about --format json"])
 def _():
     m = yaml.safe_load((ROOT / "meltano.yml").read_text())
@@ -368,20 +464,41 @@ def _():
     need(ex["namespace"] == "tap_harvest" and ex["executable"] == "tap-harvest", "namespace/executable")
     need(set(ex["capabilities"]) == CAPABILITIES, f"capabilities {ex['capabilities']}")
     settings = {s["name"]: s for s in ex["settings"]}
-    props = ABOUT["settings"]["properties"]
+    about = ABOUT["settings"]
+    props = about["properties"]
     need(set(settings) == set(props),
          f"settings differ: only in meltano.yml {sorted(set(settings) - set(props))}, "
          f"only in --about {sorted(set(props) - set(settings))}")
+    bad = []
+    for n, s in settings.items():
+        p = props[n]
+        want = meltano_kind(p)
+        if s.get("kind") != want:
+            bad.append(f"{n}: kind {s.get('kind')}, --about type {p.get('type')} format {p.get('format')} "
+                       f"(expected kind {want})")
+        if bool(s.get("sensitive")) != bool(p.get("secret")):
+            bad.append(f"{n}: sensitive {bool(s.get('sensitive'))}, --about secret {bool(p.get('secret'))}")
+        if "value" in s:
+            if "default" not in p:
+                bad.append(f"{n}: meltano.yml value {s['value']!r}, --about states no default")
+            elif not same_value(s["value"], p["default"]):
+                bad.append(f"{n}: meltano.yml value {s['value']!r}, --about default {p['default']!r}")
+    need(not bad, "meltano.yml differs from --about: " + "; ".join(bad))
     sensitive = {n for n, s in settings.items() if s.get("sensitive")}
     need(sensitive == SECRETS, f"sensitive settings {sorted(sensitive)}")
-    need(settings["start_date"].get("kind") == "date_iso8601", "start_date is not date_iso8601")
-    kinds = {"boolean": "boolean", "integer": "integer", "number": "decimal"}
-    for n, s in settings.items():
-        want = kinds.get(props[n].get("type"))
-        if want:
-            need(s.get("kind") == want, f"{n}: kind {s.get('kind')}, --about type {props[n]['type']}")
+    # Every group Meltano validates holds what --about requires: `required` always, and
+    # `dependentRequired` with the setting that needs it.
+    groups = [set(g) for g in ex.get("settings_group_validation", [])]
+    need(groups, "no settings_group_validation")
+    for g in groups:
+        need(set(about.get("required", [])) <= g, f"group {sorted(g)} lacks {about.get('required')}")
+        for given, needs in about.get("dependentRequired", {}).items():
+            need(given not in g or set(needs) <= g, f"group {sorted(g)} has {given} but not {needs}")
     loaders = {p["name"]: p for p in m["plugins"]["loaders"]}
     need({"target-jsonl", "target-postgres"} <= set(loaders), f"loaders {sorted(loaders)}")
+    left = sorted(n for n, p in props.items() if "default" in p and "value" not in settings[n])
+    return f"{len(settings)} settings, {sum('value' in s for s in settings.values())} defaults compared" + (
+        f" (left to the tap: {', '.join(left)})" if left else "")
 
 
 @check("--test with a good config: one request, exit 0")
@@ -725,9 +842,10 @@ def _():
     n2 = sum(len(r) for r in got.values())
     need(n2 < n1 / 2, f"the second run emitted {n2} records, the first {n1}: not incremental")
     for res, ch in changed.items():
-        ids = {r["id"] for r in got.get(res, [])}
+        stream = stream_of(res)
+        ids = {r["id"] for r in got.get(stream, [])}
         want = set(ch["updated"]) | set(ch["created"])
-        need(want <= ids, f"{res}: changed ids {sorted(want - ids)} not re-extracted")
+        need(want <= ids, f"{stream}: changed ids {sorted(want - ids)} not re-extracted")
     bookmarks = JSONL["state1"]["bookmarks"]
     for stream, recs in got.items():
         b = bookmarks.get(stream, {}).get("updated_at")
@@ -735,7 +853,8 @@ def _():
             old = [r["id"] for r in recs if r.get("updated_at") and r["updated_at"] < b]
             need(not old, f"{stream}: records older than the stored bookmark {b}: {old[:5]}")
     state2 = meltano_state(JSONL_ID)
-    need(state2["bookmarks"]["clients"]["updated_at"] > bookmarks["clients"]["updated_at"],
+    clients = stream_of("clients")
+    need(state2["bookmarks"][clients]["updated_at"] > bookmarks[clients]["updated_at"],
          "the clients bookmark did not move")
     JSONL["state2"] = state2
     return f"{n2} records (first run {n1})"
@@ -809,12 +928,13 @@ def _():
     need(0 < n2 < PGRUN["records1"] / 2, f"the incremental run loaded {n2} records, the full one {PGRUN['records1']}")
     compare_counts(pg_counts(), want, "PostgreSQL row counts after the upsert")
     truth_clients = {c["id"]: c["updated_at"] for c in truth("clients")}
-    rows = pg(f"select id, to_char(updated_at, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') from {PG_SCHEMA}.clients")
+    rows = pg(f"select id, to_char(updated_at, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') from {PG_SCHEMA}.\"{stream_of('clients')}\"")
     in_db = {int(i): u for i, u in (line.split("|") for line in rows.splitlines())}
     for cid in changed["clients"]["updated"] + changed["clients"]["created"]:
         need(in_db.get(cid) == truth_clients[cid], f"client {cid}: updated_at {in_db.get(cid)} in the database, {truth_clients[cid]} in Harvest")
     state2 = meltano_state(PG_ID)
-    need(state2["bookmarks"]["time_entries"]["updated_at"] > PGRUN["state1"]["bookmarks"]["time_entries"]["updated_at"],
+    entries = stream_of("time_entries")
+    need(state2["bookmarks"][entries]["updated_at"] > PGRUN["state1"]["bookmarks"][entries]["updated_at"],
          "the time_entries bookmark did not move")
     return f"{n2} records upserted"
 
