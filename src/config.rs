@@ -220,31 +220,15 @@ impl Reader<'_> {
         }
         s.trim_end_matches('/').to_string()
     }
-}
 
-impl Config {
-    pub fn load(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
-        let value: Value = serde_json::from_str(&text).map_err(|e| {
-            anyhow::anyhow!("config file {} is not valid JSON: {e}", path.display())
-        })?;
-        Ok(Config::from_value(&value)?)
-    }
-
-    pub fn from_value(value: &Value) -> Result<Config, ConfigErrors> {
-        let Some(obj) = value.as_object() else {
-            return Err(ConfigErrors(vec!["config must be a JSON object".into()]));
-        };
-        let mut r = Reader {
-            obj,
-            errors: Vec::new(),
-        };
-        let access_token = r.string("access_token");
-        let account_id = r.id("account_id");
-        let client_id = r.string("client_id");
-        let client_secret = r.string("client_secret");
-        let refresh_token = r.string("refresh_token");
+    /// The credentials (one auth mode, complete) and the account id.
+    fn auth(&mut self) -> (Option<Auth>, Option<String>) {
+        let obj = self.obj;
+        let access_token = self.string("access_token");
+        let account_id = self.id("account_id");
+        let client_id = self.string("client_id");
+        let client_secret = self.string("client_secret");
+        let refresh_token = self.string("refresh_token");
         let oauth_given = [&client_id, &client_secret, &refresh_token]
             .iter()
             .filter(|v| v.is_some())
@@ -254,14 +238,14 @@ impl Config {
         let mistyped = |k: &str| obj.get(k).is_some_and(|v| !v.is_null() && !v.is_string());
         let auth = match (access_token, oauth_given) {
             (Some(_), n) if n > 0 => {
-                r.errors.push(
-                    "config has both 'access_token' and OAuth keys (client_id, client_secret, refresh_token): keep one auth mode".into(),
-                );
+                self.errors.push(
+                        "config has both 'access_token' and OAuth keys (client_id, client_secret, refresh_token): keep one auth mode".into(),
+                    );
                 None
             }
             (Some(token), _) => {
                 if account_id.is_none() && !obj.contains_key("account_id") {
-                    r.errors
+                    self.errors
                         .push("config key 'account_id' is required with 'access_token'".into());
                 }
                 Some(Auth::Token {
@@ -283,9 +267,9 @@ impl Config {
                 .iter()
                 .any(|k| mistyped(k))
                 {
-                    r.errors.push(
-                        "config has no credentials: give 'access_token' and 'account_id', or 'client_id', 'client_secret' and 'refresh_token'".into(),
-                    );
+                    self.errors.push(
+                            "config has no credentials: give 'access_token' and 'account_id', or 'client_id', 'client_secret' and 'refresh_token'".into(),
+                        );
                 }
                 None
             }
@@ -300,7 +284,7 @@ impl Config {
                 .map(|(k, _)| *k)
                 .collect();
                 if !missing.is_empty() {
-                    r.errors.push(format!(
+                    self.errors.push(format!(
                         "OAuth config is missing {}",
                         missing
                             .iter()
@@ -312,27 +296,55 @@ impl Config {
                 None
             }
         };
+        (auth, account_id)
+    }
 
-        let start_date = match obj.get("start_date") {
+    /// `start_date`, required: a date or a date-time.
+    fn start_date(&mut self) -> Option<DateTime<Utc>> {
+        match self.obj.get("start_date") {
             None | Some(Value::Null) => {
-                r.errors.push("config key 'start_date' is required".into());
+                self.errors
+                    .push("config key 'start_date' is required".into());
                 None
             }
             Some(Value::String(s)) => {
                 let parsed = parse_datetime(s);
                 if parsed.is_none() {
-                    r.errors.push(format!(
+                    self.errors.push(format!(
                         "config key 'start_date' is not a date or date-time: {s:?}"
                     ));
                 }
                 parsed
             }
             Some(_) => {
-                r.errors
+                self.errors
                     .push("config key 'start_date' must be a string".into());
                 None
             }
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+        let value: Value = serde_json::from_str(&text).map_err(|e| {
+            anyhow::anyhow!("config file {} is not valid JSON: {e}", path.display())
+        })?;
+        Ok(Config::from_value(&value)?)
+    }
+
+    pub fn from_value(value: &Value) -> Result<Config, ConfigErrors> {
+        let Some(obj) = value.as_object() else {
+            return Err(ConfigErrors(vec!["config must be a JSON object".into()]));
         };
+        let mut r = Reader {
+            obj,
+            errors: Vec::new(),
+        };
+        let (auth, account_id) = r.auth();
+        let start_date = r.start_date();
         let user_agent = r.string("user_agent").unwrap_or_else(default_user_agent);
         if !user_agent
             .bytes()

@@ -184,7 +184,13 @@ fn build(
             )
         }),
         children,
-        tally: Tally::new(def.is_derived()),
+        tally: Tally::new(match def.source {
+            Source::Derived { distinct, .. } => distinct,
+            Source::Single { .. }
+            | Source::List { .. }
+            | Source::Child { .. }
+            | Source::Report { .. } => false,
+        }),
     }))
 }
 
@@ -258,6 +264,13 @@ mod tests {
             r.walk(&mut all);
         }
         assert_eq!(all.len(), streams::STREAMS.len());
+        // Only a stream declared so keeps the keys it sent (they cost memory).
+        let once: Vec<&str> = all
+            .iter()
+            .filter(|n| n.tally.sends_each_key_once())
+            .map(|n| n.def.name)
+            .collect();
+        assert_eq!(once, ["external_reference"]);
         for n in all {
             assert_eq!(
                 n.children.len(),

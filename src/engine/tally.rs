@@ -2,6 +2,7 @@
 //! to), whether it stopped, and the few records the engine keeps.
 
 use std::collections::HashSet;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -64,8 +65,9 @@ pub struct Tally {
     status: AtomicU8,
     /// The raw record of the stream that carries the feature flags.
     kept: OnceLock<Map<String, Value>>,
-    /// The keys emitted this sync, for a stream that sends each key once.
-    sent: Option<Mutex<HashSet<String>>>,
+    /// The keys emitted this sync, for a stream that sends each key once: 128-bit digests (16
+    /// bytes a key, where the key as a string takes 60 or more).
+    sent: Option<Mutex<HashSet<u128>>>,
 }
 
 impl Tally {
@@ -124,14 +126,31 @@ impl Tally {
         self.kept.get()
     }
 
+    /// Whether the stream sends each key once per sync.
+    pub fn sends_each_key_once(&self) -> bool {
+        self.sent.is_some()
+    }
+
     /// Whether a row with this key is sent: always, unless the stream sends each key once and
     /// this one was sent already.
     pub fn first_time(&self, key: impl FnOnce() -> String) -> bool {
         match &self.sent {
             None => true,
-            Some(sent) => sent.lock().unwrap().insert(key()),
+            Some(sent) => sent.lock().unwrap().insert(digest(&key())),
         }
     }
+}
+
+/// Two SipHash digests of `key` under different prefixes: a 128-bit digest, which two keys of
+/// one sync share with a chance far below any other failure's.
+fn digest(key: &str) -> u128 {
+    let half = |prefix: u8| {
+        let mut h = DefaultHasher::new();
+        prefix.hash(&mut h);
+        key.hash(&mut h);
+        h.finish()
+    };
+    (u128::from(half(0)) << 64) | u128::from(half(1))
 }
 
 #[cfg(test)]
