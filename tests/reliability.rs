@@ -442,6 +442,67 @@ fn a_stream_that_fails_for_good_stops_only_itself_and_its_children() {
 }
 
 #[test]
+fn a_parent_gone_is_skipped_but_a_422_on_a_child_list_fails_its_stream() {
+    let h = Harness::tiny();
+    let user = h.sim.truth("users")[0]["id"].clone();
+    let invoice = h.sim.truth("invoices")[0]["id"].clone();
+    // The user was deleted after /users was read: 404 on its assignments only.
+    h.sim.add_fault(fault(
+        &format!("/v2/users/{user}/project_assignments"),
+        FaultKind::Status(404),
+        Trigger::Fraction(1.0),
+    ));
+    // Harvest refuses one invoice's messages: a 422 the declaration does not expect.
+    h.sim.add_fault(fault(
+        &format!("/v2/invoices/{invoice}/messages"),
+        FaultKind::Status(422),
+        Trigger::Fraction(1.0),
+    ));
+    let catalog = catalog_selecting(&["users", "user_projects", "invoices", "invoice_messages"]);
+    let run = h.sync(&h.config(), Some(&catalog), None);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    run.assert_valid_singer();
+    assert!(
+        run.stderr
+            .contains(&format!("user_projects: parent {user} has none to read")),
+        "{}",
+        run.stderr
+    );
+    let critical: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("CRITICAL"))
+        .collect();
+    assert_eq!(critical.len(), 1, "{}", run.stderr);
+    assert!(
+        critical[0].contains("1 stream failed")
+            && critical[0].contains("stream invoice_messages failed")
+    );
+    assert!(critical[0].contains("422"), "{}", critical[0]);
+    // Every other user's assignments arrived, and the stream's bookmark moved.
+    let got: BTreeSet<String> = run
+        .records("user_projects")
+        .iter()
+        .map(|r| r["id"].to_string())
+        .collect();
+    let want: Vec<Value> = h.sim.truth("project_assignments");
+    assert!(!want.is_empty());
+    for pa in &want {
+        assert_eq!(
+            got.contains(&pa["id"].to_string()),
+            pa["user_id"] != user,
+            "assignment {} of user {}",
+            pa["id"],
+            pa["user_id"]
+        );
+    }
+    let state = run.last_state();
+    assert!(state["bookmarks"]["user_projects"]["updated_at"].is_string());
+    assert!(state["bookmarks"]["invoice_messages"].is_null());
+    assert_matches_truth(&run, &h.sim, "invoices");
+}
+
+#[test]
 fn records_changed_during_a_sync_are_caught_by_it_or_the_next() {
     let h = Harness::new(SimConfig::fast(Size::Small));
     h.sim

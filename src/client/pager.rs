@@ -212,6 +212,15 @@ impl Pager {
     }
 }
 
+impl Drop for Pager {
+    /// Pages fetched ahead that nobody will read (the stream stopped) are not fetched on.
+    fn drop(&mut self) {
+        for (task, _) in &self.ahead {
+            task.abort();
+        }
+    }
+}
+
 /// Reads a list page in one pass: where each record of `envelope` lies, `links.next` and
 /// `total_pages`. With no envelope, the body is a single object: a page of one record.
 fn read_page(body: &[u8], envelope: &str) -> Result<PageInfo, serde_json::Error> {

@@ -45,7 +45,11 @@ impl Node {
     /// Whether a record updated at `updated_at` is emitted. One whose `updated_at` cannot be
     /// read is emitted rather than lost.
     pub fn passes(&self, updated_at: Option<DateTime<Utc>>) -> bool {
-        after(self.since, updated_at)
+        match self.clock {
+            Clock::Own | Clock::Parent | Clock::Row => after(self.since, updated_at),
+            // A report window is read whole; a full table has no `since`.
+            Clock::Window | Clock::FullTable => true,
+        }
     }
 
     /// Whether this child needs the parent record updated at `updated_at`.

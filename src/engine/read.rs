@@ -26,8 +26,10 @@ use crate::streams::{reports, shape::shape, Clock, Source};
 pub enum Halt {
     /// 403: the token's role or the account's plan does not allow it: the stream is skipped.
     Forbidden(String),
-    /// 404 or 422 on one parent's child list: that parent has no children to read.
-    NoChildren(String),
+    /// 404: the object is gone (a parent deleted since its list was read).
+    Gone(String),
+    /// 422: Harvest cannot list it for this object (teammates of someone who is no manager).
+    Unprocessable(String),
     /// The stream failed for good; the others go on.
     Failed(String),
     /// The sync cannot go on (stdout closed, credentials rejected).
@@ -44,7 +46,8 @@ impl From<HttpError> for Halt {
     fn from(e: HttpError) -> Halt {
         match e {
             HttpError::Forbidden(m) => Halt::Forbidden(m),
-            HttpError::NotFound(m) | HttpError::Unprocessable(m) => Halt::NoChildren(m),
+            HttpError::NotFound(m) => Halt::Gone(m),
+            HttpError::Unprocessable(m) => Halt::Unprocessable(m),
             HttpError::Unauthorized(m) => Halt::Sync(anyhow::anyhow!(m)),
             HttpError::Exhausted(m) | HttpError::Rejected(m) => Halt::Failed(m),
         }
@@ -80,6 +83,18 @@ impl Stamp {
 pub struct Fans(pub Vec<(Arc<Node>, Vec<ParentId>)>);
 
 impl Fans {
+    /// No ids yet for each fan-out child of `node`, in table order: each is read (and its
+    /// bookmark closed) in that order, even with no parent to read it for.
+    fn for_children(node: &Node) -> Fans {
+        Fans(
+            node.children
+                .iter()
+                .filter(|c| matches!(c.def.source, Source::Child { .. }))
+                .map(|c| (c.clone(), Vec::new()))
+                .collect(),
+        )
+    }
+
     fn merge(&mut self, other: Fans) {
         for (node, ids) in other.0 {
             match self.0.iter_mut().find(|(n, _)| Arc::ptr_eq(n, &node)) {
@@ -221,7 +236,7 @@ pub async fn read_pages(ctx: &Ctx, node: &Arc<Node>, list: List) -> Result<Fans,
         node.tally.counters.clone(),
         list.lane,
     );
-    let mut fans = Fans::default();
+    let mut fans = Fans::for_children(node);
     let mut batch = Batch::default();
     loop {
         if !node.tally.running() {
@@ -404,26 +419,37 @@ async fn read_per_parent(
     };
     let limit = Arc::new(Semaphore::new(ctx.config.max_concurrency));
     let mut tasks: JoinSet<(String, Result<Fans, Halt>)> = JoinSet::new();
-    let mut fans = Fans::default();
+    let mut fans = Fans::for_children(node);
     let mut stop: Option<Halt> = None;
+    // A parent deleted meanwhile (404) has no children; a 422 means the same only for a child
+    // whose declaration filters its parents (the filter said yes, Harvest no: the parent changed
+    // meanwhile). Anything else stops the stream; what stops the sync outranks the rest.
+    let filtered = matches!(node.def.source, Source::Child { only: Some(_), .. });
     let mut settle = |done: Result<(String, Result<Fans, Halt>), tokio::task::JoinError>,
                       stop: &mut Option<Halt>| {
         let halt = match done {
             Ok((_, Ok(found))) => return fans.merge(found),
-            Ok((parent, Err(Halt::NoChildren(why)))) => {
-                crate::log::warn(&format!(
-                    "{}: parent {parent} has none to read ({why}); its children are skipped",
-                    node.def.name
-                ));
+            Ok((parent, Err(Halt::Gone(why)))) => (parent, why),
+            Ok((parent, Err(Halt::Unprocessable(why)))) if filtered => (parent, why),
+            Ok((_, Err(halt))) => {
+                if stop.is_none() || matches!(halt, Halt::Sync(_)) {
+                    *stop = Some(halt);
+                }
                 return;
             }
-            Ok((_, Err(halt))) => halt,
             Err(e) if e.is_cancelled() => return,
-            Err(e) => Halt::Failed(format!("a request task failed: {e}")),
+            Err(e) => {
+                if stop.is_none() {
+                    *stop = Some(Halt::Failed(format!("a request task failed: {e}")));
+                }
+                return;
+            }
         };
-        if stop.is_none() {
-            *stop = Some(halt);
-        }
+        let (parent, why) = halt;
+        crate::log::warn(&format!(
+            "{}: parent {parent} has none to read ({why}); its children are skipped",
+            node.def.name
+        ));
     };
     for id in parent_ids {
         let permit = limit.clone().acquire_owned().await.expect("never closed");
@@ -452,10 +478,16 @@ async fn read_per_parent(
             break;
         }
     }
-    if stop.is_some() {
-        tasks.abort_all();
-    }
-    while let Some(done) = tasks.join_next().await {
+    // Once the stream stops, the parents still being read stop too.
+    let mut aborted = false;
+    loop {
+        if !aborted && (stop.is_some() || !node.tally.running()) {
+            tasks.abort_all();
+            aborted = true;
+        }
+        let Some(done) = tasks.join_next().await else {
+            break;
+        };
         settle(done, &mut stop);
     }
     match stop {
@@ -562,7 +594,7 @@ impl Ctx {
                 self.forbidden(node, &msg);
                 Ok(())
             }
-            Halt::NoChildren(why) | Halt::Failed(why) => {
+            Halt::Gone(why) | Halt::Unprocessable(why) | Halt::Failed(why) => {
                 self.fail(node, why);
                 Ok(())
             }
