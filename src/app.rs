@@ -113,12 +113,7 @@ async fn test_schema(selection: Selection) -> Result<()> {
         .iter()
         .filter(|d| selection.is_selected(d.name))
     {
-        let rk: Vec<&str> = def
-            .replication()
-            .ok()
-            .and_then(|r| r.key)
-            .into_iter()
-            .collect();
+        let rk: Vec<&str> = def.advertised_key().into_iter().collect();
         emitter
             .schema(def.name, def.schema().clone(), def.key_properties, &rk)
             .await?;

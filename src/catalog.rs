@@ -20,12 +20,7 @@ pub fn entry(def: &StreamDef) -> Result<Value> {
         .as_object()
         .cloned()
         .unwrap_or_default();
-    let automatic: BTreeSet<&str> = def
-        .key_properties
-        .iter()
-        .copied()
-        .chain(replication_key)
-        .collect();
+    let automatic: BTreeSet<&str> = def.automatic_columns().collect();
     let mut root = Map::new();
     root.insert("inclusion".into(), json!("available"));
     root.insert("selected-by-default".into(), json!(true));
@@ -134,12 +129,7 @@ impl Selection {
                 .as_object()
                 .cloned()
                 .unwrap_or_default();
-            let automatic: BTreeSet<&str> = def
-                .key_properties
-                .iter()
-                .copied()
-                .chain(def.replication().ok().and_then(|r| r.key))
-                .collect();
+            let automatic: BTreeSet<&str> = def.automatic_columns().collect();
             let mut props = BTreeSet::new();
             for prop in known.keys() {
                 let md = metadata.get(&vec!["properties".to_string(), prop.clone()]);

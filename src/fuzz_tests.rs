@@ -724,8 +724,8 @@ proptest! {
                     for p in props {
                         prop_assert!(known.contains_key(p), "{name}: unknown property {p}");
                     }
-                    for k in def.key_properties.iter().chain(def.replication().unwrap().key.as_ref()) {
-                        prop_assert!(props.contains(*k), "{name}: automatic {k} not selected");
+                    for k in def.automatic_columns() {
+                        prop_assert!(props.contains(k), "{name}: automatic {k} not selected");
                     }
                 }
             }

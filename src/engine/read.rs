@@ -272,8 +272,11 @@ pub async fn read_pages(ctx: &Ctx, node: &Arc<Node>, list: List) -> Result<Fans,
                         if child.clock == Clock::Row {
                             rows.retain(|r| {
                                 let u = updated_at(r);
-                                child.tally.saw(u.filter(|_| child.passes(u)));
-                                child.passes(u)
+                                let kept = child.passes(u);
+                                if kept {
+                                    child.tally.saw(u);
+                                }
+                                kept
                             });
                         }
                         derived.push((child, rows));
@@ -572,13 +575,7 @@ async fn emit_schemas(ctx: &Ctx, root: &Arc<Node>) -> Result<(), OutputClosed> {
         if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
             props.retain(|k, _| columns.contains(k));
         }
-        let replication_key: Vec<&str> = n
-            .def
-            .replication()
-            .ok()
-            .and_then(|r| r.key)
-            .into_iter()
-            .collect();
+        let replication_key: Vec<&str> = n.def.advertised_key().into_iter().collect();
         ctx.emitter
             .schema(n.def.name, schema, n.def.key_properties, &replication_key)
             .await?;

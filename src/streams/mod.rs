@@ -223,6 +223,21 @@ impl StreamDef {
         }
     }
 
+    /// The replication key the catalog and SCHEMA advertise, for a stream whose declaration
+    /// [`check_table`] accepts.
+    pub fn advertised_key(&self) -> Option<&'static str> {
+        self.replication().ok()?.key
+    }
+
+    /// The columns always emitted, whatever the catalog selects: the key properties and the
+    /// advertised replication key.
+    pub fn automatic_columns(&self) -> impl Iterator<Item = &'static str> {
+        self.key_properties
+            .iter()
+            .copied()
+            .chain(self.advertised_key())
+    }
+
     /// The key under `bookmarks.<stream>`, for a stream whose declaration [`check_table`]
     /// accepts.
     pub fn bookmark_key(&self) -> Option<String> {

@@ -162,6 +162,14 @@ impl Run {
         self
     }
 
+    /// The CRITICAL lines of stderr: a failed run has exactly one.
+    pub fn critical_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.contains("CRITICAL"))
+            .collect()
+    }
+
     pub fn records(&self, stream: &str) -> Vec<&Map<String, Value>> {
         self.messages
             .iter()
