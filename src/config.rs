@@ -71,6 +71,9 @@ pub struct Config {
     pub max_concurrency: usize,
     pub reports_start_date: Option<NaiveDate>,
     pub include_fixed_fee: Option<bool>,
+    pub detect_deletions: bool,
+    pub deletion_window_days: u32,
+    pub deletion_full_scan_days: u32,
 }
 
 /// Every problem found in a config file, one line each.
@@ -192,6 +195,19 @@ impl Reader<'_> {
         } else {
             self.errors
                 .push(format!("config key '{key}' must be a positive integer"));
+            None
+        }
+    }
+
+    /// A whole number of days, 0 to 3,650.
+    fn days(&mut self, key: &str) -> Option<u32> {
+        let v = self.number(key)?;
+        if (0.0..=3650.0).contains(&v) && v.fract() == 0.0 {
+            Some(v as u32)
+        } else {
+            self.errors.push(format!(
+                "config key '{key}' must be a whole number of days from 0 to 3650"
+            ));
             None
         }
     }
@@ -411,6 +427,15 @@ impl Config {
                 }
             });
         let include_fixed_fee = r.boolean("include_fixed_fee");
+        let detect_deletions = r
+            .boolean("detect_deletions")
+            .unwrap_or(settings::DEFAULT_DETECT_DELETIONS);
+        let deletion_window_days = r
+            .days("deletion_window_days")
+            .unwrap_or(settings::DEFAULT_DELETION_WINDOW_DAYS);
+        let deletion_full_scan_days = r
+            .days("deletion_full_scan_days")
+            .unwrap_or(settings::DEFAULT_DELETION_FULL_SCAN_DAYS);
 
         if !r.errors.is_empty() {
             return Err(ConfigErrors(r.errors));
@@ -431,6 +456,9 @@ impl Config {
             max_concurrency,
             reports_start_date,
             include_fixed_fee,
+            detect_deletions,
+            deletion_window_days,
+            deletion_full_scan_days,
         })
     }
 }

@@ -272,8 +272,10 @@ impl Conformer {
             .cloned()
             .chain(streams::consumed_fields(stream).map(str::to_string))
             .collect();
+        // `_sdc_deleted_at` is set on tombstones only (see `engine::deletions`).
         let fields = props
             .iter()
+            .filter(|(name, _)| *name != streams::DELETED_AT)
             .filter(|(name, _)| selected.is_none_or(|s| s.contains(*name)))
             .map(|(name, s)| Field::compile(name, s))
             .collect();

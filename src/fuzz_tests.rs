@@ -69,6 +69,9 @@ const CONFIG_KEYS: &[&str] = &[
     "max_concurrency",
     "reports_start_date",
     "include_fixed_fee",
+    "detect_deletions",
+    "deletion_window_days",
+    "deletion_full_scan_days",
 ];
 
 const SECRET_KEYS: &[&str] = &["access_token", "client_secret", "refresh_token"];
@@ -386,7 +389,10 @@ fn valid_config_value(key: &'static str) -> BoxedStrategy<Value> {
         ])
         .prop_map(|s| json!(s))
         .boxed(),
-        "full_child_scan" | "include_fixed_fee" => prop_oneof![
+        "deletion_window_days" | "deletion_full_scan_days" => {
+            (0u32..400).prop_map(Value::from).boxed()
+        }
+        "full_child_scan" | "include_fixed_fee" | "detect_deletions" => prop_oneof![
             any::<bool>().prop_map(Value::Bool),
             select(vec!["true", "false", "TRUE"]).prop_map(|s| json!(s)),
         ]
@@ -1210,6 +1216,8 @@ fn realistic_record() -> BoxedStrategy<(
             let props = STREAMS[i].schema()["properties"].as_object().unwrap();
             let fields: Vec<BoxedStrategy<(String, Value, Odd, String)>> = props
                 .iter()
+                // Set on tombstones only, never on a record read from Harvest.
+                .filter(|(name, _)| *name != crate::streams::DELETED_AT)
                 .map(|(name, schema)| {
                     let name = name.clone();
                     (typed_value(schema), select(ODDS), unicode_text())

@@ -22,6 +22,11 @@ enum Out {
         key: String,
         value: Value,
     },
+    /// A stream's deletion memory (see [`crate::engine::known`]).
+    Memory {
+        stream: &'static str,
+        value: Value,
+    },
     State,
     /// The last STATE: written, then nothing more is accepted (tasks being cancelled may still
     /// be sending; what they send after this is dropped).
@@ -84,9 +89,15 @@ pub fn start<W: Write + Send + 'static>(out: W, state: State) -> (Emitter, Write
                         Out::Bookmark { stream, key, value } => {
                             state.set_bookmark(stream, &key, value)
                         }
+                        Out::Memory { stream, value } => state.set_memory(stream, value),
                         Out::State | Out::Finish => {
                             let finish = matches!(msg, Out::Finish);
-                            let value = state.to_value();
+                            // A large memory goes in the last STATE only, not in every one.
+                            let value = if finish {
+                                state.to_value()
+                            } else {
+                                state.to_value_without_large_memory()
+                            };
                             if dirty || last_state.as_ref() != Some(&value) {
                                 let mut line =
                                     serde_json::to_vec(&json!({"type": "STATE", "value": value}))
@@ -184,6 +195,11 @@ impl Emitter {
         value: Value,
     ) -> Result<(), OutputClosed> {
         self.send(Out::Bookmark { stream, key, value }).await
+    }
+
+    /// Sets a stream's deletion memory; it reaches the state after every message sent before it.
+    pub async fn memory(&self, stream: &'static str, value: Value) -> Result<(), OutputClosed> {
+        self.send(Out::Memory { stream, value }).await
     }
 
     /// Writes the last STATE and stops the writer: nothing sent afterwards is written.

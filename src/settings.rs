@@ -24,6 +24,9 @@ pub const DEFAULT_RATE_LIMIT_WINDOW_SECONDS: u64 = 15;
 pub const DEFAULT_REPORTS_RATE_LIMIT_REQUESTS: u32 = 100;
 pub const DEFAULT_REPORTS_RATE_LIMIT_WINDOW_SECONDS: u64 = 900;
 pub const DEFAULT_MAX_CONCURRENCY: u32 = 16;
+pub const DEFAULT_DETECT_DELETIONS: bool = true;
+pub const DEFAULT_DELETION_WINDOW_DAYS: u32 = 30;
+pub const DEFAULT_DELETION_FULL_SCAN_DAYS: u32 = 7;
 
 /// The project's address, in the default User-Agent (Harvest asks for a way to reach the
 /// author of a client).
@@ -152,6 +155,27 @@ pub struct Settings {
     pub reports_start_date: Option<String>,
     /// Sent as `include_fixed_fee` to the time and uninvoiced reports: whether fixed-fee projects' amounts count. Default: Harvest's own default (the parameter is not sent).
     pub include_fixed_fee: Option<bool>,
+    #[schemars(
+        description = format!(
+            "Report records deleted in Harvest: a RECORD with the key and `_sdc_deleted_at` (see the README's Deletions section). Default {DEFAULT_DETECT_DELETIONS}."
+        ),
+        extend("default" = DEFAULT_DETECT_DELETIONS)
+    )]
+    pub detect_deletions: Option<bool>,
+    #[schemars(
+        description = format!(
+            "Time entries and expenses whose spent_date lies in the last this many days are checked for deletions on every sync (0: only in full sweeps). Default {DEFAULT_DELETION_WINDOW_DAYS}."
+        ),
+        extend("default" = DEFAULT_DELETION_WINDOW_DAYS)
+    )]
+    pub deletion_window_days: Option<u32>,
+    #[schemars(
+        description = format!(
+            "Every list is read in full to find deletions when the last full sweep is older than this many days (0: on every sync). Default {DEFAULT_DELETION_FULL_SCAN_DAYS}."
+        ),
+        extend("default" = DEFAULT_DELETION_FULL_SCAN_DAYS)
+    )]
+    pub deletion_full_scan_days: Option<u32>,
 }
 
 /// The JSON Schema of the settings, for `--about`.
@@ -234,6 +258,9 @@ mod tests {
             "reports_rate_limit_requests" => json!(c.reports_budget.requests),
             "reports_rate_limit_window_seconds" => json!(c.reports_budget.window.as_secs_f64()),
             "max_concurrency" => json!(c.max_concurrency),
+            "detect_deletions" => json!(c.detect_deletions),
+            "deletion_window_days" => json!(c.deletion_window_days),
+            "deletion_full_scan_days" => json!(c.deletion_full_scan_days),
             _ => return None,
         })
     }
@@ -283,7 +310,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(with_default, 2 * 12);
+        assert_eq!(with_default, 2 * 15);
     }
 
     #[test]

@@ -15,10 +15,19 @@ pub fn format_bookmark(at: DateTime<Utc>) -> Value {
     Value::String(at.to_rfc3339_opts(SecondsFormat::Secs, true))
 }
 
+/// A stream's deletion memory larger than this (about 5,000 keys) is written in the last
+/// STATE of a sync only, not repeated in every STATE message.
+pub const INLINE_MEMORY_BYTES: usize = 16 * 1024;
+
+/// The top-level key of the deletion memory.
+pub const DELETIONS: &str = "deletions";
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct State {
     /// The whole state document, kept as given so unknown keys survive.
     value: Map<String, Value>,
+    /// The streams whose memory is larger than [`INLINE_MEMORY_BYTES`].
+    large: std::collections::BTreeSet<String>,
 }
 
 impl State {
@@ -64,7 +73,12 @@ impl State {
                         }
                     }
                 }
-                Ok(State { value })
+                let mut state = State {
+                    value,
+                    large: Default::default(),
+                };
+                state.measure_memory();
+                Ok(state)
             }
             Some(_) => bail!("'bookmarks' must be an object"),
             None => {
@@ -94,7 +108,10 @@ impl State {
                     ));
                 }
                 rest.insert("bookmarks".into(), Value::Object(bookmarks));
-                Ok(State { value: rest })
+                Ok(State {
+                    value: rest,
+                    large: Default::default(),
+                })
             }
         }
     }
@@ -127,6 +144,68 @@ impl State {
             *entry = Value::Object(Map::new());
         }
         entry.as_object_mut().unwrap().insert(key.into(), value);
+    }
+
+    /// The deletion memory, as the state holds it.
+    pub fn memory(&self) -> Option<&Value> {
+        self.value.get(DELETIONS)
+    }
+
+    fn measure_memory(&mut self) {
+        self.large.clear();
+        if let Some(Value::Object(m)) = self.value.get(DELETIONS) {
+            for (stream, v) in m {
+                if serde_json::to_vec(v).map_or(0, |b| b.len()) > INLINE_MEMORY_BYTES {
+                    self.large.insert(stream.clone());
+                }
+            }
+        }
+    }
+
+    /// Sets a stream's deletion memory.
+    pub fn set_memory(&mut self, stream: &str, value: Value) {
+        let large = serde_json::to_vec(&value).map_or(0, |b| b.len()) > INLINE_MEMORY_BYTES;
+        let all = self
+            .value
+            .entry(DELETIONS)
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !all.is_object() {
+            *all = Value::Object(Map::new());
+        }
+        all.as_object_mut()
+            .unwrap()
+            .insert(stream.to_string(), value);
+        if large {
+            self.large.insert(stream.to_string());
+        } else {
+            self.large.remove(stream);
+        }
+    }
+
+    /// The state as a STATE message in the middle of a sync carries it: without the large
+    /// memories (the last STATE has them).
+    pub fn to_value_without_large_memory(&self) -> Value {
+        if self.large.is_empty() {
+            return self.to_value();
+        }
+        let mut v = Map::new();
+        for (k, x) in &self.value {
+            if k == DELETIONS {
+                let small: Map<String, Value> = x
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(s, _)| !self.large.contains(*s))
+                    .map(|(s, m)| (s.clone(), m.clone()))
+                    .collect();
+                v.insert(k.clone(), Value::Object(small));
+            } else {
+                v.insert(k.clone(), x.clone());
+            }
+        }
+        v.entry("bookmarks")
+            .or_insert_with(|| Value::Object(Map::new()));
+        Value::Object(v)
     }
 
     pub fn to_value(&self) -> Value {

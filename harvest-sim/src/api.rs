@@ -240,6 +240,15 @@ fn parent_scope(d: &Data, r: Res, pid: Option<i64>) -> Option<Scope> {
         }
         _ => None,
     }?;
+    let parent = match r {
+        Res::InvoiceMessages | Res::InvoicePayments => Res::Invoices,
+        Res::EstimateMessages => Res::Estimates,
+        Res::UserAssignments | Res::TaskAssignments => Res::Projects,
+        _ => Res::Users,
+    };
+    if d.deleted.has(parent, idx) {
+        return None;
+    }
     Some(Scope::Parent(idx))
 }
 
@@ -269,23 +278,7 @@ fn to_bytes<T: serde::Serialize>(v: &T) -> Bytes {
 }
 
 fn single(d: &Data, ix: &Indexes, r: Res, id: i64, cx: &Ctx) -> Answer {
-    let idx = match r {
-        Res::Users => d.user_idx(id),
-        Res::Roles => d.role_idx(id),
-        Res::Clients => d.client_idx(id),
-        Res::Contacts => d.contact_idx(id),
-        Res::Projects => d.project_idx(id),
-        Res::Tasks => d.task_idx(id),
-        Res::InvoiceItemCategories => d.invoice_item_category_idx(id),
-        Res::EstimateItemCategories => d.estimate_item_category_idx(id),
-        Res::Invoices => d.invoice_idx(id),
-        Res::Estimates => d.estimate_idx(id),
-        Res::ExpenseCategories => d.expense_category_idx(id),
-        Res::Expenses => d.expense_idx(id),
-        Res::TimeEntries => d.time_entry_idx(id),
-        _ => None,
-    };
-    let Some(idx) = idx else {
+    let Some(idx) = crate::delete::index_of(d, r, id) else {
         return Answer::NotFound;
     };
     if let Some(v) = restricts_to_viewer(cx.viewer, r) {

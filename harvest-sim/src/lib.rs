@@ -22,6 +22,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 pub mod api;
+pub mod delete;
 pub mod gen;
 pub mod model;
 pub mod mutate;
@@ -198,6 +199,9 @@ pub enum FaultKind {
     Slow(Duration),
     /// Answer 429 with `Retry-After: retry_after`.
     Status429 { retry_after: u64 },
+    /// Before answering, delete these records of `resource` (with Harvest's cascades): a
+    /// deletion that lands between two page requests of a sync.
+    Delete { resource: String, ids: Vec<i64> },
     /// Answer normally but with odd records, as a changed or sloppy API might: every
     /// top-level number of each record sent as a string ("12.5"), `created_at` missing, and
     /// two unexpected fields (one nested, both with non-ASCII text).
@@ -209,6 +213,8 @@ pub enum FaultKind {
 pub enum Trigger {
     /// The first N matching requests.
     FirstN(u32),
+    /// Only the N-th matching request (1-based): the second page of a list, say.
+    Nth(u32),
     /// This fraction of matching requests, drawn from a deterministic RNG.
     Fraction(f64),
 }
@@ -370,6 +376,23 @@ impl Sim {
         self.state
             .mutate(resource, update, create)
             .unwrap_or_else(|e| panic!("harvest-sim mutate: {e}"))
+    }
+
+    /// Deletes records of `resource` by id, with Harvest's cascades (a project's time entries,
+    /// an invoice's messages...); `invoice_line_items` and `estimate_line_items` remove line
+    /// items from their parent. Panics when Harvest would refuse (see [`delete`]).
+    pub fn delete(&self, resource: &str, ids: &[i64]) -> delete::Deleted {
+        self.state
+            .delete(resource, ids)
+            .unwrap_or_else(|e| panic!("harvest-sim delete: {e}"))
+    }
+
+    /// Ids of `count` records of `resource` that Harvest would let one delete, spread over
+    /// the list.
+    pub fn deletable(&self, resource: &str, count: usize) -> Vec<i64> {
+        self.state
+            .deletable(resource, count)
+            .unwrap_or_else(|e| panic!("harvest-sim deletable: {e}"))
     }
 
     pub fn add_fault(&self, fault: Fault) {

@@ -483,6 +483,8 @@ pub struct Data {
     pub version: u64,
     /// Counter used to make mutated field values distinct.
     pub mutation_counter: u64,
+    /// Records deleted (see [`crate::delete`]): left out of every view.
+    pub deleted: crate::delete::Tombstones,
 }
 
 /// Finds the index of a record by id in an id-sorted vector.

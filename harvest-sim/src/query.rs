@@ -230,18 +230,24 @@ impl Indexes {
         }
     }
 
+    /// Live time entries by spent date, newest first (lists and reports).
     pub fn te_order(&self, d: &Data) -> &[u32] {
         self.te_order.get_or_init(|| {
-            date_desc(d.time_entries.len(), |i| {
+            let mut o = date_desc(d.time_entries.len(), |i| {
                 (d.time_entries[i].spent_date, d.time_entries[i].id)
-            })
+            });
+            o.retain(|&i| !d.deleted.has(Res::TimeEntries, i));
+            o
         })
     }
+    /// Live expenses by spent date, newest first (lists and reports).
     pub fn ex_order(&self, d: &Data) -> &[u32] {
         self.ex_order.get_or_init(|| {
-            date_desc(d.expenses.len(), |i| {
+            let mut o = date_desc(d.expenses.len(), |i| {
                 (d.expenses[i].spent_date, d.expenses[i].id)
-            })
+            });
+            o.retain(|&i| !d.deleted.has(Res::Expenses, i));
+            o
         })
     }
     fn inv_order(&self, d: &Data) -> &[u32] {
@@ -398,7 +404,7 @@ impl Indexes {
                 .map(|v| v.iter().rev().copied().collect())
                 .unwrap_or_default()
         };
-        match (res, scope) {
+        let mut order = match (res, scope) {
             (Res::Users, _) => desc(d.users.len()),
             (Res::Roles, _) => desc(d.roles.len()),
             (Res::Clients, _) => desc(d.clients.len()),
@@ -448,7 +454,11 @@ impl Indexes {
             (Res::ExpenseCategories, _) => desc(d.expense_categories.len()),
             (Res::Expenses, _) => self.ex_order(d).to_vec(),
             (Res::TimeEntries, _) => self.te_order(d).to_vec(),
+        };
+        if !d.deleted.is_empty() {
+            order.retain(|&i| !d.deleted.has(res, i));
         }
+        order
     }
 }
 

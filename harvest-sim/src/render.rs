@@ -599,6 +599,7 @@ pub fn project_assignment<'a>(d: &'a Data, i: u32, tas: &[u32]) -> ProjectAssign
         client: client_ref(d, p.client),
         task_assignments: tas
             .iter()
+            .filter(|&&t| !d.deleted.has(crate::query::Res::TaskAssignments, t))
             .map(|&t| {
                 let ta = &d.task_assignments[t as usize];
                 NestedTaskAssignment {

@@ -350,7 +350,10 @@ fn uninvoiced(d: &Data, ix: &Indexes, a: ReportArgs) -> Vec<Value> {
 fn project_budget(d: &Data, a: ReportArgs) -> Vec<Value> {
     let mut hours = vec![0i64; d.projects.len()];
     let mut amount = vec![0i64; d.projects.len()];
-    for te in &d.time_entries {
+    for (i, te) in d.time_entries.iter().enumerate() {
+        if d.deleted.has(crate::query::Res::TimeEntries, i as u32) {
+            continue;
+        }
         if a.viewer.is_some_and(|v| v != d.te_user(te)) {
             continue;
         }
@@ -361,7 +364,9 @@ fn project_budget(d: &Data, a: ReportArgs) -> Vec<Value> {
     d.projects
         .iter()
         .enumerate()
-        .filter(|(_, p)| p.budget.is_some())
+        .filter(|(i, p)| {
+            p.budget.is_some() && !d.deleted.has(crate::query::Res::Projects, *i as u32)
+        })
         .filter(|(_, p)| a.is_active.is_none_or_compat(p.is_active))
         .map(|(i, p)| {
             let c = &d.clients[p.client as usize];

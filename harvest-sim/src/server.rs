@@ -114,6 +114,8 @@ impl Limits {
 struct FaultSlot {
     fault: Fault,
     fired: u32,
+    /// Matching requests so far (for [`Trigger::Nth`]).
+    seen: u32,
     rng: ChaCha8Rng,
 }
 
@@ -257,6 +259,39 @@ impl AppState {
         Ok(MutateResult { updated, created })
     }
 
+    /// Deletes records by id with Harvest's cascades (see [`crate::delete`]).
+    pub fn delete(&self, resource: &str, ids: &[i64]) -> Result<crate::delete::Deleted, String> {
+        let mut d = self.data.write();
+        let now = chrono::Utc::now().timestamp();
+        match resource {
+            "invoice_line_items" | "estimate_line_items" => {
+                crate::delete::delete_line_items(&mut d, resource == "invoice_line_items", ids, now)
+            }
+            _ => {
+                let res = Res::from_name(resource)
+                    .ok_or_else(|| format!("cannot delete {resource:?} (unknown or company)"))?;
+                crate::delete::delete(&mut d, res, ids, now)
+            }
+        }
+    }
+
+    /// Ids of records Harvest would let one delete.
+    pub fn deletable(&self, resource: &str, count: usize) -> Result<Vec<i64>, String> {
+        let d = self.data.read();
+        match resource {
+            "invoice_line_items" | "estimate_line_items" => Ok(crate::delete::pick_line_items(
+                &d,
+                resource == "invoice_line_items",
+                count,
+            )),
+            _ => {
+                let res = Res::from_name(resource)
+                    .ok_or_else(|| format!("cannot delete {resource:?} (unknown or company)"))?;
+                Ok(crate::delete::pick(&d, res, count))
+            }
+        }
+    }
+
     pub fn report(
         &self,
         path: &str,
@@ -287,6 +322,7 @@ impl AppState {
         self.faults.lock().push(FaultSlot {
             fault,
             fired: 0,
+            seen: 0,
             rng,
         });
     }
@@ -302,8 +338,10 @@ impl AppState {
             if !path.starts_with(&slot.fault.path_prefix) {
                 continue;
             }
+            slot.seen += 1;
             let hit = match slot.fault.trigger {
                 Trigger::FirstN(n) => slot.fired < n,
+                Trigger::Nth(n) => slot.seen == n,
                 Trigger::Fraction(f) => slot.rng.random::<f64>() < f,
             };
             if hit {
@@ -552,6 +590,7 @@ pub fn router(st: Arc<AppState>) -> Router {
         .route("/__control/requests", get(ctl_requests))
         .route("/__control/reset", post(ctl_reset))
         .route("/__control/mutate", post(ctl_mutate))
+        .route("/__control/delete", post(ctl_delete))
         .route("/__control/truth/{resource}", get(ctl_truth))
         .route(
             "/__control/faults",
@@ -678,6 +717,10 @@ async fn api_entry(State(st): State<Arc<AppState>>, req: Request) -> Response {
             return tagged(too_many((*retry_after).max(1)), tag)
         }
         Some(FaultKind::Slow(d)) => tokio::time::sleep(*d).await,
+        Some(FaultKind::Delete { resource, ids }) => {
+            let (st2, resource, ids) = (st.clone(), resource.clone(), ids.clone());
+            let _ = tokio::task::spawn_blocking(move || st2.delete(&resource, &ids)).await;
+        }
         _ => {}
     }
     // 5. Unknown route.
@@ -982,6 +1025,32 @@ async fn ctl_mutate(State(st): State<Arc<AppState>>, Json(b): Json<MutateBody>) 
     }
 }
 
+#[derive(Deserialize)]
+struct DeleteBody {
+    resource: String,
+    /// The ids to delete; or, without them, `count` records Harvest would let one delete.
+    #[serde(default)]
+    ids: Option<Vec<i64>>,
+    #[serde(default)]
+    count: usize,
+}
+
+async fn ctl_delete(State(st): State<Arc<AppState>>, Json(b): Json<DeleteBody>) -> Response {
+    let res = tokio::task::spawn_blocking(move || {
+        let ids = match b.ids {
+            Some(ids) => ids,
+            None => st.deletable(&b.resource, b.count)?,
+        };
+        st.delete(&b.resource, &ids)
+    })
+    .await;
+    match res {
+        Ok(Ok(r)) => Json(r).into_response(),
+        Ok(Err(e)) => ctl_error(StatusCode::BAD_REQUEST, &e),
+        Err(_) => ctl_error(StatusCode::INTERNAL_SERVER_ERROR, "deletion failed"),
+    }
+}
+
 async fn ctl_truth(State(st): State<Arc<AppState>>, Path(resource): Path<String>) -> Response {
     let res = tokio::task::spawn_blocking(move || st.truth(&resource)).await;
     match res {
@@ -1000,7 +1069,10 @@ struct FaultBody {
     delay_ms: Option<u64>,
     retry_after: Option<u64>,
     first_n: Option<u32>,
+    nth: Option<u32>,
     fraction: Option<f64>,
+    resource: Option<String>,
+    ids: Option<Vec<i64>>,
 }
 
 async fn ctl_add_fault(State(st): State<Arc<AppState>>, Json(b): Json<FaultBody>) -> Response {
@@ -1010,17 +1082,22 @@ async fn ctl_add_fault(State(st): State<Arc<AppState>>, Json(b): Json<FaultBody>
         "truncated_json" => FaultKind::TruncatedJson,
         "odd_data" => FaultKind::OddData,
         "slow" => FaultKind::Slow(Duration::from_millis(b.delay_ms.unwrap_or(30_000))),
+        "delete" => FaultKind::Delete {
+            resource: b.resource.clone().unwrap_or_default(),
+            ids: b.ids.clone().unwrap_or_default(),
+        },
         "status429" | "status_429" | "429" => FaultKind::Status429 {
             retry_after: b.retry_after.unwrap_or(1),
         },
         other => {
             return ctl_error(
                 StatusCode::BAD_REQUEST,
-                &format!("unknown fault kind {other:?} (status, close_mid_body, truncated_json, slow, status429)"),
+                &format!("unknown fault kind {other:?} (status, close_mid_body, truncated_json, slow, status429, delete)"),
             )
         }
     };
     let trigger = match (b.first_n, b.fraction) {
+        _ if b.nth.is_some() => Trigger::Nth(b.nth.unwrap_or(1)),
         (Some(n), _) => Trigger::FirstN(n),
         (None, Some(f)) => Trigger::Fraction(f),
         (None, None) => Trigger::Fraction(1.0),

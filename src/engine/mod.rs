@@ -13,6 +13,8 @@
 //! its bookmark moves. The sync then reports each failed stream and ends in failure, so that a
 //! scheduler sees it. Only a closed stdout or rejected credentials stop everything at once.
 
+pub mod deletions;
+pub mod known;
 pub mod plan;
 pub mod read;
 pub mod tally;
@@ -158,10 +160,14 @@ pub async fn run(
         failed: Mutex::new(Vec::new()),
     });
     let started = Instant::now();
+    let started_at = chrono::Utc::now();
+    let roots = plan.roots.clone();
     let result = read_all(&ctx, plan.roots).await;
     // Whatever happened, the last STATE covers exactly what was emitted.
     let _ = ctx.emitter.state().await;
     result?;
+    // Only a sync that ran to its end decides what was deleted.
+    deletions::resolve(&ctx, &roots, started_at).await?;
     crate::log::info(&format!(
         "sync finished in {:.1} s: {} requests, {:.1} s waited on the rate limit",
         started.elapsed().as_secs_f64(),

@@ -7,15 +7,36 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
-use chrono::{DateTime, NaiveTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 
+use super::deletions::Presence;
+use super::known::{day_from, Memory};
 use super::tally::Tally;
 use crate::catalog::Selection;
 use crate::config::Config;
 use crate::conform::Conformer;
 use crate::output::RecordFrame;
 use crate::state::State;
-use crate::streams::{self, Clock, DerivedClock, FanOut, Source, StreamDef};
+use crate::streams::{self, Clock, Confirm, DerivedClock, FanOut, Source, StreamDef};
+
+/// One read of a root list: its filters, and what a complete read of it covers for deletions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListRead {
+    pub updated_since: Option<DateTime<Utc>>,
+    /// `from` and `to` on the list's date column (time entries' and expenses' `spent_date`).
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+    pub covers: Covers,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Covers {
+    Nothing,
+    /// Every record: no filter.
+    All,
+    /// Every record dated on or after `from`.
+    From,
+}
 
 /// One stream in the plan, with the children it feeds.
 pub struct Node {
@@ -35,6 +56,11 @@ pub struct Node {
     pub parents_since: Option<DateTime<Utc>>,
     /// For the stream that carries the feature flags: its record is kept for the engine.
     pub keeps_record: bool,
+    /// For a root list: the reads that make it, in order (a deletion window, then the
+    /// changes outside it; or one read).
+    pub reads: Vec<ListRead>,
+    /// Deletion bookkeeping, when deletions are detected for the stream.
+    pub presence: Option<Presence>,
     /// For the selected streams: the schema's columns it emits, and its RECORD framing.
     pub output: Option<(Conformer, RecordFrame)>,
     pub children: Vec<Arc<Node>>,
@@ -93,32 +119,65 @@ impl Plan {
     pub fn new(selection: &Selection, state: &State, config: &Config) -> Result<Plan> {
         streams::check_table().map_err(|e| anyhow!("the stream table is inconsistent: {e}"))?;
         let mut needed: BTreeSet<&'static str> = BTreeSet::new();
-        for def in streams::STREAMS
+        let mut wanted: Vec<&'static StreamDef> = streams::STREAMS
             .iter()
             .filter(|d| selection.is_selected(d.name))
-        {
-            let mut cur = Some(def);
-            while let Some(d) = cur {
-                needed.insert(d.name);
-                cur = d.parent().and_then(streams::find);
+            .collect();
+        while let Some(def) = wanted.pop() {
+            if !needed.insert(def.name) {
+                continue;
+            }
+            wanted.extend(def.parent().and_then(streams::find));
+            if config.detect_deletions {
+                // The streams whose deletions decide this one's: its records' owner (a
+                // project's time entries) and the list that confirms it.
+                let d = def.deletions;
+                let confirms = match d.confirm {
+                    Confirm::SameAs(other) => Some(other),
+                    Confirm::Listing | Confirm::Get(_) | Confirm::Never => None,
+                };
+                wanted.extend(
+                    d.owner
+                        .map(|(_, s)| s)
+                        .into_iter()
+                        .chain(confirms)
+                        .filter_map(streams::find),
+                );
             }
         }
+        let memory = Memory::from_state(state.memory());
+        let ctx = Inputs {
+            needed: &needed,
+            selection,
+            state,
+            config,
+            memory: &memory,
+        };
         let roots = streams::STREAMS
             .iter()
             .filter(|d| d.parent().is_none() && needed.contains(d.name))
-            .map(|d| build(d, &needed, selection, state, config))
+            .map(|d| build(d, &ctx))
             .collect::<Result<_>>()?;
         Ok(Plan { roots })
     }
 }
 
-fn build(
-    def: &'static StreamDef,
-    needed: &BTreeSet<&'static str>,
-    selection: &Selection,
-    state: &State,
-    config: &Config,
-) -> Result<Arc<Node>> {
+struct Inputs<'a> {
+    needed: &'a BTreeSet<&'static str>,
+    selection: &'a Selection,
+    state: &'a State,
+    config: &'a Config,
+    memory: &'a Memory,
+}
+
+fn build(def: &'static StreamDef, ctx: &Inputs) -> Result<Arc<Node>> {
+    let Inputs {
+        needed,
+        selection,
+        state,
+        config,
+        memory,
+    } = *ctx;
     let replication = def
         .replication()
         .map_err(|e| anyhow!("stream {}: {e}", def.name))?;
@@ -139,7 +198,7 @@ fn build(
     });
     let children: Vec<Arc<Node>> = streams::children_of(def.name)
         .filter(|c| needed.contains(c.name))
-        .map(|c| build(c, needed, selection, state, config))
+        .map(|c| build(c, ctx))
         .collect::<Result<_>>()?;
     let parents_since = match def.source {
         Source::Child {
@@ -164,7 +223,11 @@ fn build(
         Source::List { updated_since, .. } | Source::Child { updated_since, .. } => updated_since,
         Source::Single { .. } | Source::Report { .. } | Source::Derived { .. } => false,
     };
-    let request_since = if takes_updated_since {
+    let presence = (config.detect_deletions && def.reports_deletions())
+        .then(|| Presence::new(memory.streams.get(def.name).cloned()));
+    // A child list read whole tells its parent's deletions, for the same one request.
+    let is_child = matches!(def.source, Source::Child { .. });
+    let request_since = if takes_updated_since && !(is_child && presence.is_some()) {
         oldest_needed(
             selected.then_some(since),
             children.iter().map(|c| c.parents_since),
@@ -172,7 +235,16 @@ fn build(
     } else {
         None
     };
+    let reads = match def.source {
+        Source::List { .. } => list_reads(def, request_since, presence.as_ref(), config),
+        Source::Single { .. }
+        | Source::Child { .. }
+        | Source::Report { .. }
+        | Source::Derived { .. } => Vec::new(),
+    };
     Ok(Arc::new(Node {
+        reads,
+        presence,
         def,
         selected,
         clock: replication.clock,
@@ -196,6 +268,71 @@ fn build(
             | Source::Report { .. } => false,
         }),
     }))
+}
+
+/// How a root list is read: in full when it costs nothing more (the changes would be read in
+/// full anyway, or the whole list is one page) or a sweep is due; else its deletion window
+/// (`from`, no `updated_since`) and then the changes before it (`to`); else the changes.
+fn list_reads(
+    def: &StreamDef,
+    request_since: Option<DateTime<Utc>>,
+    presence: Option<&Presence>,
+    config: &Config,
+) -> Vec<ListRead> {
+    let full = ListRead {
+        updated_since: None,
+        from: None,
+        to: None,
+        covers: Covers::All,
+    };
+    let changes = ListRead {
+        updated_since: request_since,
+        from: None,
+        to: None,
+        covers: if request_since.is_none() {
+            Covers::All
+        } else {
+            Covers::Nothing
+        },
+    };
+    let (Some(presence), Some(_)) = (presence, request_since) else {
+        return vec![changes];
+    };
+    let now = Utc::now();
+    let sweep_due = presence.swept_at().is_none_or(|at| {
+        now.signed_duration_since(at).num_seconds()
+            >= i64::from(config.deletion_full_scan_days) * 86_400
+    });
+    // At most one page more than the changes take (which are one page at least).
+    let small = def.deletions.confirm == Confirm::Listing
+        && presence
+            .remembered()
+            .is_some_and(|n| n <= 2 * super::PER_PAGE as usize);
+    if sweep_due || small {
+        return vec![full];
+    }
+    match def.deletions.window {
+        Some(_) if config.deletion_window_days > 0 => {
+            let from =
+                now.date_naive() - chrono::Duration::days(config.deletion_window_days.into());
+            debug_assert!(day_from(from) > 0);
+            vec![
+                ListRead {
+                    updated_since: None,
+                    from: Some(from),
+                    to: None,
+                    covers: Covers::From,
+                },
+                ListRead {
+                    updated_since: request_since,
+                    from: None,
+                    to: from.pred_opt(),
+                    covers: Covers::Nothing,
+                },
+            ]
+        }
+        _ => vec![changes],
+    }
 }
 
 /// The `updated_since` a list request can carry: the oldest moment among those its readers
@@ -305,7 +442,19 @@ mod tests {
         let messages = find(&plan, "invoice_messages");
         assert_eq!(messages.clock, Clock::Parent);
         assert_eq!(messages.parents_since, Some(at("2024-06-01")));
-        assert_eq!(messages.request_since, Some(at("2024-06-01")));
+        // Each changed invoice's messages are read whole, to see which were deleted: the
+        // same one request.
+        assert_eq!(messages.request_since, None);
+        let plan = Plan::new(
+            &selecting(&["invoice_messages"]),
+            &state,
+            &config(json!({"detect_deletions": false})),
+        )
+        .unwrap();
+        assert_eq!(
+            find(&plan, "invoice_messages").request_since,
+            Some(at("2024-06-01"))
+        );
 
         // Selected too: the older of the two.
         let plan = Plan::new(

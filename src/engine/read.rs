@@ -12,7 +12,9 @@ use serde_json::{json, Map, Value};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::plan::Node;
+use super::deletions::attrs_of;
+use super::known::{day_from, Key};
+use super::plan::{Covers, ListRead, Node};
 use super::tally::Status;
 use super::{Ctx, Failure, PER_PAGE};
 use crate::client::pager::Pager;
@@ -20,7 +22,7 @@ use crate::client::{HttpError, Lane};
 use crate::config::parse_datetime;
 use crate::output::OutputClosed;
 use crate::state::format_bookmark;
-use crate::streams::{reports, shape::shape, Clock, Source};
+use crate::streams::{reports, shape::shape, Clock, Source, DELETED_AT};
 
 /// Why reading a list stopped before its end.
 pub enum Halt {
@@ -64,6 +66,14 @@ pub enum Stamp {
 }
 
 impl Stamp {
+    /// The parent's id, for a child's records.
+    fn parent_id(&self) -> Option<i64> {
+        match self {
+            Stamp::Parent(_, id) => id.as_i64(),
+            Stamp::None | Stamp::Window(..) => None,
+        }
+    }
+
     fn apply(&self, record: &mut Map<String, Value>) {
         match self {
             Stamp::None => {}
@@ -258,17 +268,39 @@ pub async fn read_pages(ctx: &Ctx, node: &Arc<Node>, list: List) -> Result<Fans,
                 node.tally.keep(&record);
             }
             let upd = updated_at(&record);
+            let own_id = record.get("id").and_then(Value::as_i64);
+            if let Some(p) = &node.presence {
+                if let Some(key) = Key::of(&record, node.def.key_properties) {
+                    p.saw(key, attrs_of(node, &record, list.stamp.parent_id()));
+                }
+            }
             let mut derived = Vec::new();
             for child in &node.children {
-                if !child.wants_parent(upd) {
+                let wanted = child.wants_parent(upd);
+                let remembered = child.presence.as_ref().filter(|_| child.def.is_derived());
+                if !wanted && remembered.is_none() {
                     continue;
                 }
-                if child.clock == Clock::Parent {
+                if wanted && child.clock == Clock::Parent {
                     child.tally.saw(upd);
                 }
                 match child.def.source {
-                    Source::Derived { rows, .. } => {
+                    Source::Derived { rows, distinct, .. } => {
                         let mut rows = rows(&record);
+                        if let Some(p) = remembered {
+                            // Every row of this parent is here: its deletions can be told.
+                            for r in &rows {
+                                if let Some(key) = Key::of(r, child.def.key_properties) {
+                                    p.saw(key, attrs_of(child, r, own_id));
+                                }
+                            }
+                            if let (Some(id), false) = (own_id, distinct) {
+                                p.covered_owner(id);
+                            }
+                        }
+                        if !wanted {
+                            continue;
+                        }
                         if child.clock == Clock::Row {
                             rows.retain(|r| {
                                 let u = updated_at(r);
@@ -282,7 +314,7 @@ pub async fn read_pages(ctx: &Ctx, node: &Arc<Node>, list: List) -> Result<Fans,
                         derived.push((child, rows));
                     }
                     Source::Child { only, .. } => {
-                        if only.is_none_or(|accepts| accepts(&record)) {
+                        if wanted && only.is_none_or(|accepts| accepts(&record)) {
                             fans.add(child, ParentId::of(record.get("id")));
                         }
                     }
@@ -330,6 +362,52 @@ fn list_url(ctx: &Ctx, path: &str, since: Option<DateTime<Utc>>) -> String {
     url
 }
 
+fn read_url(ctx: &Ctx, path: &str, read: &ListRead) -> String {
+    let mut url = list_url(ctx, path, read.updated_since);
+    if let Some(from) = read.from {
+        url.push_str(&format!("&from={from}"));
+    }
+    if let Some(to) = read.to {
+        url.push_str(&format!("&to={to}"));
+    }
+    url
+}
+
+/// Reads a root list: each of its reads in turn. What a complete read covers is noted for
+/// the deletions.
+async fn read_list(
+    ctx: &Ctx,
+    node: &Arc<Node>,
+    path: &'static str,
+    envelope: &'static str,
+) -> Result<Fans, Halt> {
+    let mut fans = Fans::for_children(node);
+    for read in &node.reads {
+        let list = List {
+            url: read_url(ctx, path, read),
+            endpoint: path,
+            envelope,
+            lane: Lane::Pages,
+            stamp: Stamp::None,
+        };
+        fans.merge(read_pages(ctx, node, list).await?);
+        if !node.tally.running() {
+            break;
+        }
+        let remembered = std::iter::once(node)
+            .chain(node.children.iter().filter(|c| c.def.is_derived()))
+            .filter_map(|n| n.presence.as_ref());
+        for p in remembered {
+            match (read.covers, read.from) {
+                (Covers::All, _) => p.covered_all(),
+                (Covers::From, Some(from)) => p.covered_from(day_from(from)),
+                (Covers::From, None) | (Covers::Nothing, _) => {}
+            }
+        }
+    }
+    Ok(fans)
+}
+
 /// Reads a root stream and everything below it. A stream that fails stops only itself and
 /// its children; only what ends the whole sync comes back as an error.
 pub async fn read_root(ctx: &Arc<Ctx>, root: &Arc<Node>) -> Result<(), anyhow::Error> {
@@ -342,13 +420,17 @@ pub async fn read_root(ctx: &Arc<Ctx>, root: &Arc<Node>) -> Result<(), anyhow::E
             lane: Lane::Small,
             stamp: Stamp::None,
         },
-        Source::List { path, envelope, .. } => List {
-            url: list_url(ctx, path, root.request_since),
-            endpoint: path,
-            envelope,
-            lane: Lane::Pages,
-            stamp: Stamp::None,
-        },
+        Source::List { path, envelope, .. } => {
+            match read_list(ctx, root, path, envelope).await {
+                Ok(fans) => {
+                    close(ctx, root).await?;
+                    fan_out(ctx, fans).await?;
+                }
+                Err(halt) => ctx.halt(root, halt)?,
+            }
+            super::progress(root);
+            return Ok(());
+        }
         Source::Report { .. } => return read_report(ctx, root).await,
         Source::Child { .. } | Source::Derived { .. } => {
             ctx.fail(root, "it is read under its parent, not on its own".into());
@@ -469,9 +551,17 @@ async fn read_per_parent(
             stamp: Stamp::Parent(column, id.value()),
         };
         let parent = id.to_string();
+        let owner = match &id {
+            ParentId::Number(n) => n.as_i64(),
+            ParentId::Text(_) => None,
+        };
         tasks.spawn(async move {
             let _permit = permit;
-            (parent, read_pages(&task_ctx, &task_node, list).await)
+            let read = read_pages(&task_ctx, &task_node, list).await;
+            if let (Ok(_), Some(p), Some(owner)) = (&read, &task_node.presence, owner) {
+                p.covered_owner(owner);
+            }
+            (parent, read)
         });
         // Settle what is done, so that a failure stops the queueing of more work.
         while let Some(done) = tasks.try_join_next() {
@@ -573,7 +663,7 @@ async fn emit_schemas(ctx: &Ctx, root: &Arc<Node>) -> Result<(), OutputClosed> {
         let columns = conformer.columns();
         let mut schema = n.def.schema().clone();
         if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
-            props.retain(|k, _| columns.contains(k));
+            props.retain(|k, _| columns.contains(k) || k == DELETED_AT);
         }
         let replication_key: Vec<&str> = n.def.advertised_key().into_iter().collect();
         ctx.emitter

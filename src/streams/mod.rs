@@ -143,6 +143,50 @@ impl Replication {
     }
 }
 
+/// The column every stream that reports deletions declares: set on a tombstone RECORD, which
+/// carries the key properties and this (RFC 3339) only.
+pub const DELETED_AT: &str = "_sdc_deleted_at";
+
+/// What proves that a record missing from a complete read of its list is gone from Harvest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirm {
+    /// The read is a snapshot: cursor pages (a deletion shifts nothing), one parent's child
+    /// list, or the rows inside a parent record.
+    Listing,
+    /// Offset pages shift when records go, and a filtered read misses a record whose date was
+    /// edited: a missing record is deleted only once `GET <path>` (with `{id}`) answers 404.
+    Get(&'static str),
+    /// The list shows active records only (a user's project assignments): a missing record is
+    /// deleted only if this stream (read in full in the same sync) has no record of that id.
+    SameAs(&'static str),
+    /// Not checked: a report's rows are sums, the company cannot be deleted.
+    Never,
+}
+
+/// How a stream's deletions are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deletions {
+    pub confirm: Confirm,
+    /// The date column a list's `from` filters on: records dated within the last
+    /// `deletion_window_days` are checked on every sync, the rest in full sweeps.
+    pub window: Option<&'static str>,
+    /// For a root list: the column naming the record that owns it, and the owner's stream (a
+    /// project's time entries go with it). A child's or derived row's owner is its parent.
+    pub owner: Option<(&'static str, &'static str)>,
+}
+
+const LISTED: Deletions = Deletions {
+    confirm: Confirm::Listing,
+    window: None,
+    owner: None,
+};
+
+const NEVER: Deletions = Deletions {
+    confirm: Confirm::Never,
+    window: None,
+    owner: None,
+};
+
 /// One Harvest stream.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamDef {
@@ -161,6 +205,8 @@ pub struct StreamDef {
     pub feature: Option<Feature>,
     /// The Harvest role that can read it, for the 403 warning.
     pub role: &'static str,
+    /// How records deleted in Harvest are found.
+    pub deletions: Deletions,
 }
 
 impl StreamDef {
@@ -236,12 +282,18 @@ impl StreamDef {
             .iter()
             .copied()
             .chain(self.advertised_key())
+            .chain(self.reports_deletions().then_some(DELETED_AT))
     }
 
     /// The key under `bookmarks.<stream>`, for a stream whose declaration [`check_table`]
     /// accepts.
     pub fn bookmark_key(&self) -> Option<String> {
         self.replication().ok()?.bookmark
+    }
+
+    /// Whether deleted records of the stream are reported.
+    pub fn reports_deletions(&self) -> bool {
+        self.deletions.confirm != Confirm::Never
     }
 
     /// The JSON Schema of the stream, as shipped in `schemas/`.
@@ -279,6 +331,50 @@ pub fn check_table() -> Result<(), String> {
             if !props.contains_key(*col) {
                 return fail(format!("column {col} is not in its schema"));
             }
+        }
+        let d = s.deletions;
+        for col in d.window.iter().chain(d.owner.iter().map(|(c, _)| c)) {
+            if !props.contains_key(*col) && !s.refs.iter().any(|(_, c)| c == col) {
+                return fail(format!("deletion column {col} is not in its schema"));
+            }
+        }
+        if let Some((_, owner)) = d.owner {
+            match STREAMS.iter().position(|o| o.name == owner) {
+                Some(pos) if pos < i && STREAMS[pos].key_properties == ["id"] => {}
+                _ => {
+                    return fail(format!(
+                        "its owner {owner} must be declared before it, keyed by id"
+                    ))
+                }
+            }
+            if !matches!(s.source, Source::List { .. }) {
+                return fail(
+                    "only a root list names an owner (a child's owner is its parent)".into(),
+                );
+            }
+        }
+        match (d.confirm, s.source) {
+            (Confirm::Never, Source::Report { .. } | Source::Single { .. }) => {}
+            (Confirm::Never, _) => return fail("a list's deletions must be found".into()),
+            (_, Source::Report { .. } | Source::Single { .. }) => {
+                return fail("a report or a single object has no deletions to find".into())
+            }
+            (Confirm::Get(path), Source::List { .. })
+                if path.contains("{id}") && s.key_properties == ["id"] => {}
+            (Confirm::Get(_), _) => {
+                return fail(
+                    "a GET confirmation is for a root list keyed by id, with {id} in its path"
+                        .into(),
+                )
+            }
+            (Confirm::SameAs(other), _) => {
+                if find(other).is_none_or(|o| {
+                    o.key_properties != s.key_properties || o.deletions.confirm != Confirm::Listing
+                }) {
+                    return fail(format!("{other} cannot confirm its deletions"));
+                }
+            }
+            (Confirm::Listing, _) => {}
         }
         if rep.clock == Clock::Row && !props.contains_key("updated_at") {
             return fail("its rows' own clock needs an updated_at column".into());
@@ -332,6 +428,18 @@ pub fn check_table() -> Result<(), String> {
     }
 }
 
+/// A project's records: they go with it.
+const OF_PROJECT: Deletions = Deletions {
+    owner: Some(("project_id", "projects")),
+    ..LISTED
+};
+
+/// Time entries and expenses: checked by `spent_date` window, and they go with their project.
+const DATED_OF_PROJECT: Deletions = Deletions {
+    window: Some("spent_date"),
+    ..OF_PROJECT
+};
+
 const ADMIN: &str = "administrator";
 const MANAGER: &str = "administrator or manager";
 const ANYONE: &str = "any user";
@@ -351,16 +459,23 @@ pub static STREAMS: &[StreamDef] = &[
         parent_id: None,
         feature: None,
         role: ANYONE,
+        deletions: NEVER,
     },
     list("clients", "/clients", "clients", &[], None, MANAGER),
-    list(
-        "contacts",
-        "/contacts",
-        "contacts",
-        &[("client", "client_id")],
-        None,
-        MANAGER,
-    ),
+    StreamDef {
+        deletions: Deletions {
+            owner: Some(("client_id", "clients")),
+            ..LISTED
+        },
+        ..list(
+            "contacts",
+            "/contacts",
+            "contacts",
+            &[("client", "client_id")],
+            None,
+            MANAGER,
+        )
+    },
     list("tasks", "/tasks", "tasks", &[], None, ANYONE),
     list(
         "projects",
@@ -370,22 +485,28 @@ pub static STREAMS: &[StreamDef] = &[
         None,
         MANAGER,
     ),
-    list(
-        "project_tasks",
-        "/task_assignments",
-        "task_assignments",
-        TA,
-        None,
-        MANAGER,
-    ),
-    list(
-        "project_users",
-        "/user_assignments",
-        "user_assignments",
-        UA,
-        None,
-        MANAGER,
-    ),
+    StreamDef {
+        deletions: OF_PROJECT,
+        ..list(
+            "project_tasks",
+            "/task_assignments",
+            "task_assignments",
+            TA,
+            None,
+            MANAGER,
+        )
+    },
+    StreamDef {
+        deletions: OF_PROJECT,
+        ..list(
+            "project_users",
+            "/user_assignments",
+            "user_assignments",
+            UA,
+            None,
+            MANAGER,
+        )
+    },
     StreamDef {
         source: Source::List {
             path: "/roles",
@@ -403,17 +524,25 @@ pub static STREAMS: &[StreamDef] = &[
         DerivedClock::Parent,
     ),
     list("users", "/users", "users", &[], None, MANAGER),
-    child(
-        "user_projects",
-        "users",
-        "/users/{id}/project_assignments",
-        "project_assignments",
-        true,
-        FanOut::AllParents,
-        "user_id",
-        &[("project", "project_id"), ("client", "client_id")],
-        ANYONE,
-    ),
+    StreamDef {
+        // Harvest lists a user's active assignments only; the same records (same ids) are
+        // `/user_assignments`, which lists them all.
+        deletions: Deletions {
+            confirm: Confirm::SameAs("project_users"),
+            ..LISTED
+        },
+        ..child(
+            "user_projects",
+            "users",
+            "/users/{id}/project_assignments",
+            "project_assignments",
+            true,
+            FanOut::AllParents,
+            "user_id",
+            &[("project", "project_id"), ("client", "client_id")],
+            ANYONE,
+        )
+    },
     derived(
         "user_project_tasks",
         "user_projects",
@@ -477,6 +606,10 @@ pub static STREAMS: &[StreamDef] = &[
     ),
     StreamDef {
         flatten: &[("receipt", "receipt_")],
+        deletions: Deletions {
+            confirm: Confirm::Get("/expenses/{id}"),
+            ..DATED_OF_PROJECT
+        },
         ..list(
             "expenses",
             "/expenses",
@@ -501,19 +634,25 @@ pub static STREAMS: &[StreamDef] = &[
         Some(Feature::Invoice),
         MANAGER,
     ),
-    list(
-        "invoices",
-        "/invoices",
-        "invoices",
-        &[
-            ("client", "client_id"),
-            ("estimate", "estimate_id"),
-            ("retainer", "retainer_id"),
-            ("creator", "creator_id"),
-        ],
-        Some(Feature::Invoice),
-        MANAGER,
-    ),
+    StreamDef {
+        deletions: Deletions {
+            confirm: Confirm::Get("/invoices/{id}"),
+            ..LISTED
+        },
+        ..list(
+            "invoices",
+            "/invoices",
+            "invoices",
+            &[
+                ("client", "client_id"),
+                ("estimate", "estimate_id"),
+                ("retainer", "retainer_id"),
+                ("creator", "creator_id"),
+            ],
+            Some(Feature::Invoice),
+            MANAGER,
+        )
+    },
     StreamDef {
         feature: Some(Feature::Invoice),
         ..child(
@@ -562,14 +701,20 @@ pub static STREAMS: &[StreamDef] = &[
         Some(Feature::Estimate),
         ADMIN,
     ),
-    list(
-        "estimates",
-        "/estimates",
-        "estimates",
-        &[("client", "client_id"), ("creator", "creator_id")],
-        Some(Feature::Estimate),
-        MANAGER,
-    ),
+    StreamDef {
+        deletions: Deletions {
+            confirm: Confirm::Get("/estimates/{id}"),
+            ..LISTED
+        },
+        ..list(
+            "estimates",
+            "/estimates",
+            "estimates",
+            &[("client", "client_id"), ("creator", "creator_id")],
+            Some(Feature::Estimate),
+            MANAGER,
+        )
+    },
     StreamDef {
         feature: Some(Feature::Estimate),
         ..child(
@@ -595,23 +740,29 @@ pub static STREAMS: &[StreamDef] = &[
             DerivedClock::Parent,
         )
     },
-    list(
-        "time_entries",
-        "/time_entries",
-        "time_entries",
-        &[
-            ("user", "user_id"),
-            ("client", "client_id"),
-            ("project", "project_id"),
-            ("task", "task_id"),
-            ("user_assignment", "user_assignment_id"),
-            ("task_assignment", "task_assignment_id"),
-            ("invoice", "invoice_id"),
-            ("external_reference", "external_reference_id"),
-        ],
-        None,
-        ANYONE,
-    ),
+    StreamDef {
+        deletions: Deletions {
+            confirm: Confirm::Get("/time_entries/{id}"),
+            ..DATED_OF_PROJECT
+        },
+        ..list(
+            "time_entries",
+            "/time_entries",
+            "time_entries",
+            &[
+                ("user", "user_id"),
+                ("client", "client_id"),
+                ("project", "project_id"),
+                ("task", "task_id"),
+                ("user_assignment", "user_assignment_id"),
+                ("task_assignment", "task_assignment_id"),
+                ("invoice", "invoice_id"),
+                ("external_reference", "external_reference_id"),
+            ],
+            None,
+            ANYONE,
+        )
+    },
     StreamDef {
         source: Source::Derived {
             parent: "time_entries",
@@ -761,6 +912,7 @@ const fn report(
         parent_id: None,
         feature,
         role: ANYONE,
+        deletions: NEVER,
     }
 }
 
@@ -786,6 +938,7 @@ const fn list(
         parent_id: None,
         feature,
         role,
+        deletions: LISTED,
     }
 }
 
@@ -818,6 +971,7 @@ const fn child(
         parent_id: Some(parent_id),
         feature: None,
         role,
+        deletions: LISTED,
     }
 }
 
@@ -845,6 +999,7 @@ const fn derived(
         parent_id: None,
         feature: None,
         role: ANYONE,
+        deletions: LISTED,
     }
 }
 

@@ -16,10 +16,19 @@ pub fn schema(stream: &str) -> &'static Value {
         SCHEMA_FILES
             .iter()
             .map(|(name, text)| {
-                (
-                    *name,
-                    serde_json::from_str(text).expect("embedded schema is JSON"),
-                )
+                let mut schema: Value =
+                    serde_json::from_str(text).expect("embedded schema is JSON");
+                // A stream that reports deletions declares the tombstone's column.
+                if super::find(name).is_some_and(|d| d.reports_deletions()) {
+                    if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut)
+                    {
+                        props.insert(
+                            super::DELETED_AT.to_string(),
+                            serde_json::json!({"type": ["null", "string"], "format": "date-time"}),
+                        );
+                    }
+                }
+                (*name, schema)
             })
             .collect()
     });

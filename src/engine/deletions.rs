@@ -1,0 +1,328 @@
+//! Deletions. Harvest keeps no trace of what it deleted, so the tap remembers the keys it sent
+//! ([`super::known`], in the STATE) and, after a sync has read everything, reports as deleted
+//! the remembered keys that a complete read should have shown and did not:
+//!
+//! - a root list read in full (a sweep, or a small list that is one page anyway): every key;
+//! - time entries and expenses read with `from` (the window): the keys dated in the window;
+//! - a child list read for one parent, or the rows inside a parent record read this sync: that
+//!   parent's keys;
+//! - and, whatever was read, the keys whose owner was found deleted (cascades).
+//!
+//! A key missing from an offset-paged or filtered read is confirmed with a GET that answers 404
+//! before it is reported (a page that shifted, or a `spent_date` edited out of the window, hide
+//! a record that exists). Nothing is decided for a stream that failed, was skipped or whose
+//! list kept changing while it was read, nor when the sync is interrupted: the next sync
+//! decides. Only the keys are reported: a RECORD with the key properties and a non-null
+//! `_sdc_deleted_at`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::known::{day_of, Attrs, Key, Known};
+use super::plan::Node;
+use super::tally::Status;
+use super::Ctx;
+use crate::client::{HttpError, Lane};
+use crate::output::OutputClosed;
+use crate::streams::{self, Confirm, Source, DELETED_AT};
+
+/// At most this many missing records of a stream are confirmed by GET in one sync; the rest
+/// wait for the next one (they are not reported meanwhile).
+pub const MAX_CONFIRMATIONS: usize = 2000;
+
+/// What a complete read of a stream covered this sync.
+#[derive(Debug, Default)]
+struct Cover {
+    /// The whole list, with no filter.
+    all: bool,
+    /// Records dated on or after this day (days since 1970-01-01).
+    from_day: Option<i32>,
+    /// The parents (owners) whose rows were all read.
+    owners: HashSet<i64>,
+}
+
+/// One stream's deletion bookkeeping during a sync.
+pub struct Presence {
+    /// What the STATE says the warehouse has.
+    old: Mutex<Option<Known>>,
+    /// The keys read this sync, with their owner and day.
+    seen: Mutex<Vec<(Key, Attrs)>>,
+    cover: Mutex<Cover>,
+    /// A list changed while it was read and could not be read consistently: no decision.
+    unsettled: AtomicBool,
+    pub reported: AtomicU64,
+}
+
+impl Presence {
+    pub fn new(old: Option<Known>) -> Presence {
+        Presence {
+            old: Mutex::new(old),
+            seen: Mutex::new(Vec::new()),
+            cover: Mutex::new(Cover::default()),
+            unsettled: AtomicBool::new(false),
+            reported: AtomicU64::new(0),
+        }
+    }
+
+    /// How many keys the STATE remembers.
+    pub fn remembered(&self) -> Option<usize> {
+        self.old.lock().unwrap().as_ref().map(|k| k.rows.len())
+    }
+
+    /// When the stream was last read in full.
+    pub fn swept_at(&self) -> Option<DateTime<Utc>> {
+        self.old.lock().unwrap().as_ref().and_then(|k| k.swept_at)
+    }
+
+    pub fn saw(&self, key: Key, attrs: Attrs) {
+        self.seen.lock().unwrap().push((key, attrs));
+    }
+
+    pub fn covered_all(&self) {
+        self.cover.lock().unwrap().all = true;
+    }
+
+    pub fn covered_from(&self, day: i32) {
+        let mut c = self.cover.lock().unwrap();
+        c.from_day = Some(c.from_day.map_or(day, |d| d.min(day)));
+    }
+
+    pub fn covered_owner(&self, owner: i64) {
+        self.cover.lock().unwrap().owners.insert(owner);
+    }
+
+    pub fn unsettled(&self) {
+        self.unsettled.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The attributes a record is remembered with: its owner (`owner` is the parent's id for a
+/// child or derived row) and its date for windowed streams.
+pub fn attrs_of(node: &Node, record: &Map<String, Value>, parent: Option<i64>) -> Attrs {
+    let d = node.def.deletions;
+    let owner = match node.def.source {
+        Source::Child { .. } => parent,
+        Source::Derived { distinct: true, .. } => None,
+        Source::Derived { .. } => parent,
+        Source::List { .. } | Source::Single { .. } | Source::Report { .. } => {
+            d.owner.and_then(|(column, _)| owner_id(record, column))
+        }
+    };
+    let day = d
+        .window
+        .and_then(|c| record.get(c))
+        .and_then(Value::as_str)
+        .and_then(day_of);
+    Attrs { owner, day }
+}
+
+/// The id a shaped or raw record gives for `column` (`project_id`, or `project.id`).
+fn owner_id(record: &Map<String, Value>, column: &str) -> Option<i64> {
+    if let Some(n) = record.get(column).and_then(Value::as_i64) {
+        return Some(n);
+    }
+    record.get(column.strip_suffix("_id")?)?.get("id")?.as_i64()
+}
+
+/// The stream whose deletions take this stream's rows with them.
+fn owner_stream(node: &Node) -> Option<&'static str> {
+    match node.def.source {
+        Source::Child { parent, .. } => Some(parent),
+        Source::Derived {
+            parent,
+            distinct: false,
+            ..
+        } => Some(parent),
+        Source::Derived { distinct: true, .. } => None,
+        Source::List { .. } | Source::Single { .. } | Source::Report { .. } => {
+            node.def.deletions.owner.map(|(_, s)| s)
+        }
+    }
+}
+
+/// What was decided for one stream.
+struct Decided {
+    /// Keys read this sync (for the streams that confirm with it).
+    seen: HashSet<Key>,
+    covered_all: bool,
+    deleted: HashSet<i64>,
+}
+
+/// Decides the deletions of every stream that was read to its end, parents before children,
+/// sends their tombstones and the new memory. Called only after a sync that ran to its end.
+pub async fn resolve(
+    ctx: &Arc<Ctx>,
+    roots: &[Arc<Node>],
+    started: DateTime<Utc>,
+) -> Result<(), OutputClosed> {
+    let mut all = Vec::new();
+    for r in roots {
+        r.walk(&mut all);
+    }
+    all.sort_by_key(|n| streams::STREAMS.iter().position(|s| s.name == n.def.name));
+    let mut decided: HashMap<&'static str, Decided> = HashMap::new();
+    for node in all {
+        let Some(p) = &node.presence else { continue };
+        if node.tally.status() != Status::Running {
+            // The STATE keeps the memory it had.
+            continue;
+        }
+        let old = p.old.lock().unwrap().take().unwrap_or_default();
+        let seen_rows = std::mem::take(&mut *p.seen.lock().unwrap());
+        let cover = std::mem::take(&mut *p.cover.lock().unwrap());
+        let settled = !p.unsettled.load(Ordering::Relaxed);
+        let mut seen: HashMap<Key, Attrs> = HashMap::with_capacity(seen_rows.len());
+        for (k, a) in seen_rows {
+            seen.insert(k, a);
+        }
+        let gone_owners: Option<&HashSet<i64>> = owner_stream(node)
+            .and_then(|s| decided.get(s))
+            .map(|d| &d.deleted);
+        let mut deleted: Vec<Key> = Vec::new();
+        let mut missing: Vec<Key> = Vec::new();
+        for (key, attrs) in &old.rows {
+            if seen.contains_key(key) {
+                continue;
+            }
+            if attrs
+                .owner
+                .is_some_and(|o| gone_owners.is_some_and(|g| g.contains(&o)))
+            {
+                deleted.push(key.clone());
+                continue;
+            }
+            let covered = settled
+                && (cover.all
+                    || cover
+                        .from_day
+                        .is_some_and(|from| attrs.day.is_some_and(|d| d >= from))
+                    || attrs.owner.is_some_and(|o| cover.owners.contains(&o)));
+            if covered {
+                missing.push(key.clone());
+            }
+        }
+        match node.def.deletions.confirm {
+            Confirm::Listing => deleted.append(&mut missing),
+            Confirm::Never => {}
+            Confirm::SameAs(other) => {
+                if let Some(o) = decided.get(other).filter(|o| o.covered_all) {
+                    deleted.extend(missing.into_iter().filter(|k| !o.seen.contains(k)));
+                }
+            }
+            Confirm::Get(path) => deleted.extend(confirm_gone(ctx, node, path, missing).await),
+        }
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+        if node.selected && !deleted.is_empty() {
+            let mut lines = Vec::new();
+            for key in &deleted {
+                let mut record = key.fields(node.def.key_properties);
+                record.insert(DELETED_AT.into(), Value::String(now.clone()));
+                let line = serde_json::json!({"type": "RECORD", "stream": node.def.name,
+                    "record": record, "time_extracted": now});
+                lines.extend(serde_json::to_vec(&line).unwrap_or_default());
+                lines.push(b'\n');
+                if lines.len() > 256 * 1024 {
+                    ctx.emitter.lines(std::mem::take(&mut lines)).await?;
+                }
+            }
+            ctx.emitter.lines(lines).await?;
+            p.reported.store(deleted.len() as u64, Ordering::Relaxed);
+            crate::log::info(&format!(
+                "stream {}: {} records deleted in Harvest reported (_sdc_deleted_at)",
+                node.def.name,
+                deleted.len()
+            ));
+        }
+        let mut new = Known {
+            swept_at: if cover.all && settled {
+                Some(started)
+            } else {
+                old.swept_at
+            },
+            rows: old.rows,
+        };
+        for k in &deleted {
+            new.rows.remove(k);
+        }
+        let keys: HashSet<Key> = if decided_needs_seen(node.def.name) {
+            seen.keys().cloned().collect()
+        } else {
+            HashSet::new()
+        };
+        for (k, a) in seen {
+            new.rows.insert(k, a);
+        }
+        ctx.emitter.memory(node.def.name, new.to_value()).await?;
+        decided.insert(
+            node.def.name,
+            Decided {
+                seen: keys,
+                covered_all: cover.all && settled,
+                deleted: deleted
+                    .iter()
+                    .filter_map(|k| match k {
+                        Key::Int(n) => Some(*n),
+                        Key::Text(_) => None,
+                    })
+                    .collect(),
+            },
+        );
+    }
+    ctx.emitter.state().await
+}
+
+/// Whether another stream confirms its deletions with this one's keys.
+fn decided_needs_seen(name: &str) -> bool {
+    streams::STREAMS
+        .iter()
+        .any(|s| matches!(s.deletions.confirm, Confirm::SameAs(other) if other == name))
+}
+
+/// The missing keys that Harvest confirms gone: `GET path` answers 404. Any other answer (the
+/// record is there; an error) keeps the key for the next sync.
+async fn confirm_gone(
+    ctx: &Arc<Ctx>,
+    node: &Arc<Node>,
+    path: &'static str,
+    missing: Vec<Key>,
+) -> Vec<Key> {
+    if missing.len() > MAX_CONFIRMATIONS {
+        crate::log::warn(&format!(
+            "stream {}: {} records are missing from its list; {MAX_CONFIRMATIONS} are checked this sync, the rest on the next ones",
+            node.def.name,
+            missing.len()
+        ));
+    }
+    let limit = Arc::new(Semaphore::new(ctx.config.max_concurrency));
+    let mut tasks: JoinSet<Option<Key>> = JoinSet::new();
+    for key in missing.into_iter().take(MAX_CONFIRMATIONS) {
+        let Key::Int(id) = key else { continue };
+        let permit = limit.clone().acquire_owned().await.expect("never closed");
+        let (ctx, node) = (ctx.clone(), node.clone());
+        tasks.spawn(async move {
+            let _permit = permit;
+            let url = ctx.client.url(&path.replace("{id}", &id.to_string()));
+            match ctx
+                .client
+                .get_raw(&url, path, Lane::Small, &node.tally.counters, |_| Ok(()))
+                .await
+            {
+                Err(HttpError::NotFound(_)) => Some(Key::Int(id)),
+                Ok(_) | Err(_) => None,
+            }
+        });
+    }
+    let mut gone = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(Some(k)) = done {
+            gone.push(k);
+        }
+    }
+    gone
+}
