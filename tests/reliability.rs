@@ -27,11 +27,6 @@ fn ts(v: &Value) -> Option<DateTime<Utc>> {
         .map(|d| d.with_timezone(&Utc))
 }
 
-/// A catalog selecting every stream but the reports (which have tests of their own).
-fn no_reports() -> Value {
-    catalog_where(|s| !s.starts_with("report_"))
-}
-
 /// Every record of the ground truth appears among the runs' records (at least once), keyed by
 /// primary key.
 fn assert_union_covers_truth(runs: &[&Run], sim: &Sim, streams: &[&str]) {
@@ -192,69 +187,6 @@ fn a_404_html_page_on_a_list_fails_with_a_clear_message() {
     let rerun = h.sync(&h.config(), Some(&no_reports()), Some(&run.last_state()));
     rerun.assert_ok();
     assert_union_covers_truth(&[&run, &rerun], &h.sim, &api_streams());
-}
-
-/// Runs the tap, stops it with `signal` after `delay`, returns what a target received.
-fn interrupted(
-    h: &Harness,
-    config: &Value,
-    state: Option<&Value>,
-    signal: &str,
-    delay: Duration,
-) -> Run {
-    let mut args = vec![
-        "--config".to_string(),
-        h.write("config.json", config).display().to_string(),
-    ];
-    args.push("--catalog".into());
-    args.push(h.write("catalog.json", &no_reports()).display().to_string());
-    if let Some(s) = state {
-        args.push("--state".into());
-        args.push(h.write("state.json", s).display().to_string());
-    }
-    let mut child = Command::new(TAP)
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let signal = signal.to_string();
-    let killer = std::thread::spawn(move || {
-        std::thread::sleep(delay);
-        let _ = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .stderr(Stdio::null())
-            .status();
-    });
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    let status = child.wait().unwrap();
-    killer.join().unwrap();
-    // A SIGKILL can cut the last line short: a target would drop it.
-    let messages = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .collect();
-    Run {
-        messages,
-        stdout,
-        stderr,
-        code: status.code(),
-    }
 }
 
 /// Points in time spread over an uninterrupted run of the same sync.

@@ -387,6 +387,13 @@ impl Sim {
             .unwrap_or_else(|e| panic!("harvest-sim delete: {e}"))
     }
 
+    /// Archives records of `resource` (`is_active: false`); they are not deleted.
+    pub fn archive(&self, resource: &str, ids: &[i64]) {
+        self.state
+            .archive(resource, ids)
+            .unwrap_or_else(|e| panic!("harvest-sim archive: {e}"))
+    }
+
     /// Ids of `count` records of `resource` that Harvest would let one delete, spread over
     /// the list.
     pub fn deletable(&self, resource: &str, count: usize) -> Vec<i64> {

@@ -780,3 +780,31 @@ impl OptDateExt for Option<Date> {
         }
     }
 }
+
+/// Archives records (`is_active: false`, `updated_at` = now), as Harvest's "archive" does: they
+/// stay in every list (a user's project assignments, which list active ones only, excepted).
+pub fn archive(d: &mut Data, res: Res, ids: &[i64], now: i64) -> Result<(), String> {
+    let now = Ts(now.max(d.max_ts + 1));
+    for &id in ids {
+        let i = crate::delete::index_of(d, res, id)
+            .ok_or_else(|| format!("{} {id} does not exist", res.name()))? as usize;
+        macro_rules! off {
+            ($v:ident) => {{
+                let x = &mut d.$v[i];
+                x.is_active = false;
+                x.updated_at = now;
+            }};
+        }
+        match res {
+            Res::Users => off!(users),
+            Res::Clients => off!(clients),
+            Res::Projects => off!(projects),
+            Res::Tasks => off!(tasks),
+            Res::UserAssignments | Res::ProjectAssignments => off!(user_assignments),
+            Res::TaskAssignments => off!(task_assignments),
+            other => return Err(format!("{} cannot be archived", other.name())),
+        }
+    }
+    d.version += 1;
+    Ok(())
+}

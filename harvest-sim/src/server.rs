@@ -275,6 +275,14 @@ impl AppState {
         }
     }
 
+    /// Archives records (`is_active: false`).
+    pub fn archive(&self, resource: &str, ids: &[i64]) -> Result<(), String> {
+        let res =
+            Res::from_name(resource).ok_or_else(|| format!("unknown resource {resource:?}"))?;
+        let mut d = self.data.write();
+        crate::mutate::archive(&mut d, res, ids, chrono::Utc::now().timestamp())
+    }
+
     /// Ids of records Harvest would let one delete.
     pub fn deletable(&self, resource: &str, count: usize) -> Result<Vec<i64>, String> {
         let d = self.data.read();

@@ -59,6 +59,7 @@ impl Page {
 struct PageInfo {
     next: Option<String>,
     total_pages: u64,
+    total_entries: Option<u64>,
     records: Option<Vec<Range<usize>>>,
 }
 
@@ -79,6 +80,14 @@ pub struct Pager {
     pool: Option<Arc<Semaphore>>,
     /// The permit of the page handed out last.
     held: Option<OwnedSemaphorePermit>,
+    /// `total_entries` as the first page told it, and the records handed out since.
+    first_total: Option<u64>,
+    records: u64,
+    /// A later page told another `total_entries`: records were added or deleted while the
+    /// list was read, so offset pages may have shifted.
+    changed: bool,
+    /// The list is read by cursor (a deletion shifts nothing).
+    cursor: bool,
 }
 
 type Fetched = Result<RawPage<PageInfo>, HttpError>;
@@ -113,7 +122,18 @@ impl Pager {
             pool,
             held: None,
             client,
+            first_total: None,
+            records: 0,
+            changed: false,
+            cursor: false,
         }
+    }
+
+    /// Whether the list changed while it was read: a page told another `total_entries` than
+    /// the first, or the pages held another number of records than it said. Offset pages
+    /// then may have shifted past a record; cursor pages cannot.
+    pub fn changed(&self) -> bool {
+        !self.cursor && (self.changed || self.first_total.is_some_and(|t| t != self.records))
     }
 
     fn spawn(&mut self, url: String, permit: Option<OwnedSemaphorePermit>) {
@@ -189,6 +209,15 @@ impl Pager {
                 self.endpoint, self.envelope
             )));
         };
+        self.records += records.len() as u64;
+        if info.next.as_deref().is_some_and(|l| l.contains("cursor=")) {
+            self.cursor = true;
+        }
+        match (self.first_total, info.total_entries) {
+            (None, total) => self.first_total = total,
+            (Some(first), Some(now)) if first != now => self.changed = true,
+            _ => {}
+        }
         if planned {
             // After the last planned page, follow its link in case the list grew meanwhile.
             if self.ahead.is_empty() && self.queued.is_empty() {
@@ -236,6 +265,7 @@ fn read_page(body: &[u8], envelope: &str) -> Result<PageInfo, serde_json::Error>
         return Ok(PageInfo {
             next: None,
             total_pages: 1,
+            total_entries: None,
             records: Some(std::iter::once(start..start + text.len()).collect()),
         });
     }
@@ -283,6 +313,8 @@ impl<'de> Visitor<'de> for PageSeed<'_> {
                     .map(str::to_string);
             } else if key == "total_pages" {
                 info.total_pages = map.next_value::<Value>()?.as_u64().unwrap_or(0);
+            } else if key == "total_entries" {
+                info.total_entries = map.next_value::<Value>()?.as_u64();
             } else {
                 map.next_value::<IgnoredAny>()?;
             }

@@ -84,6 +84,16 @@ impl Presence {
         self.seen.lock().unwrap().push((key, attrs));
     }
 
+    /// How many keys were noted so far: [`Presence::forget_since`] drops those noted after.
+    pub fn noted(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    /// Drops the keys noted since `mark` (a read that changed under us is read again).
+    pub fn forget_since(&self, mark: usize) {
+        self.seen.lock().unwrap().truncate(mark);
+    }
+
     pub fn covered_all(&self) {
         self.cover.lock().unwrap().all = true;
     }

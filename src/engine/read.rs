@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::deletions::attrs_of;
+use super::deletions::{attrs_of, Presence};
 use super::known::{day_from, Key};
 use super::plan::{Covers, ListRead, Node};
 use super::tally::Status;
@@ -111,6 +111,14 @@ impl Fans {
                 Some((_, mine)) => mine.extend(ids),
                 None => self.0.push((node, ids)),
             }
+        }
+    }
+
+    /// Each parent once, after a list was read again.
+    fn dedupe(&mut self) {
+        for (_, ids) in &mut self.0 {
+            let mut seen = std::collections::HashSet::new();
+            ids.retain(|id| seen.insert(id.to_string()));
         }
     }
 
@@ -238,6 +246,18 @@ pub struct List {
 /// Reads every page of `list` for `node`: emits its records and its derived children's rows,
 /// moves their watermarks, and returns the parent ids its fan-out children need.
 pub async fn read_pages(ctx: &Ctx, node: &Arc<Node>, list: List) -> Result<Fans, Halt> {
+    read_pages_noting_changes(ctx, node, list)
+        .await
+        .map(|(fans, _)| fans)
+}
+
+/// [`read_pages`], and whether the list changed while it was read (offset pages may have
+/// shifted past a record).
+async fn read_pages_noting_changes(
+    ctx: &Ctx,
+    node: &Arc<Node>,
+    list: List,
+) -> Result<(Fans, bool), Halt> {
     let mut pages = Pager::new(
         ctx.client.clone(),
         list.url,
@@ -250,11 +270,11 @@ pub async fn read_pages(ctx: &Ctx, node: &Arc<Node>, list: List) -> Result<Fans,
     let mut batch = Batch::default();
     loop {
         if !node.tally.running() {
-            return Ok(fans);
+            return Ok((fans, false));
         }
         let extracted = now_rfc3339();
         let Some(page) = pages.next().await? else {
-            return Ok(fans);
+            return Ok((fans, pages.changed()));
         };
         for record in page.records() {
             let mut record = record.map_err(|e| {
@@ -302,9 +322,12 @@ pub async fn read_pages(ctx: &Ctx, node: &Arc<Node>, list: List) -> Result<Fans,
                             continue;
                         }
                         if child.clock == Clock::Row {
+                            // A new or changed parent brings all its rows (a new assignment's
+                            // tasks keep their own, older, `updated_at`).
+                            let parent_new = child.passes(upd);
                             rows.retain(|r| {
                                 let u = updated_at(r);
-                                let kept = child.passes(u);
+                                let kept = parent_new || child.passes(u);
                                 if kept {
                                     child.tally.saw(u);
                                 }
@@ -382,22 +405,55 @@ async fn read_list(
     envelope: &'static str,
 ) -> Result<Fans, Halt> {
     let mut fans = Fans::for_children(node);
+    let mut reread = false;
     for read in &node.reads {
-        let list = List {
-            url: read_url(ctx, path, read),
-            endpoint: path,
-            envelope,
-            lane: Lane::Pages,
-            stamp: Stamp::None,
-        };
-        fans.merge(read_pages(ctx, node, list).await?);
+        let mut settled = false;
+        let remembered: Vec<&Presence> = std::iter::once(node)
+            .chain(node.children.iter().filter(|c| c.def.is_derived()))
+            .filter_map(|n| n.presence.as_ref())
+            .collect();
+        for attempt in 1..=LIST_READS {
+            // A read that changed under us tells nothing of what exists: its keys are dropped.
+            let marks: Vec<usize> = remembered.iter().map(|p| p.noted()).collect();
+            let list = List {
+                url: read_url(ctx, path, read),
+                endpoint: path,
+                envelope,
+                lane: Lane::Pages,
+                stamp: Stamp::None,
+            };
+            let (found, changed) = read_pages_noting_changes(ctx, node, list).await?;
+            fans.merge(found);
+            if !changed || !node.tally.running() {
+                settled = true;
+                break;
+            }
+            reread = true;
+            for (p, mark) in remembered.iter().zip(marks) {
+                p.forget_since(mark);
+            }
+            crate::log::warn(&format!(
+                "stream {}: records were added or deleted in Harvest while {path} was read (its offset pages may have shifted past a record); {}",
+                node.def.name,
+                if attempt < LIST_READS { "reading it again" } else { "its bookmark stays where it was, so the next sync reads it again" }
+            ));
+        }
         if !node.tally.running() {
             break;
         }
-        let remembered = std::iter::once(node)
-            .chain(node.children.iter().filter(|c| c.def.is_derived()))
-            .filter_map(|n| n.presence.as_ref());
-        for p in remembered {
+        if !settled {
+            // What is below the list moves with it: its rows, and its changed parents' children.
+            let mut below = Vec::new();
+            node.walk(&mut below);
+            for n in below {
+                n.tally.hold_bookmark();
+                if let Some(p) = &n.presence {
+                    p.unsettled();
+                }
+            }
+            continue;
+        }
+        for p in &remembered {
             match (read.covers, read.from) {
                 (Covers::All, _) => p.covered_all(),
                 (Covers::From, Some(from)) => p.covered_from(day_from(from)),
@@ -405,8 +461,14 @@ async fn read_list(
             }
         }
     }
+    if reread {
+        fans.dedupe();
+    }
     Ok(fans)
 }
+
+/// How many times a list that changed while it was read is read (the first time included).
+const LIST_READS: u32 = 3;
 
 /// Reads a root stream and everything below it. A stream that fails stops only itself and
 /// its children; only what ends the whole sync comes back as an error.
@@ -458,7 +520,7 @@ async fn close(ctx: &Ctx, node: &Arc<Node>) -> Result<(), OutputClosed> {
 }
 
 async fn bookmark(ctx: &Ctx, node: &Node) -> Result<(), OutputClosed> {
-    if !node.selected || !node.tally.running() {
+    if !node.selected || !node.tally.running() || node.tally.bookmark_held() {
         return Ok(());
     }
     let at = match node.clock {

@@ -68,6 +68,9 @@ pub struct Tally {
     /// The keys emitted this sync, for a stream that sends each key once: 128-bit digests (16
     /// bytes a key, where the key as a string takes 60 or more).
     sent: Option<Mutex<HashSet<u128>>>,
+    /// The list kept changing while it was read: the bookmark stays where it was, so the next
+    /// sync reads what may have been skipped.
+    held: std::sync::atomic::AtomicBool,
 }
 
 impl Tally {
@@ -79,6 +82,7 @@ impl Tally {
             status: AtomicU8::new(Status::Running as u8),
             kept: OnceLock::new(),
             sent: distinct.then(|| Mutex::new(HashSet::new())),
+            held: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -116,6 +120,15 @@ impl Tally {
                 Ordering::Relaxed,
             )
             .is_ok()
+    }
+
+    /// Keeps the bookmark where it was this sync.
+    pub fn hold_bookmark(&self) {
+        self.held.store(true, Ordering::Relaxed);
+    }
+
+    pub fn bookmark_held(&self) -> bool {
+        self.held.load(Ordering::Relaxed)
     }
 
     pub fn keep(&self, record: &Map<String, Value>) {

@@ -2,8 +2,10 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 pub use harvest_sim::{Sim, SimConfig, Size};
 use serde_json::{json, Map, Value};
@@ -495,5 +497,73 @@ pub fn assert_matches_truth(run: &Run, sim: &Sim, stream: &str) {
         for (column, value) in rec {
             check_column(stream, column, value, raw);
         }
+    }
+}
+
+/// A catalog selecting every stream but the reports (which have tests of their own).
+pub fn no_reports() -> Value {
+    catalog_where(|s| !s.starts_with("report_"))
+}
+
+/// Runs the tap, stops it with `signal` after `delay`, returns what a target received.
+pub fn interrupted(
+    h: &Harness,
+    config: &Value,
+    state: Option<&Value>,
+    signal: &str,
+    delay: Duration,
+) -> Run {
+    let mut args = vec![
+        "--config".to_string(),
+        h.write("config.json", config).display().to_string(),
+    ];
+    args.push("--catalog".into());
+    args.push(h.write("catalog.json", &no_reports()).display().to_string());
+    if let Some(s) = state {
+        args.push("--state".into());
+        args.push(h.write("state.json", s).display().to_string());
+    }
+    let mut child = Command::new(TAP)
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let signal = signal.to_string();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .stderr(Stdio::null())
+            .status();
+    });
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    killer.join().unwrap();
+    // A SIGKILL can cut the last line short: a target would drop it.
+    let messages = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect();
+    Run {
+        messages,
+        stdout,
+        stderr,
+        code: status.code(),
     }
 }

@@ -1,0 +1,441 @@
+//! Deletions, end to end: records deleted in the simulator (with Harvest's cascades) reach
+//! what a target loads as tombstones, exactly those and nothing else, whatever else happens
+//! meanwhile (archiving, edits, a signal, a list that shifts while it is read).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::*;
+use harvest_sim::{Fault, FaultKind, Trigger};
+use serde_json::{json, Map, Value};
+
+type Keys = BTreeMap<&'static str, BTreeSet<String>>;
+
+/// The streams that report deletions and the keys Harvest has now, computed from the
+/// simulator's ground truth.
+fn keys_now(sim: &Sim) -> Keys {
+    streams_where(|d| d.reports_deletions())
+        .into_iter()
+        .map(|s| (s, expected(sim, s).into_keys().collect()))
+        .collect()
+}
+
+fn is_tombstone(r: &Map<String, Value>) -> bool {
+    r.get(streams::DELETED_AT).is_some_and(|v| !v.is_null())
+}
+
+/// The keys a run reported deleted, by stream.
+fn tombstones(run: &Run) -> Keys {
+    let mut out = Keys::new();
+    for s in streams_where(|d| d.reports_deletions()) {
+        let keys: BTreeSet<String> = run
+            .records(s)
+            .into_iter()
+            .filter(|r| is_tombstone(r))
+            .map(|r| {
+                assert!(
+                    r.keys().all(|k| k == streams::DELETED_AT
+                        || streams::find(s)
+                            .unwrap()
+                            .key_properties
+                            .contains(&k.as_str())),
+                    "{s}: a tombstone carries the key and {} only: {r:?}",
+                    streams::DELETED_AT
+                );
+                key_of(s, r)
+            })
+            .collect();
+        out.insert(s, keys);
+    }
+    out
+}
+
+/// What an upserting target holds after loading these runs in order: a tombstone removes the
+/// row it names (a soft delete, for this comparison).
+fn warehouse(runs: &[&Run]) -> Keys {
+    let mut out = Keys::new();
+    for s in streams_where(|d| d.reports_deletions()) {
+        let rows = out.entry(s).or_default();
+        for run in runs {
+            for r in run.records(s) {
+                let k = key_of(s, r);
+                if is_tombstone(r) {
+                    rows.remove(&k);
+                } else {
+                    rows.insert(k);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn minus(a: &Keys, b: &Keys) -> Keys {
+    a.iter()
+        .map(|(s, k)| (*s, k.difference(&b[s]).cloned().collect()))
+        .collect()
+}
+
+fn with(config: &Value, extra: Value) -> Value {
+    let mut c = config.clone();
+    for (k, v) in extra.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    c
+}
+
+/// Asserts that no stream was reported deleted beyond `deleted`.
+fn assert_no_false_deletion(reported: &Keys, deleted: &Keys, what: &str) {
+    for (s, keys) in reported {
+        let wrong: Vec<&String> = keys.difference(&deleted[s]).take(5).collect();
+        assert!(
+            wrong.is_empty(),
+            "{what}: {s} reported deleted but exists: {wrong:?}"
+        );
+    }
+}
+
+fn assert_equal_to_harvest(got: &Keys, now: &Keys, what: &str) {
+    for (s, want) in now {
+        let stale: Vec<&String> = got[s].difference(want).take(5).collect();
+        let missing: Vec<&String> = want.difference(&got[s]).take(5).collect();
+        assert!(
+            stale.is_empty() && missing.is_empty(),
+            "{what}: {s}: the target keeps deleted {stale:?} and lacks {missing:?}"
+        );
+    }
+}
+
+/// Deletes something of every kind Harvest lets one delete, cascades included; returns the
+/// ids deleted directly, by resource.
+fn delete_one_of_everything(sim: &Sim) -> BTreeMap<&'static str, Vec<i64>> {
+    let mut direct = BTreeMap::new();
+    for (res, n) in [
+        // First the records that take others with them: a project's time entries, expenses
+        // and assignments, an invoice's messages, payments and line items; then records of
+        // the parents that stay.
+        ("projects", 1),
+        ("invoices", 1),
+        ("estimates", 1),
+        ("time_entries", 2),
+        ("expenses", 1),
+        ("invoice_messages", 1),
+        ("invoice_payments", 1),
+        ("estimate_messages", 1),
+        ("invoice_line_items", 1),
+        ("estimate_line_items", 1),
+        ("contacts", 1),
+        ("roles", 1),
+        ("teammates", 1),
+        ("task_assignments", 1),
+        ("user_assignments", 1),
+        ("users", 1),
+        ("clients", 1),
+        ("tasks", 1),
+        ("expense_categories", 1),
+        ("invoice_item_categories", 1),
+        ("estimate_item_categories", 1),
+    ] {
+        let ids = sim.deletable(res, n);
+        assert!(!ids.is_empty(), "the simulator has no {res} one may delete");
+        sim.delete(res, &ids);
+        direct.insert(res, ids);
+    }
+    direct
+}
+
+/// A small account with records one may delete: a user, a client, a task and an expense
+/// category with nothing tracked to them.
+fn account() -> Harness {
+    let h = Harness::tiny();
+    for res in ["users", "clients", "tasks", "expense_categories"] {
+        h.sim.mutate(res, 0, 1);
+    }
+    h
+}
+
+#[test]
+fn every_deletion_reaches_the_target_once_and_nothing_else_does() {
+    let h = account();
+    let first = h.sync(&h.config(), Some(&no_reports()), None);
+    first.assert_ok();
+    assert!(tombstones(&first).values().all(BTreeSet::is_empty));
+    let before = keys_now(&h.sim);
+    let direct = delete_one_of_everything(&h.sim);
+    let after = keys_now(&h.sim);
+    let deleted = minus(&before, &after);
+    let changed: Vec<&str> = deleted
+        .iter()
+        .filter(|(_, k)| !k.is_empty())
+        .map(|(s, _)| *s)
+        .collect();
+    // Every stream but those this account has nothing of to delete (the deleted user had no
+    // rates; the deleted time entries no external reference).
+    let untouched = [
+        "user_billable_rates",
+        "user_cost_rates",
+        "external_reference",
+        "time_entry_external_reference",
+    ];
+    for s in streams_where(|d| d.reports_deletions() && !untouched.contains(&d.name)) {
+        assert!(
+            changed.contains(&s),
+            "nothing of {s} was deleted: the test proves nothing for it"
+        );
+    }
+
+    // An incremental sync with the defaults: the small lists, the time entries and expenses
+    // dated in the window, the children of changed parents and every cascade.
+    let second = h.sync(&h.config(), Some(&no_reports()), Some(&first.last_state()));
+    second.assert_ok();
+    let reported = tombstones(&second);
+    assert_no_false_deletion(&reported, &deleted, "incremental sync");
+    for s in [
+        "clients",
+        "contacts",
+        "tasks",
+        "projects",
+        "project_tasks",
+        "project_users",
+        "roles",
+        "user_roles",
+        "users",
+        "user_projects",
+        "user_project_tasks",
+        "user_teammates",
+        "user_billable_rates",
+        "user_cost_rates",
+        "expense_categories",
+        "invoice_item_categories",
+        "estimate_item_categories",
+    ] {
+        let missed: Vec<&String> = deleted[s].difference(&reported[s]).take(5).collect();
+        assert!(
+            missed.is_empty(),
+            "incremental sync: {s} deletions not reported: {missed:?}"
+        );
+    }
+    // A message or payment deleted changes its invoice or estimate, whose children are read
+    // again (those of a deleted invoice or estimate go with it at the sweep).
+    for (res, stream) in [
+        ("invoice_messages", "invoice_messages"),
+        ("invoice_payments", "invoice_payments"),
+        ("estimate_messages", "estimate_messages"),
+    ] {
+        for id in &direct[res] {
+            assert!(
+                reported[stream].contains(&id.to_string()),
+                "incremental sync: {stream} {id} not reported"
+            );
+        }
+    }
+
+    // A full sweep finds the rest; the target then equals Harvest, and each deletion was
+    // reported once.
+    let sweep = with(&h.config(), json!({"deletion_full_scan_days": 0}));
+    let third = h.sync(&sweep, Some(&no_reports()), Some(&second.last_state()));
+    third.assert_ok();
+    let reported_later = tombstones(&third);
+    assert_no_false_deletion(&reported_later, &deleted, "sweep");
+    for (s, keys) in &reported {
+        let twice: Vec<&String> = keys.intersection(&reported_later[s]).collect();
+        assert!(twice.is_empty(), "{s}: {twice:?} reported deleted twice");
+    }
+    assert_equal_to_harvest(
+        &warehouse(&[&first, &second, &third]),
+        &after,
+        "after the sweep",
+    );
+    third.assert_valid_singer();
+
+    // Nothing more to report.
+    let fourth = h.sync(&sweep, Some(&no_reports()), Some(&third.last_state()));
+    fourth.assert_ok();
+    assert!(tombstones(&fourth).values().all(BTreeSet::is_empty));
+}
+
+#[test]
+fn archived_edited_and_new_records_are_never_reported_deleted() {
+    let h = account();
+    let first = h.sync(&h.config(), Some(&no_reports()), None);
+    first.assert_ok();
+    // Archived: still in Harvest (a user's project assignments list active ones only).
+    for res in [
+        "user_assignments",
+        "projects",
+        "clients",
+        "tasks",
+        "users",
+        "task_assignments",
+    ] {
+        let ids = h.sim.deletable(res, 1);
+        h.sim.archive(res, &ids);
+    }
+    for res in [
+        "time_entries",
+        "expenses",
+        "invoices",
+        "estimates",
+        "invoice_messages",
+        "invoice_payments",
+        "contacts",
+        "roles",
+        "project_assignments",
+    ] {
+        h.sim.mutate(res, 3, 2);
+    }
+    let second = h.sync(&h.config(), Some(&no_reports()), Some(&first.last_state()));
+    second.assert_ok();
+    let sweep = with(&h.config(), json!({"deletion_full_scan_days": 0}));
+    let third = h.sync(&sweep, Some(&no_reports()), Some(&second.last_state()));
+    third.assert_ok();
+    for run in [&second, &third] {
+        for (s, keys) in tombstones(run) {
+            assert!(keys.is_empty(), "{s}: {keys:?} reported deleted, none was");
+        }
+    }
+    // A user's project assignments list active ones only: an archived one stays in the
+    // target as last seen, though Harvest's list no longer shows it.
+    let mut now = keys_now(&h.sim);
+    let mut got = warehouse(&[&first, &second, &third]);
+    for s in ["user_projects", "user_project_tasks"] {
+        let listed = now.remove(s).unwrap();
+        let kept = got.remove(s).unwrap();
+        let lost: Vec<&String> = listed.difference(&kept).take(5).collect();
+        assert!(lost.is_empty(), "{s}: the target lacks {lost:?}");
+    }
+    assert_equal_to_harvest(&got, &now, "no deletion");
+}
+
+#[test]
+fn a_deletion_between_two_page_reads_skips_no_record() {
+    let h = Harness::new(SimConfig::fast(Size::Small));
+    let entries = h.sim.truth("time_entries");
+    assert!(entries.len() > 3 * 2000, "the account needs several pages");
+    // Five records of page 1 go just before page 2 is served: the next pages move up by
+    // five, and the first five records of page 2 would land on page 1, already read.
+    let ids: Vec<i64> = entries[10..15]
+        .iter()
+        .map(|e| e["id"].as_i64().unwrap())
+        .collect();
+    h.sim.add_fault(Fault {
+        path_prefix: "/v2/time_entries".into(),
+        kind: FaultKind::Delete {
+            resource: "time_entries".into(),
+            ids,
+        },
+        trigger: Trigger::Nth(2),
+    });
+    let run = h.sync(
+        &h.config(),
+        Some(&catalog_selecting(&["time_entries"])),
+        None,
+    );
+    run.assert_ok();
+    assert!(
+        run.stderr.contains("while /time_entries was read"),
+        "the shift was not noticed:\n{}",
+        run.stderr
+    );
+    let got: BTreeSet<String> = run
+        .records("time_entries")
+        .into_iter()
+        .map(|r| key_of("time_entries", r))
+        .collect();
+    let want = expected(&h.sim, "time_entries");
+    let missing: Vec<&String> = want.keys().filter(|k| !got.contains(*k)).take(5).collect();
+    assert!(missing.is_empty(), "skipped by the shift: {missing:?}");
+}
+
+#[test]
+fn a_sync_stopped_in_the_middle_of_a_sweep_reports_no_false_deletion() {
+    let h = account();
+    let first = h.sync(&h.config(), Some(&no_reports()), None);
+    first.assert_ok();
+    let before = keys_now(&h.sim);
+    delete_one_of_everything(&h.sim);
+    let after = keys_now(&h.sim);
+    let deleted = minus(&before, &after);
+    h.sim
+        .set_latency(Duration::from_millis(15), Duration::from_millis(10), None);
+    let sweep = with(&h.config(), json!({"deletion_full_scan_days": 0}));
+    // How long the whole sweep takes (a sync changes nothing in Harvest).
+    let t0 = std::time::Instant::now();
+    h.sync(&sweep, Some(&no_reports()), Some(&first.last_state()))
+        .assert_ok();
+    let whole = t0.elapsed();
+    let mut stopped = 0;
+    for share in [0.25, 0.5, 0.75, 0.9] {
+        let delay = whole.mul_f64(share);
+        let delay_ms = delay.as_millis();
+        let second = interrupted(&h, &sweep, Some(&first.last_state()), "TERM", delay);
+        if second.code == Some(0) {
+            continue;
+        }
+        stopped += 1;
+        // Stopped before it decided, nothing is reported; stopped while it reported, what
+        // it reported is deleted; the STATE keeps what the tap knew of the rest.
+        assert_no_false_deletion(
+            &tombstones(&second),
+            &deleted,
+            &format!("sweep stopped after {delay_ms} ms"),
+        );
+        let state = second.last_state();
+        let third = h.sync(&sweep, Some(&no_reports()), Some(&state));
+        third.assert_ok();
+        assert_no_false_deletion(&tombstones(&third), &deleted, "the sweep after the signal");
+        assert_equal_to_harvest(
+            &warehouse(&[&first, &second, &third]),
+            &after,
+            "after the signal",
+        );
+    }
+    assert!(stopped >= 3, "only {stopped} sweeps were interrupted");
+}
+
+#[test]
+fn a_large_memory_is_written_in_the_last_state_only_and_a_state_without_it_rebuilds_it() {
+    let h = Harness::new(SimConfig::fast(Size::Small));
+    let first = h.sync(&h.config(), Some(&no_reports()), None);
+    first.assert_ok();
+    let states: Vec<&Value> = first
+        .messages
+        .iter()
+        .filter(|m| m["type"] == "STATE")
+        .map(|m| &m["value"])
+        .collect();
+    let last = states.last().unwrap();
+    let memory = &last["deletions"]["time_entries"];
+    assert_eq!(memory["count"], json!(h.sim.truth("time_entries").len()));
+    let bytes = memory.to_string().len();
+    assert!(bytes < 12_000 * 6, "{bytes} bytes for 12,000 time entries");
+    for s in &states[..states.len() - 1] {
+        assert!(
+            s["deletions"].get("time_entries").is_none(),
+            "a large memory is repeated in a STATE before the last"
+        );
+    }
+    // A state without the memory (singer-io's, or one cut short): nothing is reported, and
+    // the sweep it triggers rebuilds the memory for what follows.
+    let mut bare: Value = (*last).clone();
+    bare.as_object_mut().unwrap().remove("deletions");
+    let before = keys_now(&h.sim);
+    h.sim
+        .delete("time_entries", &h.sim.deletable("time_entries", 3));
+    let second = h.sync(&h.config(), Some(&no_reports()), Some(&bare));
+    second.assert_ok();
+    assert!(tombstones(&second).values().all(BTreeSet::is_empty));
+    let middle = keys_now(&h.sim);
+    h.sim
+        .delete("time_entries", &h.sim.deletable("time_entries", 3));
+    h.sim.delete("contacts", &h.sim.deletable("contacts", 2));
+    let third = h.sync(&h.config(), Some(&no_reports()), Some(&second.last_state()));
+    third.assert_ok();
+    let reported = tombstones(&third);
+    let deleted = minus(&middle, &keys_now(&h.sim));
+    assert_no_false_deletion(&reported, &deleted, "after the rebuild");
+    assert_eq!(reported["contacts"], deleted["contacts"]);
+    assert_eq!(minus(&before, &middle)["time_entries"].len(), 3);
+}
