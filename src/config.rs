@@ -72,6 +72,7 @@ pub struct Config {
     pub reports_start_date: Option<NaiveDate>,
     pub include_fixed_fee: Option<bool>,
     pub detect_deletions: bool,
+    pub emit_activate_version_messages: bool,
     pub deletion_window_days: u32,
     pub deletion_full_scan_days: u32,
 }
@@ -430,6 +431,9 @@ impl Config {
         let detect_deletions = r
             .boolean("detect_deletions")
             .unwrap_or(settings::DEFAULT_DETECT_DELETIONS);
+        let emit_activate_version_messages = r
+            .boolean("emit_activate_version_messages")
+            .unwrap_or(settings::DEFAULT_EMIT_ACTIVATE_VERSION_MESSAGES);
         let deletion_window_days = r
             .days("deletion_window_days")
             .unwrap_or(settings::DEFAULT_DELETION_WINDOW_DAYS);
@@ -457,6 +461,7 @@ impl Config {
             reports_start_date,
             include_fixed_fee,
             detect_deletions,
+            emit_activate_version_messages,
             deletion_window_days,
             deletion_full_scan_days,
         })

@@ -72,6 +72,7 @@ const CONFIG_KEYS: &[&str] = &[
     "detect_deletions",
     "deletion_window_days",
     "deletion_full_scan_days",
+    "emit_activate_version_messages",
 ];
 
 const SECRET_KEYS: &[&str] = &["access_token", "client_secret", "refresh_token"];
@@ -392,7 +393,10 @@ fn valid_config_value(key: &'static str) -> BoxedStrategy<Value> {
         "deletion_window_days" | "deletion_full_scan_days" => {
             (0u32..400).prop_map(Value::from).boxed()
         }
-        "full_child_scan" | "include_fixed_fee" | "detect_deletions" => prop_oneof![
+        "full_child_scan"
+        | "include_fixed_fee"
+        | "detect_deletions"
+        | "emit_activate_version_messages" => prop_oneof![
             any::<bool>().prop_map(Value::Bool),
             select(vec!["true", "false", "TRUE"]).prop_map(|s| json!(s)),
         ]

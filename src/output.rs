@@ -138,12 +138,14 @@ impl RecordFrame {
         RecordFrame { prefix }
     }
 
-    /// Appends one RECORD line to `out`, its record written by `record` (a JSON object). When
-    /// `record` fails, `out` is left as it was.
+    /// Appends one RECORD line to `out`, its record written by `record` (a JSON object), with
+    /// the stream's `version` when it has one this sync. When `record` fails, `out` is left as
+    /// it was.
     pub fn write<E>(
         &self,
         out: &mut Vec<u8>,
         time_extracted: &str,
+        version: Option<i64>,
         record: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
     ) -> Result<(), E> {
         let start = out.len();
@@ -151,6 +153,9 @@ impl RecordFrame {
         if let Err(e) = record(out) {
             out.truncate(start);
             return Err(e);
+        }
+        if let Some(v) = version {
+            out.extend_from_slice(format!(",\"version\":{v}").as_bytes());
         }
         out.extend_from_slice(b",\"time_extracted\":");
         let _ = serde_json::to_writer(&mut *out, time_extracted);
@@ -235,7 +240,7 @@ mod tests {
         let frame = RecordFrame::new("clients");
         let mut out = Vec::new();
         frame
-            .write(&mut out, "2024-01-01T00:00:00.000Z", |o| {
+            .write(&mut out, "2024-01-01T00:00:00.000Z", None, |o| {
                 o.extend_from_slice(b"{\"id\":1}");
                 Ok::<(), ()>(())
             })
@@ -246,7 +251,7 @@ mod tests {
         );
         let before = out.clone();
         assert!(frame
-            .write(&mut out, "t", |o| {
+            .write(&mut out, "t", Some(7), |o| {
                 o.extend_from_slice(b"{\"half");
                 Err(())
             })

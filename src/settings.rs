@@ -26,6 +26,7 @@ pub const DEFAULT_REPORTS_RATE_LIMIT_WINDOW_SECONDS: u64 = 900;
 pub const DEFAULT_MAX_CONCURRENCY: u32 = 16;
 pub const DEFAULT_DETECT_DELETIONS: bool = true;
 pub const DEFAULT_DELETION_WINDOW_DAYS: u32 = 30;
+pub const DEFAULT_EMIT_ACTIVATE_VERSION_MESSAGES: bool = false;
 pub const DEFAULT_DELETION_FULL_SCAN_DAYS: u32 = 7;
 
 /// The project's address, in the default User-Agent (Harvest asks for a way to reach the
@@ -176,6 +177,13 @@ pub struct Settings {
         extend("default" = DEFAULT_DELETION_FULL_SCAN_DAYS)
     )]
     pub deletion_full_scan_days: Option<u32>,
+    #[schemars(
+        description = format!(
+            "A stream read in full in a sync (a small list, a sweep, a full-table stream) is sent as a new version: its RECORDs carry `version` and an ACTIVATE_VERSION follows them, so that a target that honours it (target-postgres with `hard_delete`) removes, or marks deleted, the rows not sent, keeping their last values. Default {DEFAULT_EMIT_ACTIVATE_VERSION_MESSAGES}."
+        ),
+        extend("default" = DEFAULT_EMIT_ACTIVATE_VERSION_MESSAGES)
+    )]
+    pub emit_activate_version_messages: Option<bool>,
 }
 
 /// The JSON Schema of the settings, for `--about`.
@@ -261,6 +269,7 @@ mod tests {
             "detect_deletions" => json!(c.detect_deletions),
             "deletion_window_days" => json!(c.deletion_window_days),
             "deletion_full_scan_days" => json!(c.deletion_full_scan_days),
+            "emit_activate_version_messages" => json!(c.emit_activate_version_messages),
             _ => return None,
         })
     }
@@ -310,7 +319,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(with_default, 2 * 15);
+        assert_eq!(with_default, 2 * 16);
     }
 
     #[test]

@@ -439,3 +439,75 @@ fn a_large_memory_is_written_in_the_last_state_only_and_a_state_without_it_rebui
     assert_eq!(reported["contacts"], deleted["contacts"]);
     assert_eq!(minus(&before, &middle)["time_entries"].len(), 3);
 }
+
+#[test]
+fn streams_read_in_full_are_sent_as_a_version_and_activated_after_their_last_record() {
+    let h = account();
+    let first = h.sync(&h.config(), Some(&no_reports()), None);
+    first.assert_ok();
+    let before = keys_now(&h.sim);
+    delete_one_of_everything(&h.sim);
+    let deleted = minus(&before, &keys_now(&h.sim));
+    let config = with(
+        &h.config(),
+        json!({"deletion_full_scan_days": 0, "emit_activate_version_messages": true}),
+    );
+    let run = h.sync(&config, Some(&no_reports()), Some(&first.last_state()));
+    run.assert_ok();
+    let reported = tombstones(&run);
+    for s in streams_where(|d| d.reports_deletions()) {
+        let activations: Vec<usize> = run
+            .messages
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m["type"] == "ACTIVATE_VERSION" && m["stream"] == s)
+            .map(|(i, _)| i)
+            .collect();
+        let records: Vec<(usize, &Value)> = run
+            .messages
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m["type"] == "RECORD" && m["stream"] == s)
+            .collect();
+        // Read under changed parents only: tombstones, no version.
+        let by_parent = matches!(
+            streams::find(s).unwrap().source,
+            Source::Child {
+                fan_out: streams::FanOut::ChangedParents,
+                ..
+            }
+        );
+        if by_parent {
+            assert!(
+                activations.is_empty(),
+                "{s}: activated, but it is not read in full"
+            );
+            assert_eq!(reported[s], deleted[s], "{s}: tombstones");
+            continue;
+        }
+        assert_eq!(activations.len(), 1, "{s}: one ACTIVATE_VERSION");
+        let version = &run.messages[activations[0]]["version"];
+        assert!(version.is_i64(), "{s}: version {version}");
+        assert!(
+            reported[s].is_empty(),
+            "{s}: a versioned stream sends no tombstones"
+        );
+        // The version holds every record Harvest has, each once, before the activation.
+        let sent: BTreeSet<String> = records
+            .iter()
+            .map(|(i, m)| {
+                assert!(
+                    *i < activations[0],
+                    "{s}: a record after its ACTIVATE_VERSION"
+                );
+                assert_eq!(&m["version"], version, "{s}: a record of another version");
+                key_of(s, m["record"].as_object().unwrap())
+            })
+            .collect();
+        assert_eq!(
+            sent,
+            expected(&h.sim, s).into_keys().collect(),
+            "{s}: the version"
+        );
+    }
+}

@@ -178,11 +178,18 @@ pub async fn resolve(
     all.sort_by_key(|n| streams::STREAMS.iter().position(|s| s.name == n.def.name));
     let mut decided: HashMap<&'static str, Decided> = HashMap::new();
     for node in all {
-        let Some(p) = &node.presence else { continue };
         if node.tally.status() != Status::Running {
             // The STATE keeps the memory it had.
             continue;
         }
+        // Sent in full as a new version: the target drops (or marks) what it does not hold.
+        let activate = node.version().filter(|_| !node.tally.bookmark_held());
+        let Some(p) = &node.presence else {
+            if let Some(v) = activate {
+                activate_version(ctx, node.def.name, v).await?;
+            }
+            continue;
+        };
         let old = p.old.lock().unwrap().take().unwrap_or_default();
         let seen_rows = std::mem::take(&mut *p.seen.lock().unwrap());
         let cover = std::mem::take(&mut *p.cover.lock().unwrap());
@@ -228,7 +235,16 @@ pub async fn resolve(
             Confirm::Get(path) => deleted.extend(confirm_gone(ctx, node, path, missing).await),
         }
         let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
-        if node.selected && !deleted.is_empty() {
+        if let Some(v) = activate {
+            activate_version(ctx, node.def.name, v).await?;
+            if !deleted.is_empty() {
+                crate::log::info(&format!(
+                    "stream {}: {} records deleted in Harvest are not in version {v} (ACTIVATE_VERSION)",
+                    node.def.name,
+                    deleted.len()
+                ));
+            }
+        } else if node.selected && !deleted.is_empty() {
             let mut lines = Vec::new();
             for key in &deleted {
                 let mut record = key.fields(node.def.key_properties);
@@ -285,6 +301,15 @@ pub async fn resolve(
         );
     }
     ctx.emitter.state().await
+}
+
+async fn activate_version(ctx: &Ctx, stream: &str, version: i64) -> Result<(), OutputClosed> {
+    let mut line = serde_json::to_vec(
+        &serde_json::json!({"type": "ACTIVATE_VERSION", "stream": stream, "version": version}),
+    )
+    .unwrap_or_default();
+    line.push(b'\n');
+    ctx.emitter.lines(line).await
 }
 
 /// Whether another stream confirms its deletions with this one's keys.

@@ -61,6 +61,8 @@ pub struct Node {
     pub reads: Vec<ListRead>,
     /// Deletion bookkeeping, when deletions are detected for the stream.
     pub presence: Option<Presence>,
+    /// See [`Node::version`]; decided once the whole tree is planned.
+    version: std::sync::OnceLock<Option<i64>>,
     /// For the selected streams: the schema's columns it emits, and its RECORD framing.
     pub output: Option<(Conformer, RecordFrame)>,
     pub children: Vec<Arc<Node>>,
@@ -71,6 +73,10 @@ impl Node {
     /// Whether a record updated at `updated_at` is emitted. One whose `updated_at` cannot be
     /// read is emitted rather than lost.
     pub fn passes(&self, updated_at: Option<DateTime<Utc>>) -> bool {
+        if self.version().is_some() {
+            // Sent in full: the target drops what this version does not hold.
+            return true;
+        }
         match self.clock {
             Clock::Own | Clock::Parent | Clock::Row => after(self.since, updated_at),
             // A report window is read whole; a full table has no `since`.
@@ -80,7 +86,37 @@ impl Node {
 
     /// Whether this child needs the parent record updated at `updated_at`.
     pub fn wants_parent(&self, updated_at: Option<DateTime<Utc>>) -> bool {
-        after(self.parents_since, updated_at)
+        self.version().is_some() || after(self.parents_since, updated_at)
+    }
+
+    /// The `version` its RECORDs carry this sync, when it is read in full and
+    /// `emit_activate_version_messages` is on: an `ACTIVATE_VERSION` follows its last record.
+    pub fn version(&self) -> Option<i64> {
+        self.version.get().copied().flatten()
+    }
+
+    /// Whether every record of the stream is read this sync: a root list with no filter, or a
+    /// child or derived stream read for every record of such a parent.
+    fn read_whole(&self, parent_whole: Option<bool>) -> bool {
+        match self.def.source {
+            Source::Single { .. } => true,
+            Source::List { .. } => self.reads.iter().all(|r| r.covers == Covers::All),
+            Source::Report { .. } => false,
+            Source::Child { .. } => {
+                parent_whole == Some(true)
+                    && self.parents_since.is_none()
+                    && self.request_since.is_none()
+            }
+            Source::Derived { .. } => parent_whole == Some(true),
+        }
+    }
+
+    fn set_versions(self: &Arc<Node>, parent_whole: Option<bool>, version: Option<i64>) {
+        let whole = self.read_whole(parent_whole);
+        let _ = self.version.set(version.filter(|_| whole && self.selected));
+        for c in &self.children {
+            c.set_versions(Some(whole), version);
+        }
     }
 
     /// This node and every node below it, parents first.
@@ -153,11 +189,18 @@ impl Plan {
             config,
             memory: &memory,
         };
-        let roots = streams::STREAMS
+        let roots: Vec<Arc<Node>> = streams::STREAMS
             .iter()
             .filter(|d| d.parent().is_none() && needed.contains(d.name))
             .map(|d| build(d, &ctx))
             .collect::<Result<_>>()?;
+        // Versions: the sync's start in epoch milliseconds, as the SDK's taps use.
+        let version = config
+            .emit_activate_version_messages
+            .then(|| Utc::now().timestamp_millis());
+        for r in &roots {
+            r.set_versions(None, version);
+        }
         Ok(Plan { roots })
     }
 }
@@ -245,6 +288,7 @@ fn build(def: &'static StreamDef, ctx: &Inputs) -> Result<Arc<Node>> {
     Ok(Arc::new(Node {
         reads,
         presence,
+        version: std::sync::OnceLock::new(),
         def,
         selected,
         clock: replication.clock,

@@ -184,7 +184,9 @@ impl Batch {
         let Some((conformer, frame)) = &node.output else {
             return;
         };
-        match frame.write(&mut self.lines, extracted, |out| conformer.write(row, out)) {
+        match frame.write(&mut self.lines, extracted, node.version(), |out| {
+            conformer.write(row, out)
+        }) {
             Ok(()) => {
                 node.tally.records.fetch_add(1, Ordering::Relaxed);
             }
