@@ -90,14 +90,23 @@ pub fn start<W: Write + Send + 'static>(out: W, state: State) -> (Emitter, Write
                             state.set_bookmark(stream, &key, value)
                         }
                         Out::Memory { stream, value } => state.set_memory(stream, value),
-                        Out::State | Out::Finish => {
-                            let finish = matches!(msg, Out::Finish);
-                            // A large memory goes in the last STATE only, not in every one.
-                            let value = if finish {
-                                state.to_value()
-                            } else {
-                                state.to_value_without_large_memory()
-                            };
+                        Out::Finish => {
+                            // The whole state, its large memories included (they go in the
+                            // last STATE only), written from the state itself.
+                            let value = state.to_value_without_large_memory();
+                            if dirty
+                                || state.has_large_memory()
+                                || last_state.as_ref() != Some(&value)
+                            {
+                                out.write_all(b"{\"type\":\"STATE\",\"value\":")?;
+                                state.write_json(&mut out)?;
+                                out.write_all(b"}\n")?;
+                            }
+                            out.flush()?;
+                            break;
+                        }
+                        Out::State => {
+                            let value = state.to_value_without_large_memory();
                             if dirty || last_state.as_ref() != Some(&value) {
                                 let mut line =
                                     serde_json::to_vec(&json!({"type": "STATE", "value": value}))
@@ -108,9 +117,6 @@ pub fn start<W: Write + Send + 'static>(out: W, state: State) -> (Emitter, Write
                                 dirty = false;
                             }
                             out.flush()?;
-                            if finish {
-                                break;
-                            }
                         }
                     }
                 }

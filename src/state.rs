@@ -22,6 +22,16 @@ pub const INLINE_MEMORY_BYTES: usize = 16 * 1024;
 /// The top-level key of the deletion memory.
 pub const DELETIONS: &str = "deletions";
 
+/// About the bytes of `v` as JSON, without writing it.
+fn approx_size(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len() + 2,
+        Value::Array(a) => a.iter().map(approx_size).sum::<usize>() + a.len() + 1,
+        Value::Object(o) => o.iter().map(|(k, v)| k.len() + 4 + approx_size(v)).sum(),
+        Value::Null | Value::Bool(_) | Value::Number(_) => 8,
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct State {
     /// The whole state document, kept as given so unknown keys survive.
@@ -155,7 +165,7 @@ impl State {
         self.large.clear();
         if let Some(Value::Object(m)) = self.value.get(DELETIONS) {
             for (stream, v) in m {
-                if serde_json::to_vec(v).map_or(0, |b| b.len()) > INLINE_MEMORY_BYTES {
+                if approx_size(v) > INLINE_MEMORY_BYTES {
                     self.large.insert(stream.clone());
                 }
             }
@@ -164,7 +174,7 @@ impl State {
 
     /// Sets a stream's deletion memory.
     pub fn set_memory(&mut self, stream: &str, value: Value) {
-        let large = serde_json::to_vec(&value).map_or(0, |b| b.len()) > INLINE_MEMORY_BYTES;
+        let large = approx_size(&value) > INLINE_MEMORY_BYTES;
         let all = self
             .value
             .entry(DELETIONS)
@@ -206,6 +216,20 @@ impl State {
         v.entry("bookmarks")
             .or_insert_with(|| Value::Object(Map::new()));
         Value::Object(v)
+    }
+
+    /// Whether some memory is left out of [`State::to_value_without_large_memory`].
+    pub fn has_large_memory(&self) -> bool {
+        !self.large.is_empty()
+    }
+
+    /// Writes the whole state as JSON, without copying it (the last STATE of a large account
+    /// holds megabytes of memory).
+    pub fn write_json(&mut self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        self.value
+            .entry("bookmarks")
+            .or_insert_with(|| Value::Object(Map::new()));
+        serde_json::to_writer(out, &self.value).map_err(std::io::Error::other)
     }
 
     pub fn to_value(&self) -> Value {

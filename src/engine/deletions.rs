@@ -16,6 +16,7 @@
 //! `_sdc_deleted_at`.
 
 use std::collections::{HashMap, HashSet};
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -24,7 +25,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::known::{day_of, Attrs, Key, Known};
+use super::known::{day_of, Attrs, Key, Known, KnownWriter, Seen};
 use super::plan::Node;
 use super::tally::Status;
 use super::Ctx;
@@ -47,12 +48,16 @@ struct Cover {
     owners: HashSet<i64>,
 }
 
+/// A place in the keys noted ([`Presence::noted`]).
+#[derive(Debug, Clone, Copy)]
+pub struct SeenMark((usize, usize, usize, i64, i64, i64));
+
 /// One stream's deletion bookkeeping during a sync.
 pub struct Presence {
     /// What the STATE says the warehouse has.
     old: Mutex<Option<Known>>,
     /// The keys read this sync, with their owner and day.
-    seen: Mutex<Vec<(Key, Attrs)>>,
+    seen: Mutex<Seen>,
     cover: Mutex<Cover>,
     /// A list changed while it was read and could not be read consistently: no decision.
     unsettled: AtomicBool,
@@ -63,7 +68,7 @@ impl Presence {
     pub fn new(old: Option<Known>) -> Presence {
         Presence {
             old: Mutex::new(old),
-            seen: Mutex::new(Vec::new()),
+            seen: Mutex::new(Seen::default()),
             cover: Mutex::new(Cover::default()),
             unsettled: AtomicBool::new(false),
             reported: AtomicU64::new(0),
@@ -72,7 +77,7 @@ impl Presence {
 
     /// How many keys the STATE remembers.
     pub fn remembered(&self) -> Option<usize> {
-        self.old.lock().unwrap().as_ref().map(|k| k.rows.len())
+        self.old.lock().unwrap().as_ref().map(|k| k.count)
     }
 
     /// When the stream was last read in full.
@@ -81,17 +86,17 @@ impl Presence {
     }
 
     pub fn saw(&self, key: Key, attrs: Attrs) {
-        self.seen.lock().unwrap().push((key, attrs));
+        self.seen.lock().unwrap().push(key, attrs);
     }
 
-    /// How many keys were noted so far: [`Presence::forget_since`] drops those noted after.
-    pub fn noted(&self) -> usize {
-        self.seen.lock().unwrap().len()
+    /// Where the keys noted so far end: [`Presence::forget_since`] drops those noted after.
+    pub fn noted(&self) -> SeenMark {
+        SeenMark(self.seen.lock().unwrap().mark())
     }
 
     /// Drops the keys noted since `mark` (a read that changed under us is read again).
-    pub fn forget_since(&self, mark: usize) {
-        self.seen.lock().unwrap().truncate(mark);
+    pub fn forget_since(&self, mark: SeenMark) {
+        self.seen.lock().unwrap().truncate(mark.0);
     }
 
     pub fn covered_all(&self) {
@@ -191,27 +196,27 @@ pub async fn resolve(
             continue;
         };
         let old = p.old.lock().unwrap().take().unwrap_or_default();
-        let seen_rows = std::mem::take(&mut *p.seen.lock().unwrap());
+        let seen = std::mem::take(&mut *p.seen.lock().unwrap()).into_sorted();
         let cover = std::mem::take(&mut *p.cover.lock().unwrap());
         let settled = !p.unsettled.load(Ordering::Relaxed);
-        let mut seen: HashMap<Key, Attrs> = HashMap::with_capacity(seen_rows.len());
-        for (k, a) in seen_rows {
-            seen.insert(k, a);
-        }
         let gone_owners: Option<&HashSet<i64>> = owner_stream(node)
             .and_then(|s| decided.get(s))
             .map(|d| &d.deleted);
         let mut deleted: Vec<Key> = Vec::new();
         let mut missing: Vec<Key> = Vec::new();
-        for (key, attrs) in &old.rows {
-            if seen.contains_key(key) {
+        let mut next_seen = 0;
+        for (key, attrs) in old.rows() {
+            while next_seen < seen.len() && seen.key_is(next_seen, &key).is_lt() {
+                next_seen += 1;
+            }
+            if next_seen < seen.len() && seen.key_is(next_seen, &key).is_eq() {
                 continue;
             }
             if attrs
                 .owner
                 .is_some_and(|o| gone_owners.is_some_and(|g| g.contains(&o)))
             {
-                deleted.push(key.clone());
+                deleted.push(key);
                 continue;
             }
             let covered = settled
@@ -221,7 +226,7 @@ pub async fn resolve(
                         .is_some_and(|from| attrs.day.is_some_and(|d| d >= from))
                     || attrs.owner.is_some_and(|o| cover.owners.contains(&o)));
             if covered {
-                missing.push(key.clone());
+                missing.push(key);
             }
         }
         match node.def.deletions.confirm {
@@ -265,25 +270,33 @@ pub async fn resolve(
                 deleted.len()
             ));
         }
-        let mut new = Known {
-            swept_at: if cover.all && settled {
-                Some(started)
-            } else {
-                old.swept_at
-            },
-            rows: old.rows,
-        };
-        for k in &deleted {
-            new.rows.remove(k);
+        // The new memory: what was remembered and not deleted, and what was read, in key order.
+        deleted.sort();
+        let mut new = KnownWriter::default();
+        let mut fresh = seen.iter().peekable();
+        for (key, attrs) in old.rows() {
+            while let Some((k, a)) = fresh.next_if(|(k, _)| *k < key) {
+                new.push(k, a);
+            }
+            if fresh.peek().is_some_and(|(k, _)| *k == key) || deleted.binary_search(&key).is_ok() {
+                continue;
+            }
+            new.push(key, attrs);
         }
+        for (k, a) in fresh {
+            new.push(k, a);
+        }
+        let new = new.finish(if cover.all && settled {
+            Some(started)
+        } else {
+            old.swept_at
+        });
         let keys: HashSet<Key> = if decided_needs_seen(node.def.name) {
-            seen.keys().cloned().collect()
+            seen.iter().map(|(k, _)| k).collect()
         } else {
             HashSet::new()
         };
-        for (k, a) in seen {
-            new.rows.insert(k, a);
-        }
+        drop(seen);
         ctx.emitter.memory(node.def.name, new.to_value()).await?;
         decided.insert(
             node.def.name,

@@ -3,15 +3,15 @@
 //! on, or the project a time entry belongs to) and, for time entries and expenses, its
 //! `spent_date`. It lives in the STATE under `deletions.<stream>`.
 //!
-//! Size. Keys are kept sorted; an integer key column is written as the differences between
-//! consecutive keys, an owner as its place in a list of the distinct owners and a day as the
-//! difference from the day before, each as a variable-length integer (7 bits a byte) and the
-//! whole in URL-safe base64. Harvest ids grow with time, so a time entry costs about four
-//! bytes of STATE; a million of them about 4 MB (measured in the README's Deletions section).
-//! Keys that are not a single integer (a role's users, an external reference) are written as
-//! JSON arrays, which only small streams have.
-
-use std::collections::{BTreeMap, HashMap};
+//! Size. Keys are kept sorted. Integer keys are written as the differences between
+//! consecutive keys, owners and days as the differences from the row before, each as a
+//! variable-length integer (7 bits a byte), the whole in URL-safe base64; Harvest ids grow
+//! with time, so a time entry costs about five bytes of STATE. Keys that are not a single
+//! integer are written as JSON arrays (`keys`), after the integer ones.
+//!
+//! Memory. The STATE's form is decoded row by row when it is compared ([`Known::rows`]), never
+//! held decoded; the keys read during a sync are appended to a [`Seen`] buffer in the same
+//! varint form (about five bytes a key), and decoded, sorted and merged one stream at a time.
 
 use base64::Engine;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -55,17 +55,8 @@ impl Key {
     }
 }
 
-impl std::fmt::Display for Key {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Key::Int(n) => write!(f, "{n}"),
-            Key::Text(t) => f.write_str(t),
-        }
-    }
-}
-
-/// One remembered row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a row is remembered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Attrs {
     /// The owner's id, if the stream has one.
     pub owner: Option<i64>,
@@ -73,18 +64,9 @@ pub struct Attrs {
     pub day: Option<i32>,
 }
 
-/// The remembered rows of one stream, by key.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Known {
-    pub rows: BTreeMap<Key, Attrs>,
-    /// When the stream was last read in full (a sweep); `None` for streams that are only read
-    /// under their parents, and when the memory was never completed.
-    pub swept_at: Option<DateTime<Utc>>,
-}
-
 pub fn day_of(date: &str) -> Option<i32> {
     let d = NaiveDate::parse_from_str(date.get(..10)?, "%Y-%m-%d").ok()?;
-    Some((d - NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days() as i32)
+    Some(day_from(d))
 }
 
 pub fn day_from(date: NaiveDate) -> i32 {
@@ -107,115 +89,119 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl Reader<'_> {
-    fn varint(&mut self) -> Option<u64> {
-        let mut v: u64 = 0;
-        for shift in (0..64).step_by(7) {
-            let b = *self.bytes.get(self.at)?;
-            self.at += 1;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Some(v);
-            }
+fn get_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut v: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let b = *bytes.get(*at)?;
+        *at += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
         }
-        None
     }
-
-    fn done(&self) -> bool {
-        self.at == self.bytes.len()
-    }
+    None
 }
 
 fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
 }
 
-/// Integers as deltas, zigzagged varints, base64.
-fn encode_deltas(values: impl Iterator<Item = i64>) -> String {
-    let mut out = Vec::new();
-    let mut prev = 0i64;
-    for v in values {
-        put_varint(&mut out, zigzag(v.wrapping_sub(prev)));
-        prev = v;
-    }
-    b64().encode(out)
+/// A column of integers written as differences from the one before. `None` (no owner, no
+/// day) is written as a difference of 0 plus a flag in the lowest bit.
+#[derive(Default)]
+struct DeltaColumn {
+    bytes: Vec<u8>,
+    prev: i64,
 }
 
-fn decode_deltas(text: &str) -> Option<Vec<i64>> {
-    let bytes = b64().decode(text).ok()?;
-    let mut r = Reader {
-        bytes: &bytes,
-        at: 0,
-    };
-    let mut out = Vec::new();
-    let mut prev = 0i64;
-    while !r.done() {
-        prev = prev.wrapping_add(unzigzag(r.varint()?));
-        out.push(prev);
+impl DeltaColumn {
+    fn push(&mut self, v: Option<i64>) {
+        match v {
+            None => put_varint(&mut self.bytes, 1),
+            Some(v) => {
+                put_varint(&mut self.bytes, zigzag(v.wrapping_sub(self.prev)) << 1);
+                self.prev = v;
+            }
+        }
     }
-    Some(out)
+}
+
+struct DeltaReader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    prev: i64,
+}
+
+impl DeltaReader<'_> {
+    fn next(&mut self) -> Option<Option<i64>> {
+        let v = get_varint(self.bytes, &mut self.at)?;
+        if v & 1 == 1 {
+            return Some(None);
+        }
+        self.prev = self.prev.wrapping_add(unzigzag(v >> 1));
+        Some(Some(self.prev))
+    }
+}
+
+/// A stream's memory as the STATE holds it, read row by row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Known {
+    /// How many rows it holds.
+    pub count: usize,
+    /// When the stream was last read in full (a sweep); `None` for streams only read under
+    /// their parents, and when the memory was never completed.
+    pub swept_at: Option<DateTime<Utc>>,
+    ids: Vec<u8>,
+    texts: Vec<Box<str>>,
+    owners: Option<Vec<u8>>,
+    days: Option<Vec<u8>>,
 }
 
 impl Known {
+    /// The rows, sorted by key.
+    pub fn rows(&self) -> impl Iterator<Item = (Key, Attrs)> + '_ {
+        let mut at = 0;
+        let mut prev = 0i64;
+        let ids = std::iter::from_fn(move || {
+            let d = get_varint(&self.ids, &mut at)?;
+            prev = prev.wrapping_add(unzigzag(d));
+            Some(Key::Int(prev))
+        });
+        let keys = ids.chain(self.texts.iter().map(|t| Key::Text(t.clone())));
+        fn column(c: &Option<Vec<u8>>) -> Option<DeltaReader<'_>> {
+            c.as_ref().map(|bytes| DeltaReader {
+                bytes: bytes.as_slice(),
+                at: 0,
+                prev: 0,
+            })
+        }
+        let (mut owners, mut days) = (column(&self.owners), column(&self.days));
+        keys.take(self.count).map(move |k| {
+            let owner = owners.as_mut().and_then(|r| r.next()).flatten();
+            let day = days
+                .as_mut()
+                .and_then(|r| r.next())
+                .flatten()
+                .and_then(|d| i32::try_from(d).ok());
+            (k, Attrs { owner, day })
+        })
+    }
+
     /// The STATE form.
     pub fn to_value(&self) -> Value {
         let mut v = Map::new();
         if let Some(at) = self.swept_at {
             v.insert("swept_at".into(), crate::state::format_bookmark(at));
         }
-        v.insert("count".into(), json!(self.rows.len()));
-        let ints = self.rows.keys().all(|k| matches!(k, Key::Int(_)));
-        if ints {
-            v.insert(
-                "ids".into(),
-                json!(encode_deltas(self.rows.keys().map(|k| match k {
-                    Key::Int(n) => *n,
-                    Key::Text(_) => 0,
-                }))),
-            );
-        } else {
-            let keys: Vec<Value> = self
-                .rows
-                .keys()
-                .map(|k| match k {
-                    Key::Int(n) => json!([n]),
-                    Key::Text(t) => serde_json::from_str(t).unwrap_or(Value::Null),
-                })
-                .collect();
-            v.insert("keys".into(), Value::Array(keys));
+        v.insert("count".into(), json!(self.count));
+        v.insert("ids".into(), json!(b64().encode(&self.ids)));
+        if !self.texts.is_empty() {
+            v.insert("keys".into(), encode_texts(&self.texts));
         }
-        if self.rows.values().any(|a| a.owner.is_some()) {
-            let mut owners: Vec<i64> = self.rows.values().filter_map(|a| a.owner).collect();
-            owners.sort_unstable();
-            owners.dedup();
-            let place: HashMap<i64, i64> = owners
-                .iter()
-                .enumerate()
-                .map(|(i, o)| (*o, i as i64 + 1))
-                .collect();
-            v.insert("owner_ids".into(), json!(encode_deltas(owners.into_iter())));
-            // 0 = no owner; otherwise the owner's place + 1, written plainly (not as a delta).
-            let mut out = Vec::new();
-            for a in self.rows.values() {
-                put_varint(&mut out, a.owner.map_or(0, |o| place[&o]) as u64);
+        for (name, c) in [("owners", &self.owners), ("days", &self.days)] {
+            if let Some(bytes) = c {
+                v.insert(name.into(), json!(b64().encode(bytes)));
             }
-            v.insert("owners".into(), json!(b64().encode(out)));
-        }
-        if self.rows.values().any(|a| a.day.is_some()) {
-            // i32::MIN = no day.
-            v.insert(
-                "days".into(),
-                json!(encode_deltas(
-                    self.rows
-                        .values()
-                        .map(|a| i64::from(a.day.unwrap_or(i32::MIN)))
-                )),
-            );
         }
         Value::Object(v)
     }
@@ -231,82 +217,382 @@ impl Known {
                     .ok_or("swept_at is not a date-time")?,
             ),
         };
-        let keys: Vec<Key> = match (o.get("ids"), o.get("keys")) {
-            (Some(ids), _) => decode_deltas(ids.as_str().ok_or("ids is not a string")?)
-                .ok_or("ids is not a key list this tap wrote")?
-                .into_iter()
-                .map(Key::Int)
-                .collect(),
-            (None, Some(Value::Array(keys))) => keys
-                .iter()
-                .map(|k| match k.as_array().map(Vec::as_slice) {
-                    Some([one]) if one.is_i64() => Ok(Key::Int(one.as_i64().unwrap_or(0))),
-                    Some(_) => Ok(Key::Text(k.to_string().into())),
-                    None => Err("a key is not an array"),
-                })
-                .collect::<Result<_, _>>()?,
-            _ => Vec::new(),
-        };
-        let n = keys.len();
-        let owners: Vec<Option<i64>> = match (o.get("owner_ids"), o.get("owners")) {
-            (Some(ids), Some(places)) => {
-                let ids = decode_deltas(ids.as_str().ok_or("owner_ids is not a string")?)
-                    .ok_or("owner_ids is unreadable")?;
-                let bytes = b64()
-                    .decode(places.as_str().ok_or("owners is not a string")?)
-                    .map_err(|_| "owners is unreadable")?;
-                let mut r = Reader {
-                    bytes: &bytes,
-                    at: 0,
-                };
-                let mut out = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let p = r.varint().ok_or("owners is short")? as usize;
-                    out.push(match p {
-                        0 => None,
-                        p => Some(*ids.get(p - 1).ok_or("an owner is out of range")?),
-                    });
-                }
-                out
+        let bytes = |name: &str| -> Result<Option<Vec<u8>>, String> {
+            match o.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => b64()
+                    .decode(s)
+                    .map(Some)
+                    .map_err(|_| format!("{name} is not what this tap writes")),
+                Some(_) => Err(format!("{name} is not a string")),
             }
-            _ => vec![None; n],
         };
-        let days: Vec<Option<i32>> = match o.get("days") {
-            Some(d) => {
-                let d = decode_deltas(d.as_str().ok_or("days is not a string")?)
-                    .ok_or("days is unreadable")?;
-                if d.len() != n {
-                    return Err("days and keys differ in length".into());
-                }
-                d.into_iter()
-                    .map(|x| i32::try_from(x).ok().filter(|x| *x != i32::MIN))
-                    .collect()
-            }
-            None => vec![None; n],
+        let ids = bytes("ids")?.unwrap_or_default();
+        let texts: Vec<Box<str>> = match o.get("keys") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(keys) => decode_texts(keys)?,
         };
-        if owners.len() != n {
-            return Err("owners and keys differ in length".into());
+        let known = Known {
+            count: 0,
+            swept_at,
+            ids,
+            texts,
+            owners: bytes("owners")?,
+            days: bytes("days")?,
+        };
+        // Checked once, here: every column has a value for every key.
+        let mut at = 0;
+        let mut n_ids = 0;
+        while at < known.ids.len() {
+            get_varint(&known.ids, &mut at).ok_or("ids is cut short")?;
+            n_ids += 1;
         }
-        let rows = keys
-            .into_iter()
-            .zip(owners.into_iter().zip(days))
-            .map(|(k, (owner, day))| (k, Attrs { owner, day }))
-            .collect();
-        Ok(Known { rows, swept_at })
+        let count = n_ids + known.texts.len();
+        for (name, c) in [("owners", &known.owners), ("days", &known.days)] {
+            if let Some(bytes) = c {
+                let mut r = DeltaReader {
+                    bytes,
+                    at: 0,
+                    prev: 0,
+                };
+                let mut n = 0;
+                while r.at < bytes.len() {
+                    r.next().ok_or(format!("{name} is cut short"))?;
+                    n += 1;
+                }
+                if n != count {
+                    return Err(format!("{name} and the keys differ in length"));
+                }
+            }
+        }
+        if o.get("count")
+            .and_then(Value::as_u64)
+            .is_some_and(|c| c as usize != count)
+        {
+            return Err("count does not match the keys".into());
+        }
+        Ok(Known { count, ..known })
+    }
+}
+
+/// Keys that are not one integer, column by column (as many values a key as key properties):
+/// a column of integers as deltas like `ids`, any other column as one JSON value a line. One
+/// string a column, not one JSON value a key: 100,000 keys would take 20 MB as values.
+fn encode_texts(texts: &[Box<str>]) -> Value {
+    // Column by column, each key parsed again for each column, so that no parsed copy of
+    // all the keys is held.
+    let cell = |t: &str, j: usize| -> Value {
+        match serde_json::from_str::<Value>(t) {
+            Ok(Value::Array(mut parts)) if j < parts.len() => parts.swap_remove(j),
+            _ => Value::Null,
+        }
+    };
+    let width = texts
+        .iter()
+        .map(|t| match serde_json::from_str::<Value>(t) {
+            Ok(Value::Array(parts)) => parts.len(),
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0);
+    let columns: Vec<Value> = (0..width)
+        .map(|j| {
+            if texts.iter().all(|t| cell(t, j).is_i64()) {
+                let mut c = Vec::new();
+                let mut prev = 0i64;
+                for t in texts {
+                    let n = cell(t, j).as_i64().unwrap_or(0);
+                    put_varint(&mut c, zigzag(n.wrapping_sub(prev)));
+                    prev = n;
+                }
+                json!({"ints": b64().encode(c)})
+            } else {
+                let mut lines = String::new();
+                for (i, t) in texts.iter().enumerate() {
+                    if i > 0 {
+                        lines.push('\n');
+                    }
+                    lines.push_str(&cell(t, j).to_string());
+                }
+                json!({"lines": lines})
+            }
+        })
+        .collect();
+    json!({"count": texts.len(), "columns": columns})
+}
+
+fn decode_texts(v: &Value) -> Result<Vec<Box<str>>, String> {
+    let n = v["count"].as_u64().ok_or("keys has no count")? as usize;
+    let columns = v["columns"].as_array().ok_or("keys has no columns")?;
+    let mut cells: Vec<Vec<Value>> = vec![Vec::with_capacity(columns.len()); n];
+    for c in columns {
+        if let Some(ints) = c["ints"].as_str() {
+            let bytes = b64()
+                .decode(ints)
+                .map_err(|_| "a key column is unreadable")?;
+            let (mut at, mut prev) = (0usize, 0i64);
+            for row in cells.iter_mut() {
+                prev = prev.wrapping_add(unzigzag(
+                    get_varint(&bytes, &mut at).ok_or("a key column is cut short")?,
+                ));
+                row.push(json!(prev));
+            }
+        } else if let Some(lines) = c["lines"].as_str() {
+            let mut it = lines.split('\n');
+            for row in cells.iter_mut() {
+                let line = it.next().ok_or("a key column is cut short")?;
+                row.push(serde_json::from_str(line).map_err(|_| "a key column is unreadable")?);
+            }
+        } else {
+            return Err("a key column is neither ints nor lines".into());
+        }
+    }
+    Ok(cells
+        .into_iter()
+        .map(|r| Value::Array(r).to_string().into())
+        .collect())
+}
+
+/// Builds a [`Known`] from rows given in key order.
+#[derive(Default)]
+pub struct KnownWriter {
+    ids: Vec<u8>,
+    prev: i64,
+    texts: Vec<Box<str>>,
+    owners: DeltaColumn,
+    days: DeltaColumn,
+    any_owner: bool,
+    any_day: bool,
+    count: usize,
+}
+
+impl KnownWriter {
+    pub fn push(&mut self, key: Key, attrs: Attrs) {
+        match key {
+            Key::Int(n) => {
+                put_varint(&mut self.ids, zigzag(n.wrapping_sub(self.prev)));
+                self.prev = n;
+            }
+            Key::Text(t) => self.texts.push(t),
+        }
+        self.any_owner |= attrs.owner.is_some();
+        self.any_day |= attrs.day.is_some();
+        self.owners.push(attrs.owner);
+        self.days.push(attrs.day.map(i64::from));
+        self.count += 1;
+    }
+
+    pub fn finish(self, swept_at: Option<DateTime<Utc>>) -> Known {
+        Known {
+            count: self.count,
+            swept_at,
+            ids: self.ids,
+            texts: self.texts,
+            owners: self.any_owner.then_some(self.owners.bytes),
+            days: self.any_day.then_some(self.days.bytes),
+        }
+    }
+}
+
+/// The keys read during a sync, in the order they came, about five bytes each.
+#[derive(Debug, Default)]
+pub struct Seen {
+    bytes: Vec<u8>,
+    /// The keys that are not one integer, one after the other, and where each ends.
+    text: String,
+    text_ends: Vec<u32>,
+    prev_key: i64,
+    prev_owner: i64,
+    prev_day: i64,
+    count: usize,
+}
+
+const TEXT: u64 = 1;
+const OWNER: u64 = 2;
+const DAY: u64 = 4;
+
+impl Seen {
+    pub fn push(&mut self, key: Key, attrs: Attrs) {
+        let flags = |text: bool| {
+            (if text { TEXT } else { 0 })
+                | (if attrs.owner.is_some() { OWNER } else { 0 })
+                | (if attrs.day.is_some() { DAY } else { 0 })
+        };
+        match key {
+            Key::Int(n) => {
+                put_varint(
+                    &mut self.bytes,
+                    (zigzag(n.wrapping_sub(self.prev_key)) << 3) | flags(false),
+                );
+                self.prev_key = n;
+            }
+            Key::Text(t) => {
+                put_varint(&mut self.bytes, flags(true));
+                self.text.push_str(&t);
+                self.text_ends.push(self.text.len() as u32);
+            }
+        }
+        if let Some(o) = attrs.owner {
+            put_varint(&mut self.bytes, zigzag(o.wrapping_sub(self.prev_owner)));
+            self.prev_owner = o;
+        }
+        if let Some(d) = attrs.day {
+            let d = i64::from(d);
+            put_varint(&mut self.bytes, zigzag(d.wrapping_sub(self.prev_day)));
+            self.prev_day = d;
+        }
+        self.count += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The rows in key order, each key once (read twice, it was read the same, or changed
+    /// while the sync ran and the next sync reads it again).
+    pub fn into_sorted(self) -> SortedRows {
+        // Integer keys (nearly all) as 16 bytes a row, sorted in place; owners by their
+        // place in a list of the distinct ones.
+        let n_texts = self.text_ends.len();
+        let mut ints: Vec<(i64, u32, i32)> = Vec::with_capacity(self.count - n_texts);
+        let mut texts: Vec<(Box<str>, Attrs)> = Vec::with_capacity(n_texts);
+        let mut owners: Vec<i64> = Vec::new();
+        let mut place: std::collections::HashMap<i64, u32> = std::collections::HashMap::new();
+        let (mut at, mut key, mut owner, mut day) = (0usize, 0i64, 0i64, 0i64);
+        let mut text_start = 0usize;
+        let mut ends = self.text_ends.iter();
+        for _ in 0..self.count {
+            let Some(head) = get_varint(&self.bytes, &mut at) else {
+                break;
+            };
+            if head & TEXT == 0 {
+                key = key.wrapping_add(unzigzag(head >> 3));
+            }
+            let mut attrs = Attrs::default();
+            if head & OWNER != 0 {
+                owner = owner.wrapping_add(unzigzag(get_varint(&self.bytes, &mut at).unwrap_or(0)));
+                attrs.owner = Some(owner);
+            }
+            if head & DAY != 0 {
+                day = day.wrapping_add(unzigzag(get_varint(&self.bytes, &mut at).unwrap_or(0)));
+                attrs.day = i32::try_from(day).ok();
+            }
+            if head & TEXT != 0 {
+                let end = ends.next().map_or(self.text.len(), |e| *e as usize);
+                texts.push((self.text.get(text_start..end).unwrap_or("").into(), attrs));
+                text_start = end;
+            } else {
+                let o = match attrs.owner {
+                    None => u32::MAX,
+                    Some(o) => *place.entry(o).or_insert_with(|| {
+                        owners.push(o);
+                        owners.len() as u32 - 1
+                    }),
+                };
+                ints.push((key, o, attrs.day.unwrap_or(i32::MIN)));
+            }
+        }
+        drop(self.bytes);
+        ints.sort_unstable_by_key(|r| r.0);
+        ints.dedup_by_key(|r| r.0);
+        texts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        texts.dedup_by(|later, earlier| later.0 == earlier.0);
+        SortedRows {
+            ints,
+            owners,
+            texts,
+        }
+    }
+
+    /// Where the buffer stands, to go back to with [`Seen::truncate`].
+    pub fn mark(&self) -> (usize, usize, usize, i64, i64, i64) {
+        (
+            self.bytes.len(),
+            self.text_ends.len(),
+            self.count,
+            self.prev_key,
+            self.prev_owner,
+            self.prev_day,
+        )
+    }
+
+    pub fn truncate(&mut self, m: (usize, usize, usize, i64, i64, i64)) {
+        self.bytes.truncate(m.0);
+        self.text_ends.truncate(m.1);
+        self.text
+            .truncate(self.text_ends.last().map_or(0, |e| *e as usize));
+        self.count = m.2;
+        self.prev_key = m.3;
+        self.prev_owner = m.4;
+        self.prev_day = m.5;
+    }
+}
+
+/// The keys read during a sync, sorted by key (integers first), each once.
+#[derive(Debug, Default)]
+pub struct SortedRows {
+    ints: Vec<(i64, u32, i32)>,
+    owners: Vec<i64>,
+    texts: Vec<(Box<str>, Attrs)>,
+}
+
+impl SortedRows {
+    pub fn len(&self) -> usize {
+        self.ints.len() + self.texts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Row `i` in key order.
+    pub fn get(&self, i: usize) -> Option<(Key, Attrs)> {
+        if let Some(&(k, owner, day)) = self.ints.get(i) {
+            return Some((
+                Key::Int(k),
+                Attrs {
+                    owner: self.owners.get(owner as usize).copied(),
+                    day: (day != i32::MIN).then_some(day),
+                },
+            ));
+        }
+        let (t, a) = self.texts.get(i - self.ints.len())?;
+        Some((Key::Text(t.clone()), *a))
+    }
+
+    /// Whether row `i` has key `key` (without building the row).
+    pub fn key_is(&self, i: usize, key: &Key) -> std::cmp::Ordering {
+        match (self.ints.get(i), key) {
+            (Some((k, ..)), Key::Int(n)) => k.cmp(n),
+            (Some(_), Key::Text(_)) => std::cmp::Ordering::Less,
+            (None, Key::Int(_)) => std::cmp::Ordering::Greater,
+            (None, Key::Text(t)) => match self.texts.get(i - self.ints.len()) {
+                Some((mine, ..)) => mine.as_ref().cmp(t.as_ref()),
+                None => std::cmp::Ordering::Greater,
+            },
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (Key, Attrs)> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
     }
 }
 
 /// The memory of every stream, as read from the input STATE.
 #[derive(Debug, Clone, Default)]
 pub struct Memory {
-    pub streams: BTreeMap<String, Known>,
+    pub streams: std::collections::BTreeMap<String, Known>,
 }
 
 impl Memory {
     /// Reads `deletions` of a STATE; a stream whose memory cannot be read is forgotten, with a
     /// warning (its next full read rebuilds it; nothing is reported deleted meanwhile).
     pub fn from_state(v: Option<&Value>) -> Memory {
-        let mut streams = BTreeMap::new();
+        let mut streams = std::collections::BTreeMap::new();
         if let Some(Value::Object(all)) = v {
             for (name, m) in all {
                 match Known::from_value(m) {
@@ -329,43 +615,78 @@ mod tests {
 
     #[test]
     fn memory_round_trips_and_is_small() {
-        let mut k = Known {
-            swept_at: parse_datetime("2026-01-01T00:00:00Z"),
-            ..Known::default()
-        };
+        let mut seen = Seen::default();
         let mut id = 2_000_000_000i64;
+        let mut want = Vec::new();
         for i in 0..100_000i64 {
             id += 1 + (i * 7919) % 40;
-            k.rows.insert(
-                Key::Int(id),
-                Attrs {
-                    owner: Some(30_000_000 + (i * 31) % 400),
-                    day: Some(19_000 + (i / 300) as i32),
-                },
-            );
+            let attrs = Attrs {
+                owner: Some(30_000_000 + (i * 31) % 400),
+                day: Some(19_000 + (i / 300) as i32),
+            };
+            want.push((Key::Int(id), attrs));
         }
+        // Read newest first, one of them twice.
+        for (k, a) in want.iter().rev() {
+            seen.push(k.clone(), *a);
+        }
+        seen.push(want[5].0.clone(), want[5].1);
+        assert!(
+            seen.bytes.len() < 100_000 * 6,
+            "{} bytes in memory",
+            seen.bytes.len()
+        );
+        let rows = seen.into_sorted();
+        assert_eq!(rows.iter().collect::<Vec<_>>(), want);
+        let mut w = KnownWriter::default();
+        for (k, a) in rows.iter() {
+            w.push(k, a);
+        }
+        let k = w.finish(parse_datetime("2026-01-01T00:00:00Z"));
         let v = k.to_value();
         let bytes = serde_json::to_string(&v).unwrap().len();
-        assert!(bytes < 100_000 * 6, "{bytes} bytes for 100,000 keys");
-        assert_eq!(Known::from_value(&v).unwrap(), k);
+        assert!(
+            bytes < 100_000 * 7,
+            "{bytes} bytes of STATE for 100,000 keys"
+        );
+        let back = Known::from_value(&v).unwrap();
+        assert_eq!(back, k);
+        assert_eq!(back.rows().collect::<Vec<_>>(), want);
 
-        let mut t = Known::default();
+        let ext = json!({"time_entry_id": 9, "external_reference_id": "ab\"c"});
+        let ext_key = Key::of(
+            ext.as_object().unwrap(),
+            &["time_entry_id", "external_reference_id"],
+        )
+        .unwrap();
+        let mut w = KnownWriter::default();
+        w.push(ext_key.clone(), Attrs::default());
+        let back = Known::from_value(&w.finish(None).to_value()).unwrap();
+        assert_eq!(back.rows().next().unwrap().0, ext_key);
         let row = json!({"role_id": 5, "user_id": 7})
             .as_object()
             .unwrap()
             .clone();
         let key = Key::of(&row, &["role_id", "user_id"]).unwrap();
-        t.rows.insert(
+        let mut w = KnownWriter::default();
+        w.push(Key::Int(3), Attrs::default());
+        w.push(
             key.clone(),
             Attrs {
                 owner: Some(5),
                 day: None,
             },
         );
+        let t = w.finish(None);
         let back = Known::from_value(&t.to_value()).unwrap();
-        assert_eq!(back, t);
+        assert_eq!(
+            back.rows().collect::<Vec<_>>(),
+            t.rows().collect::<Vec<_>>()
+        );
+        assert_eq!(back.rows().nth(1).unwrap().0, key);
         assert_eq!(key.fields(&["role_id", "user_id"]), row);
         assert!(Known::from_value(&json!({"ids": "!!"})).is_err());
         assert!(Known::from_value(&json!({"ids": "AQ", "days": "AQID"})).is_err());
+        assert!(Known::from_value(&json!({"ids": "gA"})).is_err());
     }
 }

@@ -416,7 +416,7 @@ async fn read_list(
             .collect();
         for attempt in 1..=LIST_READS {
             // A read that changed under us tells nothing of what exists: its keys are dropped.
-            let marks: Vec<usize> = remembered.iter().map(|p| p.noted()).collect();
+            let marks: Vec<_> = remembered.iter().map(|p| p.noted()).collect();
             let list = List {
                 url: read_url(ctx, path, read),
                 endpoint: path,
