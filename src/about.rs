@@ -7,7 +7,14 @@ use serde_json::{json, Value};
 use crate::cli::AboutFormat;
 use crate::settings::{self, default_label, required_label};
 
-pub const CAPABILITIES: &[&str] = &["catalog", "discover", "state", "about", "test"];
+pub const CAPABILITIES: &[&str] = &[
+    "catalog",
+    "discover",
+    "state",
+    "about",
+    "test",
+    "activate-version",
+];
 
 pub fn about() -> Value {
     json!({

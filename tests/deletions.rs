@@ -511,3 +511,58 @@ fn streams_read_in_full_are_sent_as_a_version_and_activated_after_their_last_rec
         );
     }
 }
+
+#[test]
+fn a_record_moved_out_of_the_window_or_hidden_by_a_403_is_never_reported_deleted() {
+    let h = account();
+    let today = chrono::Utc::now().date_naive();
+    let days = |n: i64| today - chrono::Duration::days(n);
+    let moved = h.sim.deletable("time_entries", 2);
+    let spent = h.sim.deletable("expenses", 1);
+    h.sim.redate("time_entries", &moved, days(3));
+    h.sim.redate("expenses", &spent, days(3));
+    let first = h.sync(&h.config(), Some(&no_reports()), None);
+    first.assert_ok();
+    // Edited out of the deletion window (30 days): the window read no longer shows them.
+    h.sim.redate("time_entries", &moved, days(90));
+    h.sim.redate("expenses", &spent, days(400));
+    let second = h.sync(&h.config(), Some(&no_reports()), Some(&first.last_state()));
+    second.assert_ok();
+    for (s, keys) in tombstones(&second) {
+        assert!(
+            keys.is_empty(),
+            "{s}: {keys:?} reported deleted, they moved out of the window"
+        );
+    }
+    // This token may no longer read time entries: skipped, nothing decided for them.
+    h.sim.add_fault(Fault {
+        path_prefix: "/v2/time_entries".into(),
+        kind: FaultKind::Status(403),
+        trigger: Trigger::Fraction(1.0),
+    });
+    let sweep = with(&h.config(), json!({"deletion_full_scan_days": 0}));
+    let third = h.sync(&sweep, Some(&no_reports()), Some(&second.last_state()));
+    third.assert_ok();
+    assert!(
+        third.stderr.contains("stream time_entries skipped"),
+        "{}",
+        third.stderr
+    );
+    for (s, keys) in tombstones(&third) {
+        assert!(
+            keys.is_empty(),
+            "{s}: {keys:?} reported deleted behind a 403"
+        );
+    }
+    h.sim.clear_faults();
+    let fourth = h.sync(&sweep, Some(&no_reports()), Some(&third.last_state()));
+    fourth.assert_ok();
+    for (s, keys) in tombstones(&fourth) {
+        assert!(keys.is_empty(), "{s}: {keys:?} reported deleted, none was");
+    }
+    assert_equal_to_harvest(
+        &warehouse(&[&first, &second, &third, &fourth]),
+        &keys_now(&h.sim),
+        "after the 403",
+    );
+}

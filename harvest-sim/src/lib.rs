@@ -394,6 +394,13 @@ impl Sim {
             .unwrap_or_else(|e| panic!("harvest-sim archive: {e}"))
     }
 
+    /// Moves time entries or expenses to another `spent_date` (`updated_at` = now).
+    pub fn redate(&self, resource: &str, ids: &[i64], date: NaiveDate) {
+        self.state
+            .redate(resource, ids, date)
+            .unwrap_or_else(|e| panic!("harvest-sim redate: {e}"))
+    }
+
     /// Ids of `count` records of `resource` that Harvest would let one delete, spread over
     /// the list.
     pub fn deletable(&self, resource: &str, count: usize) -> Vec<i64> {

@@ -808,3 +808,32 @@ pub fn archive(d: &mut Data, res: Res, ids: &[i64], now: i64) -> Result<(), Stri
     d.version += 1;
     Ok(())
 }
+
+/// Moves time entries or expenses to another day (`spent_date` = `date`, `updated_at` = now),
+/// as editing one in Harvest does.
+pub fn redate(
+    d: &mut Data,
+    res: Res,
+    ids: &[i64],
+    date: crate::util::Date,
+    now: i64,
+) -> Result<(), String> {
+    let now = Ts(now.max(d.max_ts + 1));
+    for &id in ids {
+        let i = crate::delete::index_of(d, res, id)
+            .ok_or_else(|| format!("{} {id} does not exist", res.name()))? as usize;
+        match res {
+            Res::TimeEntries => {
+                d.time_entries[i].spent_date = date;
+                d.time_entries[i].updated_at = now;
+            }
+            Res::Expenses => {
+                d.expenses[i].spent_date = date;
+                d.expenses[i].updated_at = now;
+            }
+            other => return Err(format!("{} has no spent_date", other.name())),
+        }
+    }
+    d.version += 1;
+    Ok(())
+}

@@ -283,6 +283,20 @@ impl AppState {
         crate::mutate::archive(&mut d, res, ids, chrono::Utc::now().timestamp())
     }
 
+    /// Moves time entries or expenses to another `spent_date`.
+    pub fn redate(&self, resource: &str, ids: &[i64], date: NaiveDate) -> Result<(), String> {
+        let res =
+            Res::from_name(resource).ok_or_else(|| format!("unknown resource {resource:?}"))?;
+        let mut d = self.data.write();
+        crate::mutate::redate(
+            &mut d,
+            res,
+            ids,
+            Date::from_naive(date),
+            chrono::Utc::now().timestamp(),
+        )
+    }
+
     /// Ids of records Harvest would let one delete.
     pub fn deletable(&self, resource: &str, count: usize) -> Result<Vec<i64>, String> {
         let d = self.data.read();

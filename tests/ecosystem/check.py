@@ -66,7 +66,7 @@ LOGS = RUN / "logs"
 LOGS.mkdir(parents=True, exist_ok=True)
 CONFIG = json.loads(CONFIG_PATH.read_text())
 
-CAPABILITIES = {"catalog", "discover", "state", "about", "test"}
+CAPABILITIES = {"catalog", "discover", "state", "about", "test", "activate-version"}
 SECRETS = {"access_token", "client_secret", "refresh_token"}
 LOG_LINE = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \| (DEBUG|INFO|WARNING|ERROR|CRITICAL) +\| tap-harvest +\| (.*)$"
