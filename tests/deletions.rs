@@ -469,14 +469,23 @@ fn streams_read_in_full_are_sent_as_a_version_and_activated_after_their_last_rec
             .enumerate()
             .filter(|(_, m)| m["type"] == "RECORD" && m["stream"] == s)
             .collect();
-        // Read under changed parents only: tombstones, no version.
-        let by_parent = matches!(
-            streams::find(s).unwrap().source,
-            Source::Child {
-                fan_out: streams::FanOut::ChangedParents,
-                ..
-            }
-        );
+        // Read under changed parents only, or listed while active only (and what is made
+        // from those): tombstones, no version.
+        let never_whole = |d: &StreamDef| {
+            matches!(
+                d.source,
+                Source::Child {
+                    fan_out: streams::FanOut::ChangedParents,
+                    ..
+                }
+            ) || matches!(d.deletions.confirm, streams::Confirm::SameAs(_))
+        };
+        let def = streams::find(s).unwrap();
+        let by_parent = never_whole(def)
+            || def
+                .parent()
+                .and_then(streams::find)
+                .is_some_and(never_whole);
         if by_parent {
             assert!(
                 activations.is_empty(),

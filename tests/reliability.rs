@@ -194,7 +194,7 @@ fn signal_points(h: &Harness) -> Vec<Duration> {
     let t0 = std::time::Instant::now();
     h.sync(&h.config(), Some(&no_reports()), None).assert_ok();
     let whole = t0.elapsed();
-    [0.03, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8]
+    [0.03, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
         .iter()
         .map(|f| whole.mul_f64(*f))
         .collect()

@@ -44,13 +44,15 @@ struct Cover {
     all: bool,
     /// Records dated on or after this day (days since 1970-01-01).
     from_day: Option<i32>,
-    /// The parents (owners) whose rows were all read.
+    /// The parents (owners) whose rows were all read, and the order they came in (so that
+    /// a read dropped as changed drops them too).
     owners: HashSet<i64>,
+    owner_log: Vec<i64>,
 }
 
 /// A place in the keys noted ([`Presence::noted`]).
 #[derive(Debug, Clone, Copy)]
-pub struct SeenMark((usize, usize, usize, i64, i64, i64));
+pub struct SeenMark((usize, usize, usize, i64, i64, i64), usize);
 
 /// One stream's deletion bookkeeping during a sync.
 pub struct Presence {
@@ -91,12 +93,21 @@ impl Presence {
 
     /// Where the keys noted so far end: [`Presence::forget_since`] drops those noted after.
     pub fn noted(&self) -> SeenMark {
-        SeenMark(self.seen.lock().unwrap().mark())
+        SeenMark(
+            self.seen.lock().unwrap().mark(),
+            self.cover.lock().unwrap().owner_log.len(),
+        )
     }
 
-    /// Drops the keys noted since `mark` (a read that changed under us is read again).
+    /// Drops the keys and the owners noted since `mark` (a read that changed under us is read
+    /// again).
     pub fn forget_since(&self, mark: SeenMark) {
         self.seen.lock().unwrap().truncate(mark.0);
+        let mut c = self.cover.lock().unwrap();
+        let dropped: Vec<i64> = c.owner_log.drain(mark.1..).collect();
+        for o in dropped {
+            c.owners.remove(&o);
+        }
     }
 
     pub fn covered_all(&self) {
@@ -109,7 +120,10 @@ impl Presence {
     }
 
     pub fn covered_owner(&self, owner: i64) {
-        self.cover.lock().unwrap().owners.insert(owner);
+        let mut c = self.cover.lock().unwrap();
+        if c.owners.insert(owner) {
+            c.owner_log.push(owner);
+        }
     }
 
     pub fn unsettled(&self) {
@@ -188,7 +202,9 @@ pub async fn resolve(
             continue;
         }
         // Sent in full as a new version: the target drops (or marks) what it does not hold.
-        let activate = node.version().filter(|_| !node.tally.bookmark_held());
+        let activate = node
+            .version()
+            .filter(|_| !node.tally.bookmark_held() && node.tally.all_sent());
         let Some(p) = &node.presence else {
             if let Some(v) = activate {
                 activate_version(ctx, node.def.name, v).await?;
@@ -212,9 +228,10 @@ pub async fn resolve(
             if next_seen < seen.len() && seen.key_is(next_seen, &key).is_eq() {
                 continue;
             }
-            if attrs
-                .owner
-                .is_some_and(|o| gone_owners.is_some_and(|g| g.contains(&o)))
+            if settled
+                && attrs
+                    .owner
+                    .is_some_and(|o| gone_owners.is_some_and(|g| g.contains(&o)))
             {
                 deleted.push(key);
                 continue;

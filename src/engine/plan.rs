@@ -102,10 +102,12 @@ impl Node {
             Source::Single { .. } => true,
             Source::List { .. } => self.reads.iter().all(|r| r.covers == Covers::All),
             Source::Report { .. } => false,
+            // A list Harvest shows active records only of is never whole.
             Source::Child { .. } => {
                 parent_whole == Some(true)
                     && self.parents_since.is_none()
                     && self.request_since.is_none()
+                    && !matches!(self.def.deletions.confirm, Confirm::SameAs(_))
             }
             Source::Derived { .. } => parent_whole == Some(true),
         }

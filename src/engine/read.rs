@@ -190,10 +190,14 @@ impl Batch {
             Ok(()) => {
                 node.tally.records.fetch_add(1, Ordering::Relaxed);
             }
-            Err(why) => crate::log::warn(&format!(
-                "{}: record skipped, it cannot match the schema ({why})",
-                node.def.name
-            )),
+            Err(why) => {
+                // Not everything was sent: no ACTIVATE_VERSION may drop the row it left.
+                node.tally.not_all_sent();
+                crate::log::warn(&format!(
+                    "{}: record skipped, it cannot match the schema ({why})",
+                    node.def.name
+                ))
+            }
         }
     }
 
@@ -621,10 +625,22 @@ async fn read_per_parent(
         };
         tasks.spawn(async move {
             let _permit = permit;
-            let read = read_pages(&task_ctx, &task_node, list).await;
-            if let (Ok(_), Some(p), Some(owner)) = (&read, &task_node.presence, owner) {
-                p.covered_owner(owner);
-            }
+            let read = read_pages_noting_changes(&task_ctx, &task_node, list).await;
+            let read = match read {
+                // A child list that changed while it was read may have shifted past a record:
+                // nothing is decided for that parent, and the bookmark waits.
+                Ok((fans, true)) => {
+                    task_node.tally.hold_bookmark();
+                    Ok(fans)
+                }
+                Ok((fans, false)) => {
+                    if let (Some(p), Some(owner)) = (&task_node.presence, owner) {
+                        p.covered_owner(owner);
+                    }
+                    Ok(fans)
+                }
+                Err(halt) => Err(halt),
+            };
             (parent, read)
         });
         // Settle what is done, so that a failure stops the queueing of more work.

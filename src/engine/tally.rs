@@ -71,6 +71,8 @@ pub struct Tally {
     /// The list kept changing while it was read: the bookmark stays where it was, so the next
     /// sync reads what may have been skipped.
     held: std::sync::atomic::AtomicBool,
+    /// A record read could not be sent (it cannot match the schema).
+    incomplete: std::sync::atomic::AtomicBool,
 }
 
 impl Tally {
@@ -83,6 +85,7 @@ impl Tally {
             kept: OnceLock::new(),
             sent: distinct.then(|| Mutex::new(HashSet::new())),
             held: std::sync::atomic::AtomicBool::new(false),
+            incomplete: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -125,6 +128,15 @@ impl Tally {
     /// Keeps the bookmark where it was this sync.
     pub fn hold_bookmark(&self) {
         self.held.store(true, Ordering::Relaxed);
+    }
+
+    pub fn not_all_sent(&self) {
+        self.incomplete.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether every record read was sent.
+    pub fn all_sent(&self) -> bool {
+        !self.incomplete.load(Ordering::Relaxed)
     }
 
     pub fn bookmark_held(&self) -> bool {

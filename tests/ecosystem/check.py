@@ -961,9 +961,11 @@ def without_reports(counts):
     return {s: n for s, n in counts.items() if not s.startswith("report_") and s != "company"}
 
 
-# Streams read under changed parents only (their parents' other children are not re-read):
-# their deletions come as tombstones even when ACTIVATE_VERSION is on.
-TOMBSTONED_ONLY = {"invoice_messages", "invoice_payments", "estimate_messages"}
+# Streams never read whole, so never sent as a version: read under changed parents only, or
+# listed while active only (a user's project assignments, and their nested tasks). Their
+# deletions come as tombstones even when ACTIVATE_VERSION is on.
+TOMBSTONED_ONLY = {"invoice_messages", "invoice_payments", "estimate_messages", "user_projects",
+                   "user_project_tasks"}
 
 
 @check("delete, then an incremental run into PostgreSQL soft-deletes exactly the deleted rows",
