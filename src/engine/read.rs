@@ -247,6 +247,9 @@ pub struct List {
     pub envelope: &'static str,
     pub lane: Lane,
     pub stamp: Stamp,
+    /// The list has no filter: read to its end it covers every parent of the derived rows,
+    /// which need not be noted one by one.
+    pub whole: bool,
 }
 
 /// Reads every page of `list` for `node`: emits its records and its derived children's rows,
@@ -320,7 +323,7 @@ async fn read_pages_noting_changes(
                                     p.saw(key, attrs_of(child, r, own_id));
                                 }
                             }
-                            if let (Some(id), false) = (own_id, distinct) {
+                            if let (Some(id), false, false) = (own_id, distinct, list.whole) {
                                 p.covered_owner(id);
                             }
                         }
@@ -427,6 +430,7 @@ async fn read_list(
                 envelope,
                 lane: Lane::Pages,
                 stamp: Stamp::None,
+                whole: read.covers == Covers::All,
             };
             let (found, changed) = read_pages_noting_changes(ctx, node, list).await?;
             fans.merge(found);
@@ -487,6 +491,7 @@ pub async fn read_root(ctx: &Arc<Ctx>, root: &Arc<Node>) -> Result<(), anyhow::E
             envelope: "",
             lane: Lane::Small,
             stamp: Stamp::None,
+            whole: true,
         },
         Source::List { path, envelope, .. } => {
             match read_list(ctx, root, path, envelope).await {
@@ -617,6 +622,7 @@ async fn read_per_parent(
             envelope,
             lane: Lane::Small,
             stamp: Stamp::Parent(column, id.value()),
+            whole: false,
         };
         let parent = id.to_string();
         let owner = match &id {
@@ -712,6 +718,7 @@ async fn read_report(ctx: &Arc<Ctx>, node: &Arc<Node>) -> Result<(), anyhow::Err
             // One page at a time: the reports' budget is the limit.
             lane: Lane::Report,
             stamp: window.map_or(Stamp::None, |(from, to)| Stamp::Window(from, to)),
+            whole: false,
         };
         if let Err(halt) = read_pages(ctx, node, list).await {
             ctx.halt(node, halt)?;
