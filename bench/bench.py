@@ -706,7 +706,7 @@ class Bench:
             f"{len(json.dumps((lg.state or {}).get('deletions', {}).get('time_entries', {}))) / 1e6:.1f} MB.\n\n"
             f"Without deletion detection (`detect_deletions: false`, median of 3): large {off['large'].rss_mb:.1f} MB, "
             f"small {off['small'].rss_mb:.1f} MB ({off['large'].rss_mb / off['small'].rss_mb:.2f}×): the record path's "
-            "memory does not grow with the account; the deletion memory does, by about 20 bytes a key while the "
+            "memory does not grow with the account; the deletion memory does, by about 12 bytes a key while the "
             "sync runs.")
         ok = not lg.error and not sm.error
         self.target("d", "peak RSS ≤ 100 MB on the large account (defaults: deletion memory of 2.5 million keys)",
