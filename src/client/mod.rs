@@ -120,6 +120,8 @@ pub struct Client {
     auth: Auth,
     account_id: HeaderValue,
     base_url: String,
+    /// Where API requests may go: under `base_url`.
+    origins: Origins,
     general: Budget,
     reports: Budget,
     in_flight: Semaphore,
@@ -164,7 +166,65 @@ pub fn describe(e: &reqwest::Error) -> String {
     }
 }
 
+/// Where the tap may send its credentials: the API under `base_url` and Harvest ID under
+/// `auth_url`, each its scheme, host, port and path prefix. A link or redirect elsewhere (another
+/// port, `localhost` for `127.0.0.1`, another host) is never followed.
+#[derive(Debug, Clone)]
+pub struct Origins(Vec<(String, String, Option<u16>, String)>);
+
+impl Origins {
+    pub fn new(bases: &[&str]) -> Origins {
+        Origins(
+            bases
+                .iter()
+                .filter_map(|b| reqwest::Url::parse(b).ok())
+                .map(|u| {
+                    let prefix = u.path().trim_end_matches('/').to_string();
+                    (
+                        u.scheme().to_string(),
+                        u.host_str().unwrap_or("").to_string(),
+                        u.port_or_known_default(),
+                        prefix,
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// Whether `url` lies under one of the origins (and path prefixes).
+    pub fn allows(&self, url: &reqwest::Url) -> bool {
+        let path = url.path();
+        self.0.iter().any(|(scheme, host, port, prefix)| {
+            url.scheme() == scheme
+                && url.host_str() == Some(host.as_str())
+                && url.port_or_known_default() == *port
+                && (path == prefix || path.starts_with(&format!("{prefix}/")) || prefix.is_empty())
+                && url.username().is_empty()
+                && url.password().is_none()
+        })
+    }
+
+    pub fn allows_str(&self, url: &str) -> bool {
+        reqwest::Url::parse(url).is_ok_and(|u| self.allows(&u))
+    }
+}
+
+/// A link as an error line shows it: without user information or query, at most 120 chars.
+pub fn shown_link(url: &str) -> String {
+    let shown = match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.to_string()
+        }
+        Err(_) => "(an unreadable URL)".to_string(),
+    };
+    shown.chars().take(120).collect()
+}
+
 fn http_client(config: &Config, idle: usize) -> anyhow::Result<reqwest::Client> {
+    let origins = Origins::new(&[&config.base_url, &config.auth_url]);
     let mut headers = HeaderMap::new();
     headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
     headers.insert(
@@ -179,6 +239,15 @@ fn http_client(config: &Config, idle: usize) -> anyhow::Result<reqwest::Client> 
         .connect_timeout(config.request_timeout.min(Duration::from_secs(30)))
         .pool_max_idle_per_host(idle)
         .gzip(true)
+        // Redirects within base_url's (or auth_url's) origin and path only, a few at most; any
+        // other is not followed, and its 3xx fails the request.
+        .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() < 5 && origins.allows(attempt.url()) {
+                attempt.follow()
+            } else {
+                attempt.stop()
+            }
+        }))
         .build()?)
 }
 
@@ -195,6 +264,7 @@ impl Client {
             http,
             auth,
             base_url: config.base_url.clone(),
+            origins: Origins::new(&[&config.base_url]),
             general: Budget::new("general", config.budget.requests, config.budget.window),
             reports: Budget::new(
                 "reports",
@@ -292,6 +362,13 @@ impl Client {
         } else {
             &self.general
         };
+        if !self.origins.allows_str(url) {
+            return Err(HttpError::Rejected(format!(
+                "GET {endpoint}: refused to follow {}: it is not under base_url {} (the token is only sent there)",
+                shown_link(url),
+                shown_link(&self.base_url)
+            )));
+        }
         let mut failures = 0u32;
         let mut refreshed = false;
         let mut throttled = 0u32;
@@ -430,6 +507,9 @@ fn refusal(endpoint: &str, status: u16, body: &[u8]) -> HttpError {
         422 => HttpError::Unprocessable(format!(
             "GET {endpoint}: Harvest answered 422: {}",
             message(body)
+        )),
+        s @ 300..=399 => HttpError::Rejected(format!(
+            "GET {endpoint}: Harvest answered {s}, a redirect outside base_url (not followed: the token is only sent there)"
         )),
         s => HttpError::Rejected(format!("GET {endpoint}: Harvest answered {s}: {}", message(body))),
     }
