@@ -367,11 +367,14 @@ fn a_sync_stopped_in_the_middle_of_a_sweep_reports_no_false_deletion() {
         .assert_ok();
     let whole = t0.elapsed();
     let mut stopped = 0;
-    for share in [0.25, 0.5, 0.75, 0.9] {
+    // Several points, so that a loaded machine (tests run in parallel) still stops a few.
+    for share in [0.1, 0.25, 0.4, 0.55, 0.7, 0.85] {
         let delay = whole.mul_f64(share);
         let delay_ms = delay.as_millis();
         let second = interrupted(&h, &sweep, Some(&first.last_state()), "TERM", delay);
-        if second.code == Some(0) {
+        // Finished before the signal, or killed before it could listen for it (its first
+        // milliseconds: nothing written).
+        if second.code == Some(0) || second.code.is_none() {
             continue;
         }
         stopped += 1;
