@@ -63,11 +63,18 @@ fn page(next: Option<&str>) -> String {
 }
 
 fn run_against(harvest: &Server) -> Run {
+    run_with(harvest, json!({}))
+}
+
+fn run_with(harvest: &Server, extra: Value) -> Run {
     let dir = tempfile::tempdir().unwrap();
-    let config = json!({"access_token": "secret-token-xyz", "account_id": "1",
+    let mut config = json!({"access_token": "secret-token-xyz", "account_id": "1",
         "start_date": "2024-01-01T00:00:00Z", "base_url": format!("http://127.0.0.1:{}/v2", harvest.port),
         "auth_url": format!("http://127.0.0.1:{}/id", harvest.port), "max_retries": 0,
         "user_agent": "test (t@example.com)"});
+    for (k, v) in extra.as_object().unwrap() {
+        config[k] = v.clone();
+    }
     let write = |name: &str, v: &Value| {
         let p = dir.path().join(name);
         std::fs::write(&p, v.to_string()).unwrap();
@@ -157,4 +164,49 @@ fn a_link_or_redirect_out_of_base_url_is_refused_and_the_token_stays_home() {
         }
     }
     assert!(thief.heads.lock().unwrap().is_empty());
+}
+
+/// One client, one page: a complete list.
+fn whole_page() -> String {
+    page(None)
+        .replace("\"total_pages\":2", "\"total_pages\":1")
+        .replace("\"total_entries\":2", "\"total_entries\":1")
+}
+
+#[test]
+fn a_bogus_retry_after_is_capped_at_the_rate_window_on_429_and_503() {
+    for status in ["429 Too Many Requests", "503 Service Unavailable"] {
+        let served = Arc::new(AtomicUsize::new(0));
+        let s2 = served.clone();
+        let harvest = Server::start(move |_, _| {
+            if s2.fetch_add(1, Ordering::SeqCst) == 0 {
+                // A two-day wait (Harvest's own are 15 s, or the rest of the reports window).
+                (
+                    format!("HTTP/1.1 {status}\r\nRetry-After: 172800"),
+                    "{}".into(),
+                )
+            } else {
+                ("HTTP/1.1 200 OK".into(), whole_page())
+            }
+        });
+        let started = std::time::Instant::now();
+        let run = run_with(
+            &harvest,
+            json!({"rate_limit_window_seconds": 2, "max_retries": 2}),
+        );
+        run.assert_ok();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{status}: waited {:?}",
+            started.elapsed()
+        );
+        assert!(
+            run.stderr.contains(
+                "Retry-After asks for 172800 s, more than the rate window; waiting 2.0 s"
+            ),
+            "{status}: {}",
+            run.stderr
+        );
+        assert_eq!(run.records("clients").len(), 1, "{status}");
+    }
 }

@@ -89,6 +89,11 @@ impl Budget {
         }
     }
 
+    /// The budget's window: the longest a `Retry-After` is waited out.
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
     /// Waits for a slot. `waits` also records the wait (a stream's own clock).
     pub async fn acquire(&self, waits: &WaitClock) -> Slot {
         self.waited.begin();

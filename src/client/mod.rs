@@ -372,6 +372,8 @@ impl Client {
         let mut failures = 0u32;
         let mut refreshed = false;
         let mut throttled = 0u32;
+        // Waited on 429s for this one request: past ten windows it fails.
+        let mut throttled_for = Duration::ZERO;
         loop {
             let token = self
                 .auth
@@ -420,12 +422,22 @@ impl Client {
                 Ok((429, _, retry_after, _)) => {
                     throttled += 1;
                     counters.throttled.fetch_add(1, Ordering::Relaxed);
-                    if throttled > 50 {
-                        let why = format!("GET {endpoint}: still throttled (429) after 50 waits");
+                    if throttled > 50 || throttled_for > budget.window() * 10 {
+                        let why = format!(
+                            "GET {endpoint}: still throttled (429) after {throttled} waits ({:.0} s)",
+                            throttled_for.as_secs_f64()
+                        );
                         return Err(HttpError::Exhausted(why));
                     }
                     let fallback = Duration::from_secs(15);
-                    budget.pause(retry::retry_after(retry_after.as_deref(), fallback));
+                    let wait = retry::capped_retry_after(
+                        retry_after.as_deref(),
+                        fallback,
+                        budget.window(),
+                        endpoint,
+                    );
+                    throttled_for += wait;
+                    budget.pause(wait);
                     continue;
                 }
                 Ok((401, ..)) if self.auth.is_oauth() && !refreshed => {
@@ -442,7 +454,32 @@ impl Client {
                 Ok((s, _, _, (body, _))) if !retry::retryable_status(s) => {
                     return Err(refusal(endpoint, s, &body));
                 }
-                Ok((s, ..)) => format!("Harvest answered {s}"),
+                Ok((s, _, retry_after, _)) => {
+                    // A 503 that says when to come back is waited out (capped), not backed off.
+                    if let (503, Some(h)) = (s, retry_after.as_deref()) {
+                        failures += 1;
+                        counters.retries.fetch_add(1, Ordering::Relaxed);
+                        if failures > self.max_retries {
+                            return Err(HttpError::Exhausted(format!(
+                                "GET {endpoint}: Harvest answered 503; gave up after {failures} tries"
+                            )));
+                        }
+                        let wait = retry::capped_retry_after(
+                            Some(h),
+                            retry::backoff(self.backoff_base, failures),
+                            budget.window(),
+                            endpoint,
+                        );
+                        crate::log::warn(&format!(
+                            "GET {endpoint}: Harvest answered 503; retry {failures}/{} in {:.1} s (Retry-After)",
+                            self.max_retries,
+                            wait.as_secs_f64()
+                        ));
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    format!("Harvest answered {s}")
+                }
             };
             failures += 1;
             counters.retries.fetch_add(1, Ordering::Relaxed);

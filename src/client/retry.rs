@@ -21,6 +21,26 @@ pub fn retryable_status(status: u16) -> bool {
     matches!(status, 500 | 502 | 503 | 504)
 }
 
+/// The wait a 429 (or a 503) asks for, at most `cap` (the budget's window: Harvest's own
+/// `Retry-After` never asks for more; a bigger one is a broken or hostile answer, and is logged).
+pub fn capped_retry_after(
+    header: Option<&str>,
+    fallback: Duration,
+    cap: Duration,
+    endpoint: &str,
+) -> Duration {
+    let wait = retry_after(header, fallback);
+    if wait > cap {
+        crate::log::warn(&format!(
+            "GET {endpoint}: Retry-After asks for {:.0} s, more than the rate window; waiting {:.1} s",
+            wait.as_secs_f64(),
+            cap.as_secs_f64()
+        ));
+        return cap;
+    }
+    wait
+}
+
 /// The wait a 429 asks for: `Retry-After` in whole seconds (or an HTTP date), else a window.
 pub fn retry_after(header: Option<&str>, fallback: Duration) -> Duration {
     let Some(h) = header.map(str::trim) else {
@@ -28,15 +48,13 @@ pub fn retry_after(header: Option<&str>, fallback: Duration) -> Duration {
     };
     if let Ok(secs) = h.parse::<f64>() {
         if secs.is_finite() && secs >= 0.0 {
-            return Duration::from_secs_f64(secs.min(3600.0));
+            // Bounded so that any number makes a Duration; the caller caps the wait.
+            return Duration::from_secs_f64(secs.min(1e9));
         }
     }
     if let Ok(at) = chrono::DateTime::parse_from_rfc2822(h) {
         let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
-        return wait
-            .to_std()
-            .unwrap_or(Duration::ZERO)
-            .min(Duration::from_secs(3600));
+        return wait.to_std().unwrap_or(Duration::ZERO);
     }
     fallback
 }
@@ -61,5 +79,11 @@ mod tests {
         assert_eq!(retry_after(Some("3"), fb), Duration::from_secs(3));
         assert_eq!(retry_after(None, fb), fb);
         assert_eq!(retry_after(Some("soon"), fb), fb);
+        let cap = Duration::from_secs(15);
+        assert_eq!(capped_retry_after(Some("1000000000"), fb, cap, "/x"), cap);
+        assert_eq!(
+            capped_retry_after(Some("2"), fb, cap, "/x"),
+            Duration::from_secs(2)
+        );
     }
 }
