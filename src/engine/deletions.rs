@@ -17,7 +17,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -25,7 +25,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::known::{day_of, Attrs, Key, Known, KnownWriter, Seen};
+use super::known::{day_of, Attrs, Key, Known, KnownWriter, Seen, SeenMark};
 use super::plan::Node;
 use super::tally::Status;
 use super::Ctx;
@@ -50,9 +50,12 @@ struct Cover {
     owner_log: Vec<i64>,
 }
 
-/// A place in the keys noted ([`Presence::noted`]).
+/// A place in the keys and owners noted ([`Presence::noted`]).
 #[derive(Debug, Clone, Copy)]
-pub struct SeenMark((usize, usize, usize, i64, i64, i64), usize);
+pub struct NotedMark {
+    seen: SeenMark,
+    owners: usize,
+}
 
 /// One stream's deletion bookkeeping during a sync.
 pub struct Presence {
@@ -63,7 +66,6 @@ pub struct Presence {
     cover: Mutex<Cover>,
     /// A list changed while it was read and could not be read consistently: no decision.
     unsettled: AtomicBool,
-    pub reported: AtomicU64,
 }
 
 impl Presence {
@@ -73,7 +75,6 @@ impl Presence {
             seen: Mutex::new(Seen::default()),
             cover: Mutex::new(Cover::default()),
             unsettled: AtomicBool::new(false),
-            reported: AtomicU64::new(0),
         }
     }
 
@@ -92,19 +93,19 @@ impl Presence {
     }
 
     /// Where the keys noted so far end: [`Presence::forget_since`] drops those noted after.
-    pub fn noted(&self) -> SeenMark {
-        SeenMark(
-            self.seen.lock().unwrap().mark(),
-            self.cover.lock().unwrap().owner_log.len(),
-        )
+    pub fn noted(&self) -> NotedMark {
+        NotedMark {
+            seen: self.seen.lock().unwrap().mark(),
+            owners: self.cover.lock().unwrap().owner_log.len(),
+        }
     }
 
     /// Drops the keys and the owners noted since `mark` (a read that changed under us is read
     /// again).
-    pub fn forget_since(&self, mark: SeenMark) {
-        self.seen.lock().unwrap().truncate(mark.0);
+    pub fn forget_since(&self, mark: NotedMark) {
+        self.seen.lock().unwrap().truncate(mark.seen);
         let mut c = self.cover.lock().unwrap();
-        let dropped: Vec<i64> = c.owner_log.drain(mark.1..).collect();
+        let dropped: Vec<i64> = c.owner_log.drain(mark.owners..).collect();
         for o in dropped {
             c.owners.remove(&o);
         }
@@ -220,30 +221,30 @@ pub async fn resolve(
             .map(|d| &d.deleted);
         let mut deleted: Vec<Key> = Vec::new();
         let mut missing: Vec<Key> = Vec::new();
-        let mut next_seen = 0;
-        for (key, attrs) in old.rows() {
-            while next_seen < seen.len() && seen.key_is(next_seen, &key).is_lt() {
-                next_seen += 1;
-            }
-            if next_seen < seen.len() && seen.key_is(next_seen, &key).is_eq() {
-                continue;
-            }
-            if settled
-                && attrs
-                    .owner
-                    .is_some_and(|o| gone_owners.is_some_and(|g| g.contains(&o)))
-            {
-                deleted.push(key);
-                continue;
-            }
-            let covered = settled
-                && (cover.all
-                    || cover
-                        .from_day
-                        .is_some_and(|from| attrs.day.is_some_and(|d| d >= from))
-                    || attrs.owner.is_some_and(|o| cover.owners.contains(&o)));
-            if covered {
-                missing.push(key);
+        {
+            let mut read = seen.iter().peekable();
+            for (key, attrs) in old.rows() {
+                while read.next_if(|(k, _)| *k < key).is_some() {}
+                if read.peek().is_some_and(|(k, _)| *k == key) {
+                    continue;
+                }
+                if settled
+                    && attrs
+                        .owner
+                        .is_some_and(|o| gone_owners.is_some_and(|g| g.contains(&o)))
+                {
+                    deleted.push(key);
+                    continue;
+                }
+                let covered = settled
+                    && (cover.all
+                        || cover
+                            .from_day
+                            .is_some_and(|from| attrs.day.is_some_and(|d| d >= from))
+                        || attrs.owner.is_some_and(|o| cover.owners.contains(&o)));
+                if covered {
+                    missing.push(key);
+                }
             }
         }
         match node.def.deletions.confirm {
@@ -280,7 +281,6 @@ pub async fn resolve(
                 }
             }
             ctx.emitter.lines(lines).await?;
-            p.reported.store(deleted.len() as u64, Ordering::Relaxed);
             crate::log::info(&format!(
                 "stream {}: {} records deleted in Harvest reported (_sdc_deleted_at)",
                 node.def.name,

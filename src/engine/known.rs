@@ -401,10 +401,24 @@ pub struct Seen {
     /// The keys that are not one integer, one after the other, and where each ends.
     text: String,
     text_ends: Vec<u32>,
-    prev_key: i64,
-    prev_owner: i64,
-    prev_day: i64,
+    at: Cursor,
+}
+
+/// Where a [`Seen`] buffer stands: what the next row's differences are taken from.
+#[derive(Debug, Default, Clone, Copy)]
+struct Cursor {
+    key: i64,
+    owner: i64,
+    day: i64,
     count: usize,
+}
+
+/// A place in a [`Seen`] buffer, to go back to ([`Seen::mark`], [`Seen::truncate`]).
+#[derive(Debug, Clone, Copy)]
+pub struct SeenMark {
+    bytes: usize,
+    texts: usize,
+    at: Cursor,
 }
 
 const TEXT: u64 = 1;
@@ -422,9 +436,9 @@ impl Seen {
             Key::Int(n) => {
                 put_varint(
                     &mut self.bytes,
-                    (zigzag(n.wrapping_sub(self.prev_key)) << 3) | flags(false),
+                    (zigzag(n.wrapping_sub(self.at.key)) << 3) | flags(false),
                 );
-                self.prev_key = n;
+                self.at.key = n;
             }
             Key::Text(t) => {
                 put_varint(&mut self.bytes, flags(true));
@@ -433,23 +447,15 @@ impl Seen {
             }
         }
         if let Some(o) = attrs.owner {
-            put_varint(&mut self.bytes, zigzag(o.wrapping_sub(self.prev_owner)));
-            self.prev_owner = o;
+            put_varint(&mut self.bytes, zigzag(o.wrapping_sub(self.at.owner)));
+            self.at.owner = o;
         }
         if let Some(d) = attrs.day {
             let d = i64::from(d);
-            put_varint(&mut self.bytes, zigzag(d.wrapping_sub(self.prev_day)));
-            self.prev_day = d;
+            put_varint(&mut self.bytes, zigzag(d.wrapping_sub(self.at.day)));
+            self.at.day = d;
         }
-        self.count += 1;
-    }
-
-    pub fn len(&self) -> usize {
-        self.count
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.at.count += 1;
     }
 
     /// The rows in key order, each key once (read twice, it was read the same, or changed
@@ -458,14 +464,15 @@ impl Seen {
         // Integer keys (nearly all) as 16 bytes a row, sorted in place; owners by their
         // place in a list of the distinct ones.
         let n_texts = self.text_ends.len();
-        let mut ints: Vec<(i64, u32, i32)> = Vec::with_capacity(self.count - n_texts);
+        let count = self.at.count;
+        let mut ints: Vec<(i64, u32, i32)> = Vec::with_capacity(count - n_texts);
         let mut texts: Vec<(Box<str>, Attrs)> = Vec::with_capacity(n_texts);
         let mut owners: Vec<i64> = Vec::new();
         let mut place: std::collections::HashMap<i64, u32> = std::collections::HashMap::new();
         let (mut at, mut key, mut owner, mut day) = (0usize, 0i64, 0i64, 0i64);
         let mut text_start = 0usize;
         let mut ends = self.text_ends.iter();
-        for _ in 0..self.count {
+        for _ in 0..count {
             let Some(head) = get_varint(&self.bytes, &mut at) else {
                 break;
             };
@@ -509,26 +516,20 @@ impl Seen {
     }
 
     /// Where the buffer stands, to go back to with [`Seen::truncate`].
-    pub fn mark(&self) -> (usize, usize, usize, i64, i64, i64) {
-        (
-            self.bytes.len(),
-            self.text_ends.len(),
-            self.count,
-            self.prev_key,
-            self.prev_owner,
-            self.prev_day,
-        )
+    pub fn mark(&self) -> SeenMark {
+        SeenMark {
+            bytes: self.bytes.len(),
+            texts: self.text_ends.len(),
+            at: self.at,
+        }
     }
 
-    pub fn truncate(&mut self, m: (usize, usize, usize, i64, i64, i64)) {
-        self.bytes.truncate(m.0);
-        self.text_ends.truncate(m.1);
+    pub fn truncate(&mut self, m: SeenMark) {
+        self.bytes.truncate(m.bytes);
+        self.text_ends.truncate(m.texts);
         self.text
             .truncate(self.text_ends.last().map_or(0, |e| *e as usize));
-        self.count = m.2;
-        self.prev_key = m.3;
-        self.prev_owner = m.4;
-        self.prev_day = m.5;
+        self.at = m.at;
     }
 }
 
@@ -541,44 +542,18 @@ pub struct SortedRows {
 }
 
 impl SortedRows {
-    pub fn len(&self) -> usize {
-        self.ints.len() + self.texts.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Row `i` in key order.
-    pub fn get(&self, i: usize) -> Option<(Key, Attrs)> {
-        if let Some(&(k, owner, day)) = self.ints.get(i) {
-            return Some((
+    /// The rows in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (Key, Attrs)> + '_ {
+        let ints = self.ints.iter().map(|&(k, owner, day)| {
+            (
                 Key::Int(k),
                 Attrs {
                     owner: self.owners.get(owner as usize).copied(),
                     day: (day != i32::MIN).then_some(day),
                 },
-            ));
-        }
-        let (t, a) = self.texts.get(i - self.ints.len())?;
-        Some((Key::Text(t.clone()), *a))
-    }
-
-    /// Whether row `i` has key `key` (without building the row).
-    pub fn key_is(&self, i: usize, key: &Key) -> std::cmp::Ordering {
-        match (self.ints.get(i), key) {
-            (Some((k, ..)), Key::Int(n)) => k.cmp(n),
-            (Some(_), Key::Text(_)) => std::cmp::Ordering::Less,
-            (None, Key::Int(_)) => std::cmp::Ordering::Greater,
-            (None, Key::Text(t)) => match self.texts.get(i - self.ints.len()) {
-                Some((mine, ..)) => mine.as_ref().cmp(t.as_ref()),
-                None => std::cmp::Ordering::Greater,
-            },
-        }
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (Key, Attrs)> + '_ {
-        (0..self.len()).filter_map(|i| self.get(i))
+            )
+        });
+        ints.chain(self.texts.iter().map(|(t, a)| (Key::Text(t.clone()), *a)))
     }
 }
 
