@@ -82,7 +82,7 @@ fn run(args: Args) -> Result<()> {
         .context("starting the async runtime")?;
     let signals = {
         let _inside = runtime.enter();
-        Signals::install()
+        Signals::install().listen()
     };
     let config_path = args
         .config
@@ -98,8 +98,8 @@ fn run(args: Args) -> Result<()> {
         None => State::default(),
     };
     match args.test.as_deref() {
-        Some("schema") => runtime.block_on(test_schema(selection)),
-        Some("all") | Some("") => runtime.block_on(test_connection(config)),
+        Some("schema") => runtime.block_on(until_signal(test_schema(selection), signals)),
+        Some("all") | Some("") => runtime.block_on(until_signal(test_connection(config), signals)),
         Some(other) => Err(anyhow!(
             "unknown --test mode {other:?}: use --test or --test=schema"
         )),
@@ -146,20 +146,31 @@ async fn test_connection(config: Config) -> Result<()> {
     Ok(())
 }
 
+/// `work`, unless a signal comes first.
+async fn until_signal(
+    work: impl std::future::Future<Output = Result<()>>,
+    mut signals: tokio::sync::watch::Receiver<Option<&'static str>>,
+) -> Result<()> {
+    tokio::select! {
+        r = work => r,
+        _ = signals.changed() => Err(anyhow!("interrupted by {}", signals.borrow().unwrap_or("a signal"))),
+    }
+}
+
 async fn sync_until_signal(
     config: Config,
     selection: Selection,
     state: State,
-    mut signals: Signals,
+    mut signals: tokio::sync::watch::Receiver<Option<&'static str>>,
 ) -> Result<()> {
-    let (emitter, writer) = output::start(std::io::stdout(), state.clone());
+    // The state is planned from, then handed to the writer without a copy (it may be tens
+    // of MB of other taps' bookmarks).
+    let plan = engine::plan(&config, &selection, &state)?;
+    let (emitter, writer) = output::start(std::io::stdout(), state);
     let last_word = emitter.clone();
     let outcome = tokio::select! {
-        r = engine::run(config, selection, state, emitter) => Some(r),
-        sig = signals.recv() => {
-            log::warn(&format!("{sig} received: stopping; the last STATE covers every record emitted"));
-            None
-        }
+        r = engine::run_plan(config, plan, emitter) => Some(r),
+        _ = signals.changed() => None,
     };
     let _ = last_word.finish().await;
     drop(last_word);
@@ -186,11 +197,18 @@ async fn sync_until_signal(
     }
 }
 
-/// SIGTERM and SIGINT, listened to from the start so that a signal at any point after the
-/// first moments ends the sync cleanly (flush, last STATE, exit).
+/// How long the run may take to end after a signal (to write its last STATE, if stdout
+/// takes it) before the process exits anyway: a target that stopped reading never holds it.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// SIGTERM, SIGINT and SIGHUP, listened to from the start so that a signal at any point after
+/// the first moments ends the sync cleanly (flush, last STATE, exit 1), within [`GRACE`]
+/// whatever stdout does; a second signal ends it at once.
 struct Signals {
     #[cfg(unix)]
     term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    hup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
@@ -201,10 +219,39 @@ impl Signals {
             use tokio::signal::unix::{signal, SignalKind};
             Signals {
                 term: signal(SignalKind::terminate()).ok(),
+                hup: signal(SignalKind::hangup()).ok(),
             }
         }
         #[cfg(not(unix))]
         Signals {}
+    }
+
+    /// Listens in a task of its own (inside the runtime): the receiver learns the first
+    /// signal's name.
+    fn listen(mut self) -> tokio::sync::watch::Receiver<Option<&'static str>> {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        tokio::spawn(async move {
+            let sig = self.recv().await;
+            log::warn(&format!(
+                "{sig} received: stopping; the last STATE covers every record emitted"
+            ));
+            let _ = tx.send(Some(sig));
+            std::thread::spawn(move || {
+                std::thread::sleep(GRACE);
+                log::log(
+                    log::Level::Critical,
+                    &format!("{sig}: the run did not end within {} s (is stdout still read?): exiting without a final STATE", GRACE.as_secs()),
+                );
+                std::process::exit(1);
+            });
+            let again = self.recv().await;
+            log::log(
+                log::Level::Critical,
+                &format!("{again} received again: exiting now"),
+            );
+            std::process::exit(1);
+        });
+        rx
     }
 
     async fn recv(&mut self) -> &'static str {
@@ -218,8 +265,17 @@ impl Signals {
                     None => std::future::pending::<()>().await,
                 }
             };
+            let hup = async {
+                match self.hup.as_mut() {
+                    Some(t) => {
+                        t.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
             tokio::select! {
                 _ = term => "SIGTERM",
+                _ = hup => "SIGHUP",
                 _ = tokio::signal::ctrl_c() => "SIGINT",
             }
         }

@@ -75,6 +75,51 @@ pub struct Config {
     pub emit_activate_version_messages: bool,
     pub deletion_window_days: u32,
     pub deletion_full_scan_days: u32,
+    /// The largest response body read, in bytes.
+    pub max_response_bytes: usize,
+}
+
+/// The config keys whose values are secrets.
+pub const SECRET_KEYS: [&str; 3] = ["access_token", "refresh_token", "client_secret"];
+
+/// A config value as an error line may show it: quoted, unless it looks like a token (long,
+/// letters and digits with no spaces: a token pasted under the wrong key), which is only
+/// described.
+pub fn echo(s: &str) -> String {
+    let tokenish = s.len() >= 16
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-~+/=".contains(c))
+        && s.chars().any(|c| c.is_ascii_alphabetic())
+        && s.chars().any(|c| c.is_ascii_digit());
+    if tokenish || s.chars().count() > 64 {
+        format!(
+            "a {}-character value (not shown: it may be a secret)",
+            s.chars().count()
+        )
+    } else {
+        format!("{s:?}")
+    }
+}
+
+/// Tells the log's redactor every secret the config holds (also one under the wrong key is
+/// not echoed: see [`echo`]), and the user information of its URLs.
+fn register_secrets(obj: &Map<String, Value>) {
+    for key in SECRET_KEYS {
+        if let Some(Value::String(s)) = obj.get(key) {
+            crate::log::add_secret(s);
+        }
+    }
+    for key in ["base_url", "auth_url"] {
+        if let Some(u) = obj
+            .get(key)
+            .and_then(Value::as_str)
+            .and_then(|s| reqwest::Url::parse(s.trim()).ok())
+        {
+            if let Some(p) = u.password() {
+                crate::log::add_secret(p);
+            }
+        }
+    }
 }
 
 /// Every problem found in a config file, one line each.
@@ -125,6 +170,13 @@ impl Reader<'_> {
         match self.obj.get(key) {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if s.trim().is_empty() => None,
+            Some(Value::String(s)) if s.trim().chars().any(char::is_control) => {
+                // A line break pasted into a token would make an unsendable header.
+                self.errors.push(format!(
+                    "config key '{key}' holds a control character (a line break or tab inside the value?): remove it"
+                ));
+                None
+            }
             Some(Value::String(s)) => Some(s.trim().to_string()),
             Some(_) => {
                 self.errors
@@ -150,7 +202,8 @@ impl Reader<'_> {
                     Some(s)
                 } else {
                     self.errors.push(format!(
-                        "config key '{key}' must be a string of digits, got {s:?}"
+                        "config key '{key}' must be a string of digits, got {}",
+                        echo(&s)
                     ));
                     None
                 }
@@ -230,10 +283,17 @@ impl Reader<'_> {
     fn url(&mut self, key: &str, default: &str) -> String {
         let s = self.string(key).unwrap_or_else(|| default.to_string());
         let parsed = reqwest::Url::parse(&s).ok();
-        if !parsed.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host()) {
-            self.errors.push(format!(
-                "config key '{key}' must be an http(s) URL, got {s:?}"
-            ));
+        match parsed {
+            Some(u) if !u.username().is_empty() || u.password().is_some() => {
+                self.errors.push(format!(
+                    "config key '{key}' must not hold a user name or password (user:password@): Harvest takes the token in a header"
+                ));
+            }
+            Some(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
+            _ => self.errors.push(format!(
+                "config key '{key}' must be an http(s) URL, got {}",
+                echo(&crate::client::shown_link(&s))
+            )),
         }
         s.trim_end_matches('/').to_string()
     }
@@ -252,7 +312,13 @@ impl Reader<'_> {
             .count();
 
         // A credential given with the wrong type is already reported: not "missing" as well.
-        let mistyped = |k: &str| obj.get(k).is_some_and(|v| !v.is_null() && !v.is_string());
+        let mistyped = |k: &str| {
+            obj.get(k).is_some_and(|v| {
+                (!v.is_null() && !v.is_string())
+                    || v.as_str()
+                        .is_some_and(|s| s.trim().chars().any(char::is_control))
+            })
+        };
         let auth = match (access_token, oauth_given) {
             (Some(_), n) if n > 0 => {
                 self.errors.push(
@@ -328,7 +394,8 @@ impl Reader<'_> {
                 let parsed = parse_datetime(s);
                 if parsed.is_none() {
                     self.errors.push(format!(
-                        "config key 'start_date' is not a date or date-time: {s:?}"
+                        "config key 'start_date' is not a date or date-time: {}",
+                        echo(s)
                     ));
                 }
                 parsed
@@ -356,6 +423,7 @@ impl Config {
         let Some(obj) = value.as_object() else {
             return Err(ConfigErrors(vec!["config must be a JSON object".into()]));
         };
+        register_secrets(obj);
         let mut r = Reader {
             obj,
             errors: Vec::new(),
@@ -422,7 +490,8 @@ impl Config {
                 Some(d) => Some(d.date_naive()),
                 None => {
                     r.errors.push(format!(
-                        "config key 'reports_start_date' is not a date: {s:?}"
+                        "config key 'reports_start_date' is not a date: {}",
+                        echo(&s)
                     ));
                     None
                 }
@@ -440,6 +509,13 @@ impl Config {
         let deletion_full_scan_days = r
             .days("deletion_full_scan_days")
             .unwrap_or(settings::DEFAULT_DELETION_FULL_SCAN_DAYS);
+        let max_response_mb = r
+            .positive_int("max_response_mb")
+            .unwrap_or(settings::DEFAULT_MAX_RESPONSE_MB);
+        if max_response_mb > 4096 {
+            r.errors
+                .push("config key 'max_response_mb' must be at most 4096".into());
+        }
 
         if !r.errors.is_empty() {
             return Err(ConfigErrors(r.errors));
@@ -464,6 +540,7 @@ impl Config {
             emit_activate_version_messages,
             deletion_window_days,
             deletion_full_scan_days,
+            max_response_bytes: (max_response_mb as usize) << 20,
         })
     }
 }

@@ -73,6 +73,7 @@ const CONFIG_KEYS: &[&str] = &[
     "deletion_window_days",
     "deletion_full_scan_days",
     "emit_activate_version_messages",
+    "max_response_mb",
 ];
 
 const SECRET_KEYS: &[&str] = &["access_token", "client_secret", "refresh_token"];
@@ -409,6 +410,7 @@ fn valid_config_value(key: &'static str) -> BoxedStrategy<Value> {
         ]
         .boxed(),
         "max_retries" => (0u32..=100).prop_map(Value::from).boxed(),
+        "max_response_mb" => (1u32..=4096).prop_map(Value::from).boxed(),
         "rate_limit_window_seconds" | "reports_rate_limit_window_seconds" => {
             (0.0f64..86400.0).prop_map(|f| json!(f)).boxed()
         }

@@ -4,8 +4,10 @@
 //! of debug, info, warning, error, critical; the default is info. Lines look like the Singer
 //! SDK's: `2026-01-01 10:00:00,123 | INFO     | tap-harvest | message`.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::RwLock;
 
 use serde_json::{json, Value};
 
@@ -65,6 +67,7 @@ pub fn log(level: Level, message: &str) {
         Level::Critical => "CRITICAL",
     };
     let now = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S,%3f");
+    let message = redact(message);
     let line = format!("{now} | {name:<8} | tap-harvest | {message}\n");
     // A closed stderr is no reason to stop a sync: ignore write errors.
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
@@ -93,5 +96,154 @@ pub fn metric(kind: &str, metric: &str, value: Value, tags: Value) {
             "METRIC: {}",
             json!({"type": kind, "metric": metric, "value": value, "tags": tags})
         ));
+    }
+}
+
+/// The secrets every log line is scrubbed of: the configured ones and the access tokens
+/// issued during the run, each as written and URL-encoded.
+static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// Secrets shorter than this are not searched for by value (they would blot out ordinary
+/// words); the patterns of [`redact`] still hide them where they appear as credentials.
+pub const MIN_SECRET_LEN: usize = 6;
+
+/// What a secret becomes in a log line.
+pub const REDACTED: &str = "***";
+
+/// Adds a secret that no log line may show, in the forms it may be echoed in.
+pub fn add_secret(secret: &str) {
+    let secret = secret.trim();
+    if secret.len() < MIN_SECRET_LEN {
+        return;
+    }
+    let mut all = SECRETS.write().unwrap_or_else(|e| e.into_inner());
+    for form in [
+        secret.to_string(),
+        percent_encode(secret, false),
+        percent_encode(secret, true),
+    ] {
+        if !all.contains(&form) {
+            all.push(form);
+        }
+    }
+    // Longest first, so that a secret containing another is hidden whole.
+    all.sort_by_key(|s| std::cmp::Reverse(s.len()));
+}
+
+/// `s` percent-encoded as a URL component (`form`: as an HTML form encodes it, spaces as `+`).
+fn percent_encode(s: &str, form: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' if form => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// `text` with every known secret replaced by `***`, and whatever stands where credentials go
+/// (`Bearer …`, `access_token=…`, `refresh_token=…`, `client_secret=…`, a URL's
+/// `user:password@`) hidden too, known or not.
+pub fn redact(text: &str) -> Cow<'_, str> {
+    let mut out = Cow::Borrowed(text);
+    {
+        let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
+        for s in secrets.iter() {
+            if out.contains(s.as_str()) {
+                out = Cow::Owned(out.replace(s.as_str(), REDACTED));
+            }
+        }
+    }
+    for marker in [
+        "Bearer ",
+        "bearer ",
+        "access_token=",
+        "refresh_token=",
+        "client_secret=",
+        "\"access_token\":\"",
+        "\"refresh_token\":\"",
+        "\"client_secret\":\"",
+    ] {
+        if out.contains(marker) {
+            out = Cow::Owned(hide_after(&out, marker));
+        }
+    }
+    if out.contains("://") && out.contains('@') {
+        out = Cow::Owned(hide_userinfo(&out));
+    }
+    out
+}
+
+/// Replaces what follows each `marker` (up to a space, `&`, quote or line end) by `***`.
+fn hide_after(text: &str, marker: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(marker) {
+        let (head, tail) = rest.split_at(at + marker.len());
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || matches!(c, '&' | '"' | '\'' | ',' | ';'))
+            .unwrap_or(tail.len());
+        if end > 0 && &tail[..end] != REDACTED {
+            out.push_str(REDACTED);
+        } else {
+            out.push_str(&tail[..end]);
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Hides the `user:password` of every `scheme://user:password@host` in `text`.
+fn hide_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let authority_end = tail
+            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace())
+            .unwrap_or(tail.len());
+        match tail[..authority_end].rfind('@') {
+            Some(userinfo_end) => {
+                out.push_str(REDACTED);
+                rest = &tail[userinfo_end..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_hidden_in_every_form() {
+        add_secret("s3cr3t/token+x");
+        add_secret("abc"); // too short to search for
+        let line = redact(
+            "form refresh_token=abc&client_secret=zzz&x=1 echo s3cr3t/token+x and s3cr3t%2Ftoken%2Bx, \
+             Bearer 9999.pt.QQQ at https://bob:hunter22@example.com/v2 {\"access_token\":\"tok\"}",
+        );
+        assert!(!line.contains("s3cr3t"), "{line}");
+        assert!(!line.contains("zzz") && !line.contains("=abc"), "{line}");
+        assert!(
+            !line.contains("9999.pt.QQQ") && !line.contains("hunter22"),
+            "{line}"
+        );
+        assert!(!line.contains("\"tok\""), "{line}");
+        assert!(
+            line.contains("https://***@example.com/v2") && line.contains("&x=1"),
+            "{line}"
+        );
+        assert_eq!(redact("no secret here: abc"), "no secret here: abc");
     }
 }

@@ -33,6 +33,28 @@ enum Out {
     Finish,
 }
 
+/// A STATE bigger than this is written at most every [`BIG_STATE_EVERY`] before the last.
+const BIG_STATE_BYTES: u64 = 1 << 20;
+const BIG_STATE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// stdout, counting the bytes written.
+struct Counting<W: Write> {
+    inner: BufWriter<W>,
+    written: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// The sending side, cloned into every stream task.
 #[derive(Clone)]
 pub struct Emitter {
@@ -75,9 +97,16 @@ pub fn start<W: Write + Send + 'static>(out: W, state: State) -> (Emitter, Write
         .name("singer-writer".into())
         .spawn(move || {
             let mut state = state;
-            let mut out = BufWriter::with_capacity(256 * 1024, out);
-            let mut last_state: Option<Value> = None;
-            // Records written since the last STATE: a STATE must follow them even if unchanged.
+            let mut out = Counting {
+                inner: BufWriter::with_capacity(256 * 1024, out),
+                written: 0,
+            };
+            // The state's change count when a STATE was written last, the size of that
+            // STATE, and when.
+            let mut written: Option<u64> = None;
+            let mut last_size = 0u64;
+            let mut last_at = std::time::Instant::now();
+            // Records written since the last STATE: the last message must be a STATE.
             let mut dirty = false;
             let result = (|| -> std::io::Result<()> {
                 while let Some(msg) = rx.blocking_recv() {
@@ -93,11 +122,7 @@ pub fn start<W: Write + Send + 'static>(out: W, state: State) -> (Emitter, Write
                         Out::Finish => {
                             // The whole state, its large memories included (they go in the
                             // last STATE only), written from the state itself.
-                            let value = state.to_value_without_large_memory();
-                            if dirty
-                                || state.has_large_memory()
-                                || last_state.as_ref() != Some(&value)
-                            {
+                            if dirty || written != Some(state.changes) || state.has_large_memory() {
                                 out.write_all(b"{\"type\":\"STATE\",\"value\":")?;
                                 state.write_json(&mut out)?;
                                 out.write_all(b"}\n")?;
@@ -106,15 +131,20 @@ pub fn start<W: Write + Send + 'static>(out: W, state: State) -> (Emitter, Write
                             break;
                         }
                         Out::State => {
-                            let value = state.to_value_without_large_memory();
-                            if dirty || last_state.as_ref() != Some(&value) {
-                                let mut line =
-                                    serde_json::to_vec(&json!({"type": "STATE", "value": value}))
-                                        .map_err(std::io::Error::other)?;
-                                line.push(b'\n');
-                                out.write_all(&line)?;
-                                last_state = Some(value);
+                            // Written only when it changed; a big one (a state carrying
+                            // megabytes of other taps' bookmarks) at most once a minute in
+                            // the middle of a sync: the last STATE has everything anyway.
+                            let due =
+                                last_size < BIG_STATE_BYTES || last_at.elapsed() >= BIG_STATE_EVERY;
+                            if written != Some(state.changes) && (written.is_none() || due) {
+                                let before = out.written;
+                                out.write_all(b"{\"type\":\"STATE\",\"value\":")?;
+                                state.write_json_without_large_memory(&mut out)?;
+                                out.write_all(b"}\n")?;
+                                written = Some(state.changes);
                                 dirty = false;
+                                last_size = out.written - before;
+                                last_at = std::time::Instant::now();
                             }
                             out.flush()?;
                         }

@@ -28,6 +28,8 @@ pub const DEFAULT_DETECT_DELETIONS: bool = true;
 pub const DEFAULT_DELETION_WINDOW_DAYS: u32 = 30;
 pub const DEFAULT_EMIT_ACTIVATE_VERSION_MESSAGES: bool = false;
 pub const DEFAULT_DELETION_FULL_SCAN_DAYS: u32 = 7;
+/// Harvest's biggest pages are a few MB.
+pub const DEFAULT_MAX_RESPONSE_MB: u32 = 64;
 
 /// The project's address, in the default User-Agent (Harvest asks for a way to reach the
 /// author of a client).
@@ -184,6 +186,13 @@ pub struct Settings {
         extend("default" = DEFAULT_EMIT_ACTIVATE_VERSION_MESSAGES)
     )]
     pub emit_activate_version_messages: Option<bool>,
+    #[schemars(
+        description = format!(
+            "The largest response body the tap reads, in MB; a bigger one fails its request (Harvest's pages are a few MB). Default {DEFAULT_MAX_RESPONSE_MB}."
+        ),
+        extend("default" = DEFAULT_MAX_RESPONSE_MB)
+    )]
+    pub max_response_mb: Option<u32>,
 }
 
 /// The JSON Schema of the settings, for `--about`.
@@ -270,6 +279,7 @@ mod tests {
             "deletion_window_days" => json!(c.deletion_window_days),
             "deletion_full_scan_days" => json!(c.deletion_full_scan_days),
             "emit_activate_version_messages" => json!(c.emit_activate_version_messages),
+            "max_response_mb" => json!(c.max_response_bytes >> 20),
             _ => return None,
         })
     }
@@ -319,7 +329,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(with_default, 2 * 16);
+        assert_eq!(with_default, 2 * 17);
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct State {
     value: Map<String, Value>,
     /// The streams whose memory is larger than [`INLINE_MEMORY_BYTES`].
     large: std::collections::BTreeSet<String>,
+    /// How many times the state changed since it was loaded.
+    pub changes: u64,
 }
 
 impl State {
@@ -86,6 +88,7 @@ impl State {
                 let mut state = State {
                     value,
                     large: Default::default(),
+                    changes: 0,
                 };
                 state.measure_memory();
                 Ok(state)
@@ -121,6 +124,7 @@ impl State {
                 Ok(State {
                     value: rest,
                     large: Default::default(),
+                    changes: 0,
                 })
             }
         }
@@ -153,7 +157,11 @@ impl State {
         if !entry.is_object() {
             *entry = Value::Object(Map::new());
         }
-        entry.as_object_mut().unwrap().insert(key.into(), value);
+        let entry = entry.as_object_mut().unwrap();
+        if entry.get(key) != Some(&value) {
+            entry.insert(key.into(), value);
+            self.changes += 1;
+        }
     }
 
     /// The deletion memory, as the state holds it.
@@ -182,9 +190,11 @@ impl State {
         if !all.is_object() {
             *all = Value::Object(Map::new());
         }
-        all.as_object_mut()
-            .unwrap()
-            .insert(stream.to_string(), value);
+        let all = all.as_object_mut().unwrap();
+        if all.get(stream) != Some(&value) {
+            all.insert(stream.to_string(), value);
+            self.changes += 1;
+        }
         if large {
             self.large.insert(stream.to_string());
         } else {
@@ -216,6 +226,43 @@ impl State {
         v.entry("bookmarks")
             .or_insert_with(|| Value::Object(Map::new()));
         Value::Object(v)
+    }
+
+    /// Writes the state as a STATE message in the middle of a sync carries it (see
+    /// [`State::to_value_without_large_memory`]), without copying it.
+    pub fn write_json_without_large_memory(
+        &mut self,
+        out: &mut impl std::io::Write,
+    ) -> std::io::Result<()> {
+        self.value
+            .entry("bookmarks")
+            .or_insert_with(|| Value::Object(Map::new()));
+        let e = std::io::Error::other;
+        out.write_all(b"{")?;
+        for (i, (k, v)) in self.value.iter().enumerate() {
+            if i > 0 {
+                out.write_all(b",")?;
+            }
+            serde_json::to_writer(&mut *out, k).map_err(e)?;
+            out.write_all(b":")?;
+            match v {
+                Value::Object(m) if k == DELETIONS && !self.large.is_empty() => {
+                    out.write_all(b"{")?;
+                    let small = m.iter().filter(|(s, _)| !self.large.contains(*s));
+                    for (j, (s, x)) in small.enumerate() {
+                        if j > 0 {
+                            out.write_all(b",")?;
+                        }
+                        serde_json::to_writer(&mut *out, s).map_err(e)?;
+                        out.write_all(b":")?;
+                        serde_json::to_writer(&mut *out, x).map_err(e)?;
+                    }
+                    out.write_all(b"}")?;
+                }
+                _ => serde_json::to_writer(&mut *out, v).map_err(e)?,
+            }
+        }
+        out.write_all(b"}")
     }
 
     /// Whether some memory is left out of [`State::to_value_without_large_memory`].

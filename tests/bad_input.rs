@@ -65,7 +65,7 @@ fn assert_clean_failure(run: &Run, case: &str) {
         "{case}: stdout must stay empty, got:\n{}",
         run.stdout
     );
-    for secret in [TOKEN, CLIENT_SECRET, REFRESH] {
+    for secret in [TOKEN, CLIENT_SECRET, REFRESH, "SECRET-4f2a9c", "2a9c"] {
         assert!(
             !run.stderr.contains(secret),
             "{case}: a secret reached stderr:\n{}",
@@ -312,7 +312,7 @@ fn broken_configs_name_each_problem() {
                 "user_agent",
                 json!("tap-harvest\nX-Injected: 1"),
             ),
-            vec!["'user_agent' must be printable ASCII on one line"],
+            vec!["'user_agent' holds a control character"],
         ),
         (
             "rate_limit_requests 0",
@@ -343,6 +343,29 @@ fn broken_configs_name_each_problem() {
             "reports_start_date garbage",
             with(good.clone(), "reports_start_date", json!("Q1")),
             vec!["'reports_start_date' is not a date"],
+        ),
+        (
+            "a line break inside access_token",
+            with(good.clone(), "access_token", json!("pat-SECRET-4f\n2a9c")),
+            vec!["config key 'access_token' holds a control character"],
+        ),
+        (
+            "the token pasted into account_id",
+            with(
+                good.clone(),
+                "account_id",
+                json!(TOKEN.replace("pat-", "1234567.pt.")),
+            ),
+            vec!["'account_id' must be a string of digits, got a 24-character value (not shown"],
+        ),
+        (
+            "user:password in base_url",
+            with(
+                good.clone(),
+                "base_url",
+                json!(format!("https://bob:{TOKEN}@api.harvestapp.com/v2")),
+            ),
+            vec!["'base_url' must not hold a user name or password"],
         ),
         (
             "several problems",

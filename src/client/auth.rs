@@ -13,7 +13,8 @@ use crate::config::{Auth as AuthConfig, Config, Secret};
 
 struct Token {
     value: Secret,
-    expires: Option<Instant>,
+    /// When it is refreshed (before it expires).
+    refresh_at: Option<Instant>,
 }
 
 pub struct Auth {
@@ -21,17 +22,42 @@ pub struct Auth {
     token: Mutex<Option<Token>>,
     auth_url: String,
     user_agent: String,
+    max_retries: u32,
+    backoff_base: Duration,
 }
 
 /// How long before expiry a token is refreshed.
 const MARGIN: Duration = Duration::from_secs(60);
+
+/// The shortest a token is kept before it is refreshed, whatever `expires_in` says (a token
+/// that truly expires sooner is refreshed once on its 401).
+const MIN_KEEP: Duration = Duration::from_secs(10);
+
+/// The most of a Harvest ID response that is read: its answers are a few hundred bytes.
+const MAX_ID_BODY: usize = 1 << 20;
+
+/// When a token that lives `ttl` is refreshed: a minute before it expires, or halfway through
+/// a shorter life, and never sooner than [`MIN_KEEP`]: one refresh per token lifetime.
+fn keep_for(ttl: Duration) -> Duration {
+    if ttl >= MARGIN * 2 {
+        ttl - MARGIN
+    } else {
+        (ttl / 2).max(MIN_KEEP)
+    }
+}
+
+/// An answer from Harvest ID: its status and (bounded) body.
+struct IdAnswer {
+    status: u16,
+    body: Value,
+}
 
 impl Auth {
     pub fn new(config: &Config) -> Auth {
         let token = match &config.auth {
             AuthConfig::Token { access_token } => Some(Token {
                 value: access_token.clone(),
-                expires: None,
+                refresh_at: None,
             }),
             AuthConfig::OAuth { .. } => None,
         };
@@ -40,6 +66,8 @@ impl Auth {
             token: Mutex::new(token),
             auth_url: config.auth_url.clone(),
             user_agent: config.user_agent.clone(),
+            max_retries: config.max_retries,
+            backoff_base: config.backoff_base,
         }
     }
 
@@ -52,7 +80,7 @@ impl Auth {
         let mut guard = self.token.lock().await;
         let fresh = guard
             .as_ref()
-            .is_some_and(|t| t.expires.is_none_or(|e| e > Instant::now() + MARGIN));
+            .is_some_and(|t| t.refresh_at.is_none_or(|e| e > Instant::now()));
         if !fresh {
             *guard = Some(self.refresh(http).await?);
         }
@@ -67,6 +95,69 @@ impl Auth {
         }
         *guard = Some(self.refresh(http).await?);
         Ok(())
+    }
+
+    /// Sends a request to Harvest ID, retried as API requests are: connection failures,
+    /// timeouts, cut bodies and 5xx with backoff, 429 after its (capped) `Retry-After`.
+    async fn send_to_id(
+        &self,
+        what: &str,
+        request: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<IdAnswer> {
+        let mut failures = 0u32;
+        loop {
+            let failure = match request().send().await {
+                Err(e) => super::describe(&e),
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let retry_after = resp
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    match read_bounded(resp).await {
+                        Err(e) => e,
+                        Ok(body) if status == 429 || super::retry::retryable_status(status) => {
+                            let _ = body;
+                            failures += 1;
+                            if failures > self.max_retries {
+                                bail!("{what}: Harvest ID answered {status}; gave up after {failures} tries");
+                            }
+                            let wait = super::retry::capped_retry_after(
+                                retry_after.as_deref(),
+                                super::retry::backoff(self.backoff_base, failures),
+                                Duration::from_secs(15),
+                                what,
+                            );
+                            crate::log::warn(&format!(
+                                "{what}: Harvest ID answered {status}; retry {failures}/{} in {:.1} s",
+                                self.max_retries,
+                                wait.as_secs_f64()
+                            ));
+                            tokio::time::sleep(wait).await;
+                            continue;
+                        }
+                        Ok(body) => {
+                            return Ok(IdAnswer {
+                                status,
+                                body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                            })
+                        }
+                    }
+                }
+            };
+            failures += 1;
+            if failures > self.max_retries {
+                bail!("{what}: {failure}; gave up after {failures} tries");
+            }
+            let wait = super::retry::backoff(self.backoff_base, failures);
+            crate::log::warn(&format!(
+                "{what}: {failure}; retry {failures}/{} in {:.1} s",
+                self.max_retries,
+                wait.as_secs_f64()
+            ));
+            tokio::time::sleep(wait).await;
+        }
     }
 
     async fn refresh(&self, http: &reqwest::Client) -> Result<Token> {
@@ -86,36 +177,63 @@ impl Auth {
             ("client_id", client_id.as_str()),
             ("client_secret", client_secret.expose()),
         ];
-        let resp = http
-            .post(&url)
-            .header(reqwest::header::USER_AGENT, &self.user_agent)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow!(
-                    "OAuth token request to {url} failed: {}",
-                    super::describe(&e)
-                )
-            })?;
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            let error = body["error"].as_str().unwrap_or("unknown error");
-            let description = body["error_description"].as_str().unwrap_or("");
-            bail!("OAuth token refresh failed ({status}): {error} {description}; check client_id, client_secret and refresh_token");
+        let what = "OAuth token refresh (POST /oauth2/token)";
+        let answer = self
+            .send_to_id(what, || {
+                http.post(&url)
+                    .header(reqwest::header::USER_AGENT, &self.user_agent)
+                    .header(reqwest::header::ACCEPT, "application/json")
+                    .form(&form)
+            })
+            .await?;
+        let body = answer.body;
+        if !(200..300).contains(&answer.status) {
+            // Only Harvest ID's own error fields are shown, bounded (a body may echo the form).
+            let field = |k: &str| {
+                body[k]
+                    .as_str()
+                    .map(|s| s.chars().take(200).collect::<String>())
+            };
+            let status = answer.status;
+            match (status, field("error")) {
+                (400 | 401, Some(error)) => {
+                    let description = field("error_description").unwrap_or_default();
+                    bail!("OAuth token refresh failed ({status} {error}): {description}; check client_id, client_secret and refresh_token")
+                }
+                _ => bail!(
+                    "OAuth token refresh failed: Harvest ID answered {status}{}",
+                    field("error_description")
+                        .or_else(|| field("message"))
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default()
+                ),
+            }
         }
         let Some(access) = body["access_token"].as_str() else {
             bail!("OAuth token response from {url} has no access_token");
         };
+        crate::log::add_secret(access);
+        if access.chars().any(|c| c.is_control() || !c.is_ascii()) {
+            bail!("OAuth token response from {url} has an access_token that cannot be sent in a header");
+        }
+        if let Some(new_refresh) = body["refresh_token"].as_str() {
+            crate::log::add_secret(new_refresh);
+        }
         let ttl = body["expires_in"].as_u64().unwrap_or(17 * 3600);
-        crate::log::info(&format!(
-            "OAuth access token refreshed; it expires in {ttl} s"
-        ));
+        let keep = keep_for(Duration::from_secs(ttl.min(10 * 365 * 86400)));
+        if ttl < MARGIN.as_secs() * 2 {
+            crate::log::warn(&format!(
+                "OAuth access token refreshed; it expires in {ttl} s, unusually soon: it is refreshed again in {:.0} s, not sooner",
+                keep.as_secs_f64()
+            ));
+        } else {
+            crate::log::info(&format!(
+                "OAuth access token refreshed; it expires in {ttl} s"
+            ));
+        }
         Ok(Token {
             value: Secret::from(access),
-            expires: Some(Instant::now() + Duration::from_secs(ttl)),
+            refresh_at: Some(Instant::now() + keep),
         })
     }
 
@@ -131,22 +249,27 @@ impl Auth {
         }
         let token = self.token(http).await?;
         let url = format!("{}/accounts", self.auth_url);
-        let resp = http
-            .get(&url)
-            .bearer_auth(token.expose())
-            .header(reqwest::header::USER_AGENT, &self.user_agent)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| anyhow!("accounts request to {url} failed: {}", super::describe(&e)))?;
-        let status = resp.status();
-        if !status.is_success() {
+        let answer = self
+            .send_to_id("listing the token's accounts (GET /accounts)", || {
+                http.get(&url)
+                    .bearer_auth(token.expose())
+                    .header(reqwest::header::USER_AGENT, &self.user_agent)
+                    .header(reqwest::header::ACCEPT, "application/json")
+            })
+            .await?;
+        let status = answer.status;
+        if status == 401 {
+            bail!(
+                "Harvest ID rejected the token (401) listing its accounts: check the credentials"
+            );
+        }
+        if !(200..300).contains(&status) {
             bail!("listing the token's accounts at {url} failed with {status}");
         }
-        let body: Value = resp
-            .json()
-            .await
-            .map_err(|_| anyhow!("accounts response from {url} is not JSON"))?;
+        let body = answer.body;
+        if !body.is_object() {
+            bail!("accounts response from {url} is not a JSON object");
+        }
         let account = body["accounts"]
             .as_array()
             .into_iter()
@@ -165,5 +288,41 @@ impl Auth {
             account["name"].as_str().unwrap_or("unnamed")
         ));
         Ok(id)
+    }
+}
+
+/// A Harvest ID response's body, at most [`MAX_ID_BODY`] bytes.
+async fn read_bounded(mut resp: reqwest::Response) -> std::result::Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_ID_BODY {
+                    return Err(format!(
+                        "the response is larger than {} KB",
+                        MAX_ID_BODY >> 10
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => return Err(super::describe(&e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_refreshed_once_per_lifetime_whatever_it_says() {
+        assert_eq!(
+            keep_for(Duration::from_secs(3600)),
+            Duration::from_secs(3540)
+        );
+        assert_eq!(keep_for(Duration::from_secs(100)), Duration::from_secs(50));
+        assert_eq!(keep_for(Duration::from_secs(30)), Duration::from_secs(15));
+        assert_eq!(keep_for(Duration::ZERO), MIN_KEEP);
     }
 }

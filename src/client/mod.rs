@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod budget;
+pub mod odd;
 pub mod pager;
 pub mod retry;
 
@@ -111,6 +112,8 @@ pub struct RawPage<T> {
     /// The permit that lets this body be held (a report page's, or a big body's: see
     /// [`Lane`]), released with it.
     pub held: Option<OwnedSemaphorePermit>,
+    /// The body held bytes that are not UTF-8, replaced by U+FFFD before it was read.
+    pub repaired_utf8: bool,
 }
 
 pub struct Client {
@@ -131,6 +134,8 @@ pub struct Client {
     big_bodies: Arc<Semaphore>,
     max_retries: u32,
     backoff_base: Duration,
+    /// `max_response_mb`, in bytes.
+    max_body: usize,
     /// `max_concurrency`: how many pages a list fetches ahead at most.
     width: usize,
     pub total_requests: AtomicU64,
@@ -256,6 +261,7 @@ impl Client {
     pub async fn connect(config: &Config) -> anyhow::Result<Client> {
         // The Pages lane keeps no more connections than pages can be in flight at once.
         let http = http_client(config, PAGES_HELD)?;
+        warn_if_clear_text(config);
         let auth = Auth::new(config);
         let account = auth.account_id(&http, config.account_id.as_deref()).await?;
         Ok(Client {
@@ -276,6 +282,7 @@ impl Client {
             big_bodies: Arc::new(Semaphore::new(BIG_BODIES_HELD)),
             max_retries: config.max_retries,
             backoff_base: config.backoff_base,
+            max_body: config.max_response_bytes,
             width: config.max_concurrency,
             total_requests: AtomicU64::new(0),
         })
@@ -390,7 +397,7 @@ impl Client {
                 .header("Harvest-Account-Id", self.account_id.clone())
                 .send()
                 .await;
-            let (status, outcome) = receive(sent, gate).await;
+            let (status, outcome) = receive(sent, gate, self.max_body).await;
             drop(slot);
             crate::log::debug(&format!(
                 "GET {url} -> {}",
@@ -398,27 +405,47 @@ impl Client {
             ));
             metric(endpoint, status, started.elapsed());
             let failure = match outcome {
-                Err(e) => e,
-                Ok((200..=299, served_at, _, (body, big))) => match read(&body) {
-                    Ok(read) => {
-                        counters.pages.fetch_add(1, Ordering::Relaxed);
-                        let held = report_permit.or(big);
-                        return Ok(RawPage {
-                            body,
-                            read,
-                            served_at,
-                            held,
-                        });
+                Err(Trouble::Retry(e)) => e,
+                Err(Trouble::Fatal(e)) => {
+                    return Err(HttpError::Rejected(format!("GET {endpoint}: {e}")));
+                }
+                Ok((200..=299, served_at, _, (mut body, big))) => {
+                    let mut parsed = read(&body);
+                    let mut repaired_utf8 = false;
+                    if parsed.as_ref().is_err_and(|e| e.is_syntax())
+                        && std::str::from_utf8(&body).is_err()
+                    {
+                        // Bytes that are not UTF-8 are not a cut body: they are replaced
+                        // (U+FFFD), and the records they were in are named when read.
+                        body = bytes::Bytes::from(String::from_utf8_lossy(&body).into_owned());
+                        repaired_utf8 = true;
+                        parsed = read(&body);
+                        crate::log::warn(&format!(
+                            "GET {endpoint}: the response holds bytes that are not UTF-8; they are replaced by U+FFFD"
+                        ));
                     }
-                    Err(e) if e.is_data() => {
-                        let why = format!("GET {endpoint}: unreadable page: {e}");
-                        return Err(HttpError::Rejected(why));
+                    match parsed {
+                        Ok(read) => {
+                            counters.pages.fetch_add(1, Ordering::Relaxed);
+                            let held = report_permit.or(big);
+                            return Ok(RawPage {
+                                body,
+                                read,
+                                served_at,
+                                held,
+                                repaired_utf8,
+                            });
+                        }
+                        Err(e) if e.is_data() => {
+                            let why = format!("GET {endpoint}: unreadable page: {e}");
+                            return Err(HttpError::Rejected(why));
+                        }
+                        Err(_) => format!(
+                            "the response body is not complete JSON ({} bytes)",
+                            body.len()
+                        ),
                     }
-                    Err(_) => format!(
-                        "the response body is not complete JSON ({} bytes)",
-                        body.len()
-                    ),
-                },
+                }
                 Ok((429, _, retry_after, _)) => {
                     throttled += 1;
                     counters.throttled.fetch_add(1, Ordering::Relaxed);
@@ -508,12 +535,24 @@ type Received = (
     (bytes::Bytes, Option<OwnedSemaphorePermit>),
 );
 
+/// A request that went wrong: worth another try, or not.
+enum Trouble {
+    Retry(String),
+    Fatal(String),
+}
+
 async fn receive(
     sent: Result<reqwest::Response, reqwest::Error>,
     gate: Option<&Arc<Semaphore>>,
-) -> (Option<u16>, Result<Received, String>) {
+    max_body: usize,
+) -> (Option<u16>, Result<Received, Trouble>) {
     let resp = match sent {
-        Err(e) => return (None, Err(describe(&e))),
+        Err(e) if e.is_builder() || e.is_request() && !e.is_timeout() && !e.is_connect() => {
+            // The request itself cannot be made (a header value that cannot be sent):
+            // another try makes the same request.
+            return (None, Err(Trouble::Fatal(describe(&e))));
+        }
+        Err(e) => return (None, Err(Trouble::Retry(describe(&e)))),
         Ok(resp) => resp,
     };
     let status = resp.status().as_u16();
@@ -527,10 +566,23 @@ async fn receive(
         .and_then(|d| DateTime::parse_from_rfc2822(&d).ok())
         .map(|d| d.with_timezone(&Utc));
     let retry_after = header(reqwest::header::RETRY_AFTER);
-    match read_body(resp, gate).await {
-        Err(e) => (Some(status), Err(describe(&e))),
+    match read_body(resp, gate, max_body).await {
+        Err(BodyError::Http(e)) => (Some(status), Err(Trouble::Retry(describe(&e)))),
+        Err(BodyError::TooBig) => (
+            Some(status),
+            Err(Trouble::Fatal(format!(
+                "the response is larger than max_response_mb ({} MB); not read",
+                max_body >> 20
+            ))),
+        ),
         Ok(body) => (Some(status), Ok((status, served_at, retry_after, body))),
     }
+}
+
+enum BodyError {
+    Http(reqwest::Error),
+    /// Larger than `max_response_mb`.
+    TooBig,
 }
 
 /// The error for a status that is not retried.
@@ -560,16 +612,23 @@ fn refusal(endpoint: &str, status: u16, body: &[u8]) -> HttpError {
 async fn read_body(
     mut resp: reqwest::Response,
     gate: Option<&Arc<Semaphore>>,
-) -> Result<(bytes::Bytes, Option<OwnedSemaphorePermit>), reqwest::Error> {
+    max_body: usize,
+) -> Result<(bytes::Bytes, Option<OwnedSemaphorePermit>), BodyError> {
     const MAX_PRESIZE: u64 = 64 << 20;
     let announced = resp.content_length().unwrap_or(0);
+    if announced > max_body as u64 {
+        return Err(BodyError::TooBig);
+    }
     let mut big = None;
     let take = |gate: &Arc<Semaphore>| gate.clone().acquire_owned();
     if let Some(gate) = gate.filter(|_| announced > BIG_BODY as u64) {
         big = Some(take(gate).await.expect("never closed"));
     }
     let mut body = Vec::with_capacity(announced.min(MAX_PRESIZE) as usize);
-    while let Some(chunk) = resp.chunk().await? {
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Http)? {
+        if body.len() + chunk.len() > max_body {
+            return Err(BodyError::TooBig);
+        }
         if big.is_none() && body.len() + chunk.len() > BIG_BODY {
             if let Some(gate) = gate {
                 big = Some(take(gate).await.expect("never closed"));
@@ -580,22 +639,58 @@ async fn read_body(
     Ok((body.into(), big))
 }
 
-/// Harvest's message from an error body (JSON `message` or `error_description`), else a prefix
-/// of the text.
+/// The longest error message shown from a response.
+const MESSAGE_CHARS: usize = 200;
+
+/// Harvest's message from an error body: its JSON `message`, `error_description` or `error`,
+/// at most [`MESSAGE_CHARS`] characters on one line. Nothing else of a body is shown (it may
+/// echo the request).
 fn message(body: &[u8]) -> String {
     if let Ok(v) = serde_json::from_slice::<Value>(body) {
         for key in ["message", "error_description", "error"] {
             if let Some(m) = v.get(key).and_then(Value::as_str) {
-                return m.to_string();
+                let one_line: String = m
+                    .chars()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .take(MESSAGE_CHARS)
+                    .collect();
+                return one_line;
             }
         }
+        return "(no message)".into();
     }
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    if text.starts_with('<') {
+    if body.trim_ascii_start().starts_with(b"<") {
         "(an HTML page)".into()
     } else {
-        text.chars().take(200).collect()
+        format!("(a body of {} bytes that is not JSON)", body.len())
+    }
+}
+
+/// Warns when credentials would travel in clear text: an `http://` `base_url` or `auth_url`
+/// to a host that is not this machine.
+fn warn_if_clear_text(config: &Config) {
+    for (key, url) in [
+        ("base_url", &config.base_url),
+        ("auth_url", &config.auth_url),
+    ] {
+        let Ok(u) = reqwest::Url::parse(url) else {
+            continue;
+        };
+        let host = u.host_str().unwrap_or("");
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let loopback = bare.eq_ignore_ascii_case("localhost")
+            || bare
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        let used = key == "base_url"
+            || config.account_id.is_none()
+            || matches!(config.auth, crate::config::Auth::OAuth { .. });
+        if u.scheme() == "http" && !loopback && used {
+            crate::log::warn(&format!(
+                "{key} is plain http:// to {}: the credentials travel unencrypted; use https://",
+                u.host_str().unwrap_or("?")
+            ));
+        }
     }
 }
 

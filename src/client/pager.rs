@@ -16,7 +16,7 @@
 //! A child list (one parent's messages, say) is read a page at a time outside the pool: its pages are small as a rule, the fan-out's concurrency bounds
 //! how many are held, and a big one waits its turn (see [`super::BIG_BODY`]).
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -27,6 +27,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
+use super::odd::{self, Fix};
 use super::{Client, Counters, HttpError, Lane, RawPage};
 
 /// One list page: its body and where its records are.
@@ -37,18 +38,48 @@ pub struct Page {
     pub served_at: Option<DateTime<Utc>>,
     /// A report page's or a big child page's permit (see [`Lane`]), released with the page.
     _held: Option<OwnedSemaphorePermit>,
+    /// The body held invalid UTF-8, replaced by U+FFFD.
+    repaired_utf8: bool,
+}
+
+/// One element of a page's records array.
+pub enum Element {
+    /// A record, with what had to be repaired in it (see [`odd`]).
+    Record(Map<String, Value>, Vec<Fix>),
+    /// An element that is not an object (a number, a string, null...).
+    NotAnObject(&'static str),
+    /// A record that could not be read even repaired: its `id` as far as it shows, and why.
+    Unreadable(Option<String>, String),
 }
 
 impl Page {
-    /// The page's records, parsed one at a time. Elements that are not objects are skipped.
-    pub fn records(
-        &self,
-    ) -> impl Iterator<Item = Result<Map<String, Value>, serde_json::Error>> + '_ {
-        self.records.iter().filter_map(|r| {
-            match serde_json::from_slice::<Value>(&self.body[r.clone()]) {
-                Ok(Value::Object(record)) => Some(Ok(record)),
-                Ok(_) => None,
-                Err(e) => Some(Err(e)),
+    /// The page's records, parsed one at a time.
+    pub fn records(&self) -> impl Iterator<Item = Element> + '_ {
+        self.records.iter().map(|r| {
+            let text = &self.body[r.clone()];
+            let (parsed, mut fixes) = match serde_json::from_slice::<Value>(text) {
+                Ok(v) => (Ok(v), Vec::new()),
+                Err(e) => match odd::repair(text) {
+                    Some((repaired, fixes)) => (serde_json::from_slice::<Value>(&repaired), fixes),
+                    None => (Err(e), Vec::new()),
+                },
+            };
+            match parsed {
+                Ok(Value::Object(record)) => {
+                    if self.repaired_utf8 {
+                        fixes.extend(odd::replaced_chars(&record));
+                    }
+                    Element::Record(record, fixes)
+                }
+                Ok(other) => Element::NotAnObject(match other {
+                    Value::Null => "null",
+                    Value::Bool(_) => "a boolean",
+                    Value::Number(_) => "a number",
+                    Value::String(_) => "a string",
+                    Value::Array(_) => "an array",
+                    Value::Object(_) => "an object",
+                }),
+                Err(e) => Element::Unreadable(odd::id_of(text), e.to_string()),
             }
         })
     }
@@ -56,11 +87,41 @@ impl Page {
 
 /// What a page says besides its records.
 #[derive(Debug, Default)]
-struct PageInfo {
+pub struct PageInfo {
     next: Option<String>,
     total_pages: u64,
     total_entries: Option<u64>,
+    /// `page` and `next_page`, where the envelope has them.
+    page: Option<u64>,
+    next_page: Option<u64>,
     records: Option<Vec<Range<usize>>>,
+    /// The body held invalid UTF-8 (replaced before it was read).
+    repaired_utf8: bool,
+}
+
+/// The pages still to request of a page-mode list, made one at a time as they are asked for:
+/// a page claiming `total_pages: 10^12` costs nothing until its pages are read, and the list
+/// ends at its first empty page anyway.
+struct Plan {
+    url: reqwest::Url,
+    pairs: Vec<(String, String)>,
+    next: u64,
+    last: u64,
+}
+
+impl Plan {
+    fn pop(&mut self) -> Option<String> {
+        if self.next > self.last {
+            return None;
+        }
+        let p = self.next;
+        self.next += 1;
+        Some(page_url(&self.url, &self.pairs, p))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.next > self.last
+    }
 }
 
 pub struct Pager {
@@ -73,7 +134,13 @@ pub struct Pager {
     /// Pages requested ahead, in page order, each with its permit.
     ahead: VecDeque<Ahead>,
     /// Page URLs not requested yet.
-    queued: VecDeque<String>,
+    queued: Option<Plan>,
+    /// The URLs requested (hashed), to stop a list whose links loop.
+    fetched: HashSet<u64>,
+    /// The URL of the page read last (for `next_page` when `links.next` is missing).
+    current: Option<String>,
+    /// Why the list cannot be read past the page handed out last: the next call says it.
+    broken: Option<HttpError>,
     width: usize,
     lane: Lane,
     /// The pool this pager takes its pages' permits from, if it takes them itself.
@@ -116,7 +183,10 @@ impl Pager {
             counters,
             next: Some(first_url),
             ahead: VecDeque::new(),
-            queued: VecDeque::new(),
+            queued: None,
+            fetched: HashSet::new(),
+            current: None,
+            broken: None,
             width,
             lane,
             pool,
@@ -154,9 +224,13 @@ impl Pager {
         self.ahead.push_back((task, permit));
     }
 
+    fn queued_is_empty(&self) -> bool {
+        self.queued.as_ref().is_none_or(Plan::is_empty)
+    }
+
     /// Requests queued pages ahead, as far as the width and the pool's free permits allow.
     fn refill(&mut self) {
-        while self.ahead.len() < self.width && !self.queued.is_empty() {
+        while self.ahead.len() < self.width && !self.queued_is_empty() {
             let permit = match &self.pool {
                 Some(pool) => match pool.clone().try_acquire_owned() {
                     Ok(p) => Some(p),
@@ -164,9 +238,30 @@ impl Pager {
                 },
                 None => None,
             };
-            let url = self.queued.pop_front().expect("not empty");
+            let url = self.queued.as_mut().and_then(Plan::pop).expect("not empty");
             self.spawn(url, permit);
         }
+    }
+
+    /// Ends the planned pages here: the pages requested ahead are dropped.
+    fn end_plan(&mut self) {
+        self.queued = None;
+        for (task, _) in self.ahead.drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Notes that `url` is being requested; a link back to a page already read is refused.
+    fn visit(&mut self, url: &str) -> Result<(), HttpError> {
+        if !self.fetched.insert(url_hash(url)) {
+            return Err(HttpError::Rejected(format!(
+                "GET {}: links.next leads back to a page already read ({}): the list loops, so it is not read further",
+                self.endpoint,
+                super::shown_link(url)
+            )));
+        }
+        self.current = Some(url.to_string());
+        Ok(())
     }
 
     /// GETs a page now, once a permit is free.
@@ -185,6 +280,9 @@ impl Pager {
     /// The next page, or `None` after the last one. Asking for it releases the page before.
     pub async fn next(&mut self) -> Result<Option<Page>, HttpError> {
         self.held = None;
+        if let Some(e) = self.broken.take() {
+            return Err(e);
+        }
         let (raw, planned) = if let Some((task, permit)) = self.ahead.pop_front() {
             self.held = permit;
             self.refill();
@@ -192,24 +290,49 @@ impl Pager {
                 HttpError::Rejected(format!("GET {}: page task failed: {e}", self.endpoint))
             })??;
             (raw, true)
-        } else if let Some(url) = self.queued.pop_front() {
+        } else if let Some(url) = self.queued.as_mut().and_then(Plan::pop) {
             // No permit was free to fetch it ahead.
             let raw = self.fetch(&url).await?;
             self.refill();
             (raw, true)
         } else if let Some(url) = self.next.take() {
+            self.visit(&url)?;
             (self.fetch(&url).await?, false)
         } else {
             return Ok(None);
         };
-        let info = raw.read;
-        let Some(records) = info.records else {
+        let mut info = raw.read;
+        info.repaired_utf8 = raw.repaired_utf8;
+        let Some(records) = info.records.take() else {
             return Err(HttpError::Rejected(format!(
                 "GET {}: the response has no '{}' array",
                 self.endpoint, self.envelope
             )));
         };
         self.records += records.len() as u64;
+        if planned && (records.is_empty() || info.next.is_none()) && !self.queued_is_empty() {
+            // The envelope says the list ends here, before the pages planned from page 1's
+            // total_pages: the plan stops (a list that shrank meanwhile is read again: see
+            // `changed`).
+            crate::log::warn(&format!(
+                "GET {}: page {} {} before the {} pages the first page announced; the list ends there",
+                self.endpoint,
+                info.page.map_or("?".into(), |p| p.to_string()),
+                if records.is_empty() { "is empty" } else { "has no next link" },
+                self.queued.as_ref().map_or(0, |p| p.last),
+            ));
+            self.end_plan();
+        }
+        if records.is_empty() {
+            // An empty page ends the list, whatever its links say.
+            info.next = None;
+        } else if !planned && info.next.is_none() {
+            match self.missing_next(&info) {
+                Ok(next) => info.next = next,
+                // This page's records are read; the list fails after them.
+                Err(e) => self.broken = Some(e),
+            }
+        }
         if info.next.as_deref().is_some_and(|l| l.contains("cursor=")) {
             self.cursor = true;
         }
@@ -220,13 +343,21 @@ impl Pager {
         }
         if planned {
             // After the last planned page, follow its link in case the list grew meanwhile.
-            if self.ahead.is_empty() && self.queued.is_empty() {
+            if self.ahead.is_empty() && self.queued_is_empty() {
                 self.next = info.next;
+                if let Some(plan) = &self.queued {
+                    // The planned pages count as visited: a link back to one is a loop.
+                    for p in 1..=plan.last {
+                        let url = page_url(&plan.url, &plan.pairs, p);
+                        self.fetched.insert(url_hash(&url));
+                    }
+                }
+                self.queued = None;
             }
         } else if let Some(link) = info.next {
-            match page_urls(&link, info.total_pages) {
-                Some(urls) if self.width > 1 && urls.len() > 1 => {
-                    self.queued = urls.into();
+            match plan(&link, info.total_pages) {
+                Some(plan) if self.width > 1 && plan.last > plan.next => {
+                    self.queued = Some(plan);
                     self.refill();
                 }
                 _ => self.next = Some(link),
@@ -237,7 +368,44 @@ impl Pager {
             records,
             served_at: raw.served_at,
             _held: raw.held,
+            repaired_utf8: info.repaired_utf8,
         }))
+    }
+
+    /// A page without `links.next` whose envelope says more pages follow (`next_page`, or
+    /// `page` short of `total_pages`): the next page by number, warned about; on a cursor
+    /// list, where no page number can be made, the stream fails rather than stop short.
+    fn missing_next(&self, info: &PageInfo) -> Result<Option<String>, HttpError> {
+        let wanted = info
+            .next_page
+            .or_else(|| info.page.filter(|p| *p < info.total_pages).map(|p| p + 1));
+        let Some(n) = wanted else {
+            return Ok(None);
+        };
+        let current = self.current.as_deref().unwrap_or("");
+        let url = reqwest::Url::parse(current).ok();
+        let pairs: Vec<(String, String)> = url
+            .iter()
+            .flat_map(|u| u.query_pairs())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        match url {
+            Some(url) if !pairs.iter().any(|(k, _)| k == "cursor") => {
+                let mut pairs = pairs;
+                if !pairs.iter().any(|(k, _)| k == "page") {
+                    pairs.push(("page".into(), n.to_string()));
+                }
+                crate::log::warn(&format!(
+                    "GET {}: a page says page {n} of {} follows but has no links.next; reading page {n}",
+                    self.endpoint, info.total_pages
+                ));
+                Ok(Some(page_url(&url, &pairs, n)))
+            }
+            _ => Err(HttpError::Rejected(format!(
+                "GET {}: a page says page {n} of {} follows but has no links.next to it; the list cannot be read to its end",
+                self.endpoint, info.total_pages
+            ))),
+        }
     }
 }
 
@@ -252,7 +420,7 @@ impl Drop for Pager {
 
 /// Reads a list page in one pass: where each record of `envelope` lies, `links.next` and
 /// `total_pages`. With no envelope, the body is a single object: a page of one record.
-fn read_page(body: &[u8], envelope: &str) -> Result<PageInfo, serde_json::Error> {
+pub fn read_page(body: &[u8], envelope: &str) -> Result<PageInfo, serde_json::Error> {
     if envelope.is_empty() {
         let object: &RawValue = serde_json::from_slice(body)?;
         let text = object.get();
@@ -265,8 +433,8 @@ fn read_page(body: &[u8], envelope: &str) -> Result<PageInfo, serde_json::Error>
         return Ok(PageInfo {
             next: None,
             total_pages: 1,
-            total_entries: None,
             records: Some(std::iter::once(start..start + text.len()).collect()),
+            ..PageInfo::default()
         });
     }
     let mut de = serde_json::Deserializer::from_slice(body);
@@ -302,8 +470,29 @@ impl<'de> Visitor<'de> for PageSeed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PageInfo, A::Error> {
         let mut info = PageInfo::default();
+        let mut seen: Vec<std::borrow::Cow<'de, str>> = Vec::new();
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if key == self.envelope {
+            let read = [
+                self.envelope,
+                "links",
+                "total_pages",
+                "total_entries",
+                "page",
+                "next_page",
+            ];
+            if read.contains(&key.as_ref()) {
+                if seen.contains(&key) {
+                    return Err(serde::de::Error::custom(format!(
+                        "the response has the key '{key}' twice"
+                    )));
+                }
+                seen.push(key.clone());
+            }
+            if key == "page" {
+                info.page = map.next_value::<Value>()?.as_u64();
+            } else if key == "next_page" {
+                info.next_page = map.next_value::<Value>()?.as_u64();
+            } else if key == self.envelope {
                 info.records = Some(map.next_value_seed(RecordsSeed { base: self.base })?);
             } else if key == "links" {
                 let links: Value = map.next_value()?;
@@ -353,8 +542,8 @@ impl<'de> Visitor<'de> for RecordsSeed {
     }
 }
 
-/// For a page-mode `next` link (`page=N`, no cursor), the URLs of pages N..=total.
-fn page_urls(next: &str, total: u64) -> Option<Vec<String>> {
+/// For a page-mode `next` link (`page=N`, no cursor), the plan of pages N..=total.
+fn plan(next: &str, total: u64) -> Option<Plan> {
     let url = reqwest::Url::parse(next).ok()?;
     let pairs: Vec<(String, String)> = url
         .query_pairs()
@@ -367,23 +556,34 @@ fn page_urls(next: &str, total: u64) -> Option<Vec<String>> {
     if first > total {
         return None;
     }
-    Some(
-        (first..=total)
-            .map(|p| {
-                let mut u = url.clone();
-                u.query_pairs_mut()
-                    .clear()
-                    .extend_pairs(pairs.iter().map(|(k, v)| {
-                        if k == "page" {
-                            (k.clone(), p.to_string())
-                        } else {
-                            (k.clone(), v.clone())
-                        }
-                    }));
-                u.to_string()
-            })
-            .collect(),
-    )
+    Some(Plan {
+        url,
+        pairs,
+        next: first,
+        last: total,
+    })
+}
+
+fn url_hash(url: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    url.hash(&mut h);
+    h.finish()
+}
+
+/// `url` with its `page` parameter set to `page` (its other parameters kept, in order).
+fn page_url(url: &reqwest::Url, pairs: &[(String, String)], page: u64) -> String {
+    let mut u = url.clone();
+    u.query_pairs_mut()
+        .clear()
+        .extend_pairs(pairs.iter().map(|(k, v)| {
+            if k == "page" {
+                (k.clone(), page.to_string())
+            } else {
+                (k.clone(), v.clone())
+            }
+        }));
+    u.to_string()
 }
 
 #[cfg(test)]
@@ -399,9 +599,17 @@ mod tests {
             records: info.records.unwrap(),
             served_at: None,
             _held: None,
+            repaired_utf8: false,
         };
-        let seen: Vec<Value> = page.records().map(|r| r.unwrap()["id"].clone()).collect();
-        assert_eq!(seen, vec![Value::from(1), Value::from(2)]);
+        let seen: Vec<String> = page
+            .records()
+            .map(|e| match e {
+                Element::Record(r, _) => r["id"].to_string(),
+                Element::NotAnObject(what) => what.to_string(),
+                Element::Unreadable(..) => "unreadable".into(),
+            })
+            .collect();
+        assert_eq!(seen, vec!["1", "a number", "2"]);
         assert_eq!(info.next.as_deref(), Some("http://h/v2/clients?page=2"));
         assert_eq!(info.total_pages, 3);
         let info = read_page(br#"{"links":{"next":null}}"#, "clients").unwrap();
@@ -419,8 +627,15 @@ mod tests {
             records: info.records.unwrap(),
             served_at: None,
             _held: None,
+            repaired_utf8: false,
         };
-        let records: Vec<_> = page.records().map(Result::unwrap).collect();
+        let records: Vec<_> = page
+            .records()
+            .filter_map(|e| match e {
+                Element::Record(r, _) => Some(r),
+                _ => None,
+            })
+            .collect();
         assert_eq!(records.len(), 1);
         assert_eq!(records[0]["name"], "Acme");
         assert!(info.next.is_none());
@@ -431,21 +646,27 @@ mod tests {
 
     #[test]
     fn page_mode_links_expand_and_cursor_links_do_not() {
-        let urls = page_urls(
+        let mut p = plan(
             "http://h/v2/time_entries?page=2&per_page=2000&updated_since=2020-01-01T00%3A00%3A00Z",
             4,
         )
         .unwrap();
+        let urls: Vec<String> = std::iter::from_fn(|| p.pop()).collect();
         assert_eq!(urls.len(), 3);
+        // A claim of 10^12 pages plans nothing up front.
+        let mut huge = plan("http://h/v2/clients?page=2", 1_000_000_000_000).unwrap();
+        assert!(huge.pop().unwrap().contains("page=2") && !huge.is_empty());
         assert!(
             urls[2].contains("page=4")
                 && urls[2].contains("updated_since=2020-01-01T00%3A00%3A00Z")
         );
-        assert!(page_urls(
+        assert!(plan(
             "http://h/v2/clients?cursor=abc&per_page=2000&ref=next_cursor",
             9
         )
         .is_none());
-        assert!(page_urls("http://h/v2/clients?per_page=2000", 9).is_none());
+        assert!(plan("http://h/v2/clients?per_page=2000", 9).is_none());
+        let twice = read_page(br#"{"clients":[{"id":1}],"clients":[]}"#, "clients").unwrap_err();
+        assert!(twice.to_string().contains("'clients' twice"), "{twice}");
     }
 }

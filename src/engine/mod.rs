@@ -145,7 +145,24 @@ pub async fn run(
     state: State,
     emitter: Emitter,
 ) -> Result<Outcome> {
-    let plan = Plan::new(&selection, &state, &config)?;
+    let plan = plan(&config, &selection, &state)?;
+    run_plan(config, plan, emitter).await
+}
+
+/// What a sync will read, from the catalog's selection and the state (which it no longer
+/// needs after this: the writer may take it).
+pub fn plan(config: &Config, selection: &Selection, state: &State) -> Result<Plan> {
+    if config.start_date > chrono::Utc::now() + tally::CLOCK_SKEW {
+        crate::log::warn(&format!(
+            "start_date {} is in the future: streams without a bookmark read nothing until then",
+            config.start_date.to_rfc3339()
+        ));
+    }
+    Plan::new(selection, state, config)
+}
+
+/// Runs a sync planned by [`plan`]. See [`run`].
+pub async fn run_plan(config: Config, plan: Plan, emitter: Emitter) -> Result<Outcome> {
     if plan.roots.is_empty() {
         crate::log::warn("no stream is selected: nothing to sync");
         emitter.state().await?;

@@ -237,9 +237,15 @@ fn build(def: &'static StreamDef, ctx: &Inputs) -> Result<Arc<Node>> {
         | Source::Derived { .. } => config.start_date,
     };
     let since = replication.bookmark.as_ref().map(|key| {
-        state
-            .bookmark(def.name, key)
-            .map_or(start, |b| b.max(start))
+        let bookmark = state.bookmark(def.name, key);
+        if let Some(b) = bookmark.filter(|b| *b > Utc::now() + super::tally::CLOCK_SKEW) {
+            crate::log::warn(&format!(
+                "stream {}: its bookmark {} is in the future: nothing changed before then is read; edit or drop it in the state if that is not meant",
+                def.name,
+                b.to_rfc3339()
+            ));
+        }
+        bookmark.map_or(start, |b| b.max(start))
     });
     let children: Vec<Arc<Node>> = streams::children_of(def.name)
         .filter(|c| needed.contains(c.name))

@@ -17,7 +17,8 @@ use super::known::{day_from, Key};
 use super::plan::{Covers, ListRead, Node};
 use super::tally::Status;
 use super::{Ctx, Failure, PER_PAGE};
-use crate::client::pager::Pager;
+use crate::client::odd::Oddity;
+use crate::client::pager::{Element, Pager};
 use crate::client::{HttpError, Lane};
 use crate::config::parse_datetime;
 use crate::output::OutputClosed;
@@ -285,13 +286,10 @@ async fn read_pages_noting_changes(
         let Some(page) = pages.next().await? else {
             return Ok((fans, pages.changed()));
         };
-        for record in page.records() {
-            let mut record = record.map_err(|e| {
-                Halt::Failed(format!(
-                    "GET {}: a record could not be read: {e}",
-                    list.endpoint
-                ))
-            })?;
+        for element in page.records() {
+            let Some(mut record) = readable(node, list.endpoint, element) else {
+                continue;
+            };
             list.stamp.apply(&mut record);
             if node.keeps_record {
                 node.tally.keep(&record);
@@ -382,6 +380,65 @@ async fn read_pages_noting_changes(
             }
         }
         batch.flush(ctx).await?;
+    }
+}
+
+/// A page's element as a record to read, its repairs warned about; `None` for one that is
+/// not a record or cannot be read, which is skipped with a warning naming it. The stream goes
+/// on, but its bookmark (and those below it) stays where it was and no deletion is decided
+/// for it: what was skipped is read again by the next sync.
+fn readable(node: &Arc<Node>, endpoint: &str, element: Element) -> Option<Map<String, Value>> {
+    let name = node.def.name;
+    let skipped = |what: String| {
+        crate::log::warn(&format!(
+            "stream {name}: {what}; skipped (the bookmark stays, so the next sync reads it again)"
+        ));
+        let mut below = Vec::new();
+        node.walk(&mut below);
+        for n in below {
+            n.tally.hold_bookmark();
+            n.tally.not_all_sent();
+            if let Some(p) = &n.presence {
+                p.unsettled();
+            }
+        }
+    };
+    match element {
+        Element::Record(mut record, fixes) => {
+            let key = key_of(node, &record).replace('\u{1f}', ",");
+            for fix in fixes {
+                let known = node.def.schema()["properties"]
+                    .get(fix.property())
+                    .is_some();
+                let what = match fix.oddity {
+                    Oddity::LoneSurrogate => "a lone UTF-16 surrogate, replaced by U+FFFD",
+                    Oddity::InvalidUtf8 => "bytes that are not UTF-8, replaced by U+FFFD",
+                    Oddity::OutOfRange if known => "a number out of range, set to null",
+                    Oddity::OutOfRange => {
+                        record.remove(fix.property());
+                        "a number out of range in a field the schema does not have, dropped"
+                    }
+                };
+                crate::log::warn(&format!(
+                    "stream {name}: record {key}: field '{}' held {what}",
+                    fix.field
+                ));
+            }
+            Some(record)
+        }
+        Element::NotAnObject(what) => {
+            skipped(format!(
+                "GET {endpoint}: an element of the list is {what}, not a record"
+            ));
+            None
+        }
+        Element::Unreadable(id, why) => {
+            skipped(format!(
+                "GET {endpoint}: record {} cannot be read ({why})",
+                id.map_or("(no id)".to_string(), |i| format!("id {i}"))
+            ));
+            None
+        }
     }
 }
 

@@ -28,7 +28,13 @@ pub enum Status {
 pub struct Watermark {
     pub newest: Option<DateTime<Utc>>,
     pub served: Option<DateTime<Utc>>,
+    /// The tap's own clock when the first response was read.
+    pub read_at: Option<DateTime<Utc>>,
 }
+
+/// How far Harvest's clock may run ahead of this machine's: a bookmark never goes past the
+/// tap's own clock plus this, whatever a record or a `Date` header says.
+pub const CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 
 impl Watermark {
     pub fn saw(&mut self, updated_at: Option<DateTime<Utc>>) {
@@ -40,6 +46,9 @@ impl Watermark {
     }
 
     pub fn served(&mut self, at: Option<DateTime<Utc>>) {
+        if self.read_at.is_none() {
+            self.read_at = Some(Utc::now());
+        }
         if let Some(at) = at {
             if self.served.is_none_or(|cur| at < cur) {
                 self.served = Some(at);
@@ -49,10 +58,16 @@ impl Watermark {
 
     /// The bookmark to write after a complete read, if it moves: the newest `updated_at`,
     /// never past the moment the first response was served (a record changed while the sync
-    /// ran is caught by the next one), never behind `since`.
+    /// ran is caught by the next one), nor past the tap's own clock then (plus
+    /// [`CLOCK_SKEW`]: a record dated in 2099 does not stop every later sync), never behind
+    /// `since`.
     pub fn next_bookmark(&self, since: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
         let newest = self.newest?;
-        let capped = self.served.map_or(newest, |served| newest.min(served));
+        let clock = self.read_at.unwrap_or_else(Utc::now) + CLOCK_SKEW;
+        let capped = self
+            .served
+            .map_or(newest, |served| newest.min(served))
+            .min(clock);
         Some(since.map_or(capped, |s| capped.max(s)))
     }
 }
