@@ -237,10 +237,24 @@ impl Signals {
             ));
             let _ = tx.send(Some(sig));
             std::thread::spawn(move || {
-                std::thread::sleep(GRACE);
+                // Exits once stdout has taken nothing for GRACE: a target still reading (a
+                // big last STATE on its way) is given the time it needs.
+                use std::sync::atomic::Ordering;
+                let mut seen = output::WRITTEN.load(Ordering::Relaxed);
+                let mut still = std::time::Instant::now();
+                loop {
+                    std::thread::sleep(std::time::Duration::from_millis(250));
+                    let now = output::WRITTEN.load(Ordering::Relaxed);
+                    if now != seen {
+                        seen = now;
+                        still = std::time::Instant::now();
+                    } else if still.elapsed() >= GRACE {
+                        break;
+                    }
+                }
                 log::log(
                     log::Level::Critical,
-                    &format!("{sig}: the run did not end within {} s (is stdout still read?): exiting without a final STATE", GRACE.as_secs()),
+                    &format!("{sig}: the run did not end within {} s of stdout taking nothing (is it still read?): exiting without a final STATE", GRACE.as_secs()),
                 );
                 std::process::exit(1);
             });

@@ -117,17 +117,33 @@ pub fn add_secret(secret: &str) {
         return;
     }
     let mut all = SECRETS.write().unwrap_or_else(|e| e.into_inner());
-    for form in [
-        secret.to_string(),
-        percent_encode(secret, false),
-        percent_encode(secret, true),
-    ] {
+    let encoded = [percent_encode(secret, false), percent_encode(secret, true)];
+    // As other encoders write them too: `~` escaped, `*` not, escapes in lower case.
+    let variants = encoded.iter().flat_map(|e| {
+        let tilde = e.replace('~', "%7E").replace("%2A", "*");
+        let lower = lower_escapes(&tilde);
+        [e.clone(), tilde, lower]
+    });
+    for form in std::iter::once(secret.to_string()).chain(variants) {
         if !all.contains(&form) {
             all.push(form);
         }
     }
     // Longest first, so that a secret containing another is hidden whole.
     all.sort_by_key(|s| std::cmp::Reverse(s.len()));
+}
+
+/// `s` with its `%XX` escapes in lower case.
+fn lower_escapes(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '%' {
+            out.extend(chars.by_ref().take(2).map(|h| h.to_ascii_lowercase()));
+        }
+    }
+    out
 }
 
 /// `s` percent-encoded as a URL component (`form`: as an HTML form encodes it, spaces as `+`).
@@ -167,6 +183,11 @@ pub fn redact(text: &str) -> Cow<'_, str> {
         "\"access_token\":\"",
         "\"refresh_token\":\"",
         "\"client_secret\":\"",
+        "\"access_token\": \"",
+        "\"refresh_token\": \"",
+        "\"client_secret\": \"",
+        "\\\"access_token\\\":\\\"",
+        "\\\"refresh_token\\\":\\\"",
     ] {
         if out.contains(marker) {
             out = Cow::Owned(hide_after(&out, marker));

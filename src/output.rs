@@ -37,6 +37,9 @@ enum Out {
 const BIG_STATE_BYTES: u64 = 1 << 20;
 const BIG_STATE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Bytes written to stdout so far, for the signal watchdog (is stdout still taking them?).
+pub static WRITTEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// stdout, counting the bytes written.
 struct Counting<W: Write> {
     inner: BufWriter<W>,
@@ -47,6 +50,7 @@ impl<W: Write> Write for Counting<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.written += n as u64;
+        WRITTEN.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(n)
     }
 

@@ -487,16 +487,17 @@ fn links_that_loop_fail_the_stream_instead_of_requesting_forever() {
 
 #[test]
 fn a_missing_next_link_is_made_from_next_page_and_the_bookmark_covers_only_what_was_read() {
+    // Ten pages, none with links.next: read by page number (planned ahead, too).
     let harvest = Server::start(|path, _| {
         let p = page_number(path);
         let mut page: Value = serde_json::from_str(&clients_page(
-            vec![client(p, &format!("2024-01-0{}T00:00:00Z", p + 1))],
+            vec![client(p, &format!("2024-01-{:02}T00:00:00Z", p + 1))],
             p,
-            3,
+            10,
             None,
         ))
         .unwrap();
-        page["total_entries"] = json!(3);
+        page["total_entries"] = json!(10);
         ok(page.to_string())
     });
     let run = run_against(&harvest);
@@ -506,10 +507,10 @@ fn a_missing_next_link_is_made_from_next_page_and_the_bookmark_covers_only_what_
         "{}",
         run.stderr
     );
-    assert_eq!(run.records("clients").len(), 3, "{}", run.stderr);
+    assert_eq!(run.records("clients").len(), 10, "{}", run.stderr);
     assert_eq!(
         run.last_state()["bookmarks"]["clients"]["updated_at"],
-        "2024-01-04T00:00:00Z"
+        "2024-01-11T00:00:00Z"
     );
 
     // A cursor list (no page number to make) fails rather than stop short.
@@ -533,6 +534,52 @@ fn a_missing_next_link_is_made_from_next_page_and_the_bookmark_covers_only_what_
         run.stderr
     );
     assert_eq!(run.records("clients").len(), 2);
+    assert!(run.last_state()["bookmarks"].get("clients").is_none());
+}
+
+#[test]
+fn a_server_that_ignores_page_or_ends_early_is_not_believed() {
+    // Every request answered with page 1, which claims 10^12 pages.
+    let harvest = Server::start(|_, port| {
+        ok(clients_page(
+            vec![client(1, "2024-01-02T00:00:00Z")],
+            1,
+            1_000_000_000_000,
+            Some(format!(
+                "http://127.0.0.1:{port}/v2/clients?page=2&per_page=2000"
+            )),
+        ))
+    });
+    let run = run_against(&harvest);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.critical_lines()[0].contains("a page answered the same as one read before"),
+        "{}",
+        run.stderr
+    );
+    assert!(harvest.count.load(Ordering::SeqCst) < 40);
+    assert!(run.last_state()["bookmarks"].get("clients").is_none());
+
+    // A cursor list whose second page is empty but links on: read again, then its bookmark stays.
+    let cursor = Server::start(|path, port| {
+        let records = if path.contains("cursor=") {
+            vec![]
+        } else {
+            vec![client(1, "2024-01-02T00:00:00Z")]
+        };
+        ok(json!({"clients": records, "per_page": 2000, "total_pages": null, "total_entries": null,
+            "next_page": null, "page": null,
+            "links": {"next": format!("http://127.0.0.1:{port}/v2/clients?cursor=more&per_page=2000")}})
+        .to_string())
+    });
+    let run = run_against(&cursor);
+    run.assert_ok();
+    assert_eq!(
+        run.records("clients").len(),
+        3,
+        "read three times: {}",
+        run.stderr
+    );
     assert!(run.last_state()["bookmarks"].get("clients").is_none());
 }
 
@@ -653,6 +700,25 @@ fn odd_records_are_repaired_with_a_warning_and_the_stream_goes_on() {
         run.last_state()["bookmarks"]["clients"]["updated_at"],
         "2024-01-03T00:00:00Z"
     );
+
+    // A record that cannot be read even repaired (nested deeper than a record can be): skipped
+    // with a warning naming it; the other records arrive; the bookmark stays for the next sync.
+    let unreadable = Server::start(|_, _| {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        ok(r#"{"clients":[{"id":4,"deep":DEEP,"updated_at":"2024-01-05T00:00:00Z"},
+            {"id":5,"name":"Fine","is_active":true,"currency":"USD","updated_at":"2024-01-02T00:00:00Z"}],
+            "per_page":2000,"total_pages":1,"total_entries":2,"page":1,"next_page":null,"links":{"next":null}}"#.replace("DEEP", &deep))
+    });
+    let run = run_against(&unreadable);
+    run.assert_ok();
+    assert_eq!(run.records("clients").len(), 1);
+    assert!(
+        run.stderr
+            .contains("stream clients: GET /clients: record id 4 cannot be read"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.last_state()["bookmarks"].get("clients").is_none());
 }
 
 /// Harvest ID answering `answers` in turn (then the last one forever), the API a whole page.

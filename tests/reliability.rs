@@ -527,6 +527,53 @@ fn odd_data_is_conformed_with_warnings() {
 }
 
 #[test]
+fn text_serde_cannot_read_is_repaired_and_every_record_arrives() {
+    let h = Harness::tiny();
+    h.sim
+        .add_fault(fault("/v2/", FaultKind::OddText, Trigger::Fraction(1.0)));
+    let run = h.sync(&h.config(), Some(&no_reports()), None);
+    run.assert_ok();
+    run.assert_valid_singer();
+    for stream in [
+        "clients",
+        "projects",
+        "tasks",
+        "time_entries",
+        "expenses",
+        "invoices",
+    ] {
+        let want = expected(&h.sim, stream);
+        let got = run.records(stream);
+        assert_eq!(got.len(), want.len(), "{stream}");
+        for rec in got {
+            let raw = &want[&key_of(stream, rec)];
+            for column in ["name", "notes"] {
+                if let Some(Value::String(s)) = raw.get(column) {
+                    let mark = if column == "name" {
+                        "\u{FFFD}"
+                    } else {
+                        "\u{FFFD}\u{FFFD}"
+                    };
+                    assert_eq!(
+                        rec[column],
+                        Value::String(format!("{mark}{s}")),
+                        "{stream} {column}"
+                    );
+                }
+            }
+            assert!(rec.get("zz_huge").is_none());
+        }
+    }
+    for needle in [
+        "held a lone UTF-16 surrogate, replaced by U+FFFD",
+        "held bytes that are not UTF-8, replaced by U+FFFD",
+        "field 'zz_huge' held a number out of range in a field the schema does not have, dropped",
+    ] {
+        assert!(run.stderr.contains(needle), "{needle}: {}", run.stderr);
+    }
+}
+
+#[test]
 fn no_secret_reaches_stdout_or_stderr_on_any_path() {
     let h = Harness::tiny();
     let secrets = [

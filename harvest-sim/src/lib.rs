@@ -206,6 +206,10 @@ pub enum FaultKind {
     /// top-level number of each record sent as a string ("12.5"), `created_at` missing, and
     /// two unexpected fields (one nested, both with non-ASCII text).
     OddData,
+    /// Answer normally but with text serde_json cannot read as is, in every record: a lone
+    /// UTF-16 surrogate escape at the start of each `name`, bytes that are not UTF-8 at the
+    /// start of each `notes`, and an unknown field holding `1e400` (beyond `f64`).
+    OddText,
 }
 
 /// Which matching requests a fault hits.

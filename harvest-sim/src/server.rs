@@ -834,8 +834,35 @@ fn apply_fault(parts: (StatusCode, &'static str, Bytes), fault: Option<&FaultKin
                 Err(_) => build((status, ct, body)),
             }
         }
+        Some(FaultKind::OddText) if parts.0 == StatusCode::OK => {
+            let (status, ct, body) = parts;
+            build((status, ct, Bytes::from(odd_text(&body))))
+        }
         _ => build(parts),
     }
+}
+
+/// The [`FaultKind::OddText`] rewrite of a JSON body, at the byte level.
+fn odd_text(body: &[u8]) -> Vec<u8> {
+    let swaps: [(&[u8], &[u8]); 3] = [
+        (b"\"name\":\"", b"\"name\":\"\\ud83d"),
+        (b"\"notes\":\"", b"\"notes\":\"\xff\xfe"),
+        (b"{\"id\":", b"{\"zz_huge\":1e400,\"id\":"),
+    ];
+    let mut out = Vec::with_capacity(body.len() + body.len() / 8);
+    let mut i = 0;
+    'scan: while i < body.len() {
+        for (from, to) in swaps {
+            if body[i..].starts_with(from) {
+                out.extend_from_slice(to);
+                i += from.len();
+                continue 'scan;
+            }
+        }
+        out.push(body[i]);
+        i += 1;
+    }
+    out
 }
 
 /// The [`FaultKind::OddData`] rewrite of every record of a list (or of a single object).
@@ -1103,6 +1130,7 @@ async fn ctl_add_fault(State(st): State<Arc<AppState>>, Json(b): Json<FaultBody>
         "close_mid_body" => FaultKind::CloseMidBody,
         "truncated_json" => FaultKind::TruncatedJson,
         "odd_data" => FaultKind::OddData,
+        "odd_text" => FaultKind::OddText,
         "slow" => FaultKind::Slow(Duration::from_millis(b.delay_ms.unwrap_or(30_000))),
         "delete" => FaultKind::Delete {
             resource: b.resource.clone().unwrap_or_default(),
@@ -1114,7 +1142,7 @@ async fn ctl_add_fault(State(st): State<Arc<AppState>>, Json(b): Json<FaultBody>
         other => {
             return ctl_error(
                 StatusCode::BAD_REQUEST,
-                &format!("unknown fault kind {other:?} (status, close_mid_body, truncated_json, slow, status429, delete)"),
+                &format!("unknown fault kind {other:?} (status, close_mid_body, truncated_json, odd_data, odd_text, slow, status429, delete)"),
             )
         }
     };

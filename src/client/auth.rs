@@ -192,7 +192,7 @@ impl Auth {
             let field = |k: &str| {
                 body[k]
                     .as_str()
-                    .map(|s| s.chars().take(200).collect::<String>())
+                    .map(|s| crate::log::redact(s).chars().take(200).collect::<String>())
             };
             let status = answer.status;
             match (status, field("error")) {

@@ -649,7 +649,7 @@ fn message(body: &[u8]) -> String {
     if let Ok(v) = serde_json::from_slice::<Value>(body) {
         for key in ["message", "error_description", "error"] {
             if let Some(m) = v.get(key).and_then(Value::as_str) {
-                let one_line: String = m
+                let one_line: String = crate::log::redact(m)
                     .chars()
                     .map(|c| if c.is_control() { ' ' } else { c })
                     .take(MESSAGE_CHARS)

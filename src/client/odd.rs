@@ -138,6 +138,12 @@ pub fn repair(text: &[u8]) -> Option<(Vec<u8>, Vec<Fix>)> {
                     if let Some(Frame::Object(k)) = stack.last_mut() {
                         *k = Some(key);
                     }
+                    if repaired {
+                        fixes.push(Fix {
+                            field: path(&stack),
+                            oddity: Oddity::LoneSurrogate,
+                        });
+                    }
                 } else if repaired {
                     fixes.push(Fix {
                         field: path(&stack),

@@ -141,6 +141,11 @@ pub struct Pager {
     current: Option<String>,
     /// Why the list cannot be read past the page handed out last: the next call says it.
     broken: Option<HttpError>,
+    /// An empty page said more pages follow: the list ended early, as far as it shows.
+    cut_short: bool,
+    /// The page numbers and (first, last record) digests of the planned pages read, to stop
+    /// a server that ignores `page=` and answers the same page again and again.
+    pages_seen: HashSet<u64>,
     width: usize,
     lane: Lane,
     /// The pool this pager takes its pages' permits from, if it takes them itself.
@@ -187,6 +192,8 @@ impl Pager {
             fetched: HashSet::new(),
             current: None,
             broken: None,
+            cut_short: false,
+            pages_seen: HashSet::new(),
             width,
             lane,
             pool,
@@ -203,7 +210,38 @@ impl Pager {
     /// the first, or the pages held another number of records than it said. Offset pages
     /// then may have shifted past a record; cursor pages cannot.
     pub fn changed(&self) -> bool {
-        !self.cursor && (self.changed || self.first_total.is_some_and(|t| t != self.records))
+        self.cut_short
+            || !self.cursor && (self.changed || self.first_total.is_some_and(|t| t != self.records))
+    }
+
+    /// A planned page must be another page than those read before: its `page` number (when
+    /// it has one) and its first and last records differ from theirs. A server that ignores
+    /// `page=` would otherwise be asked for every page `total_pages` claims.
+    fn check_planned_page(
+        &mut self,
+        info: &PageInfo,
+        records: &[Range<usize>],
+        body: &[u8],
+    ) -> Result<(), HttpError> {
+        let mut keys = Vec::new();
+        if let Some(p) = info.page {
+            keys.push(url_hash(&format!("page {p}")));
+        }
+        if let (Some(first), Some(last)) = (records.first(), records.last()) {
+            let mut both = body[first.clone()].to_vec();
+            both.extend_from_slice(&body[last.clone()]);
+            keys.push(url_hash(&String::from_utf8_lossy(&both)));
+        }
+        for k in keys {
+            if !self.pages_seen.insert(k) {
+                return Err(HttpError::Rejected(format!(
+                    "GET {}: a page answered the same as one read before (page {}): the server does not move through the pages, so the list is not read further",
+                    self.endpoint,
+                    info.page.map_or("?".into(), |p| p.to_string())
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn spawn(&mut self, url: String, permit: Option<OwnedSemaphorePermit>) {
@@ -310,7 +348,19 @@ impl Pager {
             )));
         };
         self.records += records.len() as u64;
-        if planned && (records.is_empty() || info.next.is_none()) && !self.queued_is_empty() {
+        if planned || self.pages_seen.is_empty() {
+            // Page 1 too, so that a planned page answering it again is caught.
+            self.check_planned_page(&info, &records, &raw.body)?;
+        }
+        let says_more = info.next.is_some() || info.next_page.is_some();
+        if records.is_empty() && says_more {
+            // An empty page that says more follow: the list cannot be trusted to be complete.
+            self.cut_short = true;
+        }
+        if planned
+            && (records.is_empty() || (info.next.is_none() && info.next_page.is_none()))
+            && !self.queued_is_empty()
+        {
             // The envelope says the list ends here, before the pages planned from page 1's
             // total_pages: the plan stops (a list that shrank meanwhile is read again: see
             // `changed`).

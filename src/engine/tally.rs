@@ -32,8 +32,8 @@ pub struct Watermark {
     pub read_at: Option<DateTime<Utc>>,
 }
 
-/// How far Harvest's clock may run ahead of this machine's: a bookmark never goes past the
-/// tap's own clock plus this, whatever a record or a `Date` header says.
+/// How far Harvest's clock may run ahead of this machine's before a bookmark or `start_date`
+/// is warned about as being in the future.
 pub const CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 
 impl Watermark {
@@ -58,12 +58,12 @@ impl Watermark {
 
     /// The bookmark to write after a complete read, if it moves: the newest `updated_at`,
     /// never past the moment the first response was served (a record changed while the sync
-    /// ran is caught by the next one), nor past the tap's own clock then (plus
-    /// [`CLOCK_SKEW`]: a record dated in 2099 does not stop every later sync), never behind
-    /// `since`.
+    /// ran is caught by the next one), nor past the tap's own clock then (a record dated in
+    /// 2099 does not stop every later sync; a clock behind Harvest's only re-reads a little),
+    /// never behind `since`.
     pub fn next_bookmark(&self, since: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
         let newest = self.newest?;
-        let clock = self.read_at.unwrap_or_else(Utc::now) + CLOCK_SKEW;
+        let clock = self.read_at.unwrap_or_else(Utc::now);
         let capped = self
             .served
             .map_or(newest, |served| newest.min(served))
