@@ -71,6 +71,9 @@ pub fn discover() -> Result<Value> {
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
     pub streams: BTreeMap<&'static str, Option<BTreeSet<String>>>,
+    /// Incremental streams the catalog asks to read as `FULL_TABLE` (`replication-method`):
+    /// read in full from `start_date` every sync, with no bookmark.
+    pub full_table: BTreeSet<&'static str>,
 }
 
 impl Selection {
@@ -78,7 +81,13 @@ impl Selection {
     pub fn all() -> Selection {
         Selection {
             streams: streams::STREAMS.iter().map(|s| (s.name, None)).collect(),
+            full_table: BTreeSet::new(),
         }
+    }
+
+    /// Whether the catalog asks for `stream` to be read as `FULL_TABLE`.
+    pub fn is_full_table(&self, stream: &str) -> bool {
+        self.full_table.contains(stream)
     }
 
     pub fn is_selected(&self, stream: &str) -> bool {
@@ -125,6 +134,7 @@ impl Selection {
             if !selected {
                 continue;
             }
+            replication_asked(def, root, e, &mut selection)?;
             let known = def.schema()["properties"]
                 .as_object()
                 .cloned()
@@ -152,7 +162,11 @@ impl Selection {
             for crumb in metadata.keys() {
                 if let [p, prop] = crumb.as_slice() {
                     if p == "properties" && !known.contains_key(prop) {
-                        bail!("stream {name:?} has no property {prop:?}");
+                        // A catalog made by another tap (singer-io's has columns this one
+                        // does not): the property is ignored, once, with a word.
+                        crate::log::warn(&format!(
+                            "catalog: stream {name:?} has no property {prop:?}; ignored (see --discover for its properties)"
+                        ));
                     }
                 }
             }
@@ -163,6 +177,55 @@ impl Selection {
         }
         Ok(selection)
     }
+}
+
+/// What the catalog's stream metadata asks of replication: `replication-method` (top-level
+/// `replication_method` too) and `replication-key`. `FULL_TABLE` for an incremental stream is
+/// honoured; `INCREMENTAL` for a stream that has no replication key, or a replication key
+/// the stream does not offer, is warned about and the stream's own is used.
+fn replication_asked(
+    def: &'static StreamDef,
+    root: Option<&Map<String, Value>>,
+    entry: &Map<String, Value>,
+    selection: &mut Selection,
+) -> Result<()> {
+    let name = def.name;
+    let replication = def
+        .replication()
+        .map_err(|e| anyhow!("stream {name}: {e}"))?;
+    let ours = replication.method();
+    let asked = root
+        .and_then(|m| m.get("replication-method"))
+        .or_else(|| entry.get("replication_method"))
+        .and_then(Value::as_str)
+        .map(str::to_ascii_uppercase);
+    match asked.as_deref() {
+        None => {}
+        Some(m) if m == ours => {}
+        Some("FULL_TABLE") => {
+            selection.full_table.insert(name);
+        }
+        Some("INCREMENTAL") => crate::log::warn(&format!(
+            "catalog: stream {name:?} has no replication key, so it is read FULL_TABLE, not INCREMENTAL"
+        )),
+        Some("LOG_BASED") | Some(_) => bail!(
+            "stream {name:?}: replication-method {:?} is not supported (use INCREMENTAL or FULL_TABLE)",
+            asked.unwrap_or_default()
+        ),
+    }
+    let key = root
+        .and_then(|m| m.get("replication-key"))
+        .or_else(|| entry.get("replication_key"))
+        .and_then(Value::as_str);
+    if let Some(k) = key {
+        if replication.key != Some(k) && !selection.full_table.contains(name) {
+            crate::log::warn(&format!(
+                "catalog: stream {name:?} does not offer replication key {k:?}; its own ({}) is used",
+                replication.key.unwrap_or("none: it is read in full")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A selection flag: a boolean or the strings "true" / "false".
@@ -263,12 +326,38 @@ mod tests {
                 .contains("nope")
         );
         assert!(Selection::from_value(&json!([])).is_err());
-        let e = Selection::from_value(&catalog_with(
+        // A property the stream does not have (a singer-io catalog's) is ignored.
+        let s = Selection::from_value(&catalog_with(
             "clients",
             json!({"selected": true}),
-            vec![("bogus", json!({}))],
+            vec![("bogus", json!({"selected": true}))],
+        ))
+        .unwrap();
+        assert!(s.is_selected("clients") && s.properties("clients").is_none());
+        let e = Selection::from_value(&catalog_with(
+            "clients",
+            json!({"selected": true, "replication-method": "LOG_BASED"}),
+            vec![],
         ))
         .unwrap_err();
-        assert!(e.to_string().contains("bogus"));
+        assert!(e.to_string().contains("LOG_BASED"), "{e}");
+    }
+
+    #[test]
+    fn full_table_is_honoured_for_incremental_streams() {
+        let s = Selection::from_value(&catalog_with(
+            "clients",
+            json!({"selected": true, "replication-method": "FULL_TABLE"}),
+            vec![],
+        ))
+        .unwrap();
+        assert!(s.is_full_table("clients"));
+        let s = Selection::from_value(&catalog_with(
+            "company",
+            json!({"selected": true, "replication-method": "FULL_TABLE"}),
+            vec![],
+        ))
+        .unwrap();
+        assert!(!s.is_full_table("company"), "already full table");
     }
 }

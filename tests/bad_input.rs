@@ -432,12 +432,11 @@ fn broken_catalogs_name_the_problem() {
             "unknown stream \"timesheets\"",
         ),
         (
-            "unknown property in a breadcrumb",
-            selected(
-                json!({"breadcrumb": ["properties", "colour"], "metadata": {"selected": true}}),
-            )
+            "a replication method the tap does not have",
+            json!({"streams": [{"tap_stream_id": "clients", "schema": {}, "metadata": [
+                {"breadcrumb": [], "metadata": {"selected": true, "replication-method": "LOG_BASED"}}]}]})
             .to_string(),
-            "stream \"clients\" has no property \"colour\"",
+            "stream \"clients\": replication-method \"LOG_BASED\" is not supported",
         ),
         (
             "metadata not an array",

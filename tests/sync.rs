@@ -552,3 +552,42 @@ fn pages_held_at_once_are_bounded_and_child_fan_out_runs_wide() {
     let most = h.sim.requests().max_in_flight;
     assert!((8..=16).contains(&most), "{most} fan-out requests at once");
 }
+
+#[test]
+fn full_table_asked_by_the_catalog_reads_everything_and_writes_no_bookmark() {
+    let h = Harness::tiny();
+    let mut catalog = catalog_selecting(&["clients", "tasks"]);
+    for entry in catalog["streams"].as_array_mut().unwrap() {
+        let id = entry["tap_stream_id"].as_str().unwrap().to_string();
+        let md = entry["metadata"].as_array_mut().unwrap();
+        if id == "tasks" {
+            md[0]["metadata"]["replication-method"] = json!("FULL_TABLE");
+        } else if id == "clients" {
+            // A property of another tap's catalog (singer-io's): ignored with a warning.
+            md.push(
+                json!({"breadcrumb": ["properties", "colour"], "metadata": {"selected": true}}),
+            );
+        }
+    }
+    // A state whose bookmarks would skip everything: the FULL_TABLE stream ignores its own.
+    let state = json!({"bookmarks": {"tasks": {"updated_at": "2030-01-01T00:00:00Z"}}});
+    let run = h.sync(&h.config(), Some(&catalog), Some(&state));
+    run.assert_ok();
+    assert_eq!(run.records("tasks").len(), expected(&h.sim, "tasks").len());
+    assert_eq!(
+        run.records("clients").len(),
+        expected(&h.sim, "clients").len()
+    );
+    assert!(
+        run.stderr
+            .contains("catalog: stream \"clients\" has no property \"colour\"; ignored"),
+        "{}",
+        run.stderr
+    );
+    let bookmarks = &run.last_state()["bookmarks"];
+    assert_eq!(
+        bookmarks["tasks"]["updated_at"], "2030-01-01T00:00:00Z",
+        "carried, not moved"
+    );
+    assert!(bookmarks["clients"]["updated_at"].is_string());
+}

@@ -236,7 +236,17 @@ fn build(def: &'static StreamDef, ctx: &Inputs) -> Result<Arc<Node>> {
         | Source::Child { .. }
         | Source::Derived { .. } => config.start_date,
     };
-    let since = replication.bookmark.as_ref().map(|key| {
+    // FULL_TABLE asked of an incremental stream: read from the start date, no bookmark.
+    let replication = if selection.is_full_table(def.name) {
+        streams::Replication {
+            bookmark: None,
+            ..replication
+        }
+    } else {
+        replication
+    };
+    let full_table = selection.is_full_table(def.name);
+    let since = full_table.then_some(start).or_else(|| replication.bookmark.as_ref().map(|key| {
         let bookmark = state.bookmark(def.name, key);
         if let Some(b) = bookmark.filter(|b| *b > Utc::now() + super::tally::CLOCK_SKEW) {
             crate::log::warn(&format!(
@@ -246,7 +256,7 @@ fn build(def: &'static StreamDef, ctx: &Inputs) -> Result<Arc<Node>> {
             ));
         }
         bookmark.map_or(start, |b| b.max(start))
-    });
+    }));
     let children: Vec<Arc<Node>> = streams::children_of(def.name)
         .filter(|c| needed.contains(c.name))
         .map(|c| build(c, ctx))

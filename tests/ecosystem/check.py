@@ -28,6 +28,7 @@ import http.server
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -728,7 +729,7 @@ def _():
     need_rc(p)
     need(p.stdout.strip() == f"tap-harvest {VERSION}", f"--version {p.stdout.strip()!r}")
     need_rc(run([exe, "--config", CONFIG_PATH, "--test"], "pip-tap-test"))
-    p = run([venv / "bin/pip", "show", "tap-harvest"], "pip-show")
+    p = run([venv / "bin/pip", "show", "tap-harvest-rs"], "pip-show")
     need(f"Version: {VERSION}" in p.stdout, "pip show: wrong version")
 
 
@@ -740,6 +741,115 @@ def _():
     need_rc(p)
     p = run([dest / "bin/tap-harvest", "--version"], "cargo-tap-version")
     need(p.stdout.strip() == f"tap-harvest {VERSION}", f"--version {p.stdout.strip()!r}")
+
+
+# ---------------------------------------------------------------- the wheel, without Rust
+
+print("== the manylinux wheel where no Rust toolchain is reachable", flush=True)
+WHEEL = Path(E["ECO_WHEEL"])
+HUB_FILE = ROOT / "meltanohub/extractors/tap-harvest/tap-harvest-rs.yml"
+
+
+def no_rust_env(home, venv_bin=None):
+    """An environment with no cargo, rustup or maturin on PATH, no Rust homes, and pip kept
+    off the network (no index, no cache): what a scheduler image without Rust is."""
+    path = ":".join(p for p in [str(venv_bin) if venv_bin else None, "/usr/bin", "/bin"] if p)
+    env = {k: v for k, v in E.items() if not k.startswith(("CARGO", "RUSTUP", "RUST"))}
+    env.update({"PATH": path, "HOME": str(home), "CARGO_HOME": str(home / "no-cargo"),
+                "RUSTUP_HOME": str(home / "no-rustup"), "PIP_NO_INDEX": "1", "PIP_NO_CACHE_DIR": "1",
+                "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_CONFIG_FILE": os.devnull})
+    for tool in ("cargo", "rustc", "rustup", "maturin"):
+        need(shutil.which(tool, path=path) is None, f"{tool} is reachable on {path}")
+    return env
+
+
+def run_clean(args, name, env, timeout=600):
+    """`run`, with exactly `env` (not the stage's environment on top)."""
+    _n[0] += 1
+    p = subprocess.run([str(a) for a in args], capture_output=True, text=True, env=env,
+                       timeout=timeout, cwd=env["HOME"])
+    stem = LOGS / f"{_n[0]:02d}-{name}"
+    Path(f"{stem}.out").write_text(p.stdout)
+    Path(f"{stem}.err").write_text(f"$ {' '.join(map(str, args))}\n# exit {p.returncode}\n{p.stderr}")
+    p.log = f"{stem}.err"
+    return p
+
+
+@check("MeltanoHub definition is what scripts/meltanohub makes of meltano.yml")
+def _():
+    p = run([sys.executable, ROOT / "scripts/meltanohub", "--check"], "meltanohub-check")
+    need_rc(p)
+    hub = yaml.safe_load(HUB_FILE.read_text())
+    for key in ("name", "namespace", "variant", "pip_url", "executable", "capabilities", "settings",
+                "settings_group_validation", "select", "metadata"):
+        need(key in hub, f"the definition has no {key!r}")
+    need(hub["pip_url"] == "tap-harvest-rs" and hub["executable"] == "tap-harvest", "pip_url/executable")
+    need(set(hub["capabilities"]) == CAPABILITIES, f"capabilities {hub['capabilities']}")
+    need(all(s["sensitive"] for s in hub["settings"] if s["name"] in SECRETS), "secrets not sensitive")
+
+
+@check("the wheel installs and syncs in a virtualenv where no Rust toolchain is reachable")
+def _():
+    need(WHEEL.exists(), f"no wheel at {WHEEL}")
+    need("manylinux_2_17" in WHEEL.name or "manylinux2014" in WHEEL.name, f"{WHEEL.name}: not manylinux2014")
+    home = RUN / "no-rust-home"
+    home.mkdir(parents=True, exist_ok=True)
+    venv = home / "venv"
+    env = no_rust_env(home, venv / "bin")
+    need_rc(run_clean([BASE_PYTHON, "-m", "venv", venv], "no-rust-venv", env))
+    p = run_clean([venv / "bin/pip", "install", WHEEL], "no-rust-pip-install", env)
+    need_rc(p)
+    need("Building wheel" not in p.stdout + p.stderr, "pip built something")
+    exe = venv / "bin/tap-harvest"
+    p = run_clean([exe, "--about", "--format", "json"], "no-rust-about", env)
+    need_rc(p)
+    need(set(json.loads(p.stdout)["capabilities"]) == CAPABILITIES, "--about capabilities")
+    p = run_clean([exe, "--discover"], "no-rust-discover", env)
+    need_rc(p)
+    streams = {s["tap_stream_id"] for s in json.loads(p.stdout)["streams"]}
+    built = {s["tap_stream_id"] for s in json.loads(run([TAP, "--discover"], "discover-built").stdout)["streams"]}
+    need(streams == built, f"{len(streams)} streams discovered, {len(built)} by the release build")
+    p = run_clean([exe, "--config", CONFIG_PATH], "no-rust-sync", env)
+    need_rc(p)
+    msgs = messages(p.stdout)
+    got = {k: len(v) for k, v in records_by_stream(msgs).items()}
+    need(got.get("clients") == len(truth("clients")), f"clients: {got.get('clients')}")
+    need(msgs[-1]["type"] == "STATE", "the last message is not a STATE")
+    return f"{WHEEL.name}: {sum(got.values())} records in {len(got)} streams"
+
+
+@check("meltano install of the MeltanoHub definition with pip_url at the wheel, no Rust; metadata FULL_TABLE honoured",
+       requires=["the wheel installs and syncs in a virtualenv where no Rust toolchain is reachable",
+                 "MeltanoHub definition is what scripts/meltanohub makes of meltano.yml"])
+def _():
+    home = RUN / "hub-project"
+    home.mkdir(parents=True, exist_ok=True)
+    hub = yaml.safe_load(HUB_FILE.read_text())
+    plugin = {k: v for k, v in hub.items() if k not in ("maintenance_status", "domain_url", "keywords", "usage")}
+    plugin["pip_url"] = str(WHEEL)
+    (home / "meltano.yml").write_text(yaml.safe_dump({
+        "version": 1, "default_environment": "dev", "environments": [{"name": "dev"}],
+        "send_anonymous_usage_stats": False, "project_id": "tap-harvest-hub-check",
+        "plugins": {"extractors": [plugin]},
+    }, sort_keys=False))
+    env = no_rust_env(home, Path(MELTANO).parent)
+    env.update({"MELTANO_SYS_DIR_ROOT": str(home / ".meltano"), "MELTANO_DATABASE_URI": f"sqlite:///{home}/meltano.db",
+                "MELTANO_ENVIRONMENT": "dev", "MELTANO_PROJECT_ROOT": str(home)})
+    p = run_clean([MELTANO, "install"], "hub-meltano-install", env, timeout=900)
+    need_rc(p)
+    p = run_clean([MELTANO, "invoke", "tap-harvest", "--about", "--format=json"], "hub-meltano-about", env)
+    need_rc(p)
+    p = run_clean([MELTANO, "invoke", "tap-harvest"], "hub-meltano-invoke", env)
+    need_rc(p)
+    msgs = messages(p.stdout)
+    got = {k: len(v) for k, v in records_by_stream(msgs).items()}
+    want = {s.split(".")[0] for s in hub["select"]}
+    need(set(got) == want, f"streams {sorted(got)}, selected {sorted(want)}")
+    need(got["tasks"] == len(truth("tasks")), f"tasks: {got['tasks']}")
+    bookmarks = last_state(msgs)["bookmarks"]
+    need("tasks" not in bookmarks, f"tasks (FULL_TABLE through metadata) has a bookmark: {bookmarks.get('tasks')}")
+    need("clients" in bookmarks, "clients (INCREMENTAL) has no bookmark")
+    return f"{sum(got.values())} records; tasks read FULL_TABLE, no bookmark"
 
 
 # ---------------------------------------------------------------- meltano
