@@ -359,5 +359,14 @@ mod tests {
         ))
         .unwrap();
         assert!(!s.is_full_table("company"), "already full table");
+        // selected-by-default stands in for an absent `selected`.
+        let s = Selection::from_value(&catalog_with(
+            "clients",
+            json!({"selected-by-default": true, "replication-key": "created_at"}),
+            vec![("address", json!({"selected-by-default": false}))],
+        ))
+        .unwrap();
+        assert!(s.is_selected("clients") && !s.properties("clients").unwrap().contains("address"));
+        assert!(!s.is_full_table("clients"));
     }
 }
