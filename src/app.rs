@@ -47,7 +47,11 @@ pub fn main() -> ExitCode {
                 for line in &errors.0 {
                     log::error(line);
                 }
-                log::log(log::Level::Critical, "Config validation failed");
+                // The last line names every problem too: Meltano shows only that one.
+                log::log(
+                    log::Level::Critical,
+                    &format!("Config validation failed: {}", errors.0.join("; ")),
+                );
             } else if e.downcast_ref::<OutputClosed>().is_some() {
                 log::log(
                     log::Level::Critical,

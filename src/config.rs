@@ -79,6 +79,44 @@ pub struct Config {
     pub max_response_bytes: usize,
 }
 
+/// Meltano SDK settings this tap does not implement: refused rather than ignored.
+const SDK_ONLY_KEYS: [&str; 5] = [
+    "stream_maps",
+    "stream_map_config",
+    "flattening_enabled",
+    "flattening_max_depth",
+    "batch_config",
+];
+
+/// The known key closest to `key` when it is a likely typo: at most two edits away (one for
+/// short keys), or the same ignoring case, `-` and `_`.
+fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    let norm = |s: &str| s.to_ascii_lowercase().replace('-', "_");
+    let limit = if key.len() <= 6 { 1 } else { 2 };
+    known
+        .iter()
+        .map(|k| (edit_distance(&norm(key), &norm(k)), *k))
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 /// The config keys whose values are secrets.
 pub const SECRET_KEYS: [&str; 3] = ["access_token", "refresh_token", "client_secret"];
 
@@ -382,6 +420,35 @@ impl Reader<'_> {
         (auth, account_id)
     }
 
+    /// Keys that are not settings: the Meltano SDK's stream maps, flattening and batch keys are
+    /// refused (this tap does not apply them, and a map meant to drop personal data must not be
+    /// ignored); any other is warned about, with the closest setting when it looks like a typo.
+    fn unknown_keys(&mut self) {
+        let schema = settings::schema();
+        let known: Vec<&str> = schema["properties"]
+            .as_object()
+            .map(|p| p.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        for key in self.obj.keys() {
+            if known.contains(&key.as_str()) {
+                continue;
+            }
+            if SDK_ONLY_KEYS.contains(&key.as_str()) {
+                self.errors.push(format!(
+                    "config key '{key}' (a Meltano SDK feature) is not supported by tap-harvest: remove it; it would not be applied"
+                ));
+                continue;
+            }
+            let hint = closest(key, &known)
+                .map(|k| format!(" (did you mean '{k}'?)"))
+                .unwrap_or_default();
+            crate::log::warn(&format!(
+                "config key '{}' is not a setting of tap-harvest; ignored{hint}",
+                key.escape_debug()
+            ));
+        }
+    }
+
     /// `start_date`, required: a date or a date-time.
     fn start_date(&mut self) -> Option<DateTime<Utc>> {
         match self.obj.get("start_date") {
@@ -428,6 +495,7 @@ impl Config {
             obj,
             errors: Vec::new(),
         };
+        r.unknown_keys();
         let (auth, account_id) = r.auth();
         let start_date = r.start_date();
         let user_agent = r.string("user_agent").unwrap_or_else(default_user_agent);
@@ -587,6 +655,22 @@ mod tests {
             Duration::from_secs(settings::DEFAULT_REQUEST_TIMEOUT_SECONDS)
         );
         assert!(!format!("{c:?}").contains("\"b\""));
+    }
+
+    #[test]
+    fn unknown_keys_are_warned_about_with_the_closest_setting_and_sdk_keys_refused() {
+        let known = ["start_date", "account_id", "max_retries"];
+        assert_eq!(closest("start_dat", &known), Some("start_date"));
+        assert_eq!(closest("Account-ID", &known), Some("account_id"));
+        assert_eq!(closest("colour", &known), None);
+        let base = json!({"access_token": "t", "account_id": "1", "start_date": "2024-01-01"});
+        let mut with_map = base.clone();
+        with_map["stream_maps"] = json!({"clients": {"name": null}});
+        let e = Config::from_value(&with_map).unwrap_err();
+        assert!(e.0[0].contains("'stream_maps'"), "{e}");
+        let mut typo = base.clone();
+        typo["max_retry"] = json!(3);
+        assert!(Config::from_value(&typo).is_ok());
     }
 
     #[test]

@@ -591,3 +591,30 @@ fn full_table_asked_by_the_catalog_reads_everything_and_writes_no_bookmark() {
     );
     assert!(bookmarks["clients"]["updated_at"].is_string());
 }
+
+#[test]
+fn unknown_config_keys_are_warned_about_and_the_sync_goes_on() {
+    let h = Harness::tiny();
+    let mut config = h.config();
+    config["max_retires"] = json!(3);
+    config["colour"] = json!("blue");
+    let run = h.sync(&config, Some(&catalog_selecting(&["clients"])), None);
+    run.assert_ok();
+    assert!(
+        run.stderr.contains(
+            "config key 'max_retires' is not a setting of tap-harvest; ignored (did you mean 'max_retries'?)"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("config key 'colour' is not a setting of tap-harvest; ignored\n"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.records("clients").len(),
+        expected(&h.sim, "clients").len()
+    );
+}

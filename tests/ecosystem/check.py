@@ -574,13 +574,14 @@ def _():
     return line
 
 
-@check("config errors: one line per problem, then 'Config validation failed', exit 1")
+@check("config errors: one line per problem, then 'Config validation failed: <every problem>', exit 1")
 def _():
     bad = write_json(RUN / "config-bad.json", {"access_token": "x", "start_date": "not-a-date", "max_retries": -1})
     p = run([TAP, "--config", bad, "--test"], "config-errors")
     need(p.returncode == 1, f"exit {p.returncode}")
     lines = log_lines(p.stderr)
-    need(lines[-1][1] == "Config validation failed", f"last line {lines[-1]}")
+    need(lines[-1][1].startswith("Config validation failed: ") and "start_date" in lines[-1][1],
+         f"last line {lines[-1]}")
     errs = [m for lvl, m in lines[:-1] if lvl == "ERROR"]
     for k in ("account_id", "start_date", "max_retries"):
         need(sum(k in m for m in errs) == 1, f"no single line about {k}:{tail(p.stderr)}")
