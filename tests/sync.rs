@@ -618,3 +618,38 @@ fn unknown_config_keys_are_warned_about_and_the_sync_goes_on() {
         expected(&h.sim, "clients").len()
     );
 }
+
+#[test]
+fn a_refused_token_is_diagnosed_by_harvest_id() {
+    let h = Harness::tiny();
+    let catalog = catalog_selecting(&["clients"]);
+    let mut cases = Vec::new();
+    let mut bad_token = h.config();
+    bad_token["access_token"] = json!("wrong-token-123");
+    cases.push((bad_token, "the access token is invalid, expired or revoked (Harvest ID refuses it too): create a new personal access token"));
+    let mut other_account = h.config();
+    other_account["account_id"] = json!("999");
+    cases.push((
+        other_account,
+        "account_id 999 is not one of this token's accounts; the token's Harvest accounts: 1234567 (",
+    ));
+    let mut forecast = h.config();
+    forecast["account_id"] = json!(harvest_sim::FORECAST_ACCOUNT_ID.to_string());
+    cases.push((
+        forecast,
+        "account_id 7654321 is a Forecast account (Acme Forecast), not a Harvest one; the token's Harvest accounts: 1234567 (",
+    ));
+    for (config, needle) in cases {
+        let run = h.sync(&config, Some(&catalog), None);
+        assert_eq!(run.code, Some(1), "{}", run.stderr);
+        let critical = run.critical_lines();
+        assert_eq!(critical.len(), 1, "{}", run.stderr);
+        assert!(
+            critical[0].contains("Harvest refused the credentials (401): "),
+            "{}",
+            critical[0]
+        );
+        assert!(critical[0].contains(needle), "{needle}\n{}", critical[0]);
+        assert!(!run.stderr.contains("wrong-token-123"));
+    }
+}

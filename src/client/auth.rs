@@ -237,6 +237,91 @@ impl Auth {
         })
     }
 
+    /// Why the API refused `token` for `account_id` (a 401), as Harvest ID's list of the
+    /// token's accounts tells it: a token Harvest ID refuses too, an account the token does
+    /// not have (with the ones it has), or a Forecast account.
+    pub async fn diagnose_401(
+        &self,
+        http: &reqwest::Client,
+        token: &Secret,
+        account_id: &str,
+    ) -> String {
+        let fix_token = if self.is_oauth() {
+            "check client_id, client_secret and refresh_token"
+        } else {
+            "create a new personal access token at id.getharvest.com/developers"
+        };
+        let url = format!("{}/accounts", self.auth_url);
+        let answer = self
+            .send_to_id(
+                "asking Harvest ID which accounts the token has (GET /accounts)",
+                || {
+                    http.get(&url)
+                        .bearer_auth(token.expose())
+                        .header(reqwest::header::USER_AGENT, &self.user_agent)
+                        .header(reqwest::header::ACCEPT, "application/json")
+                },
+            )
+            .await;
+        let answer = match answer {
+            Ok(a) => a,
+            Err(e) => {
+                return format!(
+                    "check the token and account_id (Harvest ID could not be asked: {e})"
+                )
+            }
+        };
+        if answer.status == 401 {
+            return format!("the access token is invalid, expired or revoked (Harvest ID refuses it too): {fix_token}");
+        }
+        let accounts: Vec<(String, String, String)> = answer.body["accounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| {
+                let id = match &a["id"] {
+                    Value::Number(n) => n.to_string(),
+                    Value::String(s) => s.clone(),
+                    _ => String::new(),
+                };
+                let name = a["name"]
+                    .as_str()
+                    .unwrap_or("unnamed")
+                    .chars()
+                    .take(80)
+                    .collect();
+                let product = a["product"].as_str().unwrap_or("").to_string();
+                (id, name, product)
+            })
+            .collect();
+        if !(200..300).contains(&answer.status) || accounts.is_empty() && !answer.body.is_object() {
+            return format!(
+                "check the token and account_id (Harvest ID answered {} listing the token's accounts)",
+                answer.status
+            );
+        }
+        let harvest: Vec<String> = accounts
+            .iter()
+            .filter(|(_, _, p)| p == "harvest")
+            .map(|(id, name, _)| format!("{id} ({name})"))
+            .collect();
+        let theirs = if harvest.is_empty() {
+            "the token has no Harvest account at all".to_string()
+        } else {
+            format!("the token's Harvest accounts: {}", harvest.join(", "))
+        };
+        match accounts.iter().find(|(id, _, _)| id == account_id) {
+            Some((_, name, p)) if p != "harvest" => format!(
+                "account_id {account_id} is a {} account ({name}), not a Harvest one; {theirs}",
+                if p == "forecast" { "Forecast" } else { p.as_str() }
+            ),
+            Some((_, name, _)) => format!(
+                "the token is valid and lists account_id {account_id} ({name}), yet Harvest refused it: the token's user may have been deactivated or removed in that account"
+            ),
+            None => format!("account_id {account_id} is not one of this token's accounts; {theirs}"),
+        }
+    }
+
     /// The account to read: the configured one, else the first Harvest (not Forecast) account
     /// the token can reach.
     pub async fn account_id(

@@ -139,6 +139,8 @@ pub struct Client {
     /// `max_concurrency`: how many pages a list fetches ahead at most.
     width: usize,
     pub total_requests: AtomicU64,
+    /// Why Harvest refused the credentials, asked of Harvest ID once a run.
+    diagnosis: tokio::sync::OnceCell<String>,
 }
 
 /// A reqwest error in words, without the URL's query (which never holds secrets anyway).
@@ -285,6 +287,7 @@ impl Client {
             max_body: config.max_response_bytes,
             width: config.max_concurrency,
             total_requests: AtomicU64::new(0),
+            diagnosis: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -477,6 +480,16 @@ impl Client {
                         .await
                         .map_err(|e| HttpError::Unauthorized(e.to_string()))?;
                     continue;
+                }
+                Ok((401, ..)) => {
+                    let account = self.account_id.to_str().unwrap_or("");
+                    let why = self
+                        .diagnosis
+                        .get_or_init(|| self.auth.diagnose_401(&self.http, &token, account))
+                        .await;
+                    return Err(HttpError::Unauthorized(format!(
+                        "GET {endpoint}: Harvest refused the credentials (401): {why}"
+                    )));
                 }
                 Ok((s, _, _, (body, _))) if !retry::retryable_status(s) => {
                     return Err(refusal(endpoint, s, &body));
