@@ -77,6 +77,10 @@ pub struct Config {
     pub deletion_full_scan_days: u32,
     /// The largest response body read, in bytes.
     pub max_response_bytes: usize,
+    /// Between two progress lines; zero: none.
+    pub progress_interval: Duration,
+    /// The level metric lines are logged at.
+    pub metrics_level: crate::log::Level,
 }
 
 /// Meltano SDK settings this tap does not implement: refused rather than ignored.
@@ -585,6 +589,23 @@ impl Config {
                 .push("config key 'max_response_mb' must be at most 4096".into());
         }
 
+        let progress_interval =
+            r.seconds("progress_interval_seconds")
+                .unwrap_or(Duration::from_secs(
+                    settings::DEFAULT_PROGRESS_INTERVAL_SECONDS,
+                ));
+        let metrics_level = match r.string("metrics_log_level") {
+            None => crate::log::parse_level(settings::DEFAULT_METRICS_LOG_LEVEL)
+                .unwrap_or(crate::log::Level::Info),
+            Some(s) => crate::log::parse_level(&s).unwrap_or_else(|| {
+                r.errors.push(format!(
+                    "config key 'metrics_log_level' must be debug, info, warning, error or critical, got {}",
+                    echo(&s)
+                ));
+                crate::log::Level::Info
+            }),
+        };
+
         if !r.errors.is_empty() {
             return Err(ConfigErrors(r.errors));
         }
@@ -609,6 +630,8 @@ impl Config {
             deletion_window_days,
             deletion_full_scan_days,
             max_response_bytes: (max_response_mb as usize) << 20,
+            progress_interval,
+            metrics_level,
         })
     }
 }

@@ -74,6 +74,8 @@ const CONFIG_KEYS: &[&str] = &[
     "deletion_full_scan_days",
     "emit_activate_version_messages",
     "max_response_mb",
+    "progress_interval_seconds",
+    "metrics_log_level",
 ];
 
 const SECRET_KEYS: &[&str] = &["access_token", "client_secret", "refresh_token"];
@@ -411,6 +413,10 @@ fn valid_config_value(key: &'static str) -> BoxedStrategy<Value> {
         .boxed(),
         "max_retries" => (0u32..=100).prop_map(Value::from).boxed(),
         "max_response_mb" => (1u32..=4096).prop_map(Value::from).boxed(),
+        "metrics_log_level" => select(vec!["debug", "info", "warning", "INFO"])
+            .prop_map(|s| json!(s))
+            .boxed(),
+        "progress_interval_seconds" => (0u32..600).prop_map(Value::from).boxed(),
         "rate_limit_window_seconds" | "reports_rate_limit_window_seconds" => {
             (0.0f64..86400.0).prop_map(|f| json!(f)).boxed()
         }

@@ -23,6 +23,34 @@ pub enum Level {
 
 static LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
 
+/// The level metric lines are logged at (`metrics_log_level`).
+static METRICS_LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
+
+/// Sets the level of metric lines: `debug` keeps the per-request timers out of INFO.
+pub fn set_metrics_level(level: Level) {
+    METRICS_LEVEL.store(level as u8, Ordering::Relaxed);
+}
+
+fn metrics_level() -> Level {
+    match METRICS_LEVEL.load(Ordering::Relaxed) {
+        0 => Level::Debug,
+        1 => Level::Info,
+        2 => Level::Warning,
+        3 => Level::Error,
+        _ => Level::Critical,
+    }
+}
+
+/// A line that closes a run (the sync's summary): shown at the INFO label whenever warnings
+/// are, so that `TAP_HARVEST_LOGLEVEL=warning` keeps it.
+pub fn summary(message: &str) {
+    if enabled(Level::Warning) {
+        let now = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S,%3f");
+        let line = format!("{now} | INFO     | tap-harvest | {}\n", redact(message));
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+}
+
 /// Reads the level from the environment. An unknown value keeps info and says so.
 pub fn init_from_env() {
     let raw = ["TAP_HARVEST_LOGLEVEL", "LOGLEVEL", "RUST_LOG"]
@@ -40,7 +68,7 @@ pub fn init_from_env() {
     }
 }
 
-fn parse_level(s: &str) -> Option<Level> {
+pub fn parse_level(s: &str) -> Option<Level> {
     Some(match s.to_ascii_lowercase().as_str() {
         "trace" | "debug" => Level::Debug,
         "info" => Level::Info,
@@ -91,11 +119,15 @@ pub fn error(message: &str) {
 
 /// A Singer metric line, in singer-python's format (`METRIC: {...}`), which Meltano reads.
 pub fn metric(kind: &str, metric: &str, value: Value, tags: Value) {
-    if enabled(Level::Info) {
-        info(&format!(
-            "METRIC: {}",
-            json!({"type": kind, "metric": metric, "value": value, "tags": tags})
-        ));
+    let level = metrics_level();
+    if enabled(level) {
+        log(
+            level,
+            &format!(
+                "METRIC: {}",
+                json!({"type": kind, "metric": metric, "value": value, "tags": tags})
+            ),
+        );
     }
 }
 

@@ -28,6 +28,8 @@ pub const DEFAULT_DETECT_DELETIONS: bool = true;
 pub const DEFAULT_DELETION_WINDOW_DAYS: u32 = 30;
 pub const DEFAULT_EMIT_ACTIVATE_VERSION_MESSAGES: bool = false;
 pub const DEFAULT_DELETION_FULL_SCAN_DAYS: u32 = 7;
+pub const DEFAULT_PROGRESS_INTERVAL_SECONDS: u64 = 30;
+pub const DEFAULT_METRICS_LOG_LEVEL: &str = "info";
 /// Harvest's biggest pages are a few MB.
 pub const DEFAULT_MAX_RESPONSE_MB: u32 = 64;
 
@@ -193,6 +195,20 @@ pub struct Settings {
         extend("default" = DEFAULT_MAX_RESPONSE_MB)
     )]
     pub max_response_mb: Option<u32>,
+    #[schemars(
+        description = format!(
+            "Seconds between two progress lines (records per stream, requests made and left, time waited on Harvest's budget, ETA); 0: none. Default {DEFAULT_PROGRESS_INTERVAL_SECONDS}."
+        ),
+        extend("default" = DEFAULT_PROGRESS_INTERVAL_SECONDS)
+    )]
+    pub progress_interval_seconds: Option<f64>,
+    #[schemars(
+        description = format!(
+            "The level metric lines (METRIC: record_count, sync_duration, http_request_duration) are logged at: debug, info, warning. `debug` keeps the per-request timers out of an INFO log. Default {DEFAULT_METRICS_LOG_LEVEL}."
+        ),
+        extend("default" = DEFAULT_METRICS_LOG_LEVEL)
+    )]
+    pub metrics_log_level: Option<String>,
 }
 
 /// The JSON Schema of the settings, for `--about`.
@@ -280,6 +296,14 @@ mod tests {
             "deletion_full_scan_days" => json!(c.deletion_full_scan_days),
             "emit_activate_version_messages" => json!(c.emit_activate_version_messages),
             "max_response_mb" => json!(c.max_response_bytes >> 20),
+            "progress_interval_seconds" => json!(c.progress_interval.as_secs_f64()),
+            "metrics_log_level" => json!(match c.metrics_level {
+                crate::log::Level::Debug => "debug",
+                crate::log::Level::Info => "info",
+                crate::log::Level::Warning => "warning",
+                crate::log::Level::Error => "error",
+                crate::log::Level::Critical => "critical",
+            }),
             _ => return None,
         })
     }
@@ -329,7 +353,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(with_default, 2 * 17);
+        assert_eq!(with_default, 2 * 19);
     }
 
     #[test]

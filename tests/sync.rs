@@ -653,3 +653,106 @@ fn a_refused_token_is_diagnosed_by_harvest_id() {
         assert!(!run.stderr.contains("wrong-token-123"));
     }
 }
+
+/// The seconds of a progress line's `ETA 1 min 05 s` or `ETA 12 s`.
+fn eta_seconds(line: &str) -> Option<f64> {
+    let at = line.find("ETA ")? + 4;
+    let rest = &line[at..line[at..].find(" (").map_or(line.len(), |e| at + e)];
+    let mut total = 0.0;
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    for pair in words.chunks(2) {
+        let n: f64 = pair[0].parse().ok()?;
+        total += n * match pair.get(1).copied() {
+            Some("h") => 3600.0,
+            Some("min") => 60.0,
+            _ => 1.0,
+        };
+    }
+    Some(total)
+}
+
+/// The log line's time, in seconds of the day.
+fn line_time(line: &str) -> f64 {
+    let t = &line[11..23]; // HH:MM:SS,mmm
+    let (hms, ms) = t.split_once(',').unwrap();
+    let p: Vec<f64> = hms.split(':').map(|x| x.parse().unwrap()).collect();
+    p[0] * 3600.0 + p[1] * 60.0 + p[2] + ms.parse::<f64>().unwrap() / 1000.0
+}
+
+#[test]
+fn progress_lines_show_records_requests_and_an_eta_that_holds() {
+    // The small account (about 4,800 requests) at a budget 60 times Harvest's.
+    let mut cfg = SimConfig::fast(Size::Small);
+    cfg.rate_limit = Some(harvest_sim::RateLimit {
+        max_requests: 100,
+        window: std::time::Duration::from_millis(250),
+    });
+    let h = Harness::new(cfg);
+    let mut config = h.config();
+    config["rate_limit_requests"] = json!(100);
+    config["rate_limit_window_seconds"] = json!(0.25);
+    config["progress_interval_seconds"] = json!(1);
+    let run = h.sync(&config, Some(&no_reports()), None);
+    run.assert_ok();
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    let plan = lines
+        .iter()
+        .find(|l| l.contains("| plan: "))
+        .expect("a plan line");
+    assert!(
+        plan.contains("requests before the first pages tell how many more")
+            && plan.contains("at 100 requests per 0.25 s"),
+        "{plan}"
+    );
+    let end = line_time(lines.iter().find(|l| l.contains("sync finished")).unwrap());
+    let progress: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("| progress: "))
+        .collect();
+    assert!(progress.len() >= 3, "{}", run.stderr);
+    let start = line_time(plan);
+    let total = end - start;
+    let mut checked = 0;
+    for l in &progress {
+        assert!(
+            l.contains(" records")
+                && l.contains("requests made")
+                && l.contains("waited on Harvest's budget"),
+            "{l}"
+        );
+        let at = line_time(l);
+        if at - start < total * 0.25 || at - start > total * 0.75 {
+            continue;
+        }
+        let eta = eta_seconds(l).unwrap();
+        let real = end - at;
+        assert!(
+            (eta - real).abs() <= total * 0.2 + 1.0,
+            "ETA {eta} s, {real:.1} s really left of {total:.1} s: {l}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 1, "{}", run.stderr);
+    // The SDK's metrics: record_count counters add up to the records sent, a sync_duration each.
+    let mut counted = 0u64;
+    for l in &lines {
+        if let Some(m) = l.split("METRIC: ").nth(1) {
+            let m: Value = serde_json::from_str(m).unwrap();
+            if m["metric"] == "record_count" {
+                counted += m["value"].as_u64().unwrap();
+            }
+        }
+    }
+    let sent = run
+        .messages
+        .iter()
+        .filter(|m| m["type"] == "RECORD")
+        .count() as u64;
+    assert_eq!(counted, sent);
+    assert!(run.stderr.contains("\"metric\":\"sync_duration\""));
+    // metrics_log_level debug keeps every METRIC line out of an INFO log; warning keeps the summary.
+    config["metrics_log_level"] = json!("debug");
+    let quiet = h.sync(&config, Some(&catalog_selecting(&["clients"])), None);
+    quiet.assert_ok();
+    assert!(!quiet.stderr.contains("METRIC"), "{}", quiet.stderr);
+}

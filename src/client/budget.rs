@@ -17,11 +17,18 @@ use tokio::time::Instant;
 
 pub struct Budget {
     name: &'static str,
+    capacity: u32,
     slots: Arc<Semaphore>,
     window: Duration,
     paused_until: Mutex<Option<Instant>>,
     waited: WaitClock,
+    /// Said once: requests wait on this budget for longer than [`SAY_WAIT_AFTER`].
+    said: std::sync::atomic::AtomicBool,
 }
+
+/// A wait on the budget longer than this is said, once a run (the progress lines then show
+/// the time waited).
+const SAY_WAIT_AFTER: Duration = Duration::from_secs(3);
 
 /// Wall time during which at least one request was waiting: concurrent waits count once.
 #[derive(Default)]
@@ -82,10 +89,12 @@ impl Budget {
     pub fn new(name: &'static str, requests: u32, window: Duration) -> Budget {
         Budget {
             name,
+            capacity: requests.max(1),
             slots: Arc::new(Semaphore::new(requests.max(1) as usize)),
             window,
             paused_until: Mutex::new(None),
             waited: WaitClock::default(),
+            said: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -98,7 +107,20 @@ impl Budget {
     pub async fn acquire(&self, waits: &WaitClock) -> Slot {
         self.waited.begin();
         waits.begin();
-        let slot = self.take().await;
+        let slot = match tokio::time::timeout(SAY_WAIT_AFTER, self.take()).await {
+            Ok(slot) => slot,
+            Err(_) => {
+                if !self.said.swap(true, Ordering::Relaxed) {
+                    crate::log::info(&format!(
+                        "requests are waiting on Harvest's {} budget ({} per {:.0} s): the sync goes at its pace from here (the progress lines show the time waited)",
+                        self.name,
+                        self.capacity,
+                        self.window.as_secs_f64()
+                    ));
+                }
+                self.take().await
+            }
+        };
         waits.end();
         self.waited.end();
         slot

@@ -99,6 +99,13 @@ pub struct Counters {
     pub waited: budget::WaitClock,
     pub throttled: AtomicU64,
     pub retries: AtomicU64,
+    /// Responses the stream is known to need so far (a list's `total_pages`, one per parent
+    /// of a child list, one per report window): with `pages`, what is left, for the ETA.
+    pub planned: AtomicU64,
+    /// `total_entries` of the list being read, when Harvest told it.
+    pub total_entries: AtomicU64,
+    /// The stream these requests are for (metric tags).
+    pub stream: std::sync::OnceLock<&'static str>,
 }
 
 /// A response body as Harvest served it, with what the caller's reader made of it: a few
@@ -406,7 +413,7 @@ impl Client {
                 "GET {url} -> {}",
                 status.map_or("no response".to_string(), |s| s.to_string())
             ));
-            metric(endpoint, status, started.elapsed());
+            metric(endpoint, counters, status, started.elapsed());
             let failure = match outcome {
                 Err(Trouble::Retry(e)) => e,
                 Err(Trouble::Fatal(e)) => {
@@ -707,13 +714,14 @@ fn warn_if_clear_text(config: &Config) {
     }
 }
 
-fn metric(endpoint: &str, status: Option<u16>, elapsed: Duration) {
+fn metric(endpoint: &str, counters: &Counters, status: Option<u16>, elapsed: Duration) {
     let ok = status.is_some_and(|s| (200..300).contains(&s));
+    let stream = counters.stream.get().copied().unwrap_or("");
     crate::log::metric(
         "timer",
         "http_request_duration",
         json!(elapsed.as_secs_f64()),
-        json!({"endpoint": endpoint, "http_status_code": status, "status": if ok { "succeeded" } else { "failed" }}),
+        json!({"stream": stream, "endpoint": endpoint, "http_status_code": status, "status": if ok { "succeeded" } else { "failed" }}),
     );
 }
 

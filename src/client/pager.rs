@@ -386,6 +386,19 @@ impl Pager {
         if info.next.as_deref().is_some_and(|l| l.contains("cursor=")) {
             self.cursor = true;
         }
+        if self.first_total.is_none() && !planned {
+            // The first page (planned by whoever started the list) tells how many follow.
+            let more = info.total_pages.saturating_sub(1).min(1 << 40);
+            self.counters
+                .planned
+                .fetch_add(more, std::sync::atomic::Ordering::Relaxed);
+            // A stream's own list: its total is the stream's (a child list's is one parent's).
+            if let (Some(t), Lane::Pages) = (info.total_entries, self.lane) {
+                self.counters
+                    .total_entries
+                    .store(t, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         match (self.first_total, info.total_entries) {
             (None, total) => self.first_total = total,
             (Some(first), Some(now)) if first != now => self.changed = true,

@@ -16,6 +16,7 @@
 pub mod deletions;
 pub mod known;
 pub mod plan;
+pub mod progress;
 pub mod read;
 pub mod tally;
 
@@ -24,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{anyhow, Result};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::task::JoinSet;
 
 use crate::catalog::Selection;
@@ -176,16 +177,29 @@ pub async fn run_plan(config: Config, plan: Plan, emitter: Emitter) -> Result<Ou
         skipped: Mutex::new(Vec::new()),
         failed: Mutex::new(Vec::new()),
     });
+    crate::log::set_metrics_level(ctx.config.metrics_level);
     let started = Instant::now();
     let started_at = chrono::Utc::now();
     let roots = plan.roots.clone();
+    progress::plan_line(&ctx, &roots);
+    let ticker = (!ctx.config.progress_interval.is_zero()).then(|| {
+        tokio::spawn(progress::tick(
+            ctx.clone(),
+            roots.clone(),
+            ctx.config.progress_interval,
+            started,
+        ))
+    });
     let result = read_all(&ctx, plan.roots).await;
+    if let Some(t) = ticker {
+        t.abort();
+    }
     // Whatever happened, the last STATE covers exactly what was emitted.
     let _ = ctx.emitter.state().await;
     result?;
     // Only a sync that ran to its end decides what was deleted.
     deletions::resolve(&ctx, &roots, started_at).await?;
-    crate::log::info(&format!(
+    crate::log::summary(&format!(
         "sync finished in {:.1} s: {} requests, {:.1} s waited on the rate limit",
         started.elapsed().as_secs_f64(),
         ctx.client.total_requests.load(Ordering::Relaxed),
@@ -243,12 +257,8 @@ fn progress(root: &Arc<Node>) {
         .filter(|n| n.selected && n.tally.status() != Status::Skipped)
     {
         let records = n.tally.records.load(Ordering::Relaxed);
-        crate::log::metric(
-            "counter",
-            "record_count",
-            json!(records),
-            json!({"endpoint": n.def.name}),
-        );
+        progress::count_records(n);
+        progress::sync_duration(n);
         if n.tally.status() == Status::Failed {
             continue;
         }

@@ -303,6 +303,24 @@ fn build(def: &'static StreamDef, ctx: &Inputs) -> Result<Arc<Node>> {
         | Source::Report { .. }
         | Source::Derived { .. } => Vec::new(),
     };
+    let tally = Tally::new(match def.source {
+        Source::Derived { distinct, .. } => distinct,
+        Source::Single { .. }
+        | Source::List { .. }
+        | Source::Child { .. }
+        | Source::Report { .. } => false,
+    });
+    let _ = tally.counters.stream.set(def.name);
+    // The first page of each read is known to be needed now; the rest as pages tell it.
+    let first_pages = match def.source {
+        Source::List { .. } => reads.len() as u64,
+        Source::Single { .. } => 1,
+        Source::Child { .. } | Source::Report { .. } | Source::Derived { .. } => 0,
+    };
+    tally
+        .counters
+        .planned
+        .store(first_pages, std::sync::atomic::Ordering::Relaxed);
     Ok(Arc::new(Node {
         reads,
         presence,
@@ -322,13 +340,7 @@ fn build(def: &'static StreamDef, ctx: &Inputs) -> Result<Arc<Node>> {
             )
         }),
         children,
-        tally: Tally::new(match def.source {
-            Source::Derived { distinct, .. } => distinct,
-            Source::Single { .. }
-            | Source::List { .. }
-            | Source::Child { .. }
-            | Source::Report { .. } => false,
-        }),
+        tally,
     }))
 }
 

@@ -496,6 +496,9 @@ async fn read_list(
                 break;
             }
             reread = true;
+            if attempt < LIST_READS {
+                node.tally.counters.planned.fetch_add(1, Ordering::Relaxed);
+            }
             for (p, mark) in remembered.iter().zip(marks) {
                 p.forget_since(mark);
             }
@@ -610,6 +613,11 @@ async fn fan_out(ctx: &Arc<Ctx>, fans: Fans) -> Result<(), anyhow::Error> {
         if !child.tally.running() {
             continue;
         }
+        child
+            .tally
+            .counters
+            .planned
+            .fetch_add(ids.len() as u64, Ordering::Relaxed);
         match read_per_parent(ctx, &child, ids).await {
             Ok(grandchildren) => {
                 close(ctx, &child).await?;
@@ -756,6 +764,10 @@ async fn read_report(ctx: &Arc<Ctx>, node: &Arc<Node>) -> Result<(), anyhow::Err
     } else {
         vec![None]
     };
+    node.tally
+        .counters
+        .planned
+        .fetch_add(plan.len() as u64, Ordering::Relaxed);
     for (i, window) in plan.iter().enumerate() {
         let mut url = format!("{}?per_page={PER_PAGE}", ctx.client.url(path));
         if let Some((from, to)) = window {

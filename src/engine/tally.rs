@@ -74,6 +74,10 @@ impl Watermark {
 
 pub struct Tally {
     pub records: AtomicU64,
+    /// Records already counted in a `record_count` metric.
+    pub reported: AtomicU64,
+    /// When the sync planned the stream: its `sync_duration` runs from here.
+    pub created: std::time::Instant,
     /// Requests made for this stream (none for derived streams).
     pub counters: Arc<Counters>,
     watermark: Mutex<Watermark>,
@@ -93,6 +97,8 @@ pub struct Tally {
 impl Tally {
     pub fn new(distinct: bool) -> Tally {
         Tally {
+            reported: AtomicU64::new(0),
+            created: std::time::Instant::now(),
             records: AtomicU64::new(0),
             counters: Arc::new(Counters::default()),
             watermark: Mutex::new(Watermark::default()),

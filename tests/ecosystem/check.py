@@ -605,7 +605,7 @@ def _():
     state = last_state(msgs)
     need(set(recs) == set(KEYS), f"streams without records: {sorted(set(KEYS) - set(recs))}")
     lines = log_lines(p.stderr)
-    timers, counts = [], {}
+    timers, counts, durations = [], {}, set()
     for lvl, msg in lines:
         if msg.startswith("METRIC: "):
             need(lvl == "INFO", f"metric at {lvl}")
@@ -613,18 +613,23 @@ def _():
             need(set(m) >= {"type", "metric", "value", "tags"}, f"metric fields: {m}")
             if m["metric"] == "http_request_duration":
                 need(m["type"] == "timer", f"{m}")
-                need({"endpoint", "http_status_code", "status"} <= set(m["tags"]), f"timer tags: {m}")
+                need({"stream", "endpoint", "http_status_code", "status"} <= set(m["tags"]), f"timer tags: {m}")
                 timers.append(m)
             elif m["metric"] == "record_count":
-                need(m["type"] == "counter" and "endpoint" in m["tags"], f"{m}")
-                s = m["tags"]["endpoint"]
+                need(m["type"] == "counter" and "stream" in m["tags"], f"{m}")
+                s = m["tags"]["stream"]
                 counts[s] = counts.get(s, 0) + m["value"]
+            elif m["metric"] == "sync_duration":
+                need(m["type"] == "timer" and {"stream", "status"} <= set(m["tags"]), f"{m}")
+                durations.add(m["tags"]["stream"])
     requests = http_json("GET", f"{CONTROL}/requests")
     need(timers, "no http_request_duration metric")
     need(all(t["tags"]["status"] == "succeeded" and t["tags"]["http_status_code"] == 200 for t in timers),
          "a request did not succeed")
     emitted = {s: len(r) for s, r in recs.items()}
     need(counts == emitted, f"record_count metrics {counts} != records emitted {emitted}")
+    need(set(KEYS) <= durations, f"no sync_duration for {sorted(set(KEYS) - durations)}")
+    need(any(m.startswith("plan: ") for _, m in lines), "no plan line")
     progress = {}
     for lvl, msg in lines:
         m = PROGRESS.match(msg)
@@ -646,7 +651,12 @@ def _():
     def levels(env):
         p = run([TAP, "--config", CONFIG_PATH], "loglevel-" + "-".join(f"{k}={v}" for k, v in env.items()), env=env)
         need_rc(p)
-        return {lvl for lvl, _ in log_lines(p.stderr)}
+        lines = log_lines(p.stderr)
+        if env.get("TAP_HARVEST_LOGLEVEL") == "warning" or env.get("RUST_LOG") == "warn":
+            # The final summary stays (issue 16); nothing else below WARNING.
+            need(any(m.startswith("sync finished") for _, m in lines), f"{env}: no final summary")
+            lines = [(lvl, m) for lvl, m in lines if not m.startswith("sync finished")]
+        return {lvl for lvl, _ in lines}
 
     need("DEBUG" in levels({"TAP_HARVEST_LOGLEVEL": "debug"}), "TAP_HARVEST_LOGLEVEL=debug shows no DEBUG")
     need(not levels({"TAP_HARVEST_LOGLEVEL": "warning"}) & {"DEBUG", "INFO"}, "TAP_HARVEST_LOGLEVEL=warning shows INFO")
