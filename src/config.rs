@@ -438,9 +438,30 @@ impl Reader<'_> {
                 continue;
             }
             if SDK_ONLY_KEYS.contains(&key.as_str()) {
-                self.errors.push(format!(
-                    "config key '{key}' (a Meltano SDK feature) is not supported by tap-harvest: remove it; it would not be applied"
-                ));
+                // Refused only where it would take effect: `stream_maps: {}`,
+                // `flattening_enabled: false` or `batch_config: null` change nothing.
+                let v = &self.obj[key];
+                let effective = match key.as_str() {
+                    "stream_maps" | "batch_config" => match v {
+                        Value::Null => false,
+                        Value::Object(m) => !m.is_empty(),
+                        _ => true,
+                    },
+                    "flattening_enabled" => {
+                        v.as_bool() == Some(true)
+                            || v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true"))
+                    }
+                    _ => false,
+                };
+                if effective {
+                    self.errors.push(format!(
+                        "config key '{key}' (a Meltano SDK feature) is not supported by tap-harvest: remove it; it would not be applied"
+                    ));
+                } else {
+                    crate::log::warn(&format!(
+                        "config key '{key}' (a Meltano SDK feature) is not applied by tap-harvest; ignored"
+                    ));
+                }
                 continue;
             }
             let hint = closest(key, &known)
@@ -589,11 +610,19 @@ impl Config {
                 .push("config key 'max_response_mb' must be at most 4096".into());
         }
 
-        let progress_interval =
-            r.seconds("progress_interval_seconds")
-                .unwrap_or(Duration::from_secs(
-                    settings::DEFAULT_PROGRESS_INTERVAL_SECONDS,
-                ));
+        // At least a second between two lines (0: none).
+        let progress_interval = r
+            .seconds("progress_interval_seconds")
+            .map(|d| {
+                if d.is_zero() {
+                    d
+                } else {
+                    d.max(Duration::from_secs(1))
+                }
+            })
+            .unwrap_or(Duration::from_secs(
+                settings::DEFAULT_PROGRESS_INTERVAL_SECONDS,
+            ));
         let metrics_level = match r.string("metrics_log_level") {
             None => crate::log::parse_level(settings::DEFAULT_METRICS_LOG_LEVEL)
                 .unwrap_or(crate::log::Level::Info),
@@ -694,6 +723,15 @@ mod tests {
         let mut typo = base.clone();
         typo["max_retry"] = json!(3);
         assert!(Config::from_value(&typo).is_ok());
+        // What changes nothing is not refused.
+        let mut harmless = base.clone();
+        harmless["stream_maps"] = json!({});
+        harmless["flattening_enabled"] = json!(false);
+        harmless["batch_config"] = Value::Null;
+        assert!(Config::from_value(&harmless).is_ok());
+        let mut flatten = base.clone();
+        flatten["flattening_enabled"] = json!(true);
+        assert!(Config::from_value(&flatten).is_err());
     }
 
     #[test]

@@ -283,6 +283,17 @@ impl Pager {
 
     /// Ends the planned pages here: the pages requested ahead are dropped.
     fn end_plan(&mut self) {
+        // The pages not fetched are no longer needed (for the progress lines).
+        let unfetched = self
+            .queued
+            .as_ref()
+            .map_or(0, |p| (p.last + 1).saturating_sub(p.next))
+            + self.ahead.len() as u64;
+        let _ = self.counters.planned.fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |p| Some(p.saturating_sub(unfetched)),
+        );
         self.queued = None;
         for (task, _) in self.ahead.drain(..) {
             task.abort();
@@ -388,7 +399,7 @@ impl Pager {
         }
         if self.first_total.is_none() && !planned {
             // The first page (planned by whoever started the list) tells how many follow.
-            let more = info.total_pages.saturating_sub(1).min(1 << 40);
+            let more = info.total_pages.saturating_sub(1).min(1 << 20);
             self.counters
                 .planned
                 .fetch_add(more, std::sync::atomic::Ordering::Relaxed);
@@ -396,7 +407,7 @@ impl Pager {
             if let (Some(t), Lane::Pages) = (info.total_entries, self.lane) {
                 self.counters
                     .total_entries
-                    .store(t, std::sync::atomic::Ordering::Relaxed);
+                    .store(t.min(1 << 40), std::sync::atomic::Ordering::Relaxed);
             }
         }
         match (self.first_total, info.total_entries) {

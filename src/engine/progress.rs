@@ -33,7 +33,7 @@ fn is_report(n: &Node) -> bool {
 /// estimated at one request per record of its parent's list, once that list's first page told
 /// its total (`parent_total`).
 fn left(n: &Node, parent_total: u64) -> u64 {
-    if n.tally.status() != Status::Running {
+    if n.tally.status() != Status::Running || n.tally.is_done() {
         return 0;
     }
     let c = &n.tally.counters;
@@ -52,8 +52,8 @@ fn left_in_tree(n: &Node, parent_total: u64) -> (u64, u64) {
     let total = n.tally.counters.total_entries.load(Ordering::Relaxed);
     for c in &n.children {
         let (g, r) = left_in_tree(c, total);
-        sum.0 += g;
-        sum.1 += r;
+        sum.0 = sum.0.saturating_add(g);
+        sum.1 = sum.1.saturating_add(r);
     }
     sum
 }
@@ -65,13 +65,21 @@ fn secs(d: Duration) -> String {
         format!("{s:.0}")
     } else {
         let t = format!("{s:.2}");
-        t.trim_end_matches('0').trim_end_matches('.').to_string()
+        let t = t.trim_end_matches('0').trim_end_matches('.');
+        if t.is_empty() {
+            "0".into()
+        } else {
+            t.to_string()
+        }
     }
 }
 
 /// `d` as a person reads it: `45 s`, `3 min 20 s`, `1 h 05 min`.
 pub fn human(d: Duration) -> String {
     let s = d.as_secs();
+    if s > 100 * 86_400 {
+        return "more than 100 days".into();
+    }
     match s {
         0..=59 => format!("{s} s"),
         60..=3599 => format!("{} min {:02} s", s / 60, s % 60),
@@ -81,7 +89,8 @@ pub fn human(d: Duration) -> String {
 
 /// The time `requests` take at `per` requests per `window`.
 fn at_budget(requests: u64, per: u32, window: Duration) -> Duration {
-    window.mul_f64(requests as f64 / f64::from(per.max(1)))
+    Duration::try_from_secs_f64(window.as_secs_f64() * requests as f64 / f64::from(per.max(1)))
+        .unwrap_or(Duration::MAX)
 }
 
 /// The line that opens a sync: the streams, and the requests known to be needed before any
@@ -124,7 +133,8 @@ pub fn plan_line(ctx: &Ctx, roots: &[Arc<Node>]) {
 /// Emits a `record_count` counter for the records `n` sent since its last one.
 pub fn count_records(n: &Node) {
     let records = n.tally.records.load(Ordering::Relaxed);
-    let before = n.tally.reported.swap(records, Ordering::Relaxed);
+    // fetch_max: the ticker and a stream's end may count at once; each record counts once.
+    let before = n.tally.reported.fetch_max(records, Ordering::Relaxed);
     if records > before {
         crate::log::metric(
             "counter",
@@ -157,8 +167,8 @@ pub fn line(ctx: &Ctx, roots: &[Arc<Node>], started: Instant) -> String {
     let (mut general_left, mut reports_left, mut records) = (0u64, 0u64, 0u64);
     for r in roots {
         let (g, rep) = left_in_tree(r, 0);
-        general_left += g;
-        reports_left += rep;
+        general_left = general_left.saturating_add(g);
+        reports_left = reports_left.saturating_add(rep);
     }
     for n in &all {
         if !n.selected {
@@ -197,11 +207,9 @@ pub fn line(ctx: &Ctx, roots: &[Arc<Node>], started: Instant) -> String {
     } else {
         budget_rate
     };
-    let eta = Duration::from_secs_f64(general_left as f64 / rate.max(1e-3)).max(at_budget(
-        reports_left,
-        rb.requests,
-        rb.window,
-    ));
+    let eta = Duration::try_from_secs_f64(general_left as f64 / rate.max(1e-3))
+        .unwrap_or(Duration::MAX)
+        .max(at_budget(reports_left, rb.requests, rb.window));
     format!(
         "progress: {records} records{}{}; {made} requests made, {} known to be left; {:.0} s waited on Harvest's budget; ETA {} ({} so far)",
         if shown.is_empty() { String::new() } else { format!(" ({}", shown.join(", ")) },

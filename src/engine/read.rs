@@ -583,6 +583,7 @@ pub async fn read_root(ctx: &Arc<Ctx>, root: &Arc<Node>) -> Result<(), anyhow::E
 
 /// Moves the bookmarks of a node that was read to the end, and of its derived children.
 async fn close(ctx: &Ctx, node: &Arc<Node>) -> Result<(), OutputClosed> {
+    node.tally.finish();
     bookmark(ctx, node).await?;
     for c in node.children.iter().filter(|c| c.def.is_derived()) {
         bookmark(ctx, c).await?;

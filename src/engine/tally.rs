@@ -78,6 +78,8 @@ pub struct Tally {
     pub reported: AtomicU64,
     /// When the sync planned the stream: its `sync_duration` runs from here.
     pub created: std::time::Instant,
+    /// Read to its end (or stopped): nothing more is left of it, whatever was planned.
+    done: std::sync::atomic::AtomicBool,
     /// Requests made for this stream (none for derived streams).
     pub counters: Arc<Counters>,
     watermark: Mutex<Watermark>,
@@ -98,6 +100,7 @@ impl Tally {
     pub fn new(distinct: bool) -> Tally {
         Tally {
             reported: AtomicU64::new(0),
+            done: std::sync::atomic::AtomicBool::new(false),
             created: std::time::Instant::now(),
             records: AtomicU64::new(0),
             counters: Arc::new(Counters::default()),
@@ -147,6 +150,15 @@ impl Tally {
     }
 
     /// Keeps the bookmark where it was this sync.
+    /// Marks the stream read to its end, for the progress lines.
+    pub fn finish(&self) {
+        self.done.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.done.load(Ordering::Relaxed)
+    }
+
     pub fn hold_bookmark(&self) {
         self.held.store(true, Ordering::Relaxed);
     }

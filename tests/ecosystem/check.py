@@ -1274,6 +1274,15 @@ def _():
     need(set(sent) <= set(SINGER_IO_STREAMS), f"streams not selected were sent: {sorted(set(sent) - set(SINGER_IO_STREAMS))}")
     for stream in ("time_entries", "invoices", "invoice_line_items", "estimates", "projects", "clients"):
         need(sent.get(stream, 0) > 0, f"{stream}: no record sent after the changes")
+    # singer-io's bookmarks were honoured: clients sends its one update and one new record,
+    # not the whole list; the streams whose bookmarks the state edit dropped come whole.
+    mark = MIGRATION["state"]["bookmarks"]["clients"]["updated_at"][:19]
+    since = [c for c in truth("clients") if c["updated_at"][:19] >= mark]
+    need(sent["clients"] == len(since) < len(truth("clients")),
+         f"clients: {sent['clients']} sent, {len(since)} updated at or after singer-io's bookmark {mark}, "
+         f"{len(truth('clients'))} in all")
+    for stream, resource in (("projects", "projects"),):
+        need(sent[stream] == len(truth(resource)), f"{stream}: {sent[stream]} sent, {len(truth(resource))} in Harvest")
     clients = records_by_stream(msgs)["clients"]
     need(all("address" not in c and "name" in c for c in clients), "clients.address, excluded in the catalog, was sent")
     target_postgres("migration-target-postgres", p.stdout)
