@@ -270,7 +270,14 @@ fn sigkill_loses_at_most_what_the_last_state_did_not_cover() {
         matches!(d.source, Source::List { .. } | Source::Child { .. }) && d.bookmark_key().is_some()
     })
     .len();
-    for delay in signal_points(&h) {
+    // On a loaded machine the reference run's length says little of the next runs': if too
+    // few kills land between the first and the last bookmark, the points are measured again.
+    let mut points = signal_points(&h);
+    points.extend(signal_points(&h).into_iter().skip(1));
+    for (i, delay) in points.into_iter().enumerate() {
+        if i >= 10 && killed_mid_sync >= 3 {
+            break;
+        }
         let first = interrupted(&h, &h.config(), None, "KILL", delay);
         let state = first
             .messages
