@@ -202,34 +202,8 @@ impl State {
         }
     }
 
-    /// The state as a STATE message in the middle of a sync carries it: without the large
-    /// memories (the last STATE has them).
-    pub fn to_value_without_large_memory(&self) -> Value {
-        if self.large.is_empty() {
-            return self.to_value();
-        }
-        let mut v = Map::new();
-        for (k, x) in &self.value {
-            if k == DELETIONS {
-                let small: Map<String, Value> = x
-                    .as_object()
-                    .into_iter()
-                    .flatten()
-                    .filter(|(s, _)| !self.large.contains(*s))
-                    .map(|(s, m)| (s.clone(), m.clone()))
-                    .collect();
-                v.insert(k.clone(), Value::Object(small));
-            } else {
-                v.insert(k.clone(), x.clone());
-            }
-        }
-        v.entry("bookmarks")
-            .or_insert_with(|| Value::Object(Map::new()));
-        Value::Object(v)
-    }
-
-    /// Writes the state as a STATE message in the middle of a sync carries it (see
-    /// [`State::to_value_without_large_memory`]), without copying it.
+    /// Writes the state as a STATE message in the middle of a sync carries it, without
+    /// copying it: without the large memories (the last STATE has them).
     pub fn write_json_without_large_memory(
         &mut self,
         out: &mut impl std::io::Write,
@@ -265,7 +239,7 @@ impl State {
         out.write_all(b"}")
     }
 
-    /// Whether some memory is left out of [`State::to_value_without_large_memory`].
+    /// Whether some memory is left out of [`State::write_json_without_large_memory`].
     pub fn has_large_memory(&self) -> bool {
         !self.large.is_empty()
     }

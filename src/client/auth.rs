@@ -106,8 +106,9 @@ impl Auth {
     ) -> Result<IdAnswer> {
         let mut failures = 0u32;
         loop {
-            let failure = match request().send().await {
-                Err(e) => super::describe(&e),
+            // What failed, and the `Retry-After` that came with it.
+            let (failure, retry_after) = match request().send().await {
+                Err(e) => (super::describe(&e), None),
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let retry_after = resp
@@ -116,26 +117,9 @@ impl Auth {
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_string);
                     match read_bounded(resp).await {
-                        Err(e) => e,
-                        Ok(body) if status == 429 || super::retry::retryable_status(status) => {
-                            let _ = body;
-                            failures += 1;
-                            if failures > self.max_retries {
-                                bail!("{what}: Harvest ID answered {status}; gave up after {failures} tries");
-                            }
-                            let wait = super::retry::capped_retry_after(
-                                retry_after.as_deref(),
-                                super::retry::backoff(self.backoff_base, failures),
-                                Duration::from_secs(15),
-                                what,
-                            );
-                            crate::log::warn(&format!(
-                                "{what}: Harvest ID answered {status}; retry {failures}/{} in {:.1} s",
-                                self.max_retries,
-                                wait.as_secs_f64()
-                            ));
-                            tokio::time::sleep(wait).await;
-                            continue;
+                        Err(e) => (e, None),
+                        Ok(_) if status == 429 || super::retry::retryable_status(status) => {
+                            (format!("Harvest ID answered {status}"), retry_after)
                         }
                         Ok(body) => {
                             return Ok(IdAnswer {
@@ -150,7 +134,13 @@ impl Auth {
             if failures > self.max_retries {
                 bail!("{what}: {failure}; gave up after {failures} tries");
             }
-            let wait = super::retry::backoff(self.backoff_base, failures);
+            // Harvest ID's Retry-After, capped at the API's window; else the backoff.
+            let wait = super::retry::capped_retry_after(
+                retry_after.as_deref(),
+                super::retry::backoff(self.backoff_base, failures),
+                Duration::from_secs(15),
+                what,
+            );
             crate::log::warn(&format!(
                 "{what}: {failure}; retry {failures}/{} in {:.1} s",
                 self.max_retries,

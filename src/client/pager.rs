@@ -225,12 +225,10 @@ impl Pager {
     ) -> Result<(), HttpError> {
         let mut keys = Vec::new();
         if let Some(p) = info.page {
-            keys.push(url_hash(&format!("page {p}")));
+            keys.push(digest(&[b"page", &p.to_le_bytes()]));
         }
         if let (Some(first), Some(last)) = (records.first(), records.last()) {
-            let mut both = body[first.clone()].to_vec();
-            both.extend_from_slice(&body[last.clone()]);
-            keys.push(url_hash(&String::from_utf8_lossy(&both)));
+            keys.push(digest(&[&body[first.clone()], &body[last.clone()]]));
         }
         for k in keys {
             if !self.pages_seen.insert(k) {
@@ -276,7 +274,7 @@ impl Pager {
                 },
                 None => None,
             };
-            let url = self.queued.as_mut().and_then(Plan::pop).expect("not empty");
+            let url = self.pop_planned().expect("not empty");
             self.spawn(url, permit);
         }
     }
@@ -300,9 +298,16 @@ impl Pager {
         }
     }
 
+    /// The next planned page's URL, noted as read: a link back to it is a loop.
+    fn pop_planned(&mut self) -> Option<String> {
+        let url = self.queued.as_mut().and_then(Plan::pop)?;
+        self.fetched.insert(digest(&[url.as_bytes()]));
+        Some(url)
+    }
+
     /// Notes that `url` is being requested; a link back to a page already read is refused.
     fn visit(&mut self, url: &str) -> Result<(), HttpError> {
-        if !self.fetched.insert(url_hash(url)) {
+        if !self.fetched.insert(digest(&[url.as_bytes()])) {
             return Err(HttpError::Rejected(format!(
                 "GET {}: links.next leads back to a page already read ({}): the list loops, so it is not read further",
                 self.endpoint,
@@ -339,7 +344,7 @@ impl Pager {
                 HttpError::Rejected(format!("GET {}: page task failed: {e}", self.endpoint))
             })??;
             (raw, true)
-        } else if let Some(url) = self.queued.as_mut().and_then(Plan::pop) {
+        } else if let Some(url) = self.pop_planned() {
             // No permit was free to fetch it ahead.
             let raw = self.fetch(&url).await?;
             self.refill();
@@ -419,13 +424,6 @@ impl Pager {
             // After the last planned page, follow its link in case the list grew meanwhile.
             if self.ahead.is_empty() && self.queued_is_empty() {
                 self.next = info.next;
-                if let Some(plan) = &self.queued {
-                    // The planned pages count as visited: a link back to one is a loop.
-                    for p in 1..=plan.last {
-                        let url = page_url(&plan.url, &plan.pairs, p);
-                        self.fetched.insert(url_hash(&url));
-                    }
-                }
                 self.queued = None;
             }
         } else if let Some(link) = info.next {
@@ -638,10 +636,11 @@ fn plan(next: &str, total: u64) -> Option<Plan> {
     })
 }
 
-fn url_hash(url: &str) -> u64 {
+/// A 64-bit digest of `parts`, for the sets of pages and links already read.
+fn digest(parts: &[&[u8]]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::hash::DefaultHasher::new();
-    url.hash(&mut h);
+    parts.hash(&mut h);
     h.finish()
 }
 
