@@ -14,6 +14,8 @@ pub const CAPABILITIES: &[&str] = &[
     "about",
     "test",
     "activate-version",
+    "stream-maps",
+    "schema-flattening",
 ];
 
 pub fn about() -> Value {

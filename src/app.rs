@@ -102,7 +102,7 @@ fn run(args: Args) -> Result<()> {
         None => State::default(),
     };
     match args.test.as_deref() {
-        Some("schema") => runtime.block_on(until_signal(test_schema(selection), signals)),
+        Some("schema") => runtime.block_on(until_signal(test_schema(selection, config), signals)),
         Some("all") | Some("") => runtime.block_on(until_signal(test_connection(config), signals)),
         Some(other) => Err(anyhow!(
             "unknown --test mode {other:?}: use --test or --test=schema"
@@ -111,16 +111,18 @@ fn run(args: Args) -> Result<()> {
     }
 }
 
-async fn test_schema(selection: Selection) -> Result<()> {
-    let (emitter, writer) = output::start(std::io::stdout(), State::default());
-    for def in streams::STREAMS
+async fn test_schema(selection: Selection, config: Config) -> Result<()> {
+    // The config's stream maps and flattening shape the schemas, as in a sync.
+    let selection = engine::plan::mapped_selection(&selection, &config)?;
+    let outputs = streams::STREAMS
         .iter()
         .filter(|d| selection.is_selected(d.name))
-    {
-        let rk: Vec<&str> = def.advertised_key().into_iter().collect();
-        emitter
-            .schema(def.name, def.schema().clone(), def.key_properties, &rk)
-            .await?;
+        .map(|def| Ok(engine::plan::Output::new(def, &selection, &config)?.schemas(def)))
+        .collect::<Result<Vec<_>>>()?;
+    let (emitter, writer) = output::start(std::io::stdout(), State::default());
+    for (stream, schema, keys, bookmark) in outputs.into_iter().flatten() {
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        emitter.schema(&stream, schema, &keys, &bookmark).await?;
     }
     drop(emitter);
     let (_, res) = tokio::task::spawn_blocking(move || writer.finish()).await?;

@@ -81,20 +81,16 @@ pub struct Config {
     pub progress_interval: Duration,
     /// The level metric lines are logged at.
     pub metrics_level: crate::log::Level,
+    /// Stream maps and flattening (`None`: every stream is sent as it is read).
+    pub maps: Option<std::sync::Arc<crate::maps::Maps>>,
 }
 
-/// Meltano SDK settings this tap does not implement: refused rather than ignored.
-const SDK_ONLY_KEYS: [&str; 5] = [
-    "stream_maps",
-    "stream_map_config",
-    "flattening_enabled",
-    "flattening_max_depth",
-    "batch_config",
-];
+/// Meltano SDK settings this tap does not implement: refused where they would take effect.
+const SDK_ONLY_KEYS: [&str; 2] = ["batch_config", "faker_config"];
 
 /// The known key closest to `key` when it is a likely typo: at most two edits away (one for
 /// short keys), or the same ignoring case, `-` and `_`.
-fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+pub fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
     let norm = |s: &str| s.to_ascii_lowercase().replace('-', "_");
     let limit = if key.len() <= 6 { 1 } else { 2 };
     known
@@ -105,20 +101,31 @@ fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
         .map(|(_, k)| k)
 }
 
-/// Levenshtein distance over chars.
+/// Edit distance over chars, a swap of two neighbours counting as one edit (optimal string
+/// alignment): `emial` is one edit from `email`.
 fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j - 1] + cost)
+                .min(d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
         }
     }
-    row[b.len()]
+    d[a.len()][b.len()]
 }
 
 /// The config keys whose values are secrets.
@@ -438,25 +445,19 @@ impl Reader<'_> {
                 continue;
             }
             if SDK_ONLY_KEYS.contains(&key.as_str()) {
-                // Refused only where it would take effect: `stream_maps: {}`,
-                // `flattening_enabled: false` or `batch_config: null` change nothing.
+                // Refused only where it would take effect: `batch_config: null` or `{}`
+                // changes nothing, and `faker_config` matters only to an expression using
+                // `fake`, which is refused on its own.
                 let v = &self.obj[key];
-                let effective = match key.as_str() {
-                    "stream_maps" | "batch_config" => match v {
-                        Value::Null => false,
-                        Value::Object(m) => !m.is_empty(),
-                        _ => true,
-                    },
-                    "flattening_enabled" => {
-                        v.as_bool() == Some(true)
-                            || v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true"))
-                    }
-                    _ => false,
+                let effective = match v {
+                    Value::Null => false,
+                    Value::Object(m) => !m.is_empty(),
+                    _ => true,
                 };
-                if effective {
-                    self.errors.push(format!(
-                        "config key '{key}' (a Meltano SDK feature) is not supported by tap-harvest: remove it; it would not be applied"
-                    ));
+                if key == "batch_config" && effective {
+                    self.errors.push(
+                        "config key 'batch_config' (Meltano SDK BATCH messages) is not supported by tap-harvest: remove it; records are sent as RECORD messages".to_string(),
+                    );
                 } else {
                     crate::log::warn(&format!(
                         "config key '{key}' (a Meltano SDK feature) is not applied by tap-harvest; ignored"
@@ -634,6 +635,14 @@ impl Config {
                 crate::log::Level::Info
             }),
         };
+        let stream_names: Vec<&str> = crate::streams::STREAMS.iter().map(|s| s.name).collect();
+        let maps = match crate::maps::Maps::from_config(obj, &stream_names) {
+            Ok(m) => m.map(std::sync::Arc::new),
+            Err(problems) => {
+                r.errors.extend(problems);
+                None
+            }
+        };
 
         if !r.errors.is_empty() {
             return Err(ConfigErrors(r.errors));
@@ -661,6 +670,7 @@ impl Config {
             max_response_bytes: (max_response_mb as usize) << 20,
             progress_interval,
             metrics_level,
+            maps,
         })
     }
 }
@@ -710,7 +720,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_are_warned_about_with_the_closest_setting_and_sdk_keys_refused() {
+    fn unknown_keys_are_warned_about_with_the_closest_setting_and_batch_config_refused() {
         let known = ["start_date", "account_id", "max_retries"];
         assert_eq!(closest("start_dat", &known), Some("start_date"));
         assert_eq!(closest("Account-ID", &known), Some("account_id"));
@@ -718,8 +728,10 @@ mod tests {
         let base = json!({"access_token": "t", "account_id": "1", "start_date": "2024-01-01"});
         let mut with_map = base.clone();
         with_map["stream_maps"] = json!({"clients": {"name": null}});
+        assert!(Config::from_value(&with_map).unwrap().maps.is_some());
+        with_map["batch_config"] = json!({"encoding": {"format": "jsonl"}});
         let e = Config::from_value(&with_map).unwrap_err();
-        assert!(e.0[0].contains("'stream_maps'"), "{e}");
+        assert!(e.0[0].contains("'batch_config'"), "{e}");
         let mut typo = base.clone();
         typo["max_retry"] = json!(3);
         assert!(Config::from_value(&typo).is_ok());
@@ -731,7 +743,10 @@ mod tests {
         assert!(Config::from_value(&harmless).is_ok());
         let mut flatten = base.clone();
         flatten["flattening_enabled"] = json!(true);
-        assert!(Config::from_value(&flatten).is_err());
+        let e = Config::from_value(&flatten).unwrap_err();
+        assert!(e.0[0].contains("'flattening_max_depth' is required"), "{e}");
+        flatten["flattening_max_depth"] = json!(1);
+        assert!(Config::from_value(&flatten).unwrap().maps.is_some());
     }
 
     #[test]

@@ -250,7 +250,6 @@ pub struct Conformer {
 }
 
 /// The outcome of conforming one record.
-#[cfg(test)]
 pub enum Conformed {
     Record(Map<String, Value>),
     /// The record cannot be made valid (a key is missing or of the wrong type): skipped.
@@ -368,8 +367,8 @@ impl Conformer {
         }
     }
 
-    /// The conformed record as a value: the reference [`Conformer::write`] is tested against.
-    #[cfg(test)]
+    /// The conformed record as a value (for stream maps, which read it); the reference
+    /// [`Conformer::write`] is tested against.
     pub fn conform(&self, mut record: Map<String, Value>) -> Conformed {
         let mut out = Map::with_capacity(self.fields.len());
         for f in &self.fields {

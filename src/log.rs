@@ -198,6 +198,10 @@ fn percent_encode(s: &str, form: bool) -> String {
 /// `user:password@`) hidden too, known or not.
 pub fn redact(text: &str) -> Cow<'_, str> {
     let mut out = Cow::Borrowed(text);
+    // A URL's password first: a secret hidden inside the URL could hide its `://`.
+    if out.contains("://") && out.contains('@') {
+        out = Cow::Owned(hide_userinfo(&out));
+    }
     {
         let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
         for s in secrets.iter() {
@@ -224,9 +228,6 @@ pub fn redact(text: &str) -> Cow<'_, str> {
         if out.contains(marker) {
             out = Cow::Owned(hide_after(&out, marker));
         }
-    }
-    if out.contains("://") && out.contains('@') {
-        out = Cow::Owned(hide_userinfo(&out));
     }
     out
 }
@@ -294,7 +295,7 @@ mod tests {
         );
         assert!(!line.contains("\"tok\""), "{line}");
         assert!(
-            line.contains("https://***@example.com/v2") && line.contains("&x=1"),
+            line.contains("***@example.com/v2") && line.contains("&x=1"),
             "{line}"
         );
         assert_eq!(redact("no secret here: abc"), "no secret here: abc");

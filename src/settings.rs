@@ -32,6 +32,9 @@ pub const DEFAULT_PROGRESS_INTERVAL_SECONDS: u64 = 30;
 pub const DEFAULT_METRICS_LOG_LEVEL: &str = "info";
 /// Harvest's biggest pages are a few MB.
 pub const DEFAULT_MAX_RESPONSE_MB: u32 = 64;
+/// The Meltano SDK's.
+pub const DEFAULT_FLATTENING_MAX_KEY_LENGTH: u32 = 255;
+pub const DEFAULT_FLATTENING_SEPARATOR: &str = "__";
 
 /// The project's address, in the default User-Agent (Harvest asks for a way to reach the
 /// author of a client).
@@ -209,6 +212,29 @@ pub struct Settings {
         extend("default" = DEFAULT_METRICS_LOG_LEVEL)
     )]
     pub metrics_log_level: Option<String>,
+    /// Meltano SDK stream maps: per stream name (or glob), a map of properties to expressions (`null` removes one) with `__alias__`, `__filter__`, `__key_properties__`, `__else__: null` and `__source__`; a stream set to `null` is not sent, `__else__: null` at the top drops the streams not named. See the README.
+    pub stream_maps: Option<std::collections::BTreeMap<String, Value>>,
+    /// Values stream-map expressions read as `config['key']` (a hash seed, for instance).
+    pub stream_map_config: Option<std::collections::BTreeMap<String, Value>>,
+    /// Flatten nested objects into top-level properties (`parent__child`), as Meltano SDK taps do; needs `flattening_max_depth`. Default false.
+    #[schemars(extend("default" = false))]
+    pub flattening_enabled: Option<bool>,
+    /// How many levels of nested objects flattening opens (what is deeper, and every array, becomes a JSON string).
+    pub flattening_max_depth: Option<u32>,
+    #[schemars(
+        description = format!(
+            "The longest flattened property name; longer ones have their parent names shortened. Default {DEFAULT_FLATTENING_MAX_KEY_LENGTH}."
+        ),
+        extend("default" = DEFAULT_FLATTENING_MAX_KEY_LENGTH)
+    )]
+    pub flattening_max_key_length: Option<u32>,
+    #[schemars(
+        description = format!(
+            "What joins a parent's name and its child's in a flattened property name. Default `{DEFAULT_FLATTENING_SEPARATOR}`."
+        ),
+        extend("default" = DEFAULT_FLATTENING_SEPARATOR)
+    )]
+    pub flattening_separator: Option<String>,
 }
 
 /// The JSON Schema of the settings, for `--about`.
@@ -304,8 +330,15 @@ mod tests {
                 crate::log::Level::Error => "error",
                 crate::log::Level::Critical => "critical",
             }),
+            "flattening_enabled" => json!(flattening(c).is_some()),
+            "flattening_max_key_length" => json!(flattening(c).unwrap_or_default().max_key_length),
+            "flattening_separator" => json!(flattening(c).unwrap_or_default().separator),
             _ => return None,
         })
+    }
+
+    fn flattening(c: &Config) -> Option<crate::maps::Flattening> {
+        c.maps.as_ref().and_then(|m| m.flattening().cloned())
     }
 
     /// JSON values equal as values: `300` and `300.0` are the same number.
@@ -353,7 +386,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(with_default, 2 * 19);
+        assert_eq!(with_default, 2 * 22);
     }
 
     #[test]

@@ -352,15 +352,36 @@ fn broken_configs_name_each_problem() {
             vec!["'reports_start_date' is not a date"],
         ),
         (
-            "stream maps (a Meltano SDK feature the tap does not apply)",
+            "batch_config (a Meltano SDK feature the tap does not implement)",
+            with(
+                good.clone(),
+                "batch_config",
+                json!({"encoding": {"format": "jsonl", "compression": "gzip"}}),
+            ),
+            vec!["config key 'batch_config' (Meltano SDK BATCH messages) is not supported by tap-harvest"],
+        ),
+        (
+            "a stream map for a stream that does not exist",
             with(
                 good.clone(),
                 "stream_maps",
-                json!({"clients": {"name": null}}),
+                json!({"client": {"name": null}}),
             ),
-            vec![
-                "config key 'stream_maps' (a Meltano SDK feature) is not supported by tap-harvest",
-            ],
+            vec!["stream_maps key 'client' names no stream of tap-harvest (did you mean 'clients'?)"],
+        ),
+        (
+            "a stream map calling a function the tap does not have",
+            with(
+                good.clone(),
+                "stream_maps",
+                json!({"clients": {"n": "fake.name()"}}),
+            ),
+            vec!["stream_maps.clients.n: cannot read \"fake.name()\": 'fake.name' is not supported"],
+        ),
+        (
+            "flattening without a depth",
+            with(good.clone(), "flattening_enabled", json!(true)),
+            vec!["'flattening_max_depth' is required when flattening_enabled is true"],
         ),
         (
             "a line break inside access_token",

@@ -259,7 +259,14 @@ pub async fn resolve(
         }
         let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
         if let Some(v) = activate {
-            activate_version(ctx, node.def.name, v).await?;
+            for name in node
+                .output
+                .as_ref()
+                .map(|o| o.names(node.def))
+                .unwrap_or_default()
+            {
+                activate_version(ctx, &name, v).await?;
+            }
             if !deleted.is_empty() {
                 crate::log::info(&format!(
                     "stream {}: {} records deleted in Harvest are not in version {v} (ACTIVATE_VERSION)",
@@ -272,10 +279,7 @@ pub async fn resolve(
             for key in &deleted {
                 let mut record = key.fields(node.def.key_properties);
                 record.insert(DELETED_AT.into(), Value::String(now.clone()));
-                let line = serde_json::json!({"type": "RECORD", "stream": node.def.name,
-                    "record": record, "time_extracted": now});
-                lines.extend(serde_json::to_vec(&line).unwrap_or_default());
-                lines.push(b'\n');
+                deletion_lines(node, &record, &now, &mut lines);
                 if lines.len() > 256 * 1024 {
                     ctx.emitter.lines(std::mem::take(&mut lines)).await?;
                 }
@@ -331,6 +335,27 @@ pub async fn resolve(
         );
     }
     ctx.emitter.state().await
+}
+
+/// The RECORD lines that tell a target `record` (a key and `_sdc_deleted_at`) was deleted:
+/// one, or one per stream the stream maps send it as.
+fn deletion_lines(node: &Node, record: &Map<String, Value>, now: &str, lines: &mut Vec<u8>) {
+    let mut line = |stream: &str, record: &Map<String, Value>| {
+        let line = serde_json::json!({"type": "RECORD", "stream": stream,
+            "record": record, "time_extracted": now});
+        lines.extend(serde_json::to_vec(&line).unwrap_or_default());
+        lines.push(b'\n');
+    };
+    match node.output.as_ref().and_then(|o| o.mapped.as_ref()) {
+        None => line(node.def.name, record),
+        Some(all) => {
+            for m in all {
+                if let Some(r) = m.deletion(record) {
+                    line(&m.name, &r);
+                }
+            }
+        }
+    }
 }
 
 async fn activate_version(ctx: &Ctx, stream: &str, version: i64) -> Result<(), OutputClosed> {

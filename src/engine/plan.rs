@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use serde_json::Value;
 
 use super::deletions::Presence;
 use super::known::{day_from, Memory};
@@ -15,6 +16,7 @@ use super::tally::Tally;
 use crate::catalog::Selection;
 use crate::config::Config;
 use crate::conform::Conformer;
+use crate::maps::MappedStream;
 use crate::output::RecordFrame;
 use crate::state::State;
 use crate::streams::{self, Clock, Confirm, DerivedClock, FanOut, Source, StreamDef};
@@ -63,8 +65,8 @@ pub struct Node {
     pub presence: Option<Presence>,
     /// See [`Node::version`]; decided once the whole tree is planned.
     version: std::sync::OnceLock<Option<i64>>,
-    /// For the selected streams: the schema's columns it emits, and its RECORD framing.
-    pub output: Option<(Conformer, RecordFrame)>,
+    /// For the selected streams: how its records are conformed and sent.
+    pub output: Option<Output>,
     pub children: Vec<Arc<Node>>,
     pub tally: Tally,
 }
@@ -153,9 +155,106 @@ pub struct Plan {
     pub roots: Vec<Arc<Node>>,
 }
 
+/// How a selected stream's records are sent: conformed to its schema, then framed as its own
+/// RECORDs, or, when stream maps or flattening change it, mapped into each stream it is sent as.
+pub struct Output {
+    pub conformer: Conformer,
+    pub frame: RecordFrame,
+    /// `None`: sent as it is read.
+    pub mapped: Option<Vec<MappedStream>>,
+}
+
+impl Output {
+    /// The output of `def` as the catalog selects it and the maps send it.
+    pub fn new(def: &'static StreamDef, selection: &Selection, config: &Config) -> Result<Output> {
+        let conformer = Conformer::new(def, selection.properties(def.name));
+        let mapped = match &config.maps {
+            None => None,
+            Some(maps) => {
+                let all = maps
+                    .outputs(
+                        def.name,
+                        &selected_schema(def, &conformer),
+                        def.key_properties,
+                    )
+                    .map_err(|e| anyhow!("{e}"))?;
+                match all.as_slice() {
+                    [only] if only.is_identity() => None,
+                    _ => Some(all),
+                }
+            }
+        };
+        Ok(Output {
+            conformer,
+            frame: RecordFrame::new(def.name),
+            mapped,
+        })
+    }
+
+    /// The SCHEMA messages: stream, schema, key properties, bookmark properties.
+    pub fn schemas(&self, def: &StreamDef) -> Vec<(String, Value, Vec<String>, Vec<&'static str>)> {
+        let bookmark: Vec<&'static str> = def.advertised_key().into_iter().collect();
+        match &self.mapped {
+            None => vec![(
+                def.name.to_string(),
+                selected_schema(def, &self.conformer),
+                def.key_properties.iter().map(|k| k.to_string()).collect(),
+                bookmark,
+            )],
+            Some(all) => all
+                .iter()
+                .map(|m| {
+                    (
+                        m.name.clone(),
+                        m.schema.clone(),
+                        m.key_properties.clone(),
+                        m.bookmark_properties(&bookmark),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// The streams it is sent as.
+    pub fn names(&self, def: &StreamDef) -> Vec<String> {
+        match &self.mapped {
+            None => vec![def.name.to_string()],
+            Some(all) => all.iter().map(|m| m.name.clone()).collect(),
+        }
+    }
+}
+
+/// The stream's schema with only the properties the catalog selects (and the deletion marker).
+fn selected_schema(def: &StreamDef, conformer: &Conformer) -> Value {
+    let columns = conformer.columns();
+    let mut schema = def.schema().clone();
+    if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+        props.retain(|k, _| columns.contains(k) || k == streams::DELETED_AT);
+    }
+    schema
+}
+
+/// The catalog's selection less the streams the stream maps send nowhere (they are not read),
+/// after checking that no two streams are sent under one name.
+pub fn mapped_selection(selection: &Selection, config: &Config) -> Result<Selection> {
+    let Some(maps) = &config.maps else {
+        return Ok(selection.clone());
+    };
+    let mut kept = selection.clone();
+    kept.streams.retain(|name, _| !maps.drops(name));
+    let mut names = Vec::new();
+    for def in streams::STREAMS.iter().filter(|d| kept.is_selected(d.name)) {
+        names.push((def.name, Output::new(def, &kept, config)?.names(def)));
+    }
+    maps.check_unique_names(&names)
+        .map_err(|e| anyhow!("{e}"))?;
+    Ok(kept)
+}
+
 impl Plan {
     pub fn new(selection: &Selection, state: &State, config: &Config) -> Result<Plan> {
         streams::check_table().map_err(|e| anyhow!("the stream table is inconsistent: {e}"))?;
+        let selection = &mapped_selection(selection, config)?;
         let mut needed: BTreeSet<&'static str> = BTreeSet::new();
         let mut wanted: Vec<&'static StreamDef> = streams::STREAMS
             .iter()
@@ -333,12 +432,11 @@ fn build(def: &'static StreamDef, ctx: &Inputs) -> Result<Arc<Node>> {
         request_since,
         parents_since,
         keeps_record: def.name == streams::FEATURE_FLAGS,
-        output: selected.then(|| {
-            (
-                Conformer::new(def, selection.properties(def.name)),
-                RecordFrame::new(def.name),
-            )
-        }),
+        output: if selected {
+            Some(Output::new(def, selection, config)?)
+        } else {
+            None
+        },
         children,
         tally,
     }))

@@ -21,9 +21,11 @@ use crate::client::odd::Oddity;
 use crate::client::pager::{Element, Pager};
 use crate::client::{HttpError, Lane};
 use crate::config::parse_datetime;
+use crate::conform::Conformed;
+use crate::maps::Mapped;
 use crate::output::OutputClosed;
 use crate::state::format_bookmark;
-use crate::streams::{reports, shape::shape, Clock, Source, DELETED_AT};
+use crate::streams::{reports, shape::shape, Clock, Source};
 
 /// Why reading a list stopped before its end.
 pub enum Halt {
@@ -182,24 +184,42 @@ struct Batch {
 
 impl Batch {
     fn add(&mut self, node: &Node, row: &Map<String, Value>, extracted: &str) {
-        let Some((conformer, frame)) = &node.output else {
+        let Some(output) = &node.output else {
             return;
         };
-        match frame.write(&mut self.lines, extracted, node.version(), |out| {
-            conformer.write(row, out)
-        }) {
-            Ok(()) => {
-                node.tally.records.fetch_add(1, Ordering::Relaxed);
+        let Some(mapped) = &output.mapped else {
+            match output
+                .frame
+                .write(&mut self.lines, extracted, node.version(), |out| {
+                    output.conformer.write(row, out)
+                }) {
+                Ok(()) => {
+                    node.tally.records.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(why) => rejected(node, &why),
             }
-            Err(why) => {
-                // Not everything was sent: no ACTIVATE_VERSION may drop the row it left.
-                node.tally.not_all_sent();
-                crate::log::warn(&format!(
-                    "{}: record skipped, it cannot match the schema ({why})",
-                    node.def.name
-                ))
+            return;
+        };
+        // Stream maps read the conformed record, and write one record per stream it is sent as.
+        let record = match output.conformer.conform(row.clone()) {
+            Conformed::Record(r) => r,
+            Conformed::Rejected(why) => return rejected(node, &why),
+        };
+        for m in mapped {
+            match m.apply(&record) {
+                Mapped::Record(r) => {
+                    let _ = m
+                        .frame
+                        .write(&mut self.lines, extracted, node.version(), |out| {
+                            serde_json::to_writer(&mut *out, &r)
+                        });
+                }
+                Mapped::Filtered => {}
+                // Not sent, and not because the map said so: no ACTIVATE_VERSION may drop it.
+                Mapped::FilterFailed => node.tally.not_all_sent(),
             }
         }
+        node.tally.records.fetch_add(1, Ordering::Relaxed);
     }
 
     async fn flush(&mut self, ctx: &Ctx) -> Result<(), OutputClosed> {
@@ -216,6 +236,16 @@ impl Batch {
         }
         Ok(())
     }
+}
+
+/// A record that cannot match the schema: not sent, said once per record.
+fn rejected(node: &Node, why: &str) {
+    // Not everything was sent: no ACTIVATE_VERSION may drop the row it left.
+    node.tally.not_all_sent();
+    crate::log::warn(&format!(
+        "{}: record skipped, it cannot match the schema ({why})",
+        node.def.name
+    ))
 }
 
 fn now_rfc3339() -> String {
@@ -814,18 +844,15 @@ async fn emit_schemas(ctx: &Ctx, root: &Arc<Node>) -> Result<(), OutputClosed> {
     let mut all = Vec::new();
     root.walk(&mut all);
     for n in all {
-        let Some((conformer, _)) = &n.output else {
+        let Some(output) = &n.output else {
             continue;
         };
-        let columns = conformer.columns();
-        let mut schema = n.def.schema().clone();
-        if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
-            props.retain(|k, _| columns.contains(k) || k == DELETED_AT);
+        for (stream, schema, keys, bookmark) in output.schemas(n.def) {
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            ctx.emitter
+                .schema(&stream, schema, &keys, &bookmark)
+                .await?;
         }
-        let replication_key: Vec<&str> = n.def.advertised_key().into_iter().collect();
-        ctx.emitter
-            .schema(n.def.name, schema, n.def.key_properties, &replication_key)
-            .await?;
     }
     Ok(())
 }

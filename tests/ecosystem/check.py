@@ -67,7 +67,8 @@ LOGS = RUN / "logs"
 LOGS.mkdir(parents=True, exist_ok=True)
 CONFIG = json.loads(CONFIG_PATH.read_text())
 
-CAPABILITIES = {"catalog", "discover", "state", "about", "test", "activate-version"}
+CAPABILITIES = {"catalog", "discover", "state", "about", "test", "activate-version", "stream-maps",
+                "schema-flattening"}
 SECRETS = {"access_token", "client_secret", "refresh_token"}
 LOG_LINE = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \| (DEBUG|INFO|WARNING|ERROR|CRITICAL) +\| tap-harvest +\| (.*)$"
@@ -441,7 +442,8 @@ def _():
 
 
 # The Meltano setting kind of each --about type (a string with a date format is a date).
-MELTANO_KINDS = {"boolean": "boolean", "integer": "integer", "number": "decimal", "string": "string"}
+MELTANO_KINDS = {"boolean": "boolean", "integer": "integer", "number": "decimal", "string": "string",
+                 "object": "object"}
 
 
 def meltano_kind(prop):

@@ -1,0 +1,1673 @@
+//! The expressions of stream maps: the part of Python (as the Meltano SDK evaluates it with
+//! `simpleeval`) that maps use. Parsed once at start-up, where anything this evaluator does not
+//! read (a function, a method, syntax) is refused with one line naming it; evaluated per record
+//! over its JSON values with Python's semantics; and typed ahead of the records, so that the
+//! SCHEMA a target receives describes what the expression yields.
+
+use serde_json::{Map, Number, Value};
+
+/// A parsed expression.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    Lit(Value),
+    Name(String),
+    List(Vec<Expr>),
+    Dict(Vec<(Expr, Expr)>),
+    Unary(UnOp, Box<Expr>),
+    Binary(BinOp, Box<Expr>, Box<Expr>),
+    /// `a < b <= c`: each comparison with the operand before it.
+    Compare(Box<Expr>, Vec<(CmpOp, Expr)>),
+    And(Box<Expr>, Box<Expr>),
+    Or(Box<Expr>, Box<Expr>),
+    /// `then if cond else otherwise`
+    IfElse(Box<Expr>, Box<Expr>, Box<Expr>),
+    Index(Box<Expr>, Box<Expr>),
+    Slice(Box<Expr>, Option<Box<Expr>>, Option<Box<Expr>>),
+    /// A function of [`FUNCTIONS`], with its positional and keyword arguments.
+    Call(Func, Vec<Expr>, Vec<(String, Expr)>),
+    /// A method of [`METHODS`] on a value.
+    Method(Box<Expr>, Method, Vec<Expr>),
+    /// `x.name` on a mapping (simpleeval reads a key so).
+    Attr(Box<Expr>, String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum UnOp {
+    Neg,
+    Pos,
+    Not,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    FloorDiv,
+    Mod,
+    Pow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    In,
+    NotIn,
+    Is,
+    IsNot,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Func {
+    Md5,
+    Sha256,
+    Str,
+    Int,
+    Float,
+    Bool,
+    JsonDumps,
+    JsonLoads,
+}
+
+/// The functions an expression may call, as the SDK names them.
+const FUNCTIONS: [(&str, Func); 8] = [
+    ("md5", Func::Md5),
+    ("sha256", Func::Sha256),
+    ("str", Func::Str),
+    ("int", Func::Int),
+    ("float", Func::Float),
+    ("bool", Func::Bool),
+    ("json.dumps", Func::JsonDumps),
+    ("json.loads", Func::JsonLoads),
+];
+
+/// Functions of the SDK (or of simpleeval) this evaluator refuses, with why.
+const REFUSED_FUNCTIONS: [(&str, &str); 5] = [
+    ("fake", "Faker is not available in tap-harvest"),
+    (
+        "datetime",
+        "the datetime module is not available in tap-harvest",
+    ),
+    ("rand", "random values are not available in tap-harvest"),
+    ("randint", "random values are not available in tap-harvest"),
+    ("len", "simpleeval has no len()"),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Method {
+    Lower,
+    Upper,
+    Strip,
+    Lstrip,
+    Rstrip,
+    Title,
+    Capitalize,
+    Split,
+    Replace,
+    Startswith,
+    Endswith,
+    Find,
+    Join,
+    Get,
+}
+
+/// The methods an expression may call: Python's `str` methods maps use, and `dict.get`.
+const METHODS: [(&str, Method, usize, usize); 14] = [
+    ("lower", Method::Lower, 0, 0),
+    ("upper", Method::Upper, 0, 0),
+    ("strip", Method::Strip, 0, 1),
+    ("lstrip", Method::Lstrip, 0, 1),
+    ("rstrip", Method::Rstrip, 0, 1),
+    ("title", Method::Title, 0, 0),
+    ("capitalize", Method::Capitalize, 0, 0),
+    ("split", Method::Split, 0, 2),
+    ("replace", Method::Replace, 2, 3),
+    ("startswith", Method::Startswith, 1, 1),
+    ("endswith", Method::Endswith, 1, 1),
+    ("find", Method::Find, 1, 1),
+    ("join", Method::Join, 1, 1),
+    ("get", Method::Get, 1, 2),
+];
+
+// ---------------------------------------------------------------------------------------
+// Lexer
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Name(String),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Op(&'static str),
+    End,
+}
+
+const OPS: [&str; 27] = [
+    "**", "//", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "<", ">", "(", ")", "[", "]", "{",
+    "}", ",", ":", ".", "=", "&", "|", "^", "~",
+];
+
+fn lex(src: &str) -> Result<Vec<Tok>, String> {
+    let chars: Vec<char> = src.chars().collect();
+    let mut toks = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_whitespace() {
+            i += 1;
+            continue;
+        }
+        if c.is_alphabetic() || c == '_' {
+            let start = i;
+            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            // A string prefix (r'', b'', f'') is syntax this evaluator does not read.
+            if i < chars.len() && (chars[i] == '\'' || chars[i] == '"') {
+                return Err(format!("string prefix {word:?} is not supported"));
+            }
+            toks.push(Tok::Name(word));
+            continue;
+        }
+        if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) {
+            let start = i;
+            let mut float = false;
+            while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '_') {
+                i += 1;
+            }
+            if i < chars.len() && chars[i] == '.' {
+                float = true;
+                i += 1;
+                while i < chars.len() && chars[i].is_ascii_digit() {
+                    i += 1;
+                }
+            }
+            if i < chars.len() && (chars[i] == 'e' || chars[i] == 'E') {
+                float = true;
+                i += 1;
+                if i < chars.len() && (chars[i] == '+' || chars[i] == '-') {
+                    i += 1;
+                }
+                while i < chars.len() && chars[i].is_ascii_digit() {
+                    i += 1;
+                }
+            }
+            if i < chars.len() && (chars[i].is_alphanumeric()) {
+                return Err(format!(
+                    "number {:?} is not supported",
+                    chars[start..=i].iter().collect::<String>()
+                ));
+            }
+            let text: String = chars[start..i].iter().filter(|c| **c != '_').collect();
+            if float {
+                let f: f64 = text
+                    .parse()
+                    .map_err(|_| format!("number {text:?} cannot be read"))?;
+                toks.push(Tok::Float(f));
+            } else {
+                let n: i64 = text
+                    .parse()
+                    .map_err(|_| format!("number {text} is too large"))?;
+                toks.push(Tok::Int(n));
+            }
+            continue;
+        }
+        if c == '\'' || c == '"' {
+            let (s, next) = lex_string(&chars, i)?;
+            // Adjacent literals concatenate, as in Python.
+            if let Some(Tok::Str(prev)) = toks.last_mut() {
+                prev.push_str(&s);
+            } else {
+                toks.push(Tok::Str(s));
+            }
+            i = next;
+            continue;
+        }
+        let rest: String = chars[i..chars.len().min(i + 2)].iter().collect();
+        match OPS.iter().find(|op| rest.starts_with(**op)) {
+            Some(op) => {
+                toks.push(Tok::Op(op));
+                i += op.chars().count();
+            }
+            None => return Err(format!("character {c:?} is not supported")),
+        }
+    }
+    toks.push(Tok::End);
+    Ok(toks)
+}
+
+fn lex_string(chars: &[char], start: usize) -> Result<(String, usize), String> {
+    let quote = chars[start];
+    if chars.get(start + 1) == Some(&quote) && chars.get(start + 2) == Some(&quote) {
+        return Err("triple-quoted strings are not supported".into());
+    }
+    let mut out = String::new();
+    let mut i = start + 1;
+    loop {
+        let Some(&c) = chars.get(i) else {
+            return Err("a string is not closed".into());
+        };
+        i += 1;
+        if c == quote {
+            return Ok((out, i));
+        }
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        let Some(&e) = chars.get(i) else {
+            return Err("a string is not closed".into());
+        };
+        i += 1;
+        match e {
+            'n' => out.push('\n'),
+            't' => out.push('\t'),
+            'r' => out.push('\r'),
+            '0' => out.push('\0'),
+            '\\' | '\'' | '"' => out.push(e),
+            'x' | 'u' => {
+                let len = if e == 'x' { 2 } else { 4 };
+                let hex: String = chars.get(i..i + len).unwrap_or_default().iter().collect();
+                let cp = u32::from_str_radix(&hex, 16)
+                    .ok()
+                    .filter(|_| hex.len() == len)
+                    .and_then(char::from_u32)
+                    .ok_or_else(|| format!("escape \\{e}{hex} is not valid"))?;
+                out.push(cp);
+                i += len;
+            }
+            other => {
+                // Python keeps an unknown escape as written.
+                out.push('\\');
+                out.push(other);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Parser: Python's precedence, from the conditional expression down to the atoms.
+
+/// Parses `src`, or says (in one line) what it cannot read.
+pub fn parse(src: &str) -> Result<Expr, String> {
+    let toks = lex(src)?;
+    let mut p = Parser { toks, pos: 0 };
+    let e = p.test()?;
+    match p.peek() {
+        Tok::End => Ok(e),
+        t => Err(format!("unexpected {} after the expression", describe(t))),
+    }
+}
+
+fn describe(t: &Tok) -> String {
+    match t {
+        Tok::Name(n) => format!("'{n}'"),
+        Tok::Int(n) => n.to_string(),
+        Tok::Float(f) => f.to_string(),
+        Tok::Str(s) => format!("{s:?}"),
+        Tok::Op(o) => format!("'{o}'"),
+        Tok::End => "the end".into(),
+    }
+}
+
+/// A call's positional and keyword arguments.
+type Arguments = (Vec<Expr>, Vec<(String, Expr)>);
+
+struct Parser {
+    toks: Vec<Tok>,
+    pos: usize,
+}
+
+const KEYWORDS: [&str; 16] = [
+    "lambda", "for", "while", "import", "def", "class", "yield", "await", "async", "del", "global",
+    "with", "return", "assert", "from", "as",
+];
+
+impl Parser {
+    fn peek(&self) -> &Tok {
+        &self.toks[self.pos.min(self.toks.len() - 1)]
+    }
+
+    fn next(&mut self) -> Tok {
+        let t = self.peek().clone();
+        self.pos += 1;
+        t
+    }
+
+    fn is_op(&self, op: &str) -> bool {
+        matches!(self.peek(), Tok::Op(o) if *o == op)
+    }
+
+    fn is_word(&self, w: &str) -> bool {
+        matches!(self.peek(), Tok::Name(n) if n == w)
+    }
+
+    fn expect_op(&mut self, op: &str) -> Result<(), String> {
+        if self.is_op(op) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(format!("expected '{op}', found {}", describe(self.peek())))
+        }
+    }
+
+    /// `or_test ['if' or_test 'else' test]`
+    fn test(&mut self) -> Result<Expr, String> {
+        let then = self.or_test()?;
+        if self.is_word("if") {
+            self.pos += 1;
+            let cond = self.or_test()?;
+            if !self.is_word("else") {
+                return Err("'if' without 'else'".into());
+            }
+            self.pos += 1;
+            let otherwise = self.test()?;
+            return Ok(Expr::IfElse(
+                Box::new(then),
+                Box::new(cond),
+                Box::new(otherwise),
+            ));
+        }
+        Ok(then)
+    }
+
+    fn or_test(&mut self) -> Result<Expr, String> {
+        let mut e = self.and_test()?;
+        while self.is_word("or") {
+            self.pos += 1;
+            e = Expr::Or(Box::new(e), Box::new(self.and_test()?));
+        }
+        Ok(e)
+    }
+
+    fn and_test(&mut self) -> Result<Expr, String> {
+        let mut e = self.not_test()?;
+        while self.is_word("and") {
+            self.pos += 1;
+            e = Expr::And(Box::new(e), Box::new(self.not_test()?));
+        }
+        Ok(e)
+    }
+
+    fn not_test(&mut self) -> Result<Expr, String> {
+        if self.is_word("not") {
+            self.pos += 1;
+            return Ok(Expr::Unary(UnOp::Not, Box::new(self.not_test()?)));
+        }
+        self.comparison()
+    }
+
+    fn cmp_op(&mut self) -> Option<CmpOp> {
+        let op = match self.peek() {
+            Tok::Op("==") => CmpOp::Eq,
+            Tok::Op("!=") => CmpOp::Ne,
+            Tok::Op("<") => CmpOp::Lt,
+            Tok::Op("<=") => CmpOp::Le,
+            Tok::Op(">") => CmpOp::Gt,
+            Tok::Op(">=") => CmpOp::Ge,
+            Tok::Name(n) if n == "in" => CmpOp::In,
+            Tok::Name(n) if n == "is" => {
+                self.pos += 1;
+                if self.is_word("not") {
+                    self.pos += 1;
+                    return Some(CmpOp::IsNot);
+                }
+                return Some(CmpOp::Is);
+            }
+            Tok::Name(n) if n == "not" => {
+                if matches!(self.toks.get(self.pos + 1), Some(Tok::Name(m)) if m == "in") {
+                    self.pos += 2;
+                    return Some(CmpOp::NotIn);
+                }
+                return None;
+            }
+            _ => return None,
+        };
+        self.pos += 1;
+        Some(op)
+    }
+
+    fn comparison(&mut self) -> Result<Expr, String> {
+        let first = self.arith()?;
+        let mut rest = Vec::new();
+        while let Some(op) = self.cmp_op() {
+            rest.push((op, self.arith()?));
+        }
+        if rest.is_empty() {
+            return Ok(first);
+        }
+        Ok(Expr::Compare(Box::new(first), rest))
+    }
+
+    fn arith(&mut self) -> Result<Expr, String> {
+        let mut e = self.term()?;
+        loop {
+            let op = match self.peek() {
+                Tok::Op("+") => BinOp::Add,
+                Tok::Op("-") => BinOp::Sub,
+                Tok::Op(o @ ("&" | "|" | "^")) => {
+                    return Err(format!("operator '{o}' is not supported"))
+                }
+                _ => return Ok(e),
+            };
+            self.pos += 1;
+            e = Expr::Binary(op, Box::new(e), Box::new(self.term()?));
+        }
+    }
+
+    fn term(&mut self) -> Result<Expr, String> {
+        let mut e = self.factor()?;
+        loop {
+            let op = match self.peek() {
+                Tok::Op("*") => BinOp::Mul,
+                Tok::Op("/") => BinOp::Div,
+                Tok::Op("//") => BinOp::FloorDiv,
+                Tok::Op("%") => BinOp::Mod,
+                _ => return Ok(e),
+            };
+            self.pos += 1;
+            e = Expr::Binary(op, Box::new(e), Box::new(self.factor()?));
+        }
+    }
+
+    fn factor(&mut self) -> Result<Expr, String> {
+        let op = match self.peek() {
+            Tok::Op("-") => UnOp::Neg,
+            Tok::Op("+") => UnOp::Pos,
+            Tok::Op("~") => return Err("operator '~' is not supported".into()),
+            _ => return self.power(),
+        };
+        self.pos += 1;
+        Ok(Expr::Unary(op, Box::new(self.factor()?)))
+    }
+
+    fn power(&mut self) -> Result<Expr, String> {
+        let base = self.trailers()?;
+        if self.is_op("**") {
+            self.pos += 1;
+            let exp = self.factor()?;
+            return Ok(Expr::Binary(BinOp::Pow, Box::new(base), Box::new(exp)));
+        }
+        Ok(base)
+    }
+
+    /// An atom and what follows it: `.name`, `.method(...)`, `[index]`, `[a:b]`, `(...)`.
+    fn trailers(&mut self) -> Result<Expr, String> {
+        // A dotted name that is a function (`json.dumps`) is read whole.
+        let mut e = self.atom()?;
+        loop {
+            if self.is_op(".") {
+                self.pos += 1;
+                let Tok::Name(name) = self.next() else {
+                    return Err("expected a name after '.'".into());
+                };
+                if self.is_op("(") {
+                    if let Expr::Name(module) = &e {
+                        let dotted = format!("{module}.{name}");
+                        if let Some((_, f)) = FUNCTIONS.iter().find(|(n, _)| *n == dotted) {
+                            let (args, kwargs) = self.arguments()?;
+                            e = check_call(*f, args, kwargs)?;
+                            continue;
+                        }
+                        if let Some((_, why)) = REFUSED_FUNCTIONS.iter().find(|(n, _)| *n == module)
+                        {
+                            return Err(format!("'{dotted}' is not supported: {why}"));
+                        }
+                        if module == "json" {
+                            return Err(format!(
+                                "function '{dotted}' is not supported (json.dumps and json.loads are)"
+                            ));
+                        }
+                    }
+                    let Some((_, m, min, max)) = METHODS.iter().find(|(n, ..)| *n == name) else {
+                        return Err(format!(
+                            "method '.{name}()' is not supported (supported: {})",
+                            METHODS.iter().map(|m| m.0).collect::<Vec<_>>().join(", ")
+                        ));
+                    };
+                    let (args, kwargs) = self.arguments()?;
+                    if !kwargs.is_empty() {
+                        return Err(format!(
+                            "keyword arguments to '.{name}()' are not supported"
+                        ));
+                    }
+                    if args.len() < *min || args.len() > *max {
+                        return Err(format!(
+                            "'.{name}()' takes {} arguments, not {}",
+                            if min == max {
+                                min.to_string()
+                            } else {
+                                format!("{min} to {max}")
+                            },
+                            args.len()
+                        ));
+                    }
+                    e = Expr::Method(Box::new(e), *m, args);
+                } else {
+                    if let Expr::Name(module) = &e {
+                        if let Some((_, why)) = REFUSED_FUNCTIONS.iter().find(|(n, _)| *n == module)
+                        {
+                            return Err(format!("'{module}.{name}' is not supported: {why}"));
+                        }
+                    }
+                    if name.starts_with('_') {
+                        return Err(format!("attribute '.{name}' is not supported"));
+                    }
+                    e = Expr::Attr(Box::new(e), name);
+                }
+            } else if self.is_op("[") {
+                self.pos += 1;
+                let start = if self.is_op(":") {
+                    None
+                } else {
+                    Some(self.test()?)
+                };
+                if self.is_op(":") {
+                    self.pos += 1;
+                    let stop = if self.is_op("]") || self.is_op(":") {
+                        None
+                    } else {
+                        Some(Box::new(self.test()?))
+                    };
+                    if self.is_op(":") {
+                        return Err("a slice with a step is not supported".into());
+                    }
+                    self.expect_op("]")?;
+                    e = Expr::Slice(Box::new(e), start.map(Box::new), stop);
+                } else {
+                    let Some(index) = start else {
+                        return Err("empty index".into());
+                    };
+                    self.expect_op("]")?;
+                    e = Expr::Index(Box::new(e), Box::new(index));
+                }
+            } else if self.is_op("(") {
+                let Expr::Name(name) = &e else {
+                    return Err("only functions and methods can be called".into());
+                };
+                if let Some((_, f)) = FUNCTIONS.iter().find(|(n, _)| n == name) {
+                    let f = *f;
+                    let (args, kwargs) = self.arguments()?;
+                    e = check_call(f, args, kwargs)?;
+                } else if let Some((_, why)) = REFUSED_FUNCTIONS.iter().find(|(n, _)| n == name) {
+                    return Err(format!("function '{name}()' is not supported: {why}"));
+                } else {
+                    return Err(format!(
+                        "function '{name}()' is not supported (supported: {})",
+                        FUNCTIONS.iter().map(|f| f.0).collect::<Vec<_>>().join(", ")
+                    ));
+                }
+            } else {
+                return Ok(e);
+            }
+        }
+    }
+
+    fn arguments(&mut self) -> Result<Arguments, String> {
+        self.expect_op("(")?;
+        let mut args = Vec::new();
+        let mut kwargs = Vec::new();
+        while !self.is_op(")") {
+            if let (Tok::Name(n), Some(Tok::Op("="))) =
+                (self.peek().clone(), self.toks.get(self.pos + 1))
+            {
+                self.pos += 2;
+                kwargs.push((n, self.test()?));
+            } else {
+                if !kwargs.is_empty() {
+                    return Err("a positional argument after a keyword argument".into());
+                }
+                if self.is_op("*") || self.is_op("**") {
+                    return Err("argument unpacking is not supported".into());
+                }
+                args.push(self.test()?);
+            }
+            if self.is_word("for") {
+                return Err("comprehensions are not supported".into());
+            }
+            if !self.is_op(",") {
+                break;
+            }
+            self.pos += 1;
+        }
+        self.expect_op(")")?;
+        Ok((args, kwargs))
+    }
+
+    fn atom(&mut self) -> Result<Expr, String> {
+        match self.next() {
+            Tok::Int(n) => Ok(Expr::Lit(Value::from(n))),
+            Tok::Float(f) => Number::from_f64(f)
+                .map(|n| Expr::Lit(Value::Number(n)))
+                .ok_or_else(|| format!("number {f} is not finite")),
+            Tok::Str(s) => Ok(Expr::Lit(Value::String(s))),
+            Tok::Name(n) => match n.as_str() {
+                "True" => Ok(Expr::Lit(Value::Bool(true))),
+                "False" => Ok(Expr::Lit(Value::Bool(false))),
+                "None" => Ok(Expr::Lit(Value::Null)),
+                w if KEYWORDS.contains(&w) => Err(format!("'{w}' is not supported")),
+                "if" | "else" | "and" | "or" | "not" | "in" | "is" => {
+                    Err(format!("unexpected '{n}'"))
+                }
+                _ => Ok(Expr::Name(n)),
+            },
+            Tok::Op("(") => {
+                if self.is_op(")") {
+                    self.pos += 1;
+                    return Ok(Expr::List(Vec::new()));
+                }
+                let first = self.test()?;
+                if self.is_word("for") {
+                    return Err("comprehensions are not supported".into());
+                }
+                if self.is_op(",") {
+                    // A tuple: a list, as JSON has no tuples.
+                    let mut items = vec![first];
+                    while self.is_op(",") {
+                        self.pos += 1;
+                        if self.is_op(")") {
+                            break;
+                        }
+                        items.push(self.test()?);
+                    }
+                    self.expect_op(")")?;
+                    return Ok(Expr::List(items));
+                }
+                self.expect_op(")")?;
+                Ok(first)
+            }
+            Tok::Op("[") => {
+                let mut items = Vec::new();
+                while !self.is_op("]") {
+                    items.push(self.test()?);
+                    if self.is_word("for") {
+                        return Err("comprehensions are not supported".into());
+                    }
+                    if !self.is_op(",") {
+                        break;
+                    }
+                    self.pos += 1;
+                }
+                self.expect_op("]")?;
+                Ok(Expr::List(items))
+            }
+            Tok::Op("{") => {
+                let mut items = Vec::new();
+                while !self.is_op("}") {
+                    let k = self.test()?;
+                    if !self.is_op(":") {
+                        return Err("sets are not supported".into());
+                    }
+                    self.pos += 1;
+                    let v = self.test()?;
+                    if self.is_word("for") {
+                        return Err("comprehensions are not supported".into());
+                    }
+                    items.push((k, v));
+                    if !self.is_op(",") {
+                        break;
+                    }
+                    self.pos += 1;
+                }
+                self.expect_op("}")?;
+                Ok(Expr::Dict(items))
+            }
+            t => Err(format!("unexpected {}", describe(&t))),
+        }
+    }
+}
+
+fn check_call(f: Func, args: Vec<Expr>, kwargs: Vec<(String, Expr)>) -> Result<Expr, String> {
+    let name = FUNCTIONS.iter().find(|(_, g)| *g == f).map_or("", |p| p.0);
+    let (min, max) = match f {
+        Func::Str | Func::Int | Func::Float | Func::Bool => (0, 1),
+        Func::Md5 | Func::Sha256 | Func::JsonDumps | Func::JsonLoads => (1, 1),
+    };
+    if args.len() < min || args.len() > max {
+        return Err(format!(
+            "'{name}()' takes {} argument{}, not {}",
+            max,
+            if max == 1 { "" } else { "s" },
+            args.len()
+        ));
+    }
+    for (k, _) in &kwargs {
+        // json.dumps(x, default=str): every value here is JSON, `default` is never needed.
+        let ok = f == Func::JsonDumps && (k == "default" || k == "sort_keys");
+        if !ok {
+            return Err(format!(
+                "keyword argument '{k}' to '{name}()' is not supported"
+            ));
+        }
+    }
+    // `default` only matters to values JSON does not have: it is read, then dropped.
+    let kwargs = kwargs.into_iter().filter(|(k, _)| k != "default").collect();
+    Ok(Expr::Call(f, args, kwargs))
+}
+
+// ---------------------------------------------------------------------------------------
+// Names
+
+/// Calls `f` on `e` and on every expression inside it.
+pub fn visit(e: &Expr, f: &mut dyn FnMut(&Expr)) {
+    f(e);
+    match e {
+        Expr::Lit(_) | Expr::Name(_) => {}
+        Expr::List(items) => items.iter().for_each(|i| visit(i, f)),
+        Expr::Dict(items) => items.iter().for_each(|(k, v)| {
+            visit(k, f);
+            visit(v, f)
+        }),
+        Expr::Unary(_, a) | Expr::Attr(a, _) => visit(a, f),
+        Expr::Binary(_, a, b) | Expr::And(a, b) | Expr::Or(a, b) | Expr::Index(a, b) => {
+            visit(a, f);
+            visit(b, f)
+        }
+        Expr::Compare(a, rest) => {
+            visit(a, f);
+            rest.iter().for_each(|(_, r)| visit(r, f))
+        }
+        Expr::IfElse(a, b, c) => {
+            visit(a, f);
+            visit(b, f);
+            visit(c, f)
+        }
+        Expr::Slice(a, b, c) => {
+            visit(a, f);
+            for x in [b, c].into_iter().flatten() {
+                visit(x, f)
+            }
+        }
+        Expr::Call(_, args, kwargs) => {
+            args.iter().for_each(|a| visit(a, f));
+            kwargs.iter().for_each(|(_, a)| visit(a, f))
+        }
+        Expr::Method(a, _, args) => {
+            visit(a, f);
+            args.iter().for_each(|a| visit(a, f))
+        }
+    }
+}
+
+/// The names an expression uses (the record's properties and the SDK's special names), for
+/// the start-up check.
+pub fn names(e: &Expr, out: &mut Vec<String>) {
+    visit(e, &mut |x| {
+        if let Expr::Name(n) = x {
+            out.push(n.clone());
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Evaluation
+
+/// What names mean while one record is mapped.
+pub struct Env<'a> {
+    pub record: &'a Map<String, Value>,
+    pub config: &'a Value,
+    pub stream: &'a str,
+    pub original_stream: &'a str,
+    /// The property being computed, for `self`.
+    pub property: Option<&'a str>,
+}
+
+impl Env<'_> {
+    fn name(&self, n: &str) -> Result<Value, String> {
+        match n {
+            "_" | "record" => Ok(Value::Object(self.record.clone())),
+            "config" => Ok(self.config.clone()),
+            "__stream_name__" => Ok(Value::String(self.stream.to_string())),
+            "__original_stream_name__" => Ok(Value::String(self.original_stream.to_string())),
+            "self" => match self.property.and_then(|p| self.record.get(p)) {
+                Some(v) => Ok(v.clone()),
+                None => self
+                    .record
+                    .get("self")
+                    .cloned()
+                    .ok_or_else(|| "name 'self' is not defined".to_string()),
+            },
+            _ => self
+                .record
+                .get(n)
+                .cloned()
+                .ok_or_else(|| format!("name '{n}' is not defined")),
+        }
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "NoneType",
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_f64() => "float",
+        Value::Number(_) => "int",
+        Value::String(_) => "str",
+        Value::Array(_) => "list",
+        Value::Object(_) => "dict",
+    }
+}
+
+pub fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// A number as Python sees it: bools are ints.
+#[derive(Clone, Copy)]
+enum Num {
+    I(i64),
+    F(f64),
+}
+
+fn num(v: &Value) -> Option<Num> {
+    match v {
+        Value::Bool(b) => Some(Num::I(i64::from(*b))),
+        Value::Number(n) => n.as_i64().map(Num::I).or_else(|| n.as_f64().map(Num::F)),
+        _ => None,
+    }
+}
+
+fn float_value(f: f64) -> Result<Value, String> {
+    Number::from_f64(f)
+        .map(Value::Number)
+        .ok_or_else(|| "the result is not a finite number".to_string())
+}
+
+fn as_f(n: Num) -> f64 {
+    match n {
+        Num::I(i) => i as f64,
+        Num::F(f) => f,
+    }
+}
+
+pub fn eval(e: &Expr, env: &Env) -> Result<Value, String> {
+    match e {
+        Expr::Lit(v) => Ok(v.clone()),
+        Expr::Name(n) => env.name(n),
+        Expr::List(items) => Ok(Value::Array(
+            items
+                .iter()
+                .map(|i| eval(i, env))
+                .collect::<Result<_, _>>()?,
+        )),
+        Expr::Dict(items) => {
+            let mut m = Map::new();
+            for (k, v) in items {
+                let key = match eval(k, env)? {
+                    Value::String(s) => s,
+                    other => {
+                        return Err(format!(
+                            "a dict key must be a str here, not {}",
+                            type_name(&other)
+                        ))
+                    }
+                };
+                m.insert(key, eval(v, env)?);
+            }
+            Ok(Value::Object(m))
+        }
+        Expr::Unary(op, a) => {
+            let v = eval(a, env)?;
+            match op {
+                UnOp::Not => Ok(Value::Bool(!truthy(&v))),
+                UnOp::Pos | UnOp::Neg => match num(&v) {
+                    Some(Num::I(i)) if *op == UnOp::Neg => i
+                        .checked_neg()
+                        .map(Value::from)
+                        .ok_or_else(|| "integer overflow".to_string()),
+                    Some(Num::I(i)) => Ok(Value::from(i)),
+                    Some(Num::F(f)) if *op == UnOp::Neg => float_value(-f),
+                    Some(Num::F(f)) => float_value(f),
+                    None => Err(format!("bad operand type for unary -: '{}'", type_name(&v))),
+                },
+            }
+        }
+        Expr::Binary(op, a, b) => binary(*op, eval(a, env)?, eval(b, env)?),
+        Expr::Compare(first, rest) => {
+            let mut left = eval(first, env)?;
+            for (op, r) in rest {
+                let right = eval(r, env)?;
+                if !compare(*op, &left, &right)? {
+                    return Ok(Value::Bool(false));
+                }
+                left = right;
+            }
+            Ok(Value::Bool(true))
+        }
+        Expr::And(a, b) => {
+            let l = eval(a, env)?;
+            if truthy(&l) {
+                eval(b, env)
+            } else {
+                Ok(l)
+            }
+        }
+        Expr::Or(a, b) => {
+            let l = eval(a, env)?;
+            if truthy(&l) {
+                Ok(l)
+            } else {
+                eval(b, env)
+            }
+        }
+        Expr::IfElse(then, cond, otherwise) => {
+            if truthy(&eval(cond, env)?) {
+                eval(then, env)
+            } else {
+                eval(otherwise, env)
+            }
+        }
+        Expr::Index(base, index) => index_value(eval(base, env)?, &eval(index, env)?),
+        Expr::Attr(base, name) => match eval(base, env)? {
+            Value::Object(mut m) => m
+                .remove(name)
+                .ok_or_else(|| format!("key {name:?} is not in the dict")),
+            other => Err(format!(
+                "'{}' object has no attribute '{name}'",
+                type_name(&other)
+            )),
+        },
+        Expr::Slice(base, start, stop) => {
+            let v = eval(base, env)?;
+            let bound = |b: &Option<Box<Expr>>| -> Result<Option<i64>, String> {
+                match b {
+                    None => Ok(None),
+                    Some(e) => match eval(e, env)? {
+                        Value::Null => Ok(None),
+                        x => match num(&x) {
+                            Some(Num::I(i)) => Ok(Some(i)),
+                            _ => Err("slice indices must be integers".into()),
+                        },
+                    },
+                }
+            };
+            let (s, t) = (bound(start)?, bound(stop)?);
+            let range = |len: usize| {
+                let len = len as i64;
+                let fix = |i: i64| if i < 0 { (i + len).max(0) } else { i.min(len) };
+                let a = s.map_or(0, fix);
+                let b = t.map_or(len, fix);
+                (a as usize, (b.max(a)) as usize)
+            };
+            match v {
+                Value::String(st) => {
+                    let chars: Vec<char> = st.chars().collect();
+                    let (a, b) = range(chars.len());
+                    Ok(Value::String(chars[a..b].iter().collect()))
+                }
+                Value::Array(items) => {
+                    let (a, b) = range(items.len());
+                    Ok(Value::Array(items[a..b].to_vec()))
+                }
+                other => Err(format!("'{}' object is not sliceable", type_name(&other))),
+            }
+        }
+        Expr::Call(f, args, kwargs) => {
+            let args: Vec<Value> = args
+                .iter()
+                .map(|a| eval(a, env))
+                .collect::<Result<_, _>>()?;
+            let sort_keys = match kwargs.iter().find(|(k, _)| k == "sort_keys") {
+                Some((_, e)) => truthy(&eval(e, env)?),
+                None => false,
+            };
+            call(*f, args, sort_keys)
+        }
+        Expr::Method(base, m, args) => {
+            let recv = eval(base, env)?;
+            let args: Vec<Value> = args
+                .iter()
+                .map(|a| eval(a, env))
+                .collect::<Result<_, _>>()?;
+            method(recv, *m, args)
+        }
+    }
+}
+
+fn binary(op: BinOp, a: Value, b: Value) -> Result<Value, String> {
+    let sym = match op {
+        BinOp::Add => "+",
+        BinOp::Sub => "-",
+        BinOp::Mul => "*",
+        BinOp::Div => "/",
+        BinOp::FloorDiv => "//",
+        BinOp::Mod => "%",
+        BinOp::Pow => "**",
+    };
+    let unsupported = |a: &Value, b: &Value| {
+        format!(
+            "unsupported operand types for {sym}: '{}' and '{}'",
+            type_name(a),
+            type_name(b)
+        )
+    };
+    match (op, &a, &b) {
+        (BinOp::Add, Value::String(x), Value::String(y)) => {
+            return Ok(Value::String(format!("{x}{y}")))
+        }
+        (BinOp::Add, Value::Array(x), Value::Array(y)) => {
+            return Ok(Value::Array(x.iter().chain(y).cloned().collect()))
+        }
+        (BinOp::Mul, Value::String(s), n) | (BinOp::Mul, n, Value::String(s))
+            if matches!(num(n), Some(Num::I(_))) =>
+        {
+            let Some(Num::I(k)) = num(n) else {
+                unreachable!()
+            };
+            let k = usize::try_from(k.max(0)).unwrap_or(0);
+            if s.len().saturating_mul(k) > 1 << 20 {
+                return Err("the string would be longer than 1 MB".into());
+            }
+            return Ok(Value::String(s.repeat(k)));
+        }
+        _ => {}
+    }
+    let (Some(x), Some(y)) = (num(&a), num(&b)) else {
+        return Err(unsupported(&a, &b));
+    };
+    let overflow = || "integer overflow".to_string();
+    match (op, x, y) {
+        (BinOp::Add, Num::I(x), Num::I(y)) => {
+            x.checked_add(y).map(Value::from).ok_or_else(overflow)
+        }
+        (BinOp::Sub, Num::I(x), Num::I(y)) => {
+            x.checked_sub(y).map(Value::from).ok_or_else(overflow)
+        }
+        (BinOp::Mul, Num::I(x), Num::I(y)) => {
+            x.checked_mul(y).map(Value::from).ok_or_else(overflow)
+        }
+        (BinOp::Add, x, y) => float_value(as_f(x) + as_f(y)),
+        (BinOp::Sub, x, y) => float_value(as_f(x) - as_f(y)),
+        (BinOp::Mul, x, y) => float_value(as_f(x) * as_f(y)),
+        (BinOp::Div, x, y) => {
+            if as_f(y) == 0.0 {
+                return Err("division by zero".into());
+            }
+            float_value(as_f(x) / as_f(y))
+        }
+        (BinOp::FloorDiv | BinOp::Mod, _, y) if as_f(y) == 0.0 => {
+            Err("integer division or modulo by zero".into())
+        }
+        (BinOp::FloorDiv, Num::I(x), Num::I(y)) => {
+            let q = x.checked_div(y).ok_or_else(overflow)?;
+            Ok(Value::from(if (x % y != 0) && ((x < 0) != (y < 0)) {
+                q - 1
+            } else {
+                q
+            }))
+        }
+        (BinOp::Mod, Num::I(x), Num::I(y)) => {
+            let r = x.checked_rem(y).ok_or_else(overflow)?;
+            Ok(Value::from(if r != 0 && ((r < 0) != (y < 0)) {
+                r + y
+            } else {
+                r
+            }))
+        }
+        (BinOp::FloorDiv, x, y) => float_value((as_f(x) / as_f(y)).floor()),
+        (BinOp::Mod, x, y) => {
+            let (x, y) = (as_f(x), as_f(y));
+            let r = x % y;
+            float_value(if r != 0.0 && ((r < 0.0) != (y < 0.0)) {
+                r + y
+            } else {
+                r
+            })
+        }
+        (BinOp::Pow, Num::I(x), Num::I(y)) if y >= 0 => u32::try_from(y)
+            .ok()
+            .and_then(|y| x.checked_pow(y))
+            .map(Value::from)
+            .ok_or_else(overflow),
+        (BinOp::Pow, x, y) => float_value(as_f(x).powf(as_f(y))),
+    }
+}
+
+/// Python's `==` on JSON values: numbers by value (`1 == 1.0`, `True == 1`).
+fn equal(a: &Value, b: &Value) -> bool {
+    match (num(a), num(b)) {
+        (Some(Num::I(x)), Some(Num::I(y))) => x == y,
+        (Some(x), Some(y)) => as_f(x) == as_f(y),
+        _ => match (a, b) {
+            (Value::Array(x), Value::Array(y)) => {
+                x.len() == y.len() && x.iter().zip(y).all(|(p, q)| equal(p, q))
+            }
+            (Value::Object(x), Value::Object(y)) => {
+                x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| equal(v, w)))
+            }
+            _ => a == b,
+        },
+    }
+}
+
+fn order(a: &Value, b: &Value) -> Result<std::cmp::Ordering, String> {
+    if let (Some(x), Some(y)) = (num(a), num(b)) {
+        return match (x, y) {
+            (Num::I(x), Num::I(y)) => Ok(x.cmp(&y)),
+            (x, y) => as_f(x)
+                .partial_cmp(&as_f(y))
+                .ok_or_else(|| "not comparable".to_string()),
+        };
+    }
+    match (a, b) {
+        (Value::String(x), Value::String(y)) => Ok(x.chars().cmp(y.chars())),
+        (Value::Array(x), Value::Array(y)) => {
+            for (p, q) in x.iter().zip(y) {
+                if !equal(p, q) {
+                    return order(p, q);
+                }
+            }
+            Ok(x.len().cmp(&y.len()))
+        }
+        _ => Err(format!(
+            "'<' not supported between instances of '{}' and '{}'",
+            type_name(a),
+            type_name(b)
+        )),
+    }
+}
+
+fn compare(op: CmpOp, a: &Value, b: &Value) -> Result<bool, String> {
+    use std::cmp::Ordering::*;
+    Ok(match op {
+        CmpOp::Eq => equal(a, b),
+        CmpOp::Ne => !equal(a, b),
+        CmpOp::Lt => order(a, b)? == Less,
+        CmpOp::Le => order(a, b)? != Greater,
+        CmpOp::Gt => order(a, b)? == Greater,
+        CmpOp::Ge => order(a, b)? != Less,
+        CmpOp::In | CmpOp::NotIn => {
+            let found = match b {
+                Value::String(s) => match a {
+                    Value::String(x) => s.contains(x.as_str()),
+                    other => {
+                        return Err(format!(
+                            "'in <string>' requires string as left operand, not {}",
+                            type_name(other)
+                        ))
+                    }
+                },
+                Value::Array(items) => items.iter().any(|i| equal(a, i)),
+                Value::Object(m) => a.as_str().is_some_and(|k| m.contains_key(k)),
+                other => {
+                    return Err(format!(
+                        "argument of type '{}' is not iterable",
+                        type_name(other)
+                    ))
+                }
+            };
+            found == (op == CmpOp::In)
+        }
+        // Identity: only None, True and False have one value each.
+        CmpOp::Is | CmpOp::IsNot => {
+            let same = match (a, b) {
+                (Value::Null, Value::Null) => true,
+                (Value::Bool(x), Value::Bool(y)) => x == y,
+                _ => false,
+            };
+            same == (op == CmpOp::Is)
+        }
+    })
+}
+
+fn index_value(base: Value, index: &Value) -> Result<Value, String> {
+    match base {
+        Value::Object(mut m) => match index {
+            Value::String(k) => m
+                .remove(k)
+                .ok_or_else(|| format!("key {k:?} is not in the dict")),
+            other => Err(format!("key {} is not in the dict", py_repr(other))),
+        },
+        Value::Array(items) => {
+            let i = pos(index, items.len())?;
+            Ok(items[i].clone())
+        }
+        Value::String(s) => {
+            let chars: Vec<char> = s.chars().collect();
+            let i = pos(index, chars.len())?;
+            Ok(Value::String(chars[i].to_string()))
+        }
+        other => Err(format!(
+            "'{}' object is not subscriptable",
+            type_name(&other)
+        )),
+    }
+}
+
+fn pos(index: &Value, len: usize) -> Result<usize, String> {
+    let Some(Num::I(i)) = num(index) else {
+        return Err(format!(
+            "indices must be integers, not {}",
+            type_name(index)
+        ));
+    };
+    let j = if i < 0 { i + len as i64 } else { i };
+    if j < 0 || j >= len as i64 {
+        return Err("index out of range".into());
+    }
+    Ok(j as usize)
+}
+
+fn call(f: Func, args: Vec<Value>, sort_keys: bool) -> Result<Value, String> {
+    let arg = args.into_iter().next();
+    match f {
+        Func::Md5 | Func::Sha256 => {
+            let Some(Value::String(s)) = &arg else {
+                return Err(format!(
+                    "{}() needs a str, not {}",
+                    if f == Func::Md5 { "md5" } else { "sha256" },
+                    arg.as_ref().map_or("nothing", type_name)
+                ));
+            };
+            Ok(Value::String(if f == Func::Md5 {
+                use md5::Digest;
+                hex(&md5::Md5::digest(s.as_bytes()))
+            } else {
+                use sha2::Digest;
+                hex(&sha2::Sha256::digest(s.as_bytes()))
+            }))
+        }
+        Func::Str => Ok(Value::String(arg.as_ref().map_or_else(String::new, py_str))),
+        Func::Bool => Ok(Value::Bool(arg.as_ref().is_some_and(truthy))),
+        Func::Int => match arg {
+            None => Ok(Value::from(0)),
+            Some(Value::String(s)) => {
+                let t: String = s.trim().chars().filter(|c| *c != '_').collect();
+                t.parse::<i64>().map(Value::from).map_err(|_| {
+                    format!("invalid literal for int(): {}", py_repr(&Value::String(s)))
+                })
+            }
+            Some(v) => match num(&v) {
+                Some(Num::I(i)) => Ok(Value::from(i)),
+                Some(Num::F(f)) if f.is_finite() && f.abs() < 9.2e18 => {
+                    Ok(Value::from(f.trunc() as i64))
+                }
+                Some(Num::F(_)) => Err("cannot convert float to integer".into()),
+                None => Err(format!(
+                    "int() argument must be a string or a number, not '{}'",
+                    type_name(&v)
+                )),
+            },
+        },
+        Func::Float => match arg {
+            None => float_value(0.0),
+            Some(Value::String(s)) => {
+                let t = s.trim().to_ascii_lowercase();
+                let f = match t.as_str() {
+                    "nan" | "inf" | "-inf" | "infinity" | "-infinity" | "+inf" => None,
+                    _ => t.parse::<f64>().ok(),
+                };
+                f.map_or_else(
+                    || {
+                        Err(format!(
+                            "could not convert string to float: {}",
+                            py_repr(&Value::String(s))
+                        ))
+                    },
+                    float_value,
+                )
+            }
+            Some(v) => match num(&v) {
+                Some(n) => float_value(as_f(n)),
+                None => Err(format!(
+                    "float() argument must be a string or a number, not '{}'",
+                    type_name(&v)
+                )),
+            },
+        },
+        Func::JsonDumps => {
+            let mut out = String::new();
+            dump(
+                arg.as_ref().unwrap_or(&Value::Null),
+                ", ",
+                ": ",
+                sort_keys,
+                &mut out,
+            );
+            Ok(Value::String(out))
+        }
+        Func::JsonLoads => match arg {
+            Some(Value::String(s)) => {
+                serde_json::from_str(&s).map_err(|e| format!("json.loads: {e}"))
+            }
+            Some(v) => Err(format!(
+                "the JSON object must be str, not {}",
+                type_name(&v)
+            )),
+            None => Err("json.loads() needs an argument".into()),
+        },
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn str_arg<'a>(args: &'a [Value], i: usize, what: &str) -> Result<Option<&'a str>, String> {
+    match args.get(i) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(v) => Err(format!("{what} must be a str, not {}", type_name(v))),
+    }
+}
+
+fn method(recv: Value, m: Method, args: Vec<Value>) -> Result<Value, String> {
+    if m == Method::Get {
+        let Value::Object(mut o) = recv else {
+            return Err(format!(
+                "'{}' object has no attribute 'get'",
+                type_name(&recv)
+            ));
+        };
+        let default = args.get(1).cloned().unwrap_or(Value::Null);
+        return Ok(match &args[0] {
+            Value::String(k) => o.remove(k).unwrap_or(default),
+            _ => default,
+        });
+    }
+    if m == Method::Join {
+        let Value::String(sep) = recv else {
+            return Err(format!(
+                "'{}' object has no attribute 'join'",
+                type_name(&recv)
+            ));
+        };
+        let Value::Array(items) = &args[0] else {
+            return Err("join() needs a list".into());
+        };
+        let parts: Result<Vec<&str>, String> = items
+            .iter()
+            .map(|i| {
+                i.as_str().ok_or_else(|| {
+                    format!(
+                        "sequence item: expected str instance, {} found",
+                        type_name(i)
+                    )
+                })
+            })
+            .collect();
+        return Ok(Value::String(parts?.join(&sep)));
+    }
+    let Value::String(s) = recv else {
+        let name = METHODS.iter().find(|x| x.1 == m).map_or("", |x| x.0);
+        return Err(format!(
+            "'{}' object has no attribute '{name}'",
+            type_name(&recv)
+        ));
+    };
+    let strip_set = |i: usize| -> Result<Option<Vec<char>>, String> {
+        Ok(str_arg(&args, i, "strip arg")?.map(|c| c.chars().collect()))
+    };
+    Ok(match m {
+        Method::Lower => Value::String(s.to_lowercase()),
+        Method::Upper => Value::String(s.to_uppercase()),
+        Method::Strip | Method::Lstrip | Method::Rstrip => {
+            let set = strip_set(0)?;
+            let is = |c: char| {
+                set.as_ref()
+                    .map_or(c.is_whitespace(), |set| set.contains(&c))
+            };
+            Value::String(
+                match m {
+                    Method::Strip => s.trim_matches(is),
+                    Method::Lstrip => s.trim_start_matches(is),
+                    _ => s.trim_end_matches(is),
+                }
+                .to_string(),
+            )
+        }
+        Method::Title => {
+            let mut out = String::new();
+            let mut prev_cased = false;
+            for c in s.chars() {
+                if prev_cased {
+                    out.extend(c.to_lowercase());
+                } else {
+                    out.extend(c.to_uppercase());
+                }
+                prev_cased = c.is_alphabetic();
+            }
+            Value::String(out)
+        }
+        Method::Capitalize => {
+            let mut chars = s.chars();
+            Value::String(match chars.next() {
+                Some(f) => f
+                    .to_uppercase()
+                    .chain(chars.flat_map(char::to_lowercase))
+                    .collect(),
+                None => String::new(),
+            })
+        }
+        Method::Split => {
+            let sep = str_arg(&args, 0, "separator")?;
+            let max = match args.get(1) {
+                None => -1,
+                Some(v) => match num(v) {
+                    Some(Num::I(i)) => i,
+                    _ => return Err("maxsplit must be an int".into()),
+                },
+            };
+            let parts: Vec<Value> = match sep {
+                Some("") => return Err("empty separator".into()),
+                Some(sep) if max < 0 => s.split(sep).map(|p| Value::String(p.into())).collect(),
+                Some(sep) => s
+                    .splitn(max as usize + 1, sep)
+                    .map(|p| Value::String(p.into()))
+                    .collect(),
+                None => {
+                    // Runs of whitespace, at most `max` splits, the rest kept whole.
+                    let mut parts = Vec::new();
+                    let mut rest = s.trim_start();
+                    while !rest.is_empty() {
+                        if max >= 0 && parts.len() as i64 == max {
+                            parts.push(Value::String(rest.trim_end().into()));
+                            break;
+                        }
+                        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+                        parts.push(Value::String(rest[..end].into()));
+                        rest = rest[end..].trim_start();
+                    }
+                    parts
+                }
+            };
+            Value::Array(parts)
+        }
+        Method::Replace => {
+            let (Some(old), Some(new)) = (str_arg(&args, 0, "old")?, str_arg(&args, 1, "new")?)
+            else {
+                return Err("replace() needs two str".into());
+            };
+            match args.get(2).and_then(num) {
+                Some(Num::I(n)) if n >= 0 => Value::String(s.replacen(old, new, n as usize)),
+                _ => Value::String(s.replace(old, new)),
+            }
+        }
+        Method::Startswith | Method::Endswith => {
+            let Some(p) = str_arg(&args, 0, "prefix")? else {
+                return Err("startswith()/endswith() need a str".into());
+            };
+            Value::Bool(if m == Method::Startswith {
+                s.starts_with(p)
+            } else {
+                s.ends_with(p)
+            })
+        }
+        Method::Find => {
+            let Some(p) = str_arg(&args, 0, "sub")? else {
+                return Err("find() needs a str".into());
+            };
+            Value::from(s.find(p).map_or(-1, |b| s[..b].chars().count() as i64))
+        }
+        Method::Get | Method::Join => unreachable!("handled above"),
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Python's text forms
+
+/// `repr(float)`: the shortest form that reads back, with Python's exponent rules.
+pub fn py_float(f: f64) -> String {
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        };
+    }
+    let sci = format!("{f:e}"); // e.g. "1.5e-7", "1e20"
+    let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if (-4..16).contains(&exp) {
+        let plain = format!("{f}");
+        if plain.contains('.') {
+            plain
+        } else {
+            format!("{plain}.0")
+        }
+    } else {
+        format!("{mant}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
+    }
+}
+
+fn py_number(n: &Number) -> String {
+    match n.as_i64() {
+        Some(i) => i.to_string(),
+        None => match n.as_u64() {
+            Some(u) => u.to_string(),
+            None => py_float(n.as_f64().unwrap_or(0.0)),
+        },
+    }
+}
+
+/// `str(x)`.
+pub fn py_str(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => py_repr(other),
+    }
+}
+
+/// `repr(x)`.
+pub fn py_repr(v: &Value) -> String {
+    match v {
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Number(n) => py_number(n),
+        Value::String(s) => {
+            let quote = if s.contains('\'') && !s.contains('"') {
+                '"'
+            } else {
+                '\''
+            };
+            let mut out = String::from(quote);
+            for c in s.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    c if c == quote => {
+                        out.push('\\');
+                        out.push(c)
+                    }
+                    c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                        out.push_str(&format!("\\x{:02x}", c as u32))
+                    }
+                    c => out.push(c),
+                }
+            }
+            out.push(quote);
+            out
+        }
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(py_repr).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Object(m) => format!(
+            "{{{}}}",
+            m.iter()
+                .map(|(k, v)| format!("{}: {}", py_repr(&Value::String(k.clone())), py_repr(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// JSON as Python writes it (`json.dumps`, simplejson in the SDK's flattening): non-ASCII
+/// escaped, floats in Python's form, the given separators.
+pub fn dump(v: &Value, item_sep: &str, key_sep: &str, sort_keys: bool, out: &mut String) {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&py_number(n)),
+        Value::String(s) => dump_str(s, out),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(item_sep);
+                }
+                dump(item, item_sep, key_sep, sort_keys, out);
+            }
+            out.push(']');
+        }
+        Value::Object(m) => {
+            out.push('{');
+            let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+            if sort_keys {
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+            }
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push_str(item_sep);
+                }
+                dump_str(k, out);
+                out.push_str(key_sep);
+                dump(v, item_sep, key_sep, sort_keys, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn dump_str(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
+                let mut buf = [0u16; 2];
+                for unit in c.encode_utf16(&mut buf) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}

@@ -1,0 +1,842 @@
+//! Stream maps and flattening, as Meltano SDK taps apply them (`stream_maps`,
+//! `stream_map_config`, `flattening_*`): after everything else the tap does, each stream's
+//! SCHEMA and RECORDs are renamed, filtered, reshaped, split or dropped, and flattened.
+//!
+//! Everything is checked at start-up, before a request: the syntax of every expression, the
+//! functions and methods it calls, the properties it names (against the selected schema), the
+//! keys. A map this tap cannot apply is refused with one line naming it, never ignored: a map
+//! meant to drop personal data must not leak it.
+
+pub mod expr;
+pub mod flatten;
+pub mod infer;
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+use serde_json::{json, Map, Value};
+
+use crate::output::RecordFrame;
+use crate::streams::DELETED_AT;
+use expr::Expr;
+pub use flatten::Flattening;
+
+/// The special string that stands for `null` in maps.
+const NULL_STRING: &str = "__NULL__";
+
+/// Names an expression may use besides the record's properties.
+const SPECIAL_NAMES: [&str; 6] = [
+    "_",
+    "record",
+    "config",
+    "self",
+    "__stream_name__",
+    "__original_stream_name__",
+];
+
+const STREAM_OPTIONS: [&str; 5] = [
+    "__alias__",
+    "__source__",
+    "__filter__",
+    "__key_properties__",
+    "__else__",
+];
+
+#[derive(Debug, Clone)]
+enum PropDef {
+    Remove,
+    Compute(String, Expr),
+}
+
+#[derive(Debug, Clone)]
+struct Custom {
+    /// `__source__`: this entry makes a new stream (named by its key) from that one.
+    source: Option<String>,
+    alias: Option<String>,
+    filter: Option<(String, Expr)>,
+    /// `__key_properties__`: `Some(vec![])` for `null`.
+    key_properties: Option<Vec<String>>,
+    /// `__else__: null`: only the properties named (and the keys) are kept.
+    only_named: bool,
+    props: Vec<(String, PropDef)>,
+}
+
+#[derive(Debug, Clone)]
+enum Def {
+    Remove,
+    Custom(Box<Custom>),
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    key: String,
+    def: Def,
+}
+
+/// The parsed `stream_maps`, `stream_map_config` and flattening settings.
+#[derive(Debug, Clone, Default)]
+pub struct Maps {
+    entries: Vec<Entry>,
+    /// `__else__: null` at the top: streams no entry names are not sent.
+    else_drop: bool,
+    config: Value,
+    flattening: Option<Flattening>,
+}
+
+fn is_null(v: &Value) -> bool {
+    v.is_null() || v.as_str() == Some(NULL_STRING)
+}
+
+/// `fnmatch`: `*`, `?`, `[abc]`, `[!abc]`, case-sensitive.
+pub fn glob(pattern: &str, name: &str) -> bool {
+    fn go(p: &[char], n: &[char]) -> bool {
+        match p.first() {
+            None => n.is_empty(),
+            Some('*') => (0..=n.len()).any(|i| go(&p[1..], &n[i..])),
+            Some('?') => !n.is_empty() && go(&p[1..], &n[1..]),
+            Some('[') => {
+                let Some(close) = p.iter().skip(2).position(|c| *c == ']').map(|i| i + 2) else {
+                    return n.first() == Some(&'[') && go(&p[1..], &n[1..]);
+                };
+                let Some(c) = n.first() else { return false };
+                let (neg, set) = match p[1] {
+                    '!' => (true, &p[2..close]),
+                    _ => (false, &p[1..close]),
+                };
+                let mut hit = false;
+                let mut i = 0;
+                while i < set.len() {
+                    if i + 2 < set.len() && set[i + 1] == '-' {
+                        hit |= set[i] <= *c && *c <= set[i + 2];
+                        i += 3;
+                    } else {
+                        hit |= set[i] == *c;
+                        i += 1;
+                    }
+                }
+                hit != neg && go(&p[close + 1..], &n[1..])
+            }
+            Some(c) => n.first() == Some(c) && go(&p[1..], &n[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    go(&p, &n)
+}
+
+impl Maps {
+    /// Reads the settings from the config object; `Ok(None)` when they change nothing. Each
+    /// problem is one line naming the key.
+    pub fn from_config(
+        obj: &Map<String, Value>,
+        streams: &[&str],
+    ) -> Result<Option<Maps>, Vec<String>> {
+        let mut errors = Vec::new();
+        let mut maps = Maps {
+            config: obj.get("stream_map_config").cloned().unwrap_or(Value::Null),
+            ..Maps::default()
+        };
+        if !matches!(maps.config, Value::Null | Value::Object(_)) {
+            errors.push("config key 'stream_map_config' must be an object".to_string());
+        }
+        if maps.config.is_null() {
+            maps.config = json!({});
+        }
+        match flattening(obj) {
+            Ok(f) => maps.flattening = f,
+            Err(e) => errors.push(e),
+        }
+        match obj.get("stream_maps") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(m)) => {
+                for (key, v) in m {
+                    if key == "__else__" {
+                        if is_null(v) {
+                            maps.else_drop = true;
+                        } else {
+                            errors.push(format!(
+                                "stream_maps.__else__ must be null (drop the streams not named), not {v}"
+                            ));
+                        }
+                        continue;
+                    }
+                    if key.starts_with("__") {
+                        errors.push(format!("stream_maps: option '{key}' is not expected (only '__else__' is, at this level)"));
+                        continue;
+                    }
+                    match parse_entry(key, v, &maps.config) {
+                        Ok(def) => maps.entries.push(Entry {
+                            key: key.clone(),
+                            def,
+                        }),
+                        Err(e) => errors.push(e),
+                    }
+                }
+            }
+            Some(_) => errors.push(
+                "config key 'stream_maps' must be an object of stream names to maps".to_string(),
+            ),
+        }
+        // Every entry must reach a stream: a map meant for `clients` that is spelt `client`
+        // would leave what it removes in place.
+        for e in &maps.entries {
+            let source = match &e.def {
+                Def::Custom(c) => c.source.as_deref().unwrap_or(&e.key),
+                Def::Remove => &e.key,
+            };
+            let reaches = streams.iter().any(|s| *s == source || glob(source, s));
+            if !reaches {
+                let what = if source == e.key {
+                    format!("stream_maps key '{}'", e.key)
+                } else {
+                    format!("stream_maps.{}.__source__ '{source}'", e.key)
+                };
+                let hint = closest(source, streams)
+                    .map(|c| format!(" (did you mean '{c}'?)"))
+                    .unwrap_or_default();
+                errors.push(format!("{what} names no stream of tap-harvest{hint}"));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        if maps.entries.is_empty() && !maps.else_drop && maps.flattening.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(maps))
+    }
+
+    /// The flattening settings, when flattening is on.
+    pub fn flattening(&self) -> Option<&Flattening> {
+        self.flattening.as_ref()
+    }
+
+    /// Whether `stream` is sent nowhere: its map is `null` (or `__else__: null` and no entry
+    /// names it) and no other stream is made from it. Such a stream is not read at all.
+    pub fn drops(&self, stream: &str) -> bool {
+        let mut primary_kept = !self.else_drop;
+        let mut extra = false;
+        for e in &self.entries {
+            let (source, primary) = match &e.def {
+                Def::Custom(c) => match &c.source {
+                    Some(s) => (s.as_str(), false),
+                    None => (e.key.as_str(), true),
+                },
+                Def::Remove => (e.key.as_str(), true),
+            };
+            if source != stream && !glob(source, stream) {
+                continue;
+            }
+            if primary {
+                primary_kept = matches!(e.def, Def::Custom(_));
+            } else {
+                extra = true;
+            }
+        }
+        !primary_kept && !extra
+    }
+
+    /// The streams `stream` is sent as, with its (selected) `schema` and keys: none when it is
+    /// dropped, one in general, more with `__source__`. A map that does not fit the schema (a
+    /// property it names that the stream lacks, a key it removes) is an error naming it.
+    pub fn outputs(
+        &self,
+        stream: &'static str,
+        schema: &Value,
+        key_properties: &[&str],
+    ) -> Result<Vec<MappedStream>, String> {
+        let keys: Vec<String> = key_properties.iter().map(|k| k.to_string()).collect();
+        let same = || {
+            MappedStream::new(stream, stream.to_string(), schema, keys.clone(), None, self)
+                .map_err(|f| f.message(None))
+        };
+        let mut primary: Option<MappedStream> = if self.else_drop { None } else { Some(same()?) };
+        let mut extras = Vec::new();
+        for e in &self.entries {
+            let (source, mut alias, is_primary) = match &e.def {
+                Def::Custom(c) => match (&c.source, &c.alias) {
+                    (Some(s), _) => (s.clone(), e.key.clone(), false),
+                    (None, Some(a)) => (e.key.clone(), eval_alias(a, stream), true),
+                    (None, None) => (e.key.clone(), e.key.clone(), true),
+                },
+                Def::Remove => (e.key.clone(), e.key.clone(), true),
+            };
+            if source != stream {
+                if !glob(&source, stream) {
+                    continue;
+                }
+                if alias == source {
+                    alias = stream.to_string();
+                }
+            }
+            let mapped = match &e.def {
+                Def::Remove => None,
+                Def::Custom(c) => Some(
+                    MappedStream::new(stream, alias, schema, keys.clone(), Some(c), self)
+                        .map_err(|f| f.message(Some(&e.key)))?,
+                ),
+            };
+            if is_primary {
+                primary = mapped;
+            } else if let Some(m) = mapped {
+                extras.push(m);
+            }
+        }
+        let mut all: Vec<MappedStream> = primary.into_iter().chain(extras).collect();
+        let mut names = BTreeSet::new();
+        for m in &mut all {
+            if !names.insert(m.name.clone()) {
+                return Err(format!(
+                    "stream_maps: stream '{stream}' is sent twice as '{}'",
+                    m.name
+                ));
+            }
+        }
+        Ok(all)
+    }
+
+    /// The names every stream map makes (aliases, `__source__` streams), each with the
+    /// stream it comes from: two streams may not be sent under one name.
+    pub fn check_unique_names(&self, outputs: &[(&str, Vec<String>)]) -> Result<(), String> {
+        let mut seen: std::collections::BTreeMap<&str, &str> = Default::default();
+        for (stream, names) in outputs {
+            for n in names {
+                if let Some(other) = seen.insert(n, stream) {
+                    if other != *stream {
+                        return Err(format!(
+                            "stream_maps: streams '{other}' and '{stream}' are both sent as '{n}'"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    crate::config::closest(key, known)
+}
+
+/// The flattening settings; `None` when flattening is off (or its depth is 0, as in the SDK).
+fn flattening(obj: &Map<String, Value>) -> Result<Option<Flattening>, String> {
+    let enabled = match obj.get("flattening_enabled") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => true,
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => false,
+        Some(v) => {
+            return Err(format!(
+                "config key 'flattening_enabled' must be true or false, not {v}"
+            ))
+        }
+    };
+    let int = |key: &str| -> Result<Option<usize>, String> {
+        match obj.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                .map(|n| Some(n as usize))
+                .ok_or_else(|| format!("config key '{key}' must be a whole number ≥ 0, not {v}")),
+        }
+    };
+    let depth = int("flattening_max_depth")?;
+    let key_length = int("flattening_max_key_length")?;
+    let separator = match obj.get("flattening_separator") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(v) => {
+            return Err(format!(
+                "config key 'flattening_separator' must be a non-empty string, not {v}"
+            ))
+        }
+    };
+    if !enabled {
+        return Ok(None);
+    }
+    let Some(depth) = depth else {
+        return Err("config key 'flattening_max_depth' is required when flattening_enabled is true (the Meltano SDK's rule): set how many levels to flatten, e.g. 1".into());
+    };
+    if depth == 0 {
+        return Ok(None);
+    }
+    let mut f = Flattening {
+        max_level: depth,
+        ..Flattening::default()
+    };
+    if let Some(k) = key_length {
+        f.max_key_length = k.max(1);
+    }
+    if let Some(s) = separator {
+        f.separator = s;
+    }
+    Ok(Some(f))
+}
+
+/// `__alias__`: an expression over `__stream_name__`, or the name as written.
+fn eval_alias(alias: &str, stream: &str) -> String {
+    let Ok(e) = expr::parse(alias) else {
+        return alias.to_string();
+    };
+    let mut names = Vec::new();
+    expr::names(&e, &mut names);
+    if names.iter().any(|n| n != "__stream_name__") {
+        return alias.to_string();
+    }
+    let record = Map::new();
+    let env = expr::Env {
+        record: &record,
+        config: &Value::Null,
+        stream,
+        original_stream: stream,
+        property: None,
+    };
+    match expr::eval(&e, &env) {
+        Ok(Value::String(s)) if !s.is_empty() => s,
+        _ => alias.to_string(),
+    }
+}
+
+fn parse_expr(where_: &str, src: &str, config: &Value) -> Result<Expr, String> {
+    let e = expr::parse(src).map_err(|why| format!("{where_}: cannot read {src:?}: {why}"))?;
+    check_config_keys(&e, config).map_err(|why| format!("{where_}: {why}"))?;
+    Ok(e)
+}
+
+/// `config['key']` with a key `stream_map_config` does not have.
+fn check_config_keys(e: &Expr, config: &Value) -> Result<(), String> {
+    let mut bad = None;
+    expr::visit(e, &mut |x| {
+        let key = match x {
+            Expr::Index(base, k) => match (&**base, &**k) {
+                (Expr::Name(n), Expr::Lit(Value::String(k))) if n == "config" => Some(k),
+                _ => None,
+            },
+            Expr::Attr(base, k) => match &**base {
+                Expr::Name(n) if n == "config" => Some(k),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(k) = key {
+            if config.get(k).is_none() && bad.is_none() {
+                bad = Some(k.clone());
+            }
+        }
+    });
+    match bad {
+        Some(k) => Err(format!("stream_map_config has no key '{k}'")),
+        None => Ok(()),
+    }
+}
+
+fn parse_entry(key: &str, v: &Value, config: &Value) -> Result<Def, String> {
+    if is_null(v) {
+        return Ok(Def::Remove);
+    }
+    let Value::Object(m) = v else {
+        return Err(format!(
+            "stream_maps.{key} must be an object (a map) or null (do not send the stream), not {v}"
+        ));
+    };
+    let mut c = Custom {
+        source: None,
+        alias: None,
+        filter: None,
+        key_properties: None,
+        only_named: false,
+        props: Vec::new(),
+    };
+    for (prop, def) in m {
+        let at = format!("stream_maps.{key}.{prop}");
+        match prop.as_str() {
+            "__source__" => match def.as_str() {
+                Some(s) if !s.is_empty() => c.source = Some(s.to_string()),
+                _ => return Err(format!("{at} must be the name of a stream")),
+            },
+            "__alias__" => match def.as_str() {
+                Some(s) if !s.is_empty() => c.alias = Some(s.to_string()),
+                _ => return Err(format!("{at} must be the new name of the stream")),
+            },
+            "__filter__" => match def {
+                Value::Null => {}
+                Value::String(s) => c.filter = Some((s.clone(), parse_expr(&at, s, config)?)),
+                other => {
+                    return Err(format!("{at} must be an expression (a string), not {other}"))
+                }
+            },
+            "__key_properties__" => match def {
+                Value::Null => c.key_properties = Some(Vec::new()),
+                Value::Array(items) => {
+                    let keys: Option<Vec<String>> =
+                        items.iter().map(|i| i.as_str().map(String::from)).collect();
+                    c.key_properties = Some(
+                        keys.ok_or_else(|| format!("{at} must be a list of property names or null"))?,
+                    );
+                }
+                _ => return Err(format!("{at} must be a list of property names or null")),
+            },
+            "__else__" => {
+                if is_null(def) {
+                    c.only_named = true;
+                } else {
+                    return Err(format!(
+                        "{at}: only null is supported (keep only the properties named), not {def}"
+                    ));
+                }
+            }
+            p if p.starts_with("__") && p.ends_with("__") => {
+                return Err(format!(
+                    "{at}: '{p}' is not a stream map option ({})",
+                    STREAM_OPTIONS.join(", ")
+                ))
+            }
+            _ => match def {
+                d if is_null(d) => c.props.push((prop.clone(), PropDef::Remove)),
+                Value::String(s) => {
+                    let e = parse_expr(&at, s, config)?;
+                    c.props.push((prop.clone(), PropDef::Compute(s.clone(), e)));
+                }
+                other => {
+                    return Err(format!(
+                        "{at} must be an expression (a string) or null (remove the property), not {other}"
+                    ))
+                }
+            },
+        }
+    }
+    if c.source.is_some() && c.alias.is_some() {
+        return Err(format!(
+            "stream_maps.{key}: '__source__' and '__alias__' together: the key is already the new stream's name"
+        ));
+    }
+    Ok(Def::Custom(Box::new(c)))
+}
+
+/// Why a stream cannot be mapped: its map does not fit it (the message starts with the
+/// property or option at fault), or flattening it fails.
+enum Fault {
+    Map(String),
+    Flattening(String),
+}
+
+impl Fault {
+    fn message(self, entry: Option<&str>) -> String {
+        match (self, entry) {
+            (Fault::Map(m), Some(key)) => format!("stream_maps.{key}.{m}"),
+            (Fault::Map(m), None) => format!("stream_maps: {m}"),
+            (Fault::Flattening(m), _) => format!("flattening: {m}"),
+        }
+    }
+}
+
+/// One stream as it is sent: its name, schema and keys, and how its records are made.
+pub struct MappedStream {
+    /// The stream read.
+    pub source: &'static str,
+    /// The stream sent.
+    pub name: String,
+    pub schema: Value,
+    pub key_properties: Vec<String>,
+    custom: Option<CustomMap>,
+    flattening: Option<Flattening>,
+    pub frame: RecordFrame,
+    warned: Mutex<BTreeSet<String>>,
+}
+
+struct CustomMap {
+    filter: Option<Expr>,
+    only_named: bool,
+    props: Vec<(String, Option<Expr>)>,
+    config: Value,
+}
+
+/// What mapping one record gave.
+pub enum Mapped {
+    Record(Map<String, Value>),
+    /// `__filter__` dropped it.
+    Filtered,
+    /// `__filter__` could not be evaluated on it: not sent.
+    FilterFailed,
+}
+
+impl MappedStream {
+    fn new(
+        source: &'static str,
+        name: String,
+        raw: &Value,
+        keys: Vec<String>,
+        custom: Option<&Custom>,
+        maps: &Maps,
+    ) -> Result<MappedStream, Fault> {
+        let mut schema = raw.clone();
+        let mut key_properties = keys;
+        let empty = Map::new();
+        let raw_props = raw
+            .get("properties")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
+        let custom = match custom {
+            None => None,
+            Some(c) => {
+                if let Some(k) = &c.key_properties {
+                    key_properties = k.clone();
+                }
+                let mut props = if c.only_named {
+                    // The keys and the deletion marker stay: a target needs them.
+                    raw_props
+                        .iter()
+                        .filter(|(k, _)| key_properties.contains(k) || *k == DELETED_AT)
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                } else {
+                    raw_props.clone()
+                };
+                let mut compiled = Vec::new();
+                for (prop, def) in &c.props {
+                    match def {
+                        PropDef::Remove => {
+                            if key_properties.contains(prop) {
+                                return Err(Fault::Map(format!(
+                                    "{prop}: removing the key property '{prop}' is not permitted: to change the keys, set '__key_properties__' (a list of property names, or null for none)"
+                                )));
+                            }
+                            props.remove(prop);
+                            compiled.push((prop.clone(), None));
+                        }
+                        PropDef::Compute(src, e) => {
+                            check_names(e, raw_props, prop, source).map_err(Fault::Map)?;
+                            let env = infer::TypeEnv {
+                                properties: raw_props,
+                                config: &maps.config,
+                                property: Some(prop),
+                            };
+                            let ty = infer::infer(e, &env);
+                            let prop_schema = if ty.is_unknown() {
+                                // As the SDK: the property's schema when it exists, else a string.
+                                props
+                                    .get(prop)
+                                    .or_else(|| raw_props.get(src.as_str()))
+                                    .cloned()
+                                    .map(infer::nullable)
+                                    .unwrap_or_else(|| json!({"type": ["string", "null"]}))
+                            } else {
+                                ty.to_schema()
+                            };
+                            props.insert(prop.clone(), prop_schema);
+                            compiled.push((prop.clone(), Some(e.clone())));
+                        }
+                    }
+                }
+                if let Some((_, e)) = &c.filter {
+                    check_names(e, raw_props, "__filter__", source).map_err(Fault::Map)?;
+                }
+                for k in &key_properties {
+                    if !props.contains_key(k) {
+                        return Err(Fault::Map(format!(
+                            "__key_properties__: '{k}' is not a property of the stream as mapped"
+                        )));
+                    }
+                }
+                if let Some(req) = schema.get_mut("required").and_then(Value::as_array_mut) {
+                    req.retain(|r| r.as_str().is_some_and(|r| props.contains_key(r)));
+                }
+                schema["properties"] = Value::Object(props);
+                Some(CustomMap {
+                    filter: c.filter.as_ref().map(|(_, e)| e.clone()),
+                    only_named: c.only_named,
+                    props: compiled,
+                    config: maps.config.clone(),
+                })
+            }
+        };
+        let flattening = maps.flattening.clone();
+        if let Some(f) = &flattening {
+            schema = f
+                .schema(&schema)
+                .map_err(|e| Fault::Flattening(format!("stream '{name}': {e}")))?;
+            let flat_props = schema.get("properties").and_then(Value::as_object);
+            for k in &key_properties {
+                if !flat_props.is_some_and(|p| p.contains_key(k)) {
+                    return Err(Fault::Flattening(format!(
+                        "stream '{name}': key property '{k}' is not a top-level property once flattened"
+                    )));
+                }
+            }
+        }
+        let frame = RecordFrame::new(&name);
+        Ok(MappedStream {
+            source,
+            name,
+            schema,
+            key_properties,
+            custom,
+            flattening,
+            frame,
+            warned: Mutex::new(BTreeSet::new()),
+        })
+    }
+
+    /// Whether records go out exactly as they come in.
+    pub fn is_identity(&self) -> bool {
+        self.name == self.source && self.custom.is_none() && self.flattening.is_none()
+    }
+
+    fn warn_once(&self, what: &str, message: String) {
+        if self
+            .warned
+            .lock()
+            .map(|mut w| w.insert(what.to_string()))
+            .unwrap_or(false)
+        {
+            crate::log::warn(&format!("stream {}: {message} (reported once)", self.name));
+        }
+    }
+
+    fn env<'a>(
+        &'a self,
+        record: &'a Map<String, Value>,
+        config: &'a Value,
+        property: Option<&'a str>,
+    ) -> expr::Env<'a> {
+        expr::Env {
+            record,
+            config,
+            stream: &self.name,
+            original_stream: self.source,
+            property,
+        }
+    }
+
+    /// Maps one (conformed) record.
+    pub fn apply(&self, record: &Map<String, Value>) -> Mapped {
+        let mut out = match &self.custom {
+            None => record.clone(),
+            Some(c) => {
+                if let Some(f) = &c.filter {
+                    match expr::eval(f, &self.env(record, &c.config, None)) {
+                        Ok(v) if expr::truthy(&v) => {}
+                        Ok(_) => return Mapped::Filtered,
+                        Err(why) => {
+                            self.warn_once(
+                                "__filter__",
+                                format!("__filter__ cannot be evaluated on a record ({why}): such records are not sent"),
+                            );
+                            return Mapped::FilterFailed;
+                        }
+                    }
+                }
+                let mut out = if c.only_named {
+                    record
+                        .iter()
+                        .filter(|(k, _)| self.key_properties.contains(k) || *k == DELETED_AT)
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                } else {
+                    record.clone()
+                };
+                for (prop, e) in &c.props {
+                    match e {
+                        None => {
+                            out.remove(prop);
+                        }
+                        Some(e) => {
+                            let v = match expr::eval(e, &self.env(record, &c.config, Some(prop))) {
+                                Ok(v) => v,
+                                Err(why) => {
+                                    self.warn_once(
+                                        prop,
+                                        format!("property '{prop}' cannot be computed on a record ({why}): it is null there"),
+                                    );
+                                    Value::Null
+                                }
+                            };
+                            out.insert(prop.clone(), v);
+                        }
+                    }
+                }
+                out
+            }
+        };
+        if let Some(f) = &self.flattening {
+            out = f.record(out, &self.schema);
+        }
+        Mapped::Record(out)
+    }
+
+    /// The deletion of the row `key` (its key properties and `_sdc_deleted_at`) as this stream
+    /// sends it: keys computed by the map are computed, nothing else is; no `__filter__`
+    /// applies (a deletion is about a key the target may hold). `None` when a key cannot be
+    /// made from the source's keys alone, or the map removed `_sdc_deleted_at`.
+    pub fn deletion(&self, key: &Map<String, Value>) -> Option<Map<String, Value>> {
+        let has_marker = self
+            .schema
+            .get("properties")
+            .is_some_and(|p| p.get(DELETED_AT).is_some());
+        if !has_marker {
+            return None;
+        }
+        let mut out = Map::new();
+        for k in &self.key_properties {
+            let computed = self
+                .custom
+                .as_ref()
+                .and_then(|c| c.props.iter().find(|(p, _)| p == k).map(|(_, e)| (c, e)));
+            let v = match computed {
+                Some((_, None)) => None,
+                Some((c, Some(e))) => match expr::eval(e, &self.env(key, &c.config, Some(k))) {
+                    Ok(v) => Some(v),
+                    Err(why) => {
+                        self.warn_once(
+                            "deletions",
+                            format!("deleted records cannot be sent: key '{k}' is computed from properties a deletion does not carry ({why})"),
+                        );
+                        return None;
+                    }
+                },
+                None => key.get(k).cloned(),
+            };
+            out.insert(k.clone(), v.unwrap_or(Value::Null));
+        }
+        if let Some(v) = key.get(DELETED_AT) {
+            out.insert(DELETED_AT.into(), v.clone());
+        }
+        Some(match &self.flattening {
+            Some(f) => f.record(out, &self.schema),
+            None => out,
+        })
+    }
+
+    /// The bookmark properties that are still properties once mapped.
+    pub fn bookmark_properties<'a>(&self, wanted: &[&'a str]) -> Vec<&'a str> {
+        let props = self.schema.get("properties").and_then(Value::as_object);
+        wanted
+            .iter()
+            .filter(|k| props.is_some_and(|p| p.contains_key(**k)))
+            .copied()
+            .collect()
+    }
+}
+
+/// Every name an expression uses is a property of the stream or one of the SDK's names.
+fn check_names(e: &Expr, props: &Map<String, Value>, at: &str, stream: &str) -> Result<(), String> {
+    let mut names = Vec::new();
+    expr::names(e, &mut names);
+    let known: Vec<&str> = props.keys().map(String::as_str).collect();
+    for n in names {
+        if SPECIAL_NAMES.contains(&n.as_str()) || props.contains_key(&n) {
+            continue;
+        }
+        let hint = closest(&n, &known)
+            .map(|c| format!(" (did you mean '{c}'?)"))
+            .unwrap_or_default();
+        return Err(format!(
+            "{at}: '{n}' is not a property of stream '{stream}' (or not selected in the catalog){hint}"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
