@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import http.server
+import hashlib
 import json
 import os
 import re
@@ -1303,6 +1304,181 @@ def _():
     in_db = pg(f"select count(*) from {MIGRATION_SCHEMA}.invoice_line_items where quantity <> round(quantity)")
     need(int(in_db) == len(fractional), f"{len(fractional)} fractional quantities in Harvest, {in_db.strip()} in PostgreSQL")
     return f"{sum(sent.values())} records; " + "; ".join(changes)
+
+
+# ---------------------------------------------------------------- stream maps and flattening
+
+print("== stream maps and flattening, against the Meltano SDK", flush=True)
+SDK_PYTHON = Path(E["MELTANO_SYS_DIR_ROOT"]) / "loaders/target-postgres/venv/bin/python"
+MAPS_SCHEMA = "stream_maps_check"
+# Maps both sides type alike (the SDK types a computed property from its text: a cast, an
+# existing property, else a string), over Harvest's real shapes.
+MAPS = {
+    "stream_maps": {
+        "clients": {"__alias__": "customers", "name": None, "name_hash": "md5(config['seed'] + name)",
+                    "address_upper": "address.upper() if address else None", "__filter__": "is_active"},
+        "users": {"email": None, "email_domain": "email.split('@')[-1]",
+                  "full_name": "first_name + ' ' + last_name"},
+        "time_entries": {"hours_x2": "float(hours) * 2", "day": "int(spent_date[8:10])",
+                         "notes": "__NULL__"},
+        "tasks_copy": {"__source__": "tasks", "label": "str(id) + '-' + name.lower()"},
+        "report_*": None,
+    },
+    "stream_map_config": {"seed": "pepper-"},
+    "flattening_enabled": True,
+    "flattening_max_depth": 1,
+}
+MAPPED = {}
+
+
+def md5_hex(text):
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+def by_stream(msgs):
+    schemas, recs = {}, {}
+    for m in msgs:
+        if m["type"] == "SCHEMA":
+            schemas[m["stream"]] = (m["schema"]["properties"], m.get("key_properties") or [])
+        elif m["type"] == "RECORD":
+            recs.setdefault(m["stream"], []).append(json.dumps(m["record"], sort_keys=True))
+    return schemas, {s: sorted(r) for s, r in recs.items()}
+
+
+@check("stream maps and flattening send what the Meltano SDK's own mapper sends",
+       requires=["meltano install (the extractor built from this repository by maturin)"])
+def _():
+    need(SDK_PYTHON.exists(), f"{SDK_PYTHON} missing (meltano install)")
+    p = run([SDK_PYTHON, "-c", "import singer_sdk, importlib.metadata as m; print(m.version('singer-sdk'))"], "sdk-version")
+    need_rc(p)
+    sdk_version = p.stdout.strip()
+    config = cfg(**MAPS)
+    raw = run([TAP, "--config", CONFIG_PATH], "maps-unmapped")
+    need_rc(raw)
+    ours = run([TAP, "--config", config], "maps-ours")
+    need_rc(ours)
+    sdk = run([SDK_PYTHON, ROOT / "tests/ecosystem/sdk_mapper.py", config], "maps-sdk", input=raw.stdout)
+    need_rc(sdk)
+    our_schemas, our_recs = by_stream(messages(ours.stdout))
+    sdk_schemas, sdk_recs = by_stream(messages(sdk.stdout))
+    need(set(our_schemas) == set(sdk_schemas),
+         f"streams: only ours {sorted(set(our_schemas) - set(sdk_schemas))}, only the SDK's {sorted(set(sdk_schemas) - set(our_schemas))}")
+    for s in sorted(sdk_schemas):
+        (op, ok), (sp, sk) = our_schemas[s], sdk_schemas[s]
+        need(ok == sk, f"{s}: key properties {ok}, the SDK's {sk}")
+        need(list(op) == list(sp) or set(op) == set(sp), f"{s}: properties differ: only ours {sorted(set(op) - set(sp))}, only the SDK's {sorted(set(sp) - set(op))}")
+        diff = [k for k in sp if op[k] != sp[k]]
+        need(not diff, f"{s}: property schemas differ: " + "; ".join(f"{k} ours {op[k]} SDK {sp[k]}" for k in diff[:3]))
+    need(set(our_recs) == set(sdk_recs), f"streams with records differ: {sorted(set(our_recs) ^ set(sdk_recs))}")
+    for s in sorted(sdk_recs):
+        if our_recs[s] != sdk_recs[s]:
+            first = next((a, b) for a, b in zip(our_recs[s] + [""], sdk_recs[s] + [""]) if a != b)
+            need(False, f"{s}: {len(our_recs[s])} records, the SDK {len(sdk_recs[s])}; first difference: ours {first[0][:300]} SDK {first[1][:300]}")
+    need("customers" in our_recs and "clients" not in our_recs and not any(s.startswith("report_") for s in our_schemas),
+         "aliases or dropped streams not applied")
+    MAPPED["records"] = {s: len(r) for s, r in our_recs.items()}
+    return (f"singer-sdk {sdk_version}: {len(sdk_schemas)} streams, {sum(len(r) for r in sdk_recs.values())} records, "
+            "schemas, keys and records identical")
+
+
+# Python's semantics on Harvest's values (str() of floats, bools and None, //, %, **, slices,
+# string methods, json.dumps, chained and/or): the records must be the SDK's; the schemas are not
+# compared here, since the SDK types these from their text alone (a string, mostly).
+EXPRESSIONS = {
+    "time_entries": {
+        "a": "str(hours) + '|' + str(billable) + '|' + str(notes)",
+        "b": "spent_date[:7]",
+        "c": "hours // 1",
+        "d": "hours % 1",
+        "e": "-hours",
+        "f": "notes.split()[0] if notes else None",
+        "g": "hours * 3 / 7",
+        "h": "int(hours * 100) % 7 == 0 or is_locked",
+        "i": "notes.title() if notes else ''",
+        "j": "(notes or '').capitalize()",
+        "k": "str(hours ** 2)",
+        "l": "task_id in [8083001, 8083002]",
+        "m": "str(rounded_hours) + str(started_time)",
+        "n": "'x' * 3 + str(id)[-3:]",
+        "__filter__": "hours > 0.5 and not is_locked"
+    },
+    "users": {
+        "r": "'-'.join(roles)",
+        "s": "json.dumps(roles)",
+        "t": "str(roles)",
+        "u": "email.replace('@', ' at ').upper()",
+        "v": "first_name.startswith('A') or last_name.endswith('s')",
+        "w": "email.find('@')",
+        "x": "str(weekly_capacity / 3600)",
+        "y": "json.dumps(permissions_claims, sort_keys=True)"
+    },
+    "invoices": {
+        "p": "str(amount) + ' ' + str(tax)",
+        "q": "json.dumps(payment_options)",
+        "z": "str(due_amount * 1.1)"
+    },
+    "clients": {
+        "n2": "name.lower().strip()",
+        "a2": "(address or '').split('\\n')",
+        "b2": "str(record)[:50]"
+    }
+}
+
+
+@check("stream-map expressions give what the SDK's simpleeval gives, record for record",
+       requires=["stream maps and flattening send what the Meltano SDK's own mapper sends"])
+def _():
+    config = cfg(stream_maps=EXPRESSIONS)
+    raw = run([TAP, "--config", CONFIG_PATH], "expr-unmapped")
+    need_rc(raw)
+    ours = run([TAP, "--config", config], "expr-ours")
+    need_rc(ours)
+    need(not [m for lvl, m in log_lines(ours.stderr) if lvl == "WARNING"], f"warnings (log {ours.log})")
+    sdk = run([SDK_PYTHON, ROOT / "tests/ecosystem/sdk_mapper.py", config], "expr-sdk", input=raw.stdout)
+    need_rc(sdk)
+    _, our_recs = by_stream(messages(ours.stdout))
+    _, sdk_recs = by_stream(messages(sdk.stdout))
+    need(set(our_recs) == set(sdk_recs), f"streams with records differ: {sorted(set(our_recs) ^ set(sdk_recs))}")
+    for st in sorted(sdk_recs):
+        if our_recs[st] != sdk_recs[st]:
+            first = next((a, b) for a, b in zip(our_recs[st] + [""], sdk_recs[st] + [""]) if a != b)
+            need(False, f"{st}: {len(our_recs[st])} records, the SDK {len(sdk_recs[st])}; first difference: ours {first[0][:300]} SDK {first[1][:300]}")
+    n = sum(len(EXPRESSIONS[st]) for st in EXPRESSIONS)
+    return f"{n} expressions over {sum(len(r) for r in sdk_recs.values())} records: identical"
+
+
+@check("stream maps and flattening set in Meltano reach PostgreSQL through meltanolabs-target-postgres",
+       requires=["stream maps and flattening send what the Meltano SDK's own mapper sends"])
+def _():
+    env = {"TAP_HARVEST_" + k.upper(): json.dumps(v) if isinstance(v, (dict, bool)) else str(v)
+           for k, v in MAPS.items()}
+    env["TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA"] = MAPS_SCHEMA
+    p = meltano(["run", "--state-id-suffix", "maps", "tap-harvest", "target-postgres"], "run-postgres-maps", env=env)
+    need_rc(p)
+    need(not re.search(r"Traceback|Could not convert", p.stdout + p.stderr), f"errors in the log (log {p.log})")
+    tables = set(pg(f"select table_name from information_schema.tables where table_schema = '{MAPS_SCHEMA}'").split())
+    need("customers" in tables and "clients" not in tables and "tasks_copy" in tables, f"tables {sorted(tables)}")
+    need(not any(t.startswith("report_") for t in tables), f"report tables loaded: {sorted(tables)}")
+
+    def columns(t):
+        rows = pg(f"select column_name, data_type from information_schema.columns where table_schema = '{MAPS_SCHEMA}' and table_name = '{t}'")
+        return dict(line.split("|") for line in rows.splitlines())
+
+    cust, users, entries = columns("customers"), columns("users"), columns("time_entries")
+    need("name" not in cust and cust.get("name_hash") == "text", f"customers columns {cust}")
+    need("email" not in users and users.get("email_domain") == "text", f"users columns {users}")
+    need(users.get("roles") in ("text", "character varying"), f"users.roles (flattened array) is {users.get('roles')}")
+    need(entries.get("hours_x2") == "numeric" and entries.get("day") == "bigint" and "notes" not in entries,
+         f"time_entries columns {entries}")
+    active = [c for c in truth("clients") if c["is_active"]]
+    n = int(pg(f"select count(*) from {MAPS_SCHEMA}.customers"))
+    need(n == len(active), f"{n} customers in PostgreSQL, {len(active)} active clients in Harvest")
+    want = md5_hex("pepper-" + active[0]["name"])
+    got = pg(f"select name_hash from {MAPS_SCHEMA}.customers where id = {active[0]['id']}").strip()
+    need(got == want, f"name_hash {got!r}, md5 of the seeded name {want!r}")
+    roles = pg(f"select roles from {MAPS_SCHEMA}.users limit 1").strip()
+    need(isinstance(json.loads(roles), list), f"users.roles {roles!r} is not a JSON array")
+    return f"{len(tables)} tables in {MAPS_SCHEMA}; {n} customers, name hashed, arrays as JSON text"
 
 
 # ---------------------------------------------------------------- summary
