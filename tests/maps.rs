@@ -118,9 +118,24 @@ fn a_stream_is_split_keyed_anew_and_flattened() {
     });
     config["flattening_enabled"] = json!(true);
     config["flattening_max_depth"] = json!(1);
+    config["stream_maps"]["company"] = json!({"__alias__": "harvest_company"});
+    config["emit_activate_version_messages"] = json!(true);
     let run = h.sync(&config, None, None);
     run.assert_ok();
     run.assert_valid_singer();
+    // ACTIVATE_VERSION goes to every stream sent, under the name it is sent as.
+    let named = |kind: &str| -> BTreeSet<String> {
+        run.messages
+            .iter()
+            .filter(|m| m["type"] == kind)
+            .map(|m| m["stream"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let activated = named("ACTIVATE_VERSION");
+    assert!(activated.is_subset(&named("SCHEMA")), "{activated:?}");
+    for s in ["users", "users_emails", "harvest_company"] {
+        assert!(activated.contains(s), "no ACTIVATE_VERSION for {s}: {activated:?}");
+    }
     let names = run.streams_with_records();
     assert!(names.contains("users") && names.contains("users_emails"));
     assert!(!names.iter().any(|n| n.starts_with("report_")), "{names:?}");

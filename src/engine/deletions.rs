@@ -208,7 +208,9 @@ pub async fn resolve(
             .filter(|_| !node.tally.bookmark_held() && node.tally.all_sent());
         let Some(p) = &node.presence else {
             if let Some(v) = activate {
-                activate_version(ctx, node.def.name, v).await?;
+                for name in output_names(node) {
+                    activate_version(ctx, &name, v).await?;
+                }
             }
             continue;
         };
@@ -259,12 +261,7 @@ pub async fn resolve(
         }
         let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
         if let Some(v) = activate {
-            for name in node
-                .output
-                .as_ref()
-                .map(|o| o.names(node.def))
-                .unwrap_or_default()
-            {
+            for name in output_names(node) {
                 activate_version(ctx, &name, v).await?;
             }
             if !deleted.is_empty() {
@@ -335,6 +332,14 @@ pub async fn resolve(
         );
     }
     ctx.emitter.state().await
+}
+
+/// The streams a node is sent as (its own name, or its stream maps' names).
+fn output_names(node: &Node) -> Vec<String> {
+    node.output
+        .as_ref()
+        .map(|o| o.names(node.def))
+        .unwrap_or_default()
 }
 
 /// The RECORD lines that tell a target `record` (a key and `_sdc_deleted_at`) was deleted:

@@ -216,7 +216,7 @@ impl Batch {
                 }
                 Mapped::Filtered => {}
                 // Not sent, and not because the map said so: no ACTIVATE_VERSION may drop it.
-                Mapped::FilterFailed => node.tally.not_all_sent(),
+                Mapped::Failed => node.tally.not_all_sent(),
             }
         }
         node.tally.records.fetch_add(1, Ordering::Relaxed);

@@ -12,6 +12,9 @@ pub enum Expr {
     Lit(Value),
     Name(String),
     List(Vec<Expr>),
+    /// `(a, b)`: allowed only after `in` (`x in (1, 2)`), where it means what a list means;
+    /// elsewhere its `str()` would differ from a list's.
+    Tuple(Vec<Expr>),
     Dict(Vec<(Expr, Expr)>),
     Unary(UnOp, Box<Expr>),
     Binary(BinOp, Box<Expr>, Box<Expr>),
@@ -270,10 +273,35 @@ fn lex_string(chars: &[char], start: usize) -> Result<(String, usize), String> {
             'n' => out.push('\n'),
             't' => out.push('\t'),
             'r' => out.push('\r'),
-            '0' => out.push('\0'),
+            'a' => out.push('\u{7}'),
+            'b' => out.push('\u{8}'),
+            'f' => out.push('\u{c}'),
+            'v' => out.push('\u{b}'),
+            '\n' => {} // a line continuation
+            '0'..='7' => {
+                // Up to three octal digits.
+                let mut value = e.to_digit(8).unwrap_or(0);
+                let mut n = 1;
+                while n < 3 {
+                    match chars.get(i).and_then(|c| c.to_digit(8)) {
+                        Some(d) => {
+                            value = value * 8 + d;
+                            i += 1;
+                            n += 1;
+                        }
+                        None => break,
+                    }
+                }
+                out.push(char::from_u32(value).unwrap_or('\u{fffd}'));
+            }
             '\\' | '\'' | '"' => out.push(e),
-            'x' | 'u' => {
-                let len = if e == 'x' { 2 } else { 4 };
+            'N' => return Err("escape \\N{...} is not supported".into()),
+            'x' | 'u' | 'U' => {
+                let len = match e {
+                    'x' => 2,
+                    'u' => 4,
+                    _ => 8,
+                };
                 let hex: String = chars.get(i..i + len).unwrap_or_default().iter().collect();
                 let cp = u32::from_str_radix(&hex, 16)
                     .ok()
@@ -297,13 +325,28 @@ fn lex_string(chars: &[char], start: usize) -> Result<(String, usize), String> {
 
 /// Parses `src`, or says (in one line) what it cannot read.
 pub fn parse(src: &str) -> Result<Expr, String> {
-    let toks = lex(src)?;
-    let mut p = Parser { toks, pos: 0 };
-    let e = p.test()?;
-    match p.peek() {
-        Tok::End => Ok(e),
-        t => Err(format!("unexpected {} after the expression", describe(t))),
+    if src.len() > 10_000 {
+        return Err("the expression is longer than 10,000 characters".into());
     }
+    let toks = lex(src)?;
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        nesting: 0,
+    };
+    let e = p.test()?;
+    if let t @ (Tok::Name(_) | Tok::Int(_) | Tok::Float(_) | Tok::Str(_) | Tok::Op(_)) = p.peek() {
+        return Err(format!("unexpected {} after the expression", describe(t)));
+    }
+    if depth(&e) > MAX_DEPTH {
+        return Err(format!(
+            "the expression nests more than {MAX_DEPTH} levels deep"
+        ));
+    }
+    if misplaced_tuple(&e) {
+        return Err("tuples are supported only after 'in' (x in (1, 2)); use a list [...]".into());
+    }
+    Ok(e)
 }
 
 fn describe(t: &Tok) -> String {
@@ -323,6 +366,8 @@ type Arguments = (Vec<Expr>, Vec<(String, Expr)>);
 struct Parser {
     toks: Vec<Tok>,
     pos: usize,
+    /// How many recursive descents are open, to refuse what would overflow the stack.
+    nesting: usize,
 }
 
 const KEYWORDS: [&str; 16] = [
@@ -358,8 +403,25 @@ impl Parser {
         }
     }
 
+    fn descend(&mut self) -> Result<(), String> {
+        self.nesting += 1;
+        if self.nesting > MAX_DEPTH {
+            return Err(format!(
+                "the expression nests more than {MAX_DEPTH} levels deep"
+            ));
+        }
+        Ok(())
+    }
+
     /// `or_test ['if' or_test 'else' test]`
     fn test(&mut self) -> Result<Expr, String> {
+        self.descend()?;
+        let e = self.test_inner();
+        self.nesting -= 1;
+        e
+    }
+
+    fn test_inner(&mut self) -> Result<Expr, String> {
         let then = self.or_test()?;
         if self.is_word("if") {
             self.pos += 1;
@@ -399,7 +461,10 @@ impl Parser {
     fn not_test(&mut self) -> Result<Expr, String> {
         if self.is_word("not") {
             self.pos += 1;
-            return Ok(Expr::Unary(UnOp::Not, Box::new(self.not_test()?)));
+            self.descend()?;
+            let inner = self.not_test();
+            self.nesting -= 1;
+            return Ok(Expr::Unary(UnOp::Not, Box::new(inner?)));
         }
         self.comparison()
     }
@@ -472,6 +537,9 @@ impl Parser {
                 Tok::Op("%") => BinOp::Mod,
                 _ => return Ok(e),
             };
+            if op == BinOp::Mod && matches!(e, Expr::Lit(Value::String(_))) {
+                return Err("string formatting with % is not supported: use + and str()".into());
+            }
             self.pos += 1;
             e = Expr::Binary(op, Box::new(e), Box::new(self.factor()?));
         }
@@ -485,7 +553,10 @@ impl Parser {
             _ => return self.power(),
         };
         self.pos += 1;
-        Ok(Expr::Unary(op, Box::new(self.factor()?)))
+        self.descend()?;
+        let inner = self.factor();
+        self.nesting -= 1;
+        Ok(Expr::Unary(op, Box::new(inner?)))
     }
 
     fn power(&mut self) -> Result<Expr, String> {
@@ -661,7 +732,7 @@ impl Parser {
             Tok::Op("(") => {
                 if self.is_op(")") {
                     self.pos += 1;
-                    return Ok(Expr::List(Vec::new()));
+                    return Ok(Expr::Tuple(Vec::new()));
                 }
                 let first = self.test()?;
                 if self.is_word("for") {
@@ -678,7 +749,7 @@ impl Parser {
                         items.push(self.test()?);
                     }
                     self.expect_op(")")?;
-                    return Ok(Expr::List(items));
+                    return Ok(Expr::Tuple(items));
                 }
                 self.expect_op(")")?;
                 Ok(first)
@@ -755,45 +826,71 @@ fn check_call(f: Func, args: Vec<Expr>, kwargs: Vec<(String, Expr)>) -> Result<E
 // ---------------------------------------------------------------------------------------
 // Names
 
-/// Calls `f` on `e` and on every expression inside it.
-pub fn visit(e: &Expr, f: &mut dyn FnMut(&Expr)) {
-    f(e);
+/// The expressions directly inside `e`.
+pub fn children(e: &Expr) -> Vec<&Expr> {
     match e {
-        Expr::Lit(_) | Expr::Name(_) => {}
-        Expr::List(items) => items.iter().for_each(|i| visit(i, f)),
-        Expr::Dict(items) => items.iter().for_each(|(k, v)| {
-            visit(k, f);
-            visit(v, f)
-        }),
-        Expr::Unary(_, a) | Expr::Attr(a, _) => visit(a, f),
+        Expr::Lit(_) | Expr::Name(_) => Vec::new(),
+        Expr::List(items) | Expr::Tuple(items) => items.iter().collect(),
+        Expr::Dict(items) => items.iter().flat_map(|(k, v)| [k, v]).collect(),
+        Expr::Unary(_, a) | Expr::Attr(a, _) => vec![a],
         Expr::Binary(_, a, b) | Expr::And(a, b) | Expr::Or(a, b) | Expr::Index(a, b) => {
-            visit(a, f);
-            visit(b, f)
+            vec![a, b]
         }
-        Expr::Compare(a, rest) => {
-            visit(a, f);
-            rest.iter().for_each(|(_, r)| visit(r, f))
-        }
-        Expr::IfElse(a, b, c) => {
-            visit(a, f);
-            visit(b, f);
-            visit(c, f)
-        }
-        Expr::Slice(a, b, c) => {
-            visit(a, f);
-            for x in [b, c].into_iter().flatten() {
-                visit(x, f)
+        Expr::Compare(a, rest) => std::iter::once(&**a)
+            .chain(rest.iter().map(|(_, r)| r))
+            .collect(),
+        Expr::IfElse(a, b, c) => vec![a, b, c],
+        Expr::Slice(a, b, c) => std::iter::once(&**a)
+            .chain([b, c].into_iter().flatten().map(|x| &**x))
+            .collect(),
+        Expr::Call(_, args, kwargs) => args.iter().chain(kwargs.iter().map(|(_, a)| a)).collect(),
+        Expr::Method(a, _, args) => std::iter::once(&**a).chain(args.iter()).collect(),
+    }
+}
+
+/// Calls `f` on `e` and on every expression inside it (without recursion: a parsed expression
+/// is at most [`MAX_DEPTH`] deep anyway).
+pub fn visit(e: &Expr, f: &mut dyn FnMut(&Expr)) {
+    let mut stack = vec![e];
+    while let Some(x) = stack.pop() {
+        f(x);
+        stack.extend(children(x).into_iter().rev());
+    }
+}
+
+/// How deeply an expression may nest: evaluation recurses once per level.
+pub const MAX_DEPTH: usize = 64;
+
+/// The depth of `e`'s tree.
+fn depth(e: &Expr) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(e, 1)];
+    while let Some((x, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        stack.extend(children(x).into_iter().map(|c| (c, d + 1)));
+    }
+    deepest
+}
+
+/// A tuple anywhere but after `in`.
+fn misplaced_tuple(e: &Expr) -> bool {
+    let mut stack = vec![(e, false)];
+    while let Some((x, allowed)) = stack.pop() {
+        if let Expr::Tuple(_) = x {
+            if !allowed {
+                return true;
             }
         }
-        Expr::Call(_, args, kwargs) => {
-            args.iter().for_each(|a| visit(a, f));
-            kwargs.iter().for_each(|(_, a)| visit(a, f))
+        if let Expr::Compare(first, rest) = x {
+            stack.push((first, false));
+            for (op, r) in rest {
+                stack.push((r, matches!(op, CmpOp::In | CmpOp::NotIn)));
+            }
+            continue;
         }
-        Expr::Method(a, _, args) => {
-            visit(a, f);
-            args.iter().for_each(|a| visit(a, f))
-        }
+        stack.extend(children(x).into_iter().map(|c| (c, false)));
     }
+    false
 }
 
 /// The names an expression uses (the record's properties and the SDK's special names), for
@@ -898,7 +995,7 @@ pub fn eval(e: &Expr, env: &Env) -> Result<Value, String> {
     match e {
         Expr::Lit(v) => Ok(v.clone()),
         Expr::Name(n) => env.name(n),
-        Expr::List(items) => Ok(Value::Array(
+        Expr::List(items) | Expr::Tuple(items) => Ok(Value::Array(
             items
                 .iter()
                 .map(|i| eval(i, env))
@@ -1118,16 +1215,8 @@ fn binary(op: BinOp, a: Value, b: Value) -> Result<Value, String> {
                 r
             }))
         }
-        (BinOp::FloorDiv, x, y) => float_value((as_f(x) / as_f(y)).floor()),
-        (BinOp::Mod, x, y) => {
-            let (x, y) = (as_f(x), as_f(y));
-            let r = x % y;
-            float_value(if r != 0.0 && ((r < 0.0) != (y < 0.0)) {
-                r + y
-            } else {
-                r
-            })
-        }
+        (BinOp::FloorDiv, x, y) => float_value(float_divmod(as_f(x), as_f(y)).0),
+        (BinOp::Mod, x, y) => float_value(float_divmod(as_f(x), as_f(y)).1),
         (BinOp::Pow, Num::I(x), Num::I(y)) if y >= 0 => u32::try_from(y)
             .ok()
             .and_then(|y| x.checked_pow(y))
@@ -1135,6 +1224,31 @@ fn binary(op: BinOp, a: Value, b: Value) -> Result<Value, String> {
             .ok_or_else(overflow),
         (BinOp::Pow, x, y) => float_value(as_f(x).powf(as_f(y))),
     }
+}
+
+/// CPython's float `divmod` (`//` and `%`), `y` not zero.
+fn float_divmod(x: f64, y: f64) -> (f64, f64) {
+    let mut m = x % y;
+    let mut div = (x - m) / y;
+    if m != 0.0 {
+        if (y < 0.0) != (m < 0.0) {
+            m += y;
+            div -= 1.0;
+        }
+    } else {
+        m = 0.0f64.copysign(y);
+    }
+    let floor = if div != 0.0 {
+        let f = div.floor();
+        if div - f > 0.5 {
+            f + 1.0
+        } else {
+            f
+        }
+    } else {
+        0.0f64.copysign(x / y)
+    };
+    (floor, m)
 }
 
 /// Python's `==` on JSON values: numbers by value (`1 == 1.0`, `True == 1`).
@@ -1285,12 +1399,12 @@ fn call(f: Func, args: Vec<Value>, sort_keys: bool) -> Result<Value, String> {
         Func::Bool => Ok(Value::Bool(arg.as_ref().is_some_and(truthy))),
         Func::Int => match arg {
             None => Ok(Value::from(0)),
-            Some(Value::String(s)) => {
-                let t: String = s.trim().chars().filter(|c| *c != '_').collect();
-                t.parse::<i64>().map(Value::from).map_err(|_| {
+            Some(Value::String(s)) => number_text(&s)
+                .and_then(|t| t.parse::<i64>().ok())
+                .map(Value::from)
+                .ok_or_else(|| {
                     format!("invalid literal for int(): {}", py_repr(&Value::String(s)))
-                })
-            }
+                }),
             Some(v) => match num(&v) {
                 Some(Num::I(i)) => Ok(Value::from(i)),
                 Some(Num::F(f)) if f.is_finite() && f.abs() < 9.2e18 => {
@@ -1306,7 +1420,7 @@ fn call(f: Func, args: Vec<Value>, sort_keys: bool) -> Result<Value, String> {
         Func::Float => match arg {
             None => float_value(0.0),
             Some(Value::String(s)) => {
-                let t = s.trim().to_ascii_lowercase();
+                let t = number_text(&s).unwrap_or_default().to_ascii_lowercase();
                 let f = match t.as_str() {
                     "nan" | "inf" | "-inf" | "infinity" | "-infinity" | "+inf" => None,
                     _ => t.parse::<f64>().ok(),
@@ -1351,6 +1465,27 @@ fn call(f: Func, args: Vec<Value>, sort_keys: bool) -> Result<Value, String> {
             None => Err("json.loads() needs an argument".into()),
         },
     }
+}
+
+/// Python's `str.isspace`: Unicode white space and the separators U+001C to U+001F.
+fn py_space(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+/// A number's text as `int()` and `float()` read it: white space around it, `_` only between
+/// two digits.
+fn number_text(s: &str) -> Option<String> {
+    let t = s.trim_matches(py_space);
+    let chars: Vec<char> = t.chars().collect();
+    for (i, c) in chars.iter().enumerate() {
+        if *c == '_' {
+            let digit = |j: Option<&char>| j.is_some_and(char::is_ascii_hexdigit);
+            if i == 0 || !digit(chars.get(i - 1)) || !digit(chars.get(i + 1)) {
+                return None;
+            }
+        }
+    }
+    Some(t.chars().filter(|c| *c != '_').collect())
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -1417,10 +1552,7 @@ fn method(recv: Value, m: Method, args: Vec<Value>) -> Result<Value, String> {
         Method::Upper => Value::String(s.to_uppercase()),
         Method::Strip | Method::Lstrip | Method::Rstrip => {
             let set = strip_set(0)?;
-            let is = |c: char| {
-                set.as_ref()
-                    .map_or(c.is_whitespace(), |set| set.contains(&c))
-            };
+            let is = |c: char| set.as_ref().map_or(py_space(c), |set| set.contains(&c));
             Value::String(
                 match m {
                     Method::Strip => s.trim_matches(is),
@@ -1472,15 +1604,15 @@ fn method(recv: Value, m: Method, args: Vec<Value>) -> Result<Value, String> {
                 None => {
                     // Runs of whitespace, at most `max` splits, the rest kept whole.
                     let mut parts = Vec::new();
-                    let mut rest = s.trim_start();
+                    let mut rest = s.trim_start_matches(py_space);
                     while !rest.is_empty() {
                         if max >= 0 && parts.len() as i64 == max {
-                            parts.push(Value::String(rest.trim_end().into()));
+                            parts.push(Value::String(rest.into()));
                             break;
                         }
-                        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+                        let end = rest.find(py_space).unwrap_or(rest.len());
                         parts.push(Value::String(rest[..end].into()));
-                        rest = rest[end..].trim_start();
+                        rest = rest[end..].trim_start_matches(py_space);
                     }
                     parts
                 }

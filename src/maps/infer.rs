@@ -206,7 +206,7 @@ pub fn infer(e: &Expr, env: &TypeEnv) -> Ty {
     match e {
         Expr::Lit(v) => Ty::from_value(v),
         Expr::Name(n) => env.name(n),
-        Expr::List(_) => Ty::of(ARRAY),
+        Expr::List(_) | Expr::Tuple(_) => Ty::of(ARRAY),
         Expr::Dict(_) => Ty::of(OBJECT),
         Expr::Unary(super::expr::UnOp::Not, _) | Expr::Compare(..) => Ty::of(BOOL),
         Expr::Unary(_, a) => {

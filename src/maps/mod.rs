@@ -45,7 +45,7 @@ const STREAM_OPTIONS: [&str; 5] = [
 #[derive(Debug, Clone)]
 enum PropDef {
     Remove,
-    Compute(String, Expr),
+    Compute(Expr),
 }
 
 #[derive(Debug, Clone)]
@@ -87,41 +87,78 @@ fn is_null(v: &Value) -> bool {
     v.is_null() || v.as_str() == Some(NULL_STRING)
 }
 
-/// `fnmatch`: `*`, `?`, `[abc]`, `[!abc]`, case-sensitive.
+/// `fnmatch`: `*`, `?`, `[abc]`, `[a-z]`, `[!abc]`, case-sensitive; matched without
+/// backtracking blow-up (one star remembered at a time).
 pub fn glob(pattern: &str, name: &str) -> bool {
-    fn go(p: &[char], n: &[char]) -> bool {
-        match p.first() {
-            None => n.is_empty(),
-            Some('*') => (0..=n.len()).any(|i| go(&p[1..], &n[i..])),
-            Some('?') => !n.is_empty() && go(&p[1..], &n[1..]),
-            Some('[') => {
-                let Some(close) = p.iter().skip(2).position(|c| *c == ']').map(|i| i + 2) else {
-                    return n.first() == Some(&'[') && go(&p[1..], &n[1..]);
-                };
-                let Some(c) = n.first() else { return false };
-                let (neg, set) = match p[1] {
-                    '!' => (true, &p[2..close]),
-                    _ => (false, &p[1..close]),
-                };
-                let mut hit = false;
-                let mut i = 0;
-                while i < set.len() {
-                    if i + 2 < set.len() && set[i + 1] == '-' {
-                        hit |= set[i] <= *c && *c <= set[i + 2];
-                        i += 3;
-                    } else {
-                        hit |= set[i] == *c;
-                        i += 1;
-                    }
-                }
-                hit != neg && go(&p[close + 1..], &n[1..])
-            }
-            Some(c) => n.first() == Some(c) && go(&p[1..], &n[1..]),
-        }
+    enum Part {
+        Star,
+        Any,
+        Set(bool, Vec<(char, char)>),
+        Char(char),
     }
     let p: Vec<char> = pattern.chars().collect();
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < p.len() {
+        match p[i] {
+            '*' => parts.push(Part::Star),
+            '?' => parts.push(Part::Any),
+            '[' => match p
+                .iter()
+                .skip(i + 2)
+                .position(|c| *c == ']')
+                .map(|k| k + i + 2)
+            {
+                Some(close) => {
+                    let (neg, body) = match p[i + 1] {
+                        '!' => (true, &p[i + 2..close]),
+                        _ => (false, &p[i + 1..close]),
+                    };
+                    let mut ranges = Vec::new();
+                    let mut j = 0;
+                    while j < body.len() {
+                        if j + 2 < body.len() && body[j + 1] == '-' {
+                            ranges.push((body[j], body[j + 2]));
+                            j += 3;
+                        } else {
+                            ranges.push((body[j], body[j]));
+                            j += 1;
+                        }
+                    }
+                    parts.push(Part::Set(neg, ranges));
+                    i = close;
+                }
+                None => parts.push(Part::Char('[')),
+            },
+            c => parts.push(Part::Char(c)),
+        }
+        i += 1;
+    }
+    let one = |part: &Part, c: char| match part {
+        Part::Star => false,
+        Part::Any => true,
+        Part::Set(neg, ranges) => ranges.iter().any(|(a, b)| *a <= c && c <= *b) != *neg,
+        Part::Char(x) => *x == c,
+    };
     let n: Vec<char> = name.chars().collect();
-    go(&p, &n)
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < parts.len() && matches!(parts[pi], Part::Star) {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if pi < parts.len() && one(&parts[pi], n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    parts[pi..].iter().all(|p| matches!(p, Part::Star))
 }
 
 impl Maps {
@@ -496,7 +533,7 @@ fn parse_entry(key: &str, v: &Value, config: &Value) -> Result<Def, String> {
                 d if is_null(d) => c.props.push((prop.clone(), PropDef::Remove)),
                 Value::String(s) => {
                     let e = parse_expr(&at, s, config)?;
-                    c.props.push((prop.clone(), PropDef::Compute(s.clone(), e)));
+                    c.props.push((prop.clone(), PropDef::Compute(e)));
                 }
                 other => {
                     return Err(format!(
@@ -557,8 +594,9 @@ pub enum Mapped {
     Record(Map<String, Value>),
     /// `__filter__` dropped it.
     Filtered,
-    /// `__filter__` could not be evaluated on it: not sent.
-    FilterFailed,
+    /// `__filter__` could not be evaluated on it, or one of its keys could not be computed:
+    /// not sent.
+    Failed,
 }
 
 impl MappedStream {
@@ -605,7 +643,7 @@ impl MappedStream {
                             props.remove(prop);
                             compiled.push((prop.clone(), None));
                         }
-                        PropDef::Compute(src, e) => {
+                        PropDef::Compute(e) => {
                             check_names(e, raw_props, prop, source).map_err(Fault::Map)?;
                             let env = infer::TypeEnv {
                                 properties: raw_props,
@@ -614,13 +652,10 @@ impl MappedStream {
                             };
                             let ty = infer::infer(e, &env);
                             let prop_schema = if ty.is_unknown() {
-                                // As the SDK: the property's schema when it exists, else a string.
-                                props
-                                    .get(prop)
-                                    .or_else(|| raw_props.get(src.as_str()))
-                                    .cloned()
-                                    .map(infer::nullable)
-                                    .unwrap_or_else(|| json!({"type": ["string", "null"]}))
+                                // Nothing is known of the value (`json.loads(...)`): any JSON
+                                // value. (The SDK says a string, which a validating target
+                                // rejects when it is not one.)
+                                json!({})
                             } else {
                                 ty.to_schema()
                             };
@@ -723,7 +758,7 @@ impl MappedStream {
                                 "__filter__",
                                 format!("__filter__ cannot be evaluated on a record ({why}): such records are not sent"),
                             );
-                            return Mapped::FilterFailed;
+                            return Mapped::Failed;
                         }
                     }
                 }
@@ -743,7 +778,21 @@ impl MappedStream {
                         }
                         Some(e) => {
                             let v = match expr::eval(e, &self.env(record, &c.config, Some(prop))) {
+                                Ok(Value::Null) if self.key_properties.contains(prop) => {
+                                    self.warn_once(
+                                        prop,
+                                        format!("key property '{prop}' is null on a record: such records are not sent"),
+                                    );
+                                    return Mapped::Failed;
+                                }
                                 Ok(v) => v,
+                                Err(why) if self.key_properties.contains(prop) => {
+                                    self.warn_once(
+                                        prop,
+                                        format!("key property '{prop}' cannot be computed on a record ({why}): such records are not sent"),
+                                    );
+                                    return Mapped::Failed;
+                                }
                                 Err(why) => {
                                     self.warn_once(
                                         prop,
@@ -777,6 +826,30 @@ impl MappedStream {
         if !has_marker {
             return None;
         }
+        // Only what a deletion carries may be read: its keys, the config, the stream's names.
+        let readable = |e: &Expr| {
+            let mut names = Vec::new();
+            expr::names(e, &mut names);
+            names.iter().all(|n| {
+                key.contains_key(n)
+                    || matches!(
+                        n.as_str(),
+                        "config" | "self" | "__stream_name__" | "__original_stream_name__"
+                    )
+            })
+        };
+        if let Some(c) = &self.custom {
+            if let Some(f) = &c.filter {
+                // A filter on the keys alone decides for a deletion too; any other cannot,
+                // and the deletion is sent (the target may hold the row).
+                if readable(f) {
+                    match expr::eval(f, &self.env(key, &c.config, None)) {
+                        Ok(v) if expr::truthy(&v) => {}
+                        _ => return None,
+                    }
+                }
+            }
+        }
         let mut out = Map::new();
         for k in &self.key_properties {
             let computed = self
@@ -785,19 +858,24 @@ impl MappedStream {
                 .and_then(|c| c.props.iter().find(|(p, _)| p == k).map(|(_, e)| (c, e)));
             let v = match computed {
                 Some((_, None)) => None,
-                Some((c, Some(e))) => match expr::eval(e, &self.env(key, &c.config, Some(k))) {
-                    Ok(v) => Some(v),
-                    Err(why) => {
-                        self.warn_once(
-                            "deletions",
-                            format!("deleted records cannot be sent: key '{k}' is computed from properties a deletion does not carry ({why})"),
-                        );
-                        return None;
-                    }
-                },
+                Some((c, Some(e))) if readable(e) => {
+                    expr::eval(e, &self.env(key, &c.config, Some(k))).ok()
+                }
+                Some(_) => None,
                 None => key.get(k).cloned(),
             };
-            out.insert(k.clone(), v.unwrap_or(Value::Null));
+            match v {
+                Some(v) if !v.is_null() => {
+                    out.insert(k.clone(), v);
+                }
+                _ => {
+                    self.warn_once(
+                        "deletions",
+                        format!("records deleted in Harvest cannot be sent: key '{k}' cannot be made from the keys a deletion carries"),
+                    );
+                    return None;
+                }
+            }
         }
         if let Some(v) = key.get(DELETED_AT) {
             out.insert(DELETED_AT.into(), v.clone());

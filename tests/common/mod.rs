@@ -250,6 +250,14 @@ impl Run {
                     );
                 }
                 Some("STATE") => assert!(m["value"]["bookmarks"].is_object()),
+                Some("ACTIVATE_VERSION") => {
+                    let stream = m["stream"].as_str().unwrap();
+                    assert!(
+                        validators.contains_key(stream),
+                        "ACTIVATE_VERSION of {stream} before its SCHEMA"
+                    );
+                    assert!(m["version"].is_i64(), "{stream}: version {}", m["version"]);
+                }
                 other => panic!("unexpected message type {other:?}"),
             }
         }
