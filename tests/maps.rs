@@ -134,7 +134,10 @@ fn a_stream_is_split_keyed_anew_and_flattened() {
     let activated = named("ACTIVATE_VERSION");
     assert!(activated.is_subset(&named("SCHEMA")), "{activated:?}");
     for s in ["users", "users_emails", "harvest_company"] {
-        assert!(activated.contains(s), "no ACTIVATE_VERSION for {s}: {activated:?}");
+        assert!(
+            activated.contains(s),
+            "no ACTIVATE_VERSION for {s}: {activated:?}"
+        );
     }
     let names = run.streams_with_records();
     assert!(names.contains("users") && names.contains("users_emails"));
