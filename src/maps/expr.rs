@@ -335,8 +335,11 @@ pub fn parse(src: &str) -> Result<Expr, String> {
         nesting: 0,
     };
     let e = p.test()?;
-    if let t @ (Tok::Name(_) | Tok::Int(_) | Tok::Float(_) | Tok::Str(_) | Tok::Op(_)) = p.peek() {
-        return Err(format!("unexpected {} after the expression", describe(t)));
+    if *p.peek() != Tok::End {
+        return Err(format!(
+            "unexpected {} after the expression",
+            describe(p.peek())
+        ));
     }
     if depth(&e) > MAX_DEPTH {
         return Err(format!(

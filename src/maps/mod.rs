@@ -73,6 +73,25 @@ struct Entry {
     def: Def,
 }
 
+impl Entry {
+    /// The stream (or glob) the entry reads, and whether it stands for that stream's own
+    /// output (`false`: a `__source__` entry, a stream made besides it).
+    fn source(&self) -> (&str, bool) {
+        match &self.def {
+            Def::Custom(c) => match &c.source {
+                Some(s) => (s, false),
+                None => (&self.key, true),
+            },
+            Def::Remove => (&self.key, true),
+        }
+    }
+
+    fn reads(&self, stream: &str) -> bool {
+        let (source, _) = self.source();
+        source == stream || glob(source, stream)
+    }
+}
+
 /// The parsed `stream_maps`, `stream_map_config` and flattening settings.
 #[derive(Debug, Clone, Default)]
 pub struct Maps {
@@ -217,18 +236,14 @@ impl Maps {
         // Every entry must reach a stream: a map meant for `clients` that is spelt `client`
         // would leave what it removes in place.
         for e in &maps.entries {
-            let source = match &e.def {
-                Def::Custom(c) => c.source.as_deref().unwrap_or(&e.key),
-                Def::Remove => &e.key,
-            };
-            let reaches = streams.iter().any(|s| *s == source || glob(source, s));
-            if !reaches {
+            let (source, _) = e.source();
+            if !streams.iter().any(|s| e.reads(s)) {
                 let what = if source == e.key {
                     format!("stream_maps key '{}'", e.key)
                 } else {
                     format!("stream_maps.{}.__source__ '{source}'", e.key)
                 };
-                let hint = closest(source, streams)
+                let hint = crate::config::closest(source, streams)
                     .map(|c| format!(" (did you mean '{c}'?)"))
                     .unwrap_or_default();
                 errors.push(format!("{what} names no stream of tap-harvest{hint}"));
@@ -253,18 +268,8 @@ impl Maps {
     pub fn drops(&self, stream: &str) -> bool {
         let mut primary_kept = !self.else_drop;
         let mut extra = false;
-        for e in &self.entries {
-            let (source, primary) = match &e.def {
-                Def::Custom(c) => match &c.source {
-                    Some(s) => (s.as_str(), false),
-                    None => (e.key.as_str(), true),
-                },
-                Def::Remove => (e.key.as_str(), true),
-            };
-            if source != stream && !glob(source, stream) {
-                continue;
-            }
-            if primary {
+        for e in self.entries.iter().filter(|e| e.reads(stream)) {
+            if e.source().1 {
                 primary_kept = matches!(e.def, Def::Custom(_));
             } else {
                 extra = true;
@@ -289,22 +294,18 @@ impl Maps {
         };
         let mut primary: Option<MappedStream> = if self.else_drop { None } else { Some(same()?) };
         let mut extras = Vec::new();
-        for e in &self.entries {
-            let (source, mut alias, is_primary) = match &e.def {
-                Def::Custom(c) => match (&c.source, &c.alias) {
-                    (Some(s), _) => (s.clone(), e.key.clone(), false),
-                    (None, Some(a)) => (e.key.clone(), eval_alias(a, stream), true),
-                    (None, None) => (e.key.clone(), e.key.clone(), true),
-                },
-                Def::Remove => (e.key.clone(), e.key.clone(), true),
+        for e in self.entries.iter().filter(|e| e.reads(stream)) {
+            let (source, is_primary) = e.source();
+            let mut alias = match &e.def {
+                Def::Custom(c) if c.source.is_none() => c
+                    .alias
+                    .as_ref()
+                    .map_or_else(|| e.key.clone(), |a| eval_alias(a, stream)),
+                Def::Custom(_) | Def::Remove => e.key.clone(),
             };
-            if source != stream {
-                if !glob(&source, stream) {
-                    continue;
-                }
-                if alias == source {
-                    alias = stream.to_string();
-                }
+            // A glob entry without a new name sends each stream it reads under its own.
+            if source != stream && alias == source {
+                alias = stream.to_string();
             }
             let mapped = match &e.def {
                 Def::Remove => None,
@@ -349,10 +350,6 @@ impl Maps {
         }
         Ok(())
     }
-}
-
-fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
-    crate::config::closest(key, known)
 }
 
 /// The flattening settings; `None` when flattening is off (or its depth is 0, as in the SDK).
@@ -906,7 +903,7 @@ fn check_names(e: &Expr, props: &Map<String, Value>, at: &str, stream: &str) -> 
         if SPECIAL_NAMES.contains(&n.as_str()) || props.contains_key(&n) {
             continue;
         }
-        let hint = closest(&n, &known)
+        let hint = crate::config::closest(&n, &known)
             .map(|c| format!(" (did you mean '{c}'?)"))
             .unwrap_or_default();
         return Err(format!(
