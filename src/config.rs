@@ -6,10 +6,11 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Value};
 
 use crate::settings::{self, default_user_agent};
+use crate::util::{closest, parse_datetime};
 
 /// The largest number of seconds a config key accepts: a day.
 const MAX_SECONDS: f64 = 86400.0;
@@ -82,51 +83,11 @@ pub struct Config {
     /// The level metric lines are logged at.
     pub metrics_level: crate::log::Level,
     /// Stream maps and flattening (`None`: every stream is sent as it is read).
-    pub maps: Option<std::sync::Arc<crate::maps::Maps>>,
+    pub maps: Option<std::sync::Arc<stream_maps::Maps>>,
 }
 
 /// Meltano SDK settings this tap does not implement: refused where they would take effect.
 const SDK_ONLY_KEYS: [&str; 2] = ["batch_config", "faker_config"];
-
-/// The known key closest to `key` when it is a likely typo: at most two edits away (one for
-/// short keys), or the same ignoring case, `-` and `_`.
-pub fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
-    let norm = |s: &str| s.to_ascii_lowercase().replace('-', "_");
-    let limit = if key.len() <= 6 { 1 } else { 2 };
-    known
-        .iter()
-        .map(|k| (edit_distance(&norm(key), &norm(k)), *k))
-        .filter(|(d, _)| *d <= limit)
-        .min()
-        .map(|(_, k)| k)
-}
-
-/// Edit distance over chars, a swap of two neighbours counting as one edit (optimal string
-/// alignment): `emial` is one edit from `email`.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j - 1] + cost)
-                .min(d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = v;
-        }
-    }
-    d[a.len()][b.len()]
-}
 
 /// The config keys whose values are secrets.
 pub const SECRET_KEYS: [&str; 3] = ["access_token", "refresh_token", "client_secret"];
@@ -182,32 +143,6 @@ impl fmt::Display for ConfigErrors {
 }
 
 impl std::error::Error for ConfigErrors {}
-
-/// Parses `start_date`: a bare date, `T` or space separator, fractional seconds, `Z`, an offset
-/// or no zone (taken as UTC).
-pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
-    let s = s.trim();
-    if let Ok(d) = DateTime::parse_from_rfc3339(s) {
-        return Some(d.with_timezone(&Utc));
-    }
-    let t = s.replacen(' ', "T", 1);
-    if let Ok(d) = DateTime::parse_from_rfc3339(&t) {
-        return Some(d.with_timezone(&Utc));
-    }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M%#z"] {
-        if let Ok(d) = DateTime::parse_from_str(&t, fmt) {
-            return Some(d.with_timezone(&Utc));
-        }
-    }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
-        if let Ok(d) = NaiveDateTime::parse_from_str(&t, fmt) {
-            return Some(d.and_utc());
-        }
-    }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .map(|d| d.and_hms_opt(0, 0, 0).unwrap().and_utc())
-}
 
 struct Reader<'a> {
     obj: &'a Map<String, Value>,
@@ -636,8 +571,8 @@ impl Config {
             }),
         };
         let stream_names: Vec<&str> = crate::streams::STREAMS.iter().map(|s| s.name).collect();
-        let maps = match crate::maps::Maps::from_config(obj, &stream_names) {
-            Ok(m) => m.map(std::sync::Arc::new),
+        let maps = match stream_maps::Maps::from_config(obj, &stream_names, "tap-harvest") {
+            Ok(m) => m.map(|m| std::sync::Arc::new(m.with_warnings(crate::log::warn))),
             Err(problems) => {
                 r.errors.extend(problems);
                 None

@@ -19,10 +19,11 @@ use proptest::sample::select;
 use serde_json::{json, Map, Number, Value};
 
 use crate::catalog::{self, Selection};
-use crate::config::{parse_datetime, Config};
+use crate::config::Config;
 use crate::conform::{Conformed, Conformer};
 use crate::state::State;
 use crate::streams::{shape::shape, Source, StreamDef, STREAMS};
+use crate::util::parse_datetime;
 
 const CASES: u32 = 384;
 

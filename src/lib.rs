@@ -19,8 +19,8 @@ pub mod engine;
 #[cfg(test)]
 mod fuzz_tests;
 pub mod log;
-pub mod maps;
 pub mod output;
 pub mod settings;
 pub mod state;
 pub mod streams;
+pub mod util;

@@ -33,8 +33,9 @@ pub const DEFAULT_METRICS_LOG_LEVEL: &str = "info";
 /// Harvest's biggest pages are a few MB.
 pub const DEFAULT_MAX_RESPONSE_MB: u32 = 64;
 /// The Meltano SDK's.
-pub const DEFAULT_FLATTENING_MAX_KEY_LENGTH: u32 = 255;
-pub const DEFAULT_FLATTENING_SEPARATOR: &str = "__";
+pub const DEFAULT_FLATTENING_MAX_KEY_LENGTH: u32 =
+    stream_maps::flatten::DEFAULT_MAX_KEY_LENGTH as u32;
+pub const DEFAULT_FLATTENING_SEPARATOR: &str = stream_maps::flatten::DEFAULT_SEPARATOR;
 
 /// The project's address, in the default User-Agent (Harvest asks for a way to reach the
 /// author of a client).
@@ -337,7 +338,7 @@ mod tests {
         })
     }
 
-    fn flattening(c: &Config) -> Option<crate::maps::Flattening> {
+    fn flattening(c: &Config) -> Option<stream_maps::Flattening> {
         c.maps.as_ref().and_then(|m| m.flattening().cloned())
     }
 

@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
-use crate::config::parse_datetime;
+use crate::util::parse_datetime;
 
 /// A date-time bookmark as written to the state: RFC 3339, `Z`, second precision (Harvest's form).
 pub fn format_bookmark(at: DateTime<Utc>) -> Value {

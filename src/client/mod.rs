@@ -223,19 +223,7 @@ impl Origins {
     }
 }
 
-/// A link as an error line shows it: without user information or query, at most 120 chars.
-pub fn shown_link(url: &str) -> String {
-    let shown = match reqwest::Url::parse(url) {
-        Ok(mut u) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.set_query(None);
-            u.to_string()
-        }
-        Err(_) => "(an unreadable URL)".to_string(),
-    };
-    shown.chars().take(120).collect()
-}
+pub use crate::util::shown_link;
 
 fn http_client(config: &Config, idle: usize) -> anyhow::Result<reqwest::Client> {
     let origins = Origins::new(&[&config.base_url, &config.auth_url]);

@@ -354,9 +354,9 @@ fn deletion_lines(node: &Node, record: &Map<String, Value>, now: &str, lines: &m
     match node.output.as_ref().and_then(|o| o.mapped.as_ref()) {
         None => line(node.def.name, record),
         Some(all) => {
-            for m in all {
-                if let Some(r) = m.deletion(record) {
-                    line(&m.name, &r);
+            for sent in all {
+                if let Some(r) = sent.map.deletion(record) {
+                    line(&sent.map.name, &r);
                 }
             }
         }

@@ -17,7 +17,7 @@ use base64::Engine;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Map, Value};
 
-use crate::config::parse_datetime;
+use crate::util::parse_datetime;
 
 /// A stream's key: one integer, or the JSON array of the key properties' values.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -16,10 +16,10 @@ use super::tally::Tally;
 use crate::catalog::Selection;
 use crate::config::Config;
 use crate::conform::Conformer;
-use crate::maps::MappedStream;
 use crate::output::RecordFrame;
 use crate::state::State;
 use crate::streams::{self, Clock, Confirm, DerivedClock, FanOut, Source, StreamDef};
+use stream_maps::MappedStream;
 
 /// One read of a root list: its filters, and what a complete read of it covers for deletions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,7 +161,13 @@ pub struct Output {
     pub conformer: Conformer,
     pub frame: RecordFrame,
     /// `None`: sent as it is read.
-    pub mapped: Option<Vec<MappedStream>>,
+    pub mapped: Option<Vec<Sent>>,
+}
+
+/// One stream a mapped stream is sent as, and the frame of its RECORD lines.
+pub struct Sent {
+    pub map: MappedStream,
+    pub frame: RecordFrame,
 }
 
 impl Output {
@@ -180,7 +186,14 @@ impl Output {
                     .map_err(|e| anyhow!("{e}"))?;
                 match all.as_slice() {
                     [only] if only.is_identity() => None,
-                    _ => Some(all),
+                    _ => Some(
+                        all.into_iter()
+                            .map(|map| Sent {
+                                frame: RecordFrame::new(&map.name),
+                                map,
+                            })
+                            .collect(),
+                    ),
                 }
             }
         };
@@ -203,7 +216,7 @@ impl Output {
             )],
             Some(all) => all
                 .iter()
-                .map(|m| {
+                .map(|Sent { map: m, .. }| {
                     (
                         m.name.clone(),
                         m.schema.clone(),
@@ -219,7 +232,7 @@ impl Output {
     pub fn names(&self, def: &StreamDef) -> Vec<String> {
         match &self.mapped {
             None => vec![def.name.to_string()],
-            Some(all) => all.iter().map(|m| m.name.clone()).collect(),
+            Some(all) => all.iter().map(|s| s.map.name.clone()).collect(),
         }
     }
 }
@@ -529,7 +542,7 @@ mod tests {
     use serde_json::json;
 
     fn at(s: &str) -> DateTime<Utc> {
-        crate::config::parse_datetime(s).unwrap()
+        crate::util::parse_datetime(s).unwrap()
     }
 
     fn config(extra: serde_json::Value) -> Config {

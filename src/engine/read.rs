@@ -20,12 +20,12 @@ use super::{Ctx, Failure, PER_PAGE};
 use crate::client::odd::Oddity;
 use crate::client::pager::{Element, Pager};
 use crate::client::{HttpError, Lane};
-use crate::config::parse_datetime;
 use crate::conform::Conformed;
-use crate::maps::Mapped;
 use crate::output::OutputClosed;
 use crate::state::format_bookmark;
 use crate::streams::{reports, shape::shape, Clock, Source};
+use crate::util::parse_datetime;
+use stream_maps::Mapped;
 
 /// Why reading a list stopped before its end.
 pub enum Halt {
@@ -205,10 +205,10 @@ impl Batch {
             Conformed::Record(r) => r,
             Conformed::Rejected(why) => return rejected(node, &why),
         };
-        for m in mapped {
-            match m.apply(&record) {
+        for sent in mapped {
+            match sent.map.apply(&record) {
                 Mapped::Record(r) => {
-                    let _ = m
+                    let _ = sent
                         .frame
                         .write(&mut self.lines, extracted, node.version(), |out| {
                             serde_json::to_writer(&mut *out, &r)

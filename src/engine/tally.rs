@@ -216,7 +216,7 @@ mod tests {
     use super::*;
 
     fn at(s: &str) -> Option<DateTime<Utc>> {
-        crate::config::parse_datetime(s)
+        crate::util::parse_datetime(s)
     }
 
     #[test]

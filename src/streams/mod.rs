@@ -145,7 +145,7 @@ impl Replication {
 
 /// The column every stream that reports deletions declares: set on a tombstone RECORD, which
 /// carries the key properties and this (RFC 3339) only.
-pub const DELETED_AT: &str = "_sdc_deleted_at";
+pub const DELETED_AT: &str = stream_maps::DELETED_AT;
 
 /// What proves that a record missing from a complete read of its list is gone from Harvest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

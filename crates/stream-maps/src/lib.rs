@@ -1,25 +1,39 @@
-//! Stream maps and flattening, as Meltano SDK taps apply them (`stream_maps`,
-//! `stream_map_config`, `flattening_*`): after everything else the tap does, each stream's
-//! SCHEMA and RECORDs are renamed, filtered, reshaped, split or dropped, and flattened.
+//! Stream maps and flattening as Meltano Singer SDK taps apply them (`stream_maps`,
+//! `stream_map_config`, `flattening_*`), for a Singer tap written in Rust: after everything
+//! else the tap does, each stream's SCHEMA and RECORDs are renamed, filtered, reshaped, split
+//! or dropped, and flattened.
 //!
-//! Everything is checked at start-up, before a request: the syntax of every expression, the
-//! functions and methods it calls, the properties it names (against the selected schema), the
-//! keys. A map this tap cannot apply is refused with one line naming it, never ignored: a map
-//! meant to drop personal data must not leak it.
+//! - [`Maps::from_config`] reads the settings from the tap's config object;
+//! - [`Maps::outputs`] gives, for one stream's schema and keys, the streams it is sent as
+//!   ([`MappedStream`]: name, schema, keys), each with [`MappedStream::apply`] for a record
+//!   and [`MappedStream::deletion`] for a deletion tombstone;
+//! - [`expr`] is the expression language (Python as `simpleeval` evaluates it), [`infer`] types
+//!   a computed property from the schema, [`flatten`] is the SDK's flattening.
+//!
+//! Everything is checked when the maps are built, before the tap makes a request: the syntax
+//! of every expression, the functions and methods it calls, the properties it names (against
+//! the selected schema), the keys. A map that cannot be applied is refused with one line
+//! naming it, never ignored: a map meant to drop personal data must not leak it.
+//!
+//! The crate knows nothing of any tap; `serde_json` holds every value, and `md-5`/`sha2` give
+//! the expressions' `md5()` and `sha256()`.
 
 pub mod expr;
 pub mod flatten;
 pub mod infer;
+pub mod suggest;
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
 use serde_json::{json, Map, Value};
 
-use crate::output::RecordFrame;
-use crate::streams::DELETED_AT;
 use expr::Expr;
 pub use flatten::Flattening;
+
+/// The Singer SDK's deletion marker: a target needs it, so `__else__: null` keeps it like the
+/// keys, and a deletion carries it.
+pub const DELETED_AT: &str = "_sdc_deleted_at";
 
 /// The special string that stands for `null` in maps.
 const NULL_STRING: &str = "__NULL__";
@@ -93,13 +107,35 @@ impl Entry {
 }
 
 /// The parsed `stream_maps`, `stream_map_config` and flattening settings.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Maps {
     entries: Vec<Entry>,
     /// `__else__: null` at the top: streams no entry names are not sent.
     else_drop: bool,
     config: Value,
     flattening: Option<Flattening>,
+    warn: Warn,
+}
+
+/// Where the warnings about single records go (a filter or a property that cannot be
+/// evaluated on one): each is reported once per stream and kind. Standard error by default;
+/// see [`Maps::with_warnings`].
+pub type Warn = fn(&str);
+
+fn to_stderr(message: &str) {
+    eprintln!("{message}");
+}
+
+impl Default for Maps {
+    fn default() -> Self {
+        Maps {
+            entries: Vec::new(),
+            else_drop: false,
+            config: Value::Null,
+            flattening: None,
+            warn: to_stderr,
+        }
+    }
 }
 
 fn is_null(v: &Value) -> bool {
@@ -186,6 +222,7 @@ impl Maps {
     pub fn from_config(
         obj: &Map<String, Value>,
         streams: &[&str],
+        tap: &str,
     ) -> Result<Option<Maps>, Vec<String>> {
         let mut errors = Vec::new();
         let mut maps = Maps {
@@ -243,10 +280,10 @@ impl Maps {
                 } else {
                     format!("stream_maps.{}.__source__ '{source}'", e.key)
                 };
-                let hint = crate::config::closest(source, streams)
+                let hint = suggest::closest(source, streams)
                     .map(|c| format!(" (did you mean '{c}'?)"))
                     .unwrap_or_default();
-                errors.push(format!("{what} names no stream of tap-harvest{hint}"));
+                errors.push(format!("{what} names no stream of {tap}{hint}"));
             }
         }
         if !errors.is_empty() {
@@ -256,6 +293,11 @@ impl Maps {
             return Ok(None);
         }
         Ok(Some(maps))
+    }
+
+    /// Sends the warnings about single records to `warn` (a logger) instead of standard error.
+    pub fn with_warnings(self, warn: Warn) -> Maps {
+        Maps { warn, ..self }
     }
 
     /// The flattening settings, when flattening is on.
@@ -575,8 +617,8 @@ pub struct MappedStream {
     pub key_properties: Vec<String>,
     custom: Option<CustomMap>,
     flattening: Option<Flattening>,
-    pub frame: RecordFrame,
     warned: Mutex<BTreeSet<String>>,
+    warn: Warn,
 }
 
 struct CustomMap {
@@ -697,7 +739,6 @@ impl MappedStream {
                 }
             }
         }
-        let frame = RecordFrame::new(&name);
         Ok(MappedStream {
             source,
             name,
@@ -705,8 +746,8 @@ impl MappedStream {
             key_properties,
             custom,
             flattening,
-            frame,
             warned: Mutex::new(BTreeSet::new()),
+            warn: maps.warn,
         })
     }
 
@@ -722,7 +763,7 @@ impl MappedStream {
             .map(|mut w| w.insert(what.to_string()))
             .unwrap_or(false)
         {
-            crate::log::warn(&format!("stream {}: {message} (reported once)", self.name));
+            (self.warn)(&format!("stream {}: {message} (reported once)", self.name));
         }
     }
 
@@ -903,7 +944,7 @@ fn check_names(e: &Expr, props: &Map<String, Value>, at: &str, stream: &str) -> 
         if SPECIAL_NAMES.contains(&n.as_str()) || props.contains_key(&n) {
             continue;
         }
-        let hint = crate::config::closest(&n, &known)
+        let hint = suggest::closest(&n, &known)
             .map(|c| format!(" (did you mean '{c}'?)"))
             .unwrap_or_default();
         return Err(format!(

@@ -7,6 +7,11 @@ use serde_json::{json, Map, Value};
 
 use super::expr::dump;
 
+/// The Meltano SDK's `flattening_separator` default.
+pub const DEFAULT_SEPARATOR: &str = "__";
+/// The Meltano SDK's `flattening_max_key_length` default.
+pub const DEFAULT_MAX_KEY_LENGTH: usize = 255;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Flattening {
     pub max_level: usize,
@@ -18,8 +23,8 @@ impl Default for Flattening {
     fn default() -> Self {
         Flattening {
             max_level: 0,
-            separator: crate::settings::DEFAULT_FLATTENING_SEPARATOR.into(),
-            max_key_length: crate::settings::DEFAULT_FLATTENING_MAX_KEY_LENGTH as usize,
+            separator: DEFAULT_SEPARATOR.into(),
+            max_key_length: DEFAULT_MAX_KEY_LENGTH,
         }
     }
 }

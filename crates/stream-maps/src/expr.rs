@@ -92,13 +92,10 @@ const FUNCTIONS: [(&str, Func); 8] = [
 
 /// Functions of the SDK (or of simpleeval) this evaluator refuses, with why.
 const REFUSED_FUNCTIONS: [(&str, &str); 5] = [
-    ("fake", "Faker is not available in tap-harvest"),
-    (
-        "datetime",
-        "the datetime module is not available in tap-harvest",
-    ),
-    ("rand", "random values are not available in tap-harvest"),
-    ("randint", "random values are not available in tap-harvest"),
+    ("fake", "Faker is not available"),
+    ("datetime", "the datetime module is not available"),
+    ("rand", "random values are not available"),
+    ("randint", "random values are not available"),
     ("len", "simpleeval has no len()"),
 ];
 

@@ -8,8 +8,8 @@
 
 use serde_json::{json, Map, Value};
 
-use super::expr::{self, Env};
-use super::{Mapped, Maps};
+use crate::expr::{self, Env};
+use crate::{Mapped, Maps};
 
 fn mystream_schema() -> Value {
     json!({"type": "object", "required": ["email"], "properties": {
@@ -60,7 +60,7 @@ fn run(
     keys: &[&str],
     records: &[Map<String, Value>],
 ) -> Sent {
-    let maps = Maps::from_config(config.as_object().unwrap(), &[stream])
+    let maps = Maps::from_config(config.as_object().unwrap(), &[stream], "tap-harvest")
         .unwrap_or_else(|e| panic!("{e:?}"))
         .unwrap_or_default();
     let outputs = maps.outputs(stream, schema, keys).unwrap();
@@ -180,6 +180,7 @@ fn sourced_streams_and_removed_streams() {
             .as_object()
             .unwrap(),
         &["mystream"],
+        "tap-harvest",
     )
     .unwrap()
     .unwrap();
@@ -494,9 +495,13 @@ fn the_sdk_filter_clone_and_wildcard_cases() {
     );
     assert_eq!(sent[0].0, "repositories");
     assert_eq!(sent[0].3[0]["db_name"], "database");
-    let maps = Maps::from_config(config.as_object().unwrap(), &["repositories", "singular"])
-        .unwrap()
-        .unwrap();
+    let maps = Maps::from_config(
+        config.as_object().unwrap(),
+        &["repositories", "singular"],
+        "tap-harvest",
+    )
+    .unwrap()
+    .unwrap();
     let single = maps
         .outputs(
             "singular",
@@ -508,13 +513,13 @@ fn the_sdk_filter_clone_and_wildcard_cases() {
 }
 
 fn refused(config: Value, streams: &[&str]) -> String {
-    Maps::from_config(config.as_object().unwrap(), streams)
+    Maps::from_config(config.as_object().unwrap(), streams, "tap-harvest")
         .map(|_| String::new())
         .unwrap_or_else(|e| e.join("\n"))
 }
 
 fn refused_for(config: Value) -> String {
-    let maps = match Maps::from_config(config.as_object().unwrap(), &["mystream"]) {
+    let maps = match Maps::from_config(config.as_object().unwrap(), &["mystream"], "tap-harvest") {
         Err(e) => return e.join("\n"),
         Ok(m) => m.unwrap(),
     };
@@ -579,11 +584,13 @@ fn what_cannot_be_applied_is_refused_with_one_line_naming_it() {
         ),
         ""
     );
-    assert!(
-        Maps::from_config(json!({"stream_maps": {}}).as_object().unwrap(), &["x"])
-            .unwrap()
-            .is_none()
-    );
+    assert!(Maps::from_config(
+        json!({"stream_maps": {}}).as_object().unwrap(),
+        &["x"],
+        "tap-harvest"
+    )
+    .unwrap()
+    .is_none());
 }
 
 #[test]
@@ -631,7 +638,7 @@ fn deletions_carry_the_mapped_keys() {
     let deletion = json!({"email": "alice@example.com", "_sdc_deleted_at": "2026-01-01T00:00:00Z"});
     let deleted = |map: Value| {
         let config = json!({"stream_maps": {"mystream": map}});
-        let maps = Maps::from_config(config.as_object().unwrap(), &["mystream"])
+        let maps = Maps::from_config(config.as_object().unwrap(), &["mystream"], "tap-harvest")
             .unwrap()
             .unwrap();
         let out = maps.outputs("mystream", &schema, &["email"]).unwrap();
@@ -804,7 +811,7 @@ fn computed_properties_are_typed_from_the_schema() {
         "f": "name if is_active else None", "g": "tags[0]", "h": "name.split(' ')", "i": "id > 3",
         "j": "config['n'] + 1", "k": "json.loads(name)", "l": "str(id) + name",
         "m": "updated_at[:10]"}}, "stream_map_config": {"n": 2}});
-    let maps = Maps::from_config(config.as_object().unwrap(), &["s"])
+    let maps = Maps::from_config(config.as_object().unwrap(), &["s"], "tap-harvest")
         .unwrap()
         .unwrap();
     let out = maps.outputs("s", &schema, &["id"]).unwrap();
