@@ -113,11 +113,16 @@ fn run(args: Args) -> Result<()> {
 
 async fn test_schema(selection: Selection, config: Config) -> Result<()> {
     // The config's stream maps and flattening shape the schemas, as in a sync.
-    let selection = engine::plan::mapped_selection(&selection, &config)?;
+    let maps = config
+        .sync
+        .maps
+        .compile()
+        .map_err(|e| anyhow!("{}", e.join("; ")))?;
+    let selection = engine::plan::mapped_selection(&selection, maps.as_ref())?;
     let outputs = streams::STREAMS
         .iter()
         .filter(|d| selection.is_selected(d.name))
-        .map(|def| Ok(engine::plan::Output::new(def, &selection, &config)?.schemas(def)))
+        .map(|def| Ok(engine::plan::Output::new(def, &selection, maps.as_ref())?.schemas(def)))
         .collect::<Result<Vec<_>>>()?;
     let (emitter, writer) = output::start(std::io::stdout(), State::default());
     for (stream, schema, keys, bookmark) in outputs.into_iter().flatten() {
@@ -131,7 +136,7 @@ async fn test_schema(selection: Selection, config: Config) -> Result<()> {
 
 /// `--test`: one request that proves the credentials, the account and the User-Agent.
 async fn test_connection(config: Config) -> Result<()> {
-    let client = client::Client::connect(&config).await?;
+    let client = client::Client::connect(&config.client).await?;
     let me = client
         .get(
             &client.url("/users/me"),
@@ -171,11 +176,11 @@ async fn sync_until_signal(
 ) -> Result<()> {
     // The state is planned from, then handed to the writer without a copy (it may be tens
     // of MB of other taps' bookmarks).
-    let plan = engine::plan(&config, &selection, &state)?;
+    let plan = engine::plan(&config.sync, &selection, &state)?;
     let (emitter, writer) = output::start(std::io::stdout(), state);
     let last_word = emitter.clone();
     let outcome = tokio::select! {
-        r = engine::run_plan(config, plan, emitter) => Some(r),
+        r = engine::run_plan(&config.client, config.sync, plan, emitter) => Some(r),
         _ = signals.changed() => None,
     };
     let _ = last_word.finish().await;

@@ -6,84 +6,23 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use crate::client::config::{ClientConfig, Credentials, Rate, Secret};
+use crate::engine::config::{DeletionConfig, MapSettings, SyncConfig};
 use crate::settings::{self, default_user_agent};
 use crate::util::{closest, parse_datetime};
 
 /// The largest number of seconds a config key accepts: a day.
 const MAX_SECONDS: f64 = 86400.0;
 
-/// A secret string that never shows in logs, errors or debug output.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(s: &str) -> Secret {
-        Secret(s.to_string())
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"***\"")
-    }
-}
-
-#[derive(Debug, Clone)]
-pub enum Auth {
-    Token {
-        access_token: Secret,
-    },
-    OAuth {
-        client_id: String,
-        client_secret: Secret,
-        refresh_token: Secret,
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Budget {
-    pub requests: u32,
-    pub window: Duration,
-}
-
+/// The parsed config, in the parts each layer takes: the HTTP client its own, the engine its
+/// own (with the deletion settings and the stream maps' settings).
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub auth: Auth,
-    pub account_id: Option<String>,
-    pub start_date: DateTime<Utc>,
-    pub user_agent: String,
-    pub base_url: String,
-    pub auth_url: String,
-    pub request_timeout: Duration,
-    pub full_child_scan: bool,
-    pub max_retries: u32,
-    pub backoff_base: Duration,
-    pub budget: Budget,
-    pub reports_budget: Budget,
-    pub max_concurrency: usize,
-    pub reports_start_date: Option<NaiveDate>,
-    pub include_fixed_fee: Option<bool>,
-    pub detect_deletions: bool,
-    pub emit_activate_version_messages: bool,
-    pub deletion_window_days: u32,
-    pub deletion_full_scan_days: u32,
-    /// The largest response body read, in bytes.
-    pub max_response_bytes: usize,
-    /// Between two progress lines; zero: none.
-    pub progress_interval: Duration,
-    /// The level metric lines are logged at.
-    pub metrics_level: crate::log::Level,
-    /// Stream maps and flattening (`None`: every stream is sent as it is read).
-    pub maps: Option<std::sync::Arc<stream_maps::Maps>>,
+    pub client: ClientConfig,
+    pub sync: SyncConfig,
 }
 
 /// Meltano SDK settings this tap does not implement: refused where they would take effect.
@@ -283,7 +222,7 @@ impl Reader<'_> {
     }
 
     /// The credentials (one auth mode, complete) and the account id.
-    fn auth(&mut self) -> (Option<Auth>, Option<String>) {
+    fn auth(&mut self) -> (Option<Credentials>, Option<String>) {
         let obj = self.obj;
         let access_token = self.string("access_token");
         let account_id = self.id("account_id");
@@ -315,14 +254,14 @@ impl Reader<'_> {
                     self.errors
                         .push("config key 'account_id' is required with 'access_token'".into());
                 }
-                Some(Auth::Token {
-                    access_token: Secret(token),
+                Some(Credentials::Token {
+                    access_token: Secret::from(token),
                 })
             }
-            (None, 3) => Some(Auth::OAuth {
+            (None, 3) => Some(Credentials::OAuth {
                 client_id: client_id.unwrap(),
-                client_secret: Secret(client_secret.unwrap()),
-                refresh_token: Secret(refresh_token.unwrap()),
+                client_secret: Secret::from(client_secret.unwrap()),
+                refresh_token: Secret::from(refresh_token.unwrap()),
             }),
             (None, 0) => {
                 if ![
@@ -459,96 +398,175 @@ impl Config {
         r.unknown_keys();
         let (auth, account_id) = r.auth();
         let start_date = r.start_date();
-        let user_agent = r.string("user_agent").unwrap_or_else(default_user_agent);
+        let (client, limits) = r.client(auth, account_id);
+        let sync = r.sync(start_date, &limits);
+        match (client, sync) {
+            (Some(client), Some(sync)) if r.errors.is_empty() => Ok(Config { client, sync }),
+            _ => Err(ConfigErrors(r.errors)),
+        }
+    }
+}
+
+/// The settings both the client and the engine read: the budgets and the width.
+struct Limits {
+    budget: Rate,
+    reports_budget: Rate,
+    max_concurrency: usize,
+}
+
+impl Reader<'_> {
+    fn limits(&mut self) -> Limits {
+        Limits {
+            budget: self.rate(
+                "rate_limit",
+                settings::DEFAULT_RATE_LIMIT_REQUESTS,
+                settings::DEFAULT_RATE_LIMIT_WINDOW_SECONDS,
+            ),
+            reports_budget: self.rate(
+                "reports_rate_limit",
+                settings::DEFAULT_REPORTS_RATE_LIMIT_REQUESTS,
+                settings::DEFAULT_REPORTS_RATE_LIMIT_WINDOW_SECONDS,
+            ),
+            max_concurrency: self
+                .positive_int("max_concurrency")
+                .unwrap_or(settings::DEFAULT_MAX_CONCURRENCY) as usize,
+        }
+    }
+
+    /// The HTTP client's part (`None`, with the errors noted, when the credentials are
+    /// missing), and the limits the engine reads too.
+    fn client(
+        &mut self,
+        auth: Option<Credentials>,
+        account_id: Option<String>,
+    ) -> (Option<ClientConfig>, Limits) {
+        let user_agent = self.string("user_agent").unwrap_or_else(default_user_agent);
         if !user_agent
             .bytes()
             .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
         {
-            r.errors.push(
+            self.errors.push(
                 "config key 'user_agent' must be printable ASCII on one line (it is sent as an HTTP header)".into(),
             );
         }
-        let base_url = r.url("base_url", settings::DEFAULT_BASE_URL);
-        let auth_url = r.url("auth_url", settings::DEFAULT_AUTH_URL);
-        let timeout = r
+        let base_url = self.url("base_url", settings::DEFAULT_BASE_URL);
+        let auth_url = self.url("auth_url", settings::DEFAULT_AUTH_URL);
+        let request_timeout = self
             .seconds("request_timeout")
             .filter(|t| !t.is_zero())
             .unwrap_or(Duration::from_secs(
                 settings::DEFAULT_REQUEST_TIMEOUT_SECONDS,
             ));
-        let full_child_scan = r
-            .boolean("full_child_scan")
-            .unwrap_or(settings::DEFAULT_FULL_CHILD_SCAN);
-        let max_retries = match r.number("max_retries") {
+        let max_retries = match self.number("max_retries") {
             Some(v) if v.fract() == 0.0 && v <= 100.0 => v as u32,
             Some(_) => {
-                r.errors
+                self.errors
                     .push("config key 'max_retries' must be an integer from 0 to 100".into());
                 0
             }
             None => settings::DEFAULT_MAX_RETRIES,
         };
-        let backoff_base = r
+        let backoff_base = self
             .seconds("backoff_base_seconds")
             .unwrap_or(Duration::from_secs(settings::DEFAULT_BACKOFF_BASE_SECONDS));
-        let budget = Budget {
-            requests: r
-                .positive_int("rate_limit_requests")
-                .unwrap_or(settings::DEFAULT_RATE_LIMIT_REQUESTS),
-            window: r
-                .seconds("rate_limit_window_seconds")
-                .unwrap_or(Duration::from_secs(
-                    settings::DEFAULT_RATE_LIMIT_WINDOW_SECONDS,
-                )),
-        };
-        let reports_budget =
-            Budget {
-                requests: r
-                    .positive_int("reports_rate_limit_requests")
-                    .unwrap_or(settings::DEFAULT_REPORTS_RATE_LIMIT_REQUESTS),
-                window: r.seconds("reports_rate_limit_window_seconds").unwrap_or(
-                    Duration::from_secs(settings::DEFAULT_REPORTS_RATE_LIMIT_WINDOW_SECONDS),
-                ),
-            };
-        let max_concurrency = r
-            .positive_int("max_concurrency")
-            .unwrap_or(settings::DEFAULT_MAX_CONCURRENCY) as usize;
-        let reports_start_date = r
-            .string("reports_start_date")
-            .and_then(|s| match parse_datetime(&s) {
-                Some(d) => Some(d.date_naive()),
-                None => {
-                    r.errors.push(format!(
-                        "config key 'reports_start_date' is not a date: {}",
-                        echo(&s)
-                    ));
-                    None
-                }
-            });
-        let include_fixed_fee = r.boolean("include_fixed_fee");
-        let detect_deletions = r
-            .boolean("detect_deletions")
-            .unwrap_or(settings::DEFAULT_DETECT_DELETIONS);
-        let emit_activate_version_messages = r
-            .boolean("emit_activate_version_messages")
-            .unwrap_or(settings::DEFAULT_EMIT_ACTIVATE_VERSION_MESSAGES);
-        let deletion_window_days = r
-            .days("deletion_window_days")
-            .unwrap_or(settings::DEFAULT_DELETION_WINDOW_DAYS);
-        let deletion_full_scan_days = r
-            .days("deletion_full_scan_days")
-            .unwrap_or(settings::DEFAULT_DELETION_FULL_SCAN_DAYS);
-        let max_response_mb = r
+        let limits = self.limits();
+        let max_response_mb = self
             .positive_int("max_response_mb")
             .unwrap_or(settings::DEFAULT_MAX_RESPONSE_MB);
         if max_response_mb > 4096 {
-            r.errors
+            self.errors
                 .push("config key 'max_response_mb' must be at most 4096".into());
         }
+        let client = auth.map(|auth| ClientConfig {
+            auth,
+            account_id,
+            user_agent,
+            base_url,
+            auth_url,
+            request_timeout,
+            max_retries,
+            backoff_base,
+            budget: limits.budget,
+            reports_budget: limits.reports_budget,
+            max_concurrency: limits.max_concurrency,
+            max_response_bytes: (max_response_mb as usize) << 20,
+        });
+        (client, limits)
+    }
 
-        // At least a second between two lines (0: none).
-        let progress_interval = r
-            .seconds("progress_interval_seconds")
+    /// `<prefix>_requests` per `<prefix>_window_seconds`.
+    fn rate(&mut self, prefix: &str, requests: u32, window_seconds: u64) -> Rate {
+        Rate {
+            requests: self
+                .positive_int(&format!("{prefix}_requests"))
+                .unwrap_or(requests),
+            window: self
+                .seconds(&format!("{prefix}_window_seconds"))
+                .unwrap_or(Duration::from_secs(window_seconds)),
+        }
+    }
+
+    /// The engine's part; `None` (with the errors noted) when `start_date` is missing.
+    fn sync(&mut self, start_date: Option<DateTime<Utc>>, limits: &Limits) -> Option<SyncConfig> {
+        let full_child_scan = self
+            .boolean("full_child_scan")
+            .unwrap_or(settings::DEFAULT_FULL_CHILD_SCAN);
+        let reports_start_date =
+            self.string("reports_start_date")
+                .and_then(|s| match parse_datetime(&s) {
+                    Some(d) => Some(d.date_naive()),
+                    None => {
+                        self.errors.push(format!(
+                            "config key 'reports_start_date' is not a date: {}",
+                            echo(&s)
+                        ));
+                        None
+                    }
+                });
+        let include_fixed_fee = self.boolean("include_fixed_fee");
+        let emit_activate_version_messages = self
+            .boolean("emit_activate_version_messages")
+            .unwrap_or(settings::DEFAULT_EMIT_ACTIVATE_VERSION_MESSAGES);
+        let progress_interval = self.progress_interval();
+        let metrics_level = self.metrics_level();
+        let deletions = self.deletions();
+        let maps = MapSettings::from_config(self.obj);
+        if let Err(problems) = maps.compile() {
+            self.errors.extend(problems);
+        }
+        Some(SyncConfig {
+            start_date: start_date?,
+            full_child_scan,
+            reports_start_date,
+            include_fixed_fee,
+            emit_activate_version_messages,
+            max_concurrency: limits.max_concurrency,
+            budget: limits.budget,
+            reports_budget: limits.reports_budget,
+            progress_interval,
+            metrics_level,
+            deletions,
+            maps,
+        })
+    }
+
+    fn deletions(&mut self) -> DeletionConfig {
+        DeletionConfig {
+            detect: self
+                .boolean("detect_deletions")
+                .unwrap_or(settings::DEFAULT_DETECT_DELETIONS),
+            window_days: self
+                .days("deletion_window_days")
+                .unwrap_or(settings::DEFAULT_DELETION_WINDOW_DAYS),
+            full_scan_days: self
+                .days("deletion_full_scan_days")
+                .unwrap_or(settings::DEFAULT_DELETION_FULL_SCAN_DAYS),
+        }
+    }
+
+    /// At least a second between two lines (0: none).
+    fn progress_interval(&mut self) -> Duration {
+        self.seconds("progress_interval_seconds")
             .map(|d| {
                 if d.is_zero() {
                     d
@@ -558,55 +576,21 @@ impl Config {
             })
             .unwrap_or(Duration::from_secs(
                 settings::DEFAULT_PROGRESS_INTERVAL_SECONDS,
-            ));
-        let metrics_level = match r.string("metrics_log_level") {
+            ))
+    }
+
+    fn metrics_level(&mut self) -> crate::log::Level {
+        match self.string("metrics_log_level") {
             None => crate::log::parse_level(settings::DEFAULT_METRICS_LOG_LEVEL)
                 .unwrap_or(crate::log::Level::Info),
             Some(s) => crate::log::parse_level(&s).unwrap_or_else(|| {
-                r.errors.push(format!(
+                self.errors.push(format!(
                     "config key 'metrics_log_level' must be debug, info, warning, error or critical, got {}",
                     echo(&s)
                 ));
                 crate::log::Level::Info
             }),
-        };
-        let stream_names: Vec<&str> = crate::streams::STREAMS.iter().map(|s| s.name).collect();
-        let maps = match stream_maps::Maps::from_config(obj, &stream_names, "tap-harvest") {
-            Ok(m) => m.map(|m| std::sync::Arc::new(m.with_warnings(crate::log::warn))),
-            Err(problems) => {
-                r.errors.extend(problems);
-                None
-            }
-        };
-
-        if !r.errors.is_empty() {
-            return Err(ConfigErrors(r.errors));
         }
-        Ok(Config {
-            auth: auth.expect("auth checked above"),
-            account_id,
-            start_date: start_date.expect("start_date checked above"),
-            user_agent,
-            base_url,
-            auth_url,
-            request_timeout: timeout,
-            full_child_scan,
-            max_retries,
-            backoff_base,
-            budget,
-            reports_budget,
-            max_concurrency,
-            reports_start_date,
-            include_fixed_fee,
-            detect_deletions,
-            emit_activate_version_messages,
-            deletion_window_days,
-            deletion_full_scan_days,
-            max_response_bytes: (max_response_mb as usize) << 20,
-            progress_interval,
-            metrics_level,
-            maps,
-        })
     }
 }
 
@@ -646,9 +630,9 @@ mod tests {
             "start_date": "2020-01-01T00:00:00Z", "user_agent": "x (y@z)", "request_timeout": ""}),
         )
         .unwrap();
-        assert!(matches!(c.auth, Auth::OAuth { .. }));
+        assert!(matches!(c.client.auth, Credentials::OAuth { .. }));
         assert_eq!(
-            c.request_timeout,
+            c.client.request_timeout,
             Duration::from_secs(settings::DEFAULT_REQUEST_TIMEOUT_SECONDS)
         );
         assert!(!format!("{c:?}").contains("\"b\""));
@@ -663,7 +647,13 @@ mod tests {
         let base = json!({"access_token": "t", "account_id": "1", "start_date": "2024-01-01"});
         let mut with_map = base.clone();
         with_map["stream_maps"] = json!({"clients": {"name": null}});
-        assert!(Config::from_value(&with_map).unwrap().maps.is_some());
+        assert!(Config::from_value(&with_map)
+            .unwrap()
+            .sync
+            .maps
+            .compile()
+            .unwrap()
+            .is_some());
         with_map["batch_config"] = json!({"encoding": {"format": "jsonl"}});
         let e = Config::from_value(&with_map).unwrap_err();
         assert!(e.0[0].contains("'batch_config'"), "{e}");
@@ -681,7 +671,13 @@ mod tests {
         let e = Config::from_value(&flatten).unwrap_err();
         assert!(e.0[0].contains("'flattening_max_depth' is required"), "{e}");
         flatten["flattening_max_depth"] = json!(1);
-        assert!(Config::from_value(&flatten).unwrap().maps.is_some());
+        assert!(Config::from_value(&flatten)
+            .unwrap()
+            .sync
+            .maps
+            .compile()
+            .unwrap()
+            .is_some());
     }
 
     #[test]

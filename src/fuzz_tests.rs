@@ -550,21 +550,21 @@ proptest! {
                 for s in &secrets {
                     prop_assert!(!debug.contains(s.as_str()), "secret in debug output");
                 }
-                prop_assert!(c.request_timeout > std::time::Duration::ZERO);
-                prop_assert!(c.budget.requests >= 1 && c.reports_budget.requests >= 1);
-                prop_assert!(c.max_concurrency >= 1);
-                prop_assert!(c.max_retries <= 100);
-                prop_assert!(reqwest::Url::parse(&c.base_url).is_ok(), "base_url {:?}", c.base_url);
-                prop_assert!(reqwest::Url::parse(&c.auth_url).is_ok(), "auth_url {:?}", c.auth_url);
+                prop_assert!(c.client.request_timeout > std::time::Duration::ZERO);
+                prop_assert!(c.client.budget.requests >= 1 && c.client.reports_budget.requests >= 1);
+                prop_assert!(c.client.max_concurrency >= 1);
+                prop_assert!(c.client.max_retries <= 100);
+                prop_assert!(reqwest::Url::parse(&c.client.base_url).is_ok(), "base_url {:?}", c.client.base_url);
+                prop_assert!(reqwest::Url::parse(&c.client.auth_url).is_ok(), "auth_url {:?}", c.client.auth_url);
                 prop_assert!(
-                    reqwest::header::HeaderValue::from_str(&c.user_agent).is_ok(),
-                    "user_agent {:?} cannot be sent", c.user_agent
+                    reqwest::header::HeaderValue::from_str(&c.client.user_agent).is_ok(),
+                    "user_agent {:?} cannot be sent", c.client.user_agent
                 );
-                if let Some(id) = &c.account_id {
+                if let Some(id) = &c.client.account_id {
                     prop_assert!(!id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()));
                 }
                 let sd = v["start_date"].as_str().unwrap();
-                prop_assert_eq!(Some(c.start_date), parse_datetime(sd));
+                prop_assert_eq!(Some(c.sync.start_date), parse_datetime(sd));
             }
         }
     }
@@ -1443,7 +1443,10 @@ fn config_rejects_what_would_fail_later() {
     let mut c = base.clone();
     c["request_timeout"] = json!(1e-300);
     let c = Config::from_value(&c).unwrap();
-    assert_eq!(c.request_timeout, std::time::Duration::from_secs(300));
+    assert_eq!(
+        c.client.request_timeout,
+        std::time::Duration::from_secs(300)
+    );
 }
 
 /// Huge values pass whole: a megabyte of unicode in a note, thousands of line items and role

@@ -306,25 +306,27 @@ mod tests {
     /// in `Config::from_value` must be added here, or the tests below fail.
     fn effective(c: &Config, key: &str) -> Option<Value> {
         Some(match key {
-            "user_agent" => json!(c.user_agent),
-            "base_url" => json!(c.base_url),
-            "auth_url" => json!(c.auth_url),
-            "request_timeout" => json!(c.request_timeout.as_secs_f64()),
-            "full_child_scan" => json!(c.full_child_scan),
-            "max_retries" => json!(c.max_retries),
-            "backoff_base_seconds" => json!(c.backoff_base.as_secs_f64()),
-            "rate_limit_requests" => json!(c.budget.requests),
-            "rate_limit_window_seconds" => json!(c.budget.window.as_secs_f64()),
-            "reports_rate_limit_requests" => json!(c.reports_budget.requests),
-            "reports_rate_limit_window_seconds" => json!(c.reports_budget.window.as_secs_f64()),
-            "max_concurrency" => json!(c.max_concurrency),
-            "detect_deletions" => json!(c.detect_deletions),
-            "deletion_window_days" => json!(c.deletion_window_days),
-            "deletion_full_scan_days" => json!(c.deletion_full_scan_days),
-            "emit_activate_version_messages" => json!(c.emit_activate_version_messages),
-            "max_response_mb" => json!(c.max_response_bytes >> 20),
-            "progress_interval_seconds" => json!(c.progress_interval.as_secs_f64()),
-            "metrics_log_level" => json!(match c.metrics_level {
+            "user_agent" => json!(c.client.user_agent),
+            "base_url" => json!(c.client.base_url),
+            "auth_url" => json!(c.client.auth_url),
+            "request_timeout" => json!(c.client.request_timeout.as_secs_f64()),
+            "full_child_scan" => json!(c.sync.full_child_scan),
+            "max_retries" => json!(c.client.max_retries),
+            "backoff_base_seconds" => json!(c.client.backoff_base.as_secs_f64()),
+            "rate_limit_requests" => json!(c.client.budget.requests),
+            "rate_limit_window_seconds" => json!(c.client.budget.window.as_secs_f64()),
+            "reports_rate_limit_requests" => json!(c.client.reports_budget.requests),
+            "reports_rate_limit_window_seconds" => {
+                json!(c.client.reports_budget.window.as_secs_f64())
+            }
+            "max_concurrency" => json!(c.client.max_concurrency),
+            "detect_deletions" => json!(c.sync.deletions.detect),
+            "deletion_window_days" => json!(c.sync.deletions.window_days),
+            "deletion_full_scan_days" => json!(c.sync.deletions.full_scan_days),
+            "emit_activate_version_messages" => json!(c.sync.emit_activate_version_messages),
+            "max_response_mb" => json!(c.client.max_response_bytes >> 20),
+            "progress_interval_seconds" => json!(c.sync.progress_interval.as_secs_f64()),
+            "metrics_log_level" => json!(match c.sync.metrics_level {
                 crate::log::Level::Debug => "debug",
                 crate::log::Level::Info => "info",
                 crate::log::Level::Warning => "warning",
@@ -339,7 +341,12 @@ mod tests {
     }
 
     fn flattening(c: &Config) -> Option<stream_maps::Flattening> {
-        c.maps.as_ref().and_then(|m| m.flattening().cloned())
+        c.sync
+            .maps
+            .compile()
+            .ok()
+            .flatten()
+            .and_then(|m| m.flattening().cloned())
     }
 
     /// JSON values equal as values: `300` and `300.0` are the same number.

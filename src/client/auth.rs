@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::config::{Auth as AuthConfig, Config, Secret};
+use super::config::{ClientConfig as Config, Credentials as AuthConfig, Secret};
 
 struct Token {
     value: Secret,

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod budget;
+pub mod config;
 pub mod odd;
 pub mod pager;
 pub mod retry;
@@ -15,9 +16,9 @@ use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, USER_AGENT};
 use serde_json::{json, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::Config;
 use auth::Auth;
 use budget::Budget;
+use config::ClientConfig as Config;
 
 /// How many pages of the streams' own lists (up to 2000 records, 0.5 to 3 MB of JSON each) may
 /// be held at once, across all streams and both rate budgets: waiting for the budget, in flight, or
@@ -692,7 +693,7 @@ fn warn_if_clear_text(config: &Config) {
                 .is_ok_and(|ip| ip.is_loopback());
         let used = key == "base_url"
             || config.account_id.is_none()
-            || matches!(config.auth, crate::config::Auth::OAuth { .. });
+            || matches!(config.auth, config::Credentials::OAuth { .. });
         if u.scheme() == "http" && !loopback && used {
             crate::log::warn(&format!(
                 "{key} is plain http:// to {}: the credentials travel unencrypted; use https://",
@@ -761,13 +762,14 @@ mod tests {
     }
 
     async fn client(base_url: &str, reports_per_minute: u32) -> Arc<Client> {
-        let config = Config::from_value(&json!({
+        let config = crate::config::Config::from_value(&json!({
             "access_token": "t", "account_id": "1", "start_date": "2020-01-01T00:00:00Z",
             "user_agent": "test (t@example.com)", "base_url": base_url,
             "reports_rate_limit_requests": reports_per_minute,
             "reports_rate_limit_window_seconds": 60,
         }))
-        .unwrap();
+        .unwrap()
+        .client;
         Arc::new(Client::connect(&config).await.unwrap())
     }
 

@@ -13,6 +13,7 @@
 //! its bookmark moves. The sync then reports each failed stream and ends in failure, so that a
 //! scheduler sees it. Only a closed stdout or rejected credentials stop everything at once.
 
+pub mod config;
 pub mod deletions;
 pub mod known;
 pub mod plan;
@@ -29,11 +30,12 @@ use serde_json::Value;
 use tokio::task::JoinSet;
 
 use crate::catalog::Selection;
+use crate::client::config::ClientConfig;
 use crate::client::Client;
-use crate::config::Config;
 use crate::output::Emitter;
 use crate::state::State;
 use crate::streams::{self, Source};
+use config::SyncConfig;
 use plan::{Node, Plan};
 use tally::Status;
 
@@ -93,7 +95,7 @@ impl Outcome {
 
 pub struct Ctx {
     client: Arc<Client>,
-    config: Config,
+    config: SyncConfig,
     emitter: Emitter,
     skipped: Mutex<Vec<Skipped>>,
     failed: Mutex<Vec<Failure>>,
@@ -141,18 +143,19 @@ impl Ctx {
 /// Runs a sync. `Err` only when the sync could not run to its end (no connection, stdout
 /// closed, credentials rejected); streams that were skipped or failed are in the outcome.
 pub async fn run(
-    config: Config,
+    client: &ClientConfig,
+    config: SyncConfig,
     selection: Selection,
     state: State,
     emitter: Emitter,
 ) -> Result<Outcome> {
     let plan = plan(&config, &selection, &state)?;
-    run_plan(config, plan, emitter).await
+    run_plan(client, config, plan, emitter).await
 }
 
 /// What a sync will read, from the catalog's selection and the state (which it no longer
 /// needs after this: the writer may take it).
-pub fn plan(config: &Config, selection: &Selection, state: &State) -> Result<Plan> {
+pub fn plan(config: &SyncConfig, selection: &Selection, state: &State) -> Result<Plan> {
     if config.start_date > chrono::Utc::now() + tally::CLOCK_SKEW {
         crate::log::warn(&format!(
             "start_date {} is in the future: streams without a bookmark read nothing until then",
@@ -163,13 +166,18 @@ pub fn plan(config: &Config, selection: &Selection, state: &State) -> Result<Pla
 }
 
 /// Runs a sync planned by [`plan`]. See [`run`].
-pub async fn run_plan(config: Config, plan: Plan, emitter: Emitter) -> Result<Outcome> {
+pub async fn run_plan(
+    client: &ClientConfig,
+    config: SyncConfig,
+    plan: Plan,
+    emitter: Emitter,
+) -> Result<Outcome> {
     if plan.roots.is_empty() {
         crate::log::warn("no stream is selected: nothing to sync");
         emitter.state().await?;
         return Ok(Outcome::default());
     }
-    let client = Client::connect(&config).await?;
+    let client = Client::connect(client).await?;
     let ctx = Arc::new(Ctx {
         client: Arc::new(client),
         config,
@@ -289,7 +297,7 @@ fn requests_made(c: &crate::client::Counters) -> String {
 }
 
 /// Says up front when the reports need more requests than one reports budget allows.
-fn announce_report_budget(config: &Config, roots: &[Arc<Node>]) {
+fn announce_report_budget(config: &SyncConfig, roots: &[Arc<Node>]) {
     let needed: usize = roots
         .iter()
         .map(|r| match r.def.source {

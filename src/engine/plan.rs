@@ -10,16 +10,16 @@ use anyhow::{anyhow, Result};
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde_json::Value;
 
+use super::config::SyncConfig;
 use super::deletions::Presence;
 use super::known::{day_from, Memory};
 use super::tally::Tally;
 use crate::catalog::Selection;
-use crate::config::Config;
 use crate::conform::Conformer;
 use crate::output::RecordFrame;
 use crate::state::State;
 use crate::streams::{self, Clock, Confirm, DerivedClock, FanOut, Source, StreamDef};
-use stream_maps::MappedStream;
+use stream_maps::{MappedStream, Maps};
 
 /// One read of a root list: its filters, and what a complete read of it covers for deletions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,9 +172,13 @@ pub struct Sent {
 
 impl Output {
     /// The output of `def` as the catalog selects it and the maps send it.
-    pub fn new(def: &'static StreamDef, selection: &Selection, config: &Config) -> Result<Output> {
+    pub fn new(
+        def: &'static StreamDef,
+        selection: &Selection,
+        maps: Option<&Maps>,
+    ) -> Result<Output> {
         let conformer = Conformer::new(def, selection.properties(def.name));
-        let mapped = match &config.maps {
+        let mapped = match maps {
             None => None,
             Some(maps) => {
                 let all = maps
@@ -249,15 +253,15 @@ fn selected_schema(def: &StreamDef, conformer: &Conformer) -> Value {
 
 /// The catalog's selection less the streams the stream maps send nowhere (they are not read),
 /// after checking that no two streams are sent under one name.
-pub fn mapped_selection(selection: &Selection, config: &Config) -> Result<Selection> {
-    let Some(maps) = &config.maps else {
+pub fn mapped_selection(selection: &Selection, maps: Option<&Maps>) -> Result<Selection> {
+    let Some(maps) = maps else {
         return Ok(selection.clone());
     };
     let mut kept = selection.clone();
     kept.streams.retain(|name, _| !maps.drops(name));
     let mut names = Vec::new();
     for def in streams::STREAMS.iter().filter(|d| kept.is_selected(d.name)) {
-        names.push((def.name, Output::new(def, &kept, config)?.names(def)));
+        names.push((def.name, Output::new(def, &kept, Some(maps))?.names(def)));
     }
     maps.check_unique_names(&names)
         .map_err(|e| anyhow!("{e}"))?;
@@ -265,9 +269,14 @@ pub fn mapped_selection(selection: &Selection, config: &Config) -> Result<Select
 }
 
 impl Plan {
-    pub fn new(selection: &Selection, state: &State, config: &Config) -> Result<Plan> {
+    pub fn new(selection: &Selection, state: &State, config: &SyncConfig) -> Result<Plan> {
         streams::check_table().map_err(|e| anyhow!("the stream table is inconsistent: {e}"))?;
-        let selection = &mapped_selection(selection, config)?;
+        // The stream maps, compiled with the plan (the config was checked with them).
+        let maps = config
+            .maps
+            .compile()
+            .map_err(|e| anyhow!("{}", e.join("; ")))?;
+        let selection = &mapped_selection(selection, maps.as_ref())?;
         let mut needed: BTreeSet<&'static str> = BTreeSet::new();
         let mut wanted: Vec<&'static StreamDef> = streams::STREAMS
             .iter()
@@ -278,7 +287,7 @@ impl Plan {
                 continue;
             }
             wanted.extend(def.parent().and_then(streams::find));
-            if config.detect_deletions {
+            if config.deletions.detect {
                 // The streams whose deletions decide this one's: its records' owner (a
                 // project's time entries) and the list that confirms it.
                 let d = def.deletions;
@@ -301,6 +310,7 @@ impl Plan {
             selection,
             state,
             config,
+            maps: maps.as_ref(),
             memory: &memory,
         };
         let roots: Vec<Arc<Node>> = streams::STREAMS
@@ -323,7 +333,8 @@ struct Inputs<'a> {
     needed: &'a BTreeSet<&'static str>,
     selection: &'a Selection,
     state: &'a State,
-    config: &'a Config,
+    config: &'a SyncConfig,
+    maps: Option<&'a Maps>,
     memory: &'a Memory,
 }
 
@@ -333,6 +344,7 @@ fn build(def: &'static StreamDef, ctx: &Inputs) -> Result<Arc<Node>> {
         selection,
         state,
         config,
+        maps,
         memory,
     } = *ctx;
     let replication = def
@@ -396,7 +408,7 @@ fn build(def: &'static StreamDef, ctx: &Inputs) -> Result<Arc<Node>> {
         Source::List { updated_since, .. } | Source::Child { updated_since, .. } => updated_since,
         Source::Single { .. } | Source::Report { .. } | Source::Derived { .. } => false,
     };
-    let presence = (config.detect_deletions && def.reports_deletions())
+    let presence = (config.deletions.detect && def.reports_deletions())
         .then(|| Presence::new(memory.streams.get(def.name).cloned()));
     // A child list read whole tells its parent's deletions, for the same one request.
     let is_child = matches!(def.source, Source::Child { .. });
@@ -446,7 +458,7 @@ fn build(def: &'static StreamDef, ctx: &Inputs) -> Result<Arc<Node>> {
         parents_since,
         keeps_record: def.name == streams::FEATURE_FLAGS,
         output: if selected {
-            Some(Output::new(def, selection, config)?)
+            Some(Output::new(def, selection, maps)?)
         } else {
             None
         },
@@ -462,7 +474,7 @@ fn list_reads(
     def: &StreamDef,
     request_since: Option<DateTime<Utc>>,
     presence: Option<&Presence>,
-    config: &Config,
+    config: &SyncConfig,
 ) -> Vec<ListRead> {
     let full = ListRead {
         updated_since: None,
@@ -486,7 +498,7 @@ fn list_reads(
     let now = Utc::now();
     let sweep_due = presence.swept_at().is_none_or(|at| {
         now.signed_duration_since(at).num_seconds()
-            >= i64::from(config.deletion_full_scan_days) * 86_400
+            >= i64::from(config.deletions.full_scan_days) * 86_400
     });
     // At most one page more than the changes take (which are one page at least).
     let small = def.deletions.confirm == Confirm::Listing
@@ -497,9 +509,9 @@ fn list_reads(
         return vec![full];
     }
     match def.deletions.window {
-        Some(_) if config.deletion_window_days > 0 => {
+        Some(_) if config.deletions.window_days > 0 => {
             let from =
-                now.date_naive() - chrono::Duration::days(config.deletion_window_days.into());
+                now.date_naive() - chrono::Duration::days(config.deletions.window_days.into());
             debug_assert!(day_from(from) > 0);
             vec![
                 ListRead {
@@ -545,13 +557,13 @@ mod tests {
         crate::util::parse_datetime(s).unwrap()
     }
 
-    fn config(extra: serde_json::Value) -> Config {
+    fn config(extra: serde_json::Value) -> SyncConfig {
         let mut c =
             json!({"access_token": "t", "account_id": "1", "start_date": "2020-01-01T00:00:00Z"});
         for (k, v) in extra.as_object().unwrap() {
             c[k] = v.clone();
         }
-        Config::from_value(&c).unwrap()
+        crate::config::Config::from_value(&c).unwrap().sync
     }
 
     fn selecting(names: &[&str]) -> Selection {
