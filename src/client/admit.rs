@@ -33,7 +33,7 @@ pub struct Ticket<'a> {
 impl Ticket<'_> {
     /// Keeps a body's big-body permit until the try is over.
     pub fn keep(&mut self, big: Option<OwnedSemaphorePermit>) {
-        self.big = self.big.take().or(big);
+        self.big = big;
     }
 
     /// The permit the page is held under, once the try succeeded: the report page's, else the

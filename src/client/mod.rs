@@ -356,7 +356,7 @@ impl Client {
                 }
                 Err(outcome) => outcome,
             };
-            match decide(&policy, &mut attempts, &outcome, counters) {
+            match decide_and_count(&policy, &mut attempts, &outcome, counters) {
                 Decision::Retry { after, warning } => {
                     crate::log::warn(&warning);
                     tokio::time::sleep(after).await;
@@ -418,7 +418,7 @@ impl Client {
 
 /// The policy's decision on `outcome`, with the failures and 429s it noted counted for the
 /// progress lines.
-fn decide(
+fn decide_and_count(
     policy: &RetryPolicy,
     attempts: &mut Attempts,
     outcome: &Outcome,

@@ -116,8 +116,10 @@ impl RetryPolicy {
                 "GET {endpoint}: unreadable page: {why}"
             ))),
             Outcome::Status {
-                code, retry_after, ..
-            } if *code == 429 => self.throttled(attempts, retry_after.as_deref()),
+                code: 429,
+                retry_after,
+                ..
+            } => self.throttled(attempts, retry_after.as_deref()),
             Outcome::Status { code: 401, .. } if self.refresh_on_401 && !attempts.refreshed => {
                 attempts.refreshed = true;
                 Decision::Refresh
