@@ -1,15 +1,18 @@
 //! Credentials: a personal access token, or OAuth (refresh-token grant) with access tokens
 //! refreshed before they expire and once more on a 401. Secrets never leave this module except
-//! in request headers.
+//! in request headers. [`Authenticator`] is the request path's authentication layer.
 
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
+use reqwest::header::HeaderValue;
 use serde_json::Value;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OnceCell};
 use tokio::time::Instant;
 
-use super::config::{ClientConfig as Config, Credentials as AuthConfig, Secret};
+use super::HttpError;
+
+use super::config::{ClientConfig, Credentials, Secret};
 
 struct Token {
     value: Secret,
@@ -18,7 +21,7 @@ struct Token {
 }
 
 pub struct Auth {
-    mode: AuthConfig,
+    mode: Credentials,
     token: Mutex<Option<Token>>,
     auth_url: String,
     user_agent: String,
@@ -53,13 +56,13 @@ struct IdAnswer {
 }
 
 impl Auth {
-    pub fn new(config: &Config) -> Auth {
+    pub fn new(config: &ClientConfig) -> Auth {
         let token = match &config.auth {
-            AuthConfig::Token { access_token } => Some(Token {
+            Credentials::Token { access_token } => Some(Token {
                 value: access_token.clone(),
                 refresh_at: None,
             }),
-            AuthConfig::OAuth { .. } => None,
+            Credentials::OAuth { .. } => None,
         };
         Auth {
             mode: config.auth.clone(),
@@ -72,7 +75,7 @@ impl Auth {
     }
 
     pub fn is_oauth(&self) -> bool {
-        matches!(self.mode, AuthConfig::OAuth { .. })
+        matches!(self.mode, Credentials::OAuth { .. })
     }
 
     /// The current access token, refreshed first when missing or about to expire.
@@ -151,7 +154,7 @@ impl Auth {
     }
 
     async fn refresh(&self, http: &reqwest::Client) -> Result<Token> {
-        let AuthConfig::OAuth {
+        let Credentials::OAuth {
             client_id,
             client_secret,
             refresh_token,
@@ -363,6 +366,84 @@ impl Auth {
             account["name"].as_str().unwrap_or("unnamed")
         ));
         Ok(id)
+    }
+}
+
+/// The second layer of the request path: authentication. Each try is signed with the current
+/// access token (refreshed before it expires) and the account's id; after a 401 the token is
+/// refreshed once (OAuth), and a 401 no refresh cures is explained, once a run, by asking
+/// Harvest ID about the token.
+pub struct Authenticator {
+    auth: Auth,
+    account_id: HeaderValue,
+    /// Why Harvest refused the credentials, asked of Harvest ID once a run.
+    diagnosis: OnceCell<String>,
+}
+
+impl Authenticator {
+    pub fn new(auth: Auth, account_id: HeaderValue) -> Authenticator {
+        Authenticator {
+            auth,
+            account_id,
+            diagnosis: OnceCell::new(),
+        }
+    }
+
+    /// Whether a 401 is worth a refresh of the token.
+    pub fn can_refresh(&self) -> bool {
+        self.auth.is_oauth()
+    }
+
+    /// The token the next try is signed with.
+    pub async fn token(&self, http: &reqwest::Client) -> std::result::Result<Secret, HttpError> {
+        self.auth
+            .token(http)
+            .await
+            .map_err(|e| HttpError::Unauthorized(e.to_string()))
+    }
+
+    /// `request` with the credentials: the token and the account's id.
+    pub fn sign(
+        &self,
+        request: reqwest::RequestBuilder,
+        token: &Secret,
+    ) -> reqwest::RequestBuilder {
+        request
+            .bearer_auth(token.expose())
+            .header("Harvest-Account-Id", self.account_id.clone())
+    }
+
+    /// Refreshes the OAuth token after `endpoint` answered 401 to `rejected`.
+    pub async fn refresh(
+        &self,
+        http: &reqwest::Client,
+        endpoint: &str,
+        rejected: &Secret,
+    ) -> std::result::Result<(), HttpError> {
+        crate::log::info(&format!(
+            "GET {endpoint}: 401, refreshing the OAuth access token and retrying"
+        ));
+        self.auth
+            .refresh_after_401(http, rejected)
+            .await
+            .map_err(|e| HttpError::Unauthorized(e.to_string()))
+    }
+
+    /// The error for a 401 that no refresh cures, with Harvest ID's word on why.
+    pub async fn refused(
+        &self,
+        http: &reqwest::Client,
+        endpoint: &str,
+        token: &Secret,
+    ) -> HttpError {
+        let account = self.account_id.to_str().unwrap_or("");
+        let why = self
+            .diagnosis
+            .get_or_init(|| self.auth.diagnose_401(http, token, account))
+            .await;
+        HttpError::Unauthorized(format!(
+            "GET {endpoint}: Harvest refused the credentials (401): {why}"
+        ))
     }
 }
 

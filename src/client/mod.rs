@@ -1,24 +1,47 @@
-//! The HTTP client: every request goes auth → rate budget → send → retry, shared by all streams.
+//! The HTTP client, shared by all streams. Every GET goes down the request path, a layer at a
+//! time, each a small type with one job (after tower's layers and octocrab's request path):
+//!
+//! 1. **Admission** ([`admit`]): the request waits for a slot of its rate budget
+//!    ([`budget`]: general, or the reports' own), an in-flight permit (`max_concurrency`)
+//!    and, for a report page, a page-pool permit (see [`Lane`]).
+//! 2. **Authentication** ([`auth::Authenticator`]): the request is signed with the access
+//!    token (refreshed before it expires) and the account's id.
+//! 3. **The send** ([`send`]): one HTTP exchange over the lane's connections; the body is
+//!    read under `max_response_mb` (a big one on the Small lane under a big-body permit), and
+//!    the budget slot goes back once it is read. A 2xx body is then read by the caller's
+//!    reader ([`Client::get_raw`]).
+//! 4. **The retry policy** ([`retry::RetryPolicy`]), a value: what a try came to (an
+//!    [`retry::Outcome`]) makes a [`retry::Decision`]: back off and send again (5xx, no
+//!    response, a cut body), hold the whole budget for a 429's `Retry-After`, refresh the
+//!    token once on a 401, or give up with the [`HttpError`] to report.
+//!
+//! [`Client::get_raw`] is the loop that runs a request through the layers until the policy
+//! says it is done; [`pager`] reads lists over it, a page at a time or a few ahead.
 
+pub mod admit;
 pub mod auth;
 pub mod budget;
 pub mod config;
 pub mod odd;
 pub mod pager;
 pub mod retry;
+pub mod send;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, USER_AGENT};
+use reqwest::header::HeaderValue;
 use serde_json::{json, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use auth::Auth;
+use admit::{Admission, Ticket};
+use auth::{Auth, Authenticator};
 use budget::Budget;
-use config::ClientConfig as Config;
+use config::{ClientConfig, Credentials};
+use retry::{Attempts, Decision, Outcome, RetryPolicy};
+use send::{Response, Sender};
 
 /// How many pages of the streams' own lists (up to 2000 records, 0.5 to 3 MB of JSON each) may
 /// be held at once, across all streams and both rate budgets: waiting for the budget, in flight, or
@@ -124,31 +147,23 @@ pub struct RawPage<T> {
     pub repaired_utf8: bool,
 }
 
+/// The HTTP client: the four layers of the request path (see the module's doc), shared by
+/// all streams.
 pub struct Client {
-    http: reqwest::Client,
-    /// A second connection pool, for small responses: see [`Lane`].
-    http_small: reqwest::Client,
-    auth: Auth,
-    account_id: HeaderValue,
+    /// Layer 1: the rate budgets, and the permits that bound what is in flight and held.
+    admission: Admission,
+    /// Layer 2: the credentials each try is signed with.
+    auth: Authenticator,
+    /// Layer 3: the connections, and the bound on a body.
+    sender: Sender,
+    /// Layer 4: which outcomes are tried again, and when.
+    retry: RetryPolicy,
     base_url: String,
     /// Where API requests may go: under `base_url`.
     origins: Origins,
-    general: Budget,
-    reports: Budget,
-    in_flight: Semaphore,
-    /// The page pool: see [`Client::pages`].
-    pages: Arc<Semaphore>,
-    /// Permits for big responses on the Small lane: see [`BIG_BODY`].
-    big_bodies: Arc<Semaphore>,
-    max_retries: u32,
-    backoff_base: Duration,
-    /// `max_response_mb`, in bytes.
-    max_body: usize,
     /// `max_concurrency`: how many pages a list fetches ahead at most.
     width: usize,
     pub total_requests: AtomicU64,
-    /// Why Harvest refused the credentials, asked of Harvest ID once a run.
-    diagnosis: tokio::sync::OnceCell<String>,
 }
 
 /// A reqwest error in words, without the URL's query (which never holds secrets anyway).
@@ -226,64 +241,40 @@ impl Origins {
 
 pub use crate::util::shown_link;
 
-fn http_client(config: &Config, idle: usize) -> anyhow::Result<reqwest::Client> {
-    let origins = Origins::new(&[&config.base_url, &config.auth_url]);
-    let mut headers = HeaderMap::new();
-    headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-    headers.insert(
-        USER_AGENT,
-        HeaderValue::from_str(&config.user_agent).map_err(|_| {
-            anyhow::anyhow!("user_agent holds characters not allowed in an HTTP header")
-        })?,
-    );
-    Ok(reqwest::Client::builder()
-        .default_headers(headers)
-        .timeout(config.request_timeout)
-        .connect_timeout(config.request_timeout.min(Duration::from_secs(30)))
-        .pool_max_idle_per_host(idle)
-        .gzip(true)
-        // Redirects within base_url's (or auth_url's) origin and path only, a few at most; any
-        // other is not followed, and its 3xx fails the request.
-        .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() < 5 && origins.allows(attempt.url()) {
-                attempt.follow()
-            } else {
-                attempt.stop()
-            }
-        }))
-        .build()?)
-}
-
 impl Client {
     /// Builds the client and settles the credentials (OAuth refresh, account lookup).
-    pub async fn connect(config: &Config) -> anyhow::Result<Client> {
-        // The Pages lane keeps no more connections than pages can be in flight at once.
-        let http = http_client(config, PAGES_HELD)?;
+    pub async fn connect(config: &ClientConfig) -> anyhow::Result<Client> {
+        let sender = Sender::new(send::Settings {
+            origins: Origins::new(&[&config.base_url, &config.auth_url]),
+            user_agent: &config.user_agent,
+            request_timeout: config.request_timeout,
+            width: config.max_concurrency,
+            max_body: config.max_response_bytes,
+        })?;
         warn_if_clear_text(config);
         let auth = Auth::new(config);
-        let account = auth.account_id(&http, config.account_id.as_deref()).await?;
+        let account = auth
+            .account_id(sender.id_http(), config.account_id.as_deref())
+            .await?;
+        let (general, reports) = (&config.budget, &config.reports_budget);
         Ok(Client {
-            account_id: HeaderValue::from_str(&account)?,
-            http_small: http_client(config, config.max_concurrency)?,
-            http,
-            auth,
+            retry: RetryPolicy {
+                max_retries: config.max_retries,
+                backoff_base: config.backoff_base,
+                refresh_on_401: auth.is_oauth(),
+                window: general.window,
+            },
+            auth: Authenticator::new(auth, HeaderValue::from_str(&account)?),
+            admission: Admission::new(
+                Budget::new("general", general.requests, general.window),
+                Budget::new("reports", reports.requests, reports.window),
+                config.max_concurrency,
+            ),
+            sender,
             base_url: config.base_url.clone(),
             origins: Origins::new(&[&config.base_url]),
-            general: Budget::new("general", config.budget.requests, config.budget.window),
-            reports: Budget::new(
-                "reports",
-                config.reports_budget.requests,
-                config.reports_budget.window,
-            ),
-            in_flight: Semaphore::new(config.max_concurrency),
-            pages: Arc::new(Semaphore::new(config.max_concurrency.min(PAGES_HELD))),
-            big_bodies: Arc::new(Semaphore::new(BIG_BODIES_HELD)),
-            max_retries: config.max_retries,
-            backoff_base: config.backoff_base,
-            max_body: config.max_response_bytes,
             width: config.max_concurrency,
             total_requests: AtomicU64::new(0),
-            diagnosis: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -291,7 +282,7 @@ impl Client {
     /// the last of their RECORD lines. Their sizes bound the tap's memory, whatever the
     /// account's size.
     pub fn pages(&self) -> &Arc<Semaphore> {
-        &self.pages
+        self.admission.pages()
     }
 
     /// How many pages of a list may be requested at once.
@@ -304,7 +295,7 @@ impl Client {
     }
 
     pub fn waited(&self) -> Duration {
-        self.general.waited() + self.reports.waited()
+        self.admission.waited()
     }
 
     /// GETs `url` and parses its JSON body. See [`Client::get_raw`].
@@ -322,35 +313,12 @@ impl Client {
         Ok(page.read)
     }
 
-    /// Waits for what a request needs before it is sent: its rate-budget slot, an in-flight
-    /// permit and, for a report page, a page-pool permit. A report takes its budget slot
-    /// first, then its page permit: see `Lane::Report`. No wait here is for something a holder
-    /// of a later one waits for, so the three kinds of permit cannot deadlock.
-    async fn admit<'a>(
-        &'a self,
-        lane: Lane,
-        budget: &'a Budget,
-        counters: &Counters,
-    ) -> (
-        budget::Slot,
-        Option<OwnedSemaphorePermit>,
-        tokio::sync::SemaphorePermit<'a>,
-    ) {
-        if lane == Lane::Report {
-            let slot = budget.acquire(&counters.waited).await;
-            let permit = self.pages.clone().acquire_owned().await;
-            let in_flight = self.in_flight.acquire().await.expect("never closed");
-            (slot, Some(permit.expect("never closed")), in_flight)
-        } else {
-            let in_flight = self.in_flight.acquire().await.expect("never closed");
-            (budget.acquire(&counters.waited).await, None, in_flight)
-        }
-    }
-
     /// GETs `url`, retrying what is worth retrying, and reads its body with `read` (one pass
     /// over it). A body that is not complete JSON is retried (it was cut short); one that is
     /// JSON but not what `read` expects is rejected. `endpoint` is the path template used in
-    /// logs and metrics.
+    /// logs and metrics. Each try goes through the layers: the token (layer 2) first, then
+    /// admission (1), the signed request sent (3), and its outcome judged by the policy (4);
+    /// the try's permits are held until what the policy decided is done.
     pub async fn get_raw<T>(
         &self,
         url: &str,
@@ -359,325 +327,147 @@ impl Client {
         counters: &Counters,
         read: impl Fn(&[u8]) -> Result<T, serde_json::Error>,
     ) -> Result<RawPage<T>, HttpError> {
-        let (http, gate) = match lane {
-            Lane::Pages | Lane::Report => (&self.http, None),
-            Lane::Small => (&self.http_small, Some(&self.big_bodies)),
-        };
-        let budget = if lane == Lane::Report {
-            &self.reports
-        } else {
-            &self.general
-        };
-        if !self.origins.allows_str(url) {
-            return Err(HttpError::Rejected(format!(
-                "GET {endpoint}: refused to follow {}: it is not under base_url {} (the token is only sent there)",
-                shown_link(url),
-                shown_link(&self.base_url)
-            )));
-        }
-        let mut failures = 0u32;
-        let mut refreshed = false;
-        let mut throttled = 0u32;
-        // Waited on 429s for this one request: past ten windows it fails.
-        let mut throttled_for = Duration::ZERO;
+        self.check_origin(url, endpoint)?;
+        let budget = self.admission.budget(lane);
+        let policy = self.retry.within(budget.window());
+        let mut attempts = Attempts::new(endpoint);
+        let http = self.sender.id_http();
         loop {
-            let token = self
-                .auth
-                .token(&self.http)
-                .await
-                .map_err(|e| HttpError::Unauthorized(e.to_string()))?;
-            let (slot, report_permit, _in_flight) = self.admit(lane, budget, counters).await;
-            counters.requests.fetch_add(1, Ordering::Relaxed);
-            self.total_requests.fetch_add(1, Ordering::Relaxed);
-            let started = std::time::Instant::now();
-            let sent = http
-                .get(url)
-                .bearer_auth(token.expose())
-                .header("Harvest-Account-Id", self.account_id.clone())
-                .send()
-                .await;
-            let (status, outcome) = receive(sent, gate, self.max_body).await;
-            drop(slot);
-            crate::log::debug(&format!(
-                "GET {url} -> {}",
-                status.map_or("no response".to_string(), |s| s.to_string())
-            ));
-            metric(endpoint, counters, status, started.elapsed());
-            let failure = match outcome {
-                Err(Trouble::Retry(e)) => e,
-                Err(Trouble::Fatal(e)) => {
-                    return Err(HttpError::Rejected(format!("GET {endpoint}: {e}")));
+            let token = self.auth.token(http).await?;
+            let (slot, mut ticket) = self.admission.admit(lane, counters).await;
+            let request = self.auth.sign(self.sender.get(lane, url), &token);
+            let tried = self.try_once(request, slot, &mut ticket, (url, endpoint, lane), counters);
+            let outcome = match tried.await.and_then(|r| read_2xx(endpoint, r, &read)) {
+                Ok(mut page) => {
+                    counters.pages.fetch_add(1, Ordering::Relaxed);
+                    page.held = ticket.into_held(page.held.take());
+                    return Ok(page);
                 }
-                Ok((200..=299, served_at, _, (mut body, big))) => {
-                    let mut parsed = read(&body);
-                    let mut repaired_utf8 = false;
-                    if parsed.as_ref().is_err_and(|e| e.is_syntax())
-                        && std::str::from_utf8(&body).is_err()
-                    {
-                        // Bytes that are not UTF-8 are not a cut body: they are replaced
-                        // (U+FFFD), and the records they were in are named when read.
-                        body = bytes::Bytes::from(String::from_utf8_lossy(&body).into_owned());
-                        repaired_utf8 = true;
-                        parsed = read(&body);
-                        crate::log::warn(&format!(
-                            "GET {endpoint}: the response holds bytes that are not UTF-8; they are replaced by U+FFFD"
-                        ));
-                    }
-                    match parsed {
-                        Ok(read) => {
-                            counters.pages.fetch_add(1, Ordering::Relaxed);
-                            let held = report_permit.or(big);
-                            return Ok(RawPage {
-                                body,
-                                read,
-                                served_at,
-                                held,
-                                repaired_utf8,
-                            });
-                        }
-                        Err(e) if e.is_data() => {
-                            let why = format!("GET {endpoint}: unreadable page: {e}");
-                            return Err(HttpError::Rejected(why));
-                        }
-                        Err(_) => format!(
-                            "the response body is not complete JSON ({} bytes)",
-                            body.len()
-                        ),
-                    }
-                }
-                Ok((429, _, retry_after, _)) => {
-                    throttled += 1;
-                    counters.throttled.fetch_add(1, Ordering::Relaxed);
-                    if throttled > 50 || throttled_for > budget.window() * 10 {
-                        let why = format!(
-                            "GET {endpoint}: still throttled (429) after {throttled} waits ({:.0} s)",
-                            throttled_for.as_secs_f64()
-                        );
-                        return Err(HttpError::Exhausted(why));
-                    }
-                    let fallback = Duration::from_secs(15);
-                    let wait = retry::capped_retry_after(
-                        retry_after.as_deref(),
-                        fallback,
-                        budget.window(),
-                        endpoint,
-                    );
-                    throttled_for += wait;
-                    budget.pause(wait);
-                    continue;
-                }
-                Ok((401, ..)) if self.auth.is_oauth() && !refreshed => {
-                    refreshed = true;
-                    crate::log::info(&format!(
-                        "GET {endpoint}: 401, refreshing the OAuth access token and retrying"
-                    ));
-                    self.auth
-                        .refresh_after_401(&self.http, &token)
-                        .await
-                        .map_err(|e| HttpError::Unauthorized(e.to_string()))?;
-                    continue;
-                }
-                Ok((401, ..)) => {
-                    let account = self.account_id.to_str().unwrap_or("");
-                    let why = self
-                        .diagnosis
-                        .get_or_init(|| self.auth.diagnose_401(&self.http, &token, account))
-                        .await;
-                    return Err(HttpError::Unauthorized(format!(
-                        "GET {endpoint}: Harvest refused the credentials (401): {why}"
-                    )));
-                }
-                Ok((s, _, _, (body, _))) if !retry::retryable_status(s) => {
-                    return Err(refusal(endpoint, s, &body));
-                }
-                Ok((s, _, retry_after, _)) => {
-                    // A 503 that says when to come back is waited out (capped), not backed off.
-                    if let (503, Some(h)) = (s, retry_after.as_deref()) {
-                        failures += 1;
-                        counters.retries.fetch_add(1, Ordering::Relaxed);
-                        if failures > self.max_retries {
-                            return Err(HttpError::Exhausted(format!(
-                                "GET {endpoint}: Harvest answered 503; gave up after {failures} tries"
-                            )));
-                        }
-                        let wait = retry::capped_retry_after(
-                            Some(h),
-                            retry::backoff(self.backoff_base, failures),
-                            budget.window(),
-                            endpoint,
-                        );
-                        crate::log::warn(&format!(
-                            "GET {endpoint}: Harvest answered 503; retry {failures}/{} in {:.1} s (Retry-After)",
-                            self.max_retries,
-                            wait.as_secs_f64()
-                        ));
-                        tokio::time::sleep(wait).await;
-                        continue;
-                    }
-                    format!("Harvest answered {s}")
-                }
+                Err(outcome) => outcome,
             };
-            failures += 1;
-            counters.retries.fetch_add(1, Ordering::Relaxed);
-            if failures > self.max_retries {
-                return Err(HttpError::Exhausted(format!(
-                    "GET {endpoint}: {failure}; gave up after {failures} tries"
-                )));
+            match decide_and_count(&policy, &mut attempts, &outcome, counters) {
+                Decision::Retry { after, warning } => {
+                    crate::log::warn(&warning);
+                    tokio::time::sleep(after).await;
+                }
+                Decision::Pause(wait) => budget.pause(wait),
+                Decision::Refresh => self.auth.refresh(http, endpoint, &token).await?,
+                Decision::Refused => return Err(self.auth.refused(http, endpoint, &token).await),
+                Decision::GiveUp(e) => return Err(e),
             }
-            let wait = retry::backoff(self.backoff_base, failures);
-            crate::log::warn(&format!(
-                "GET {endpoint}: {failure}; retry {failures}/{} in {:.1} s",
-                self.max_retries,
-                wait.as_secs_f64()
-            ));
-            tokio::time::sleep(wait).await;
+            drop(ticket);
         }
     }
-}
 
-/// A response's status, `Date`, `Retry-After` and body (with its big-body permit), or what
-/// went wrong on the way.
-type Received = (
-    u16,
-    Option<DateTime<Utc>>,
-    Option<String>,
-    (bytes::Bytes, Option<OwnedSemaphorePermit>),
-);
-
-/// A request that went wrong: worth another try, or not.
-enum Trouble {
-    Retry(String),
-    Fatal(String),
-}
-
-async fn receive(
-    sent: Result<reqwest::Response, reqwest::Error>,
-    gate: Option<&Arc<Semaphore>>,
-    max_body: usize,
-) -> (Option<u16>, Result<Received, Trouble>) {
-    let resp = match sent {
-        Err(e) if e.is_builder() || e.is_request() && !e.is_timeout() && !e.is_connect() => {
-            // The request itself cannot be made (a header value that cannot be sent):
-            // another try makes the same request.
-            return (None, Err(Trouble::Fatal(describe(&e))));
+    /// A request may only go under `base_url`: the token is only sent there.
+    fn check_origin(&self, url: &str, endpoint: &str) -> Result<(), HttpError> {
+        if self.origins.allows_str(url) {
+            return Ok(());
         }
-        Err(e) => return (None, Err(Trouble::Retry(describe(&e)))),
-        Ok(resp) => resp,
-    };
-    let status = resp.status().as_u16();
-    let header = |name| {
-        resp.headers()
-            .get(name)
-            .and_then(|v: &HeaderValue| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let served_at = header(reqwest::header::DATE)
-        .and_then(|d| DateTime::parse_from_rfc2822(&d).ok())
-        .map(|d| d.with_timezone(&Utc));
-    let retry_after = header(reqwest::header::RETRY_AFTER);
-    match read_body(resp, gate, max_body).await {
-        Err(BodyError::Http(e)) => (Some(status), Err(Trouble::Retry(describe(&e)))),
-        Err(BodyError::TooBig) => (
-            Some(status),
-            Err(Trouble::Fatal(format!(
-                "the response is larger than max_response_mb ({} MB); not read",
-                max_body >> 20
-            ))),
-        ),
-        Ok(body) => (Some(status), Ok((status, served_at, retry_after, body))),
+        Err(HttpError::Rejected(format!(
+            "GET {endpoint}: refused to follow {}: it is not under base_url {} (the token is only sent there)",
+            shown_link(url),
+            shown_link(&self.base_url)
+        )))
     }
-}
 
-enum BodyError {
-    Http(reqwest::Error),
-    /// Larger than `max_response_mb`.
-    TooBig,
-}
-
-/// The error for a status that is not retried.
-fn refusal(endpoint: &str, status: u16, body: &[u8]) -> HttpError {
-    match status {
-        401 => HttpError::Unauthorized(format!(
-            "GET {endpoint}: Harvest rejected the credentials (401 invalid_token): check the token and account_id"
-        )),
-        403 => HttpError::Forbidden(format!("GET {endpoint}: 403 Forbidden: {}", message(body))),
-        404 => HttpError::NotFound(format!("GET {endpoint}: 404 Not Found")),
-        422 => HttpError::Unprocessable(format!(
-            "GET {endpoint}: Harvest answered 422: {}",
-            message(body)
-        )),
-        s @ 300..=399 => HttpError::Rejected(format!(
-            "GET {endpoint}: Harvest answered {s}, a redirect outside base_url (not followed: the token is only sent there)"
-        )),
-        s => HttpError::Rejected(format!("GET {endpoint}: Harvest answered {s}: {}", message(body))),
-    }
-}
-
-/// Reads a response body into one buffer of its announced size, chunk by chunk. (Collecting
-/// the chunks first and then copying them, as `Response::bytes` does, holds every page twice.)
-/// With a `gate`, a body bigger than [`BIG_BODY`] (announced, or found while reading) waits
-/// for a permit before it is read further, and comes back with it; until then it stays in
-/// the connection.
-async fn read_body(
-    mut resp: reqwest::Response,
-    gate: Option<&Arc<Semaphore>>,
-    max_body: usize,
-) -> Result<(bytes::Bytes, Option<OwnedSemaphorePermit>), BodyError> {
-    const MAX_PRESIZE: u64 = 64 << 20;
-    let announced = resp.content_length().unwrap_or(0);
-    if announced > max_body as u64 {
-        return Err(BodyError::TooBig);
-    }
-    let mut big = None;
-    let take = |gate: &Arc<Semaphore>| gate.clone().acquire_owned();
-    if let Some(gate) = gate.filter(|_| announced > BIG_BODY as u64) {
-        big = Some(take(gate).await.expect("never closed"));
-    }
-    let mut body = Vec::with_capacity(announced.min(MAX_PRESIZE) as usize);
-    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Http)? {
-        if body.len() + chunk.len() > max_body {
-            return Err(BodyError::TooBig);
-        }
-        if big.is_none() && body.len() + chunk.len() > BIG_BODY {
-            if let Some(gate) = gate {
-                big = Some(take(gate).await.expect("never closed"));
+    /// One try: `request` sent, counted, logged and timed; a 2xx response, or what else it
+    /// came to. The big-body permit of a response that is not a 2xx stays with the `ticket`.
+    async fn try_once(
+        &self,
+        request: reqwest::RequestBuilder,
+        slot: budget::Slot,
+        ticket: &mut Ticket<'_>,
+        (url, endpoint, lane): (&str, &str, Lane),
+        counters: &Counters,
+    ) -> Result<Response, Outcome> {
+        counters.requests.fetch_add(1, Ordering::Relaxed);
+        self.total_requests.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let gate = self.admission.big_body_gate(lane);
+        let (status, received) = self.sender.send(request, slot, gate).await;
+        crate::log::debug(&format!(
+            "GET {url} -> {}",
+            status.map_or("no response".to_string(), |s| s.to_string())
+        ));
+        metric(endpoint, counters, status, started.elapsed());
+        match received? {
+            r if (200..300).contains(&r.status) => Ok(r),
+            r => {
+                ticket.keep(r.big);
+                Err(Outcome::Status {
+                    code: r.status,
+                    retry_after: r.retry_after,
+                    body: r.body,
+                })
             }
         }
-        body.extend_from_slice(&chunk);
     }
-    Ok((body.into(), big))
 }
 
-/// The longest error message shown from a response.
-const MESSAGE_CHARS: usize = 200;
-
-/// Harvest's message from an error body: its JSON `message`, `error_description` or `error`,
-/// at most [`MESSAGE_CHARS`] characters on one line. Nothing else of a body is shown (it may
-/// echo the request).
-fn message(body: &[u8]) -> String {
-    if let Ok(v) = serde_json::from_slice::<Value>(body) {
-        for key in ["message", "error_description", "error"] {
-            if let Some(m) = v.get(key).and_then(Value::as_str) {
-                let one_line: String = crate::log::redact(m)
-                    .chars()
-                    .map(|c| if c.is_control() { ' ' } else { c })
-                    .take(MESSAGE_CHARS)
-                    .collect();
-                return one_line;
-            }
-        }
-        return "(no message)".into();
+/// The policy's decision on `outcome`, with the failures and 429s it noted counted for the
+/// progress lines.
+fn decide_and_count(
+    policy: &RetryPolicy,
+    attempts: &mut Attempts,
+    outcome: &Outcome,
+    counters: &Counters,
+) -> Decision {
+    let (failures, throttled) = (attempts.failures, attempts.throttled);
+    let decision = policy.decide(attempts, outcome);
+    let (failed, waited) = (attempts.failures - failures, attempts.throttled - throttled);
+    if failed > 0 {
+        counters
+            .retries
+            .fetch_add(u64::from(failed), Ordering::Relaxed);
     }
-    if body.trim_ascii_start().starts_with(b"<") {
-        "(an HTML page)".into()
-    } else {
-        format!("(a body of {} bytes that is not JSON)", body.len())
+    if waited > 0 {
+        counters
+            .throttled
+            .fetch_add(u64::from(waited), Ordering::Relaxed);
+    }
+    decision
+}
+
+/// A 2xx response read with `read`. Bytes that are not UTF-8 are not a cut body: they are
+/// replaced (U+FFFD), and the records they were in are named when read.
+fn read_2xx<T>(
+    endpoint: &str,
+    response: Response,
+    read: impl Fn(&[u8]) -> Result<T, serde_json::Error>,
+) -> Result<RawPage<T>, Outcome> {
+    let Response {
+        mut body,
+        served_at,
+        big,
+        ..
+    } = response;
+    let mut parsed = read(&body);
+    let mut repaired_utf8 = false;
+    if parsed.as_ref().is_err_and(|e| e.is_syntax()) && std::str::from_utf8(&body).is_err() {
+        body = bytes::Bytes::from(String::from_utf8_lossy(&body).into_owned());
+        repaired_utf8 = true;
+        parsed = read(&body);
+        crate::log::warn(&format!(
+            "GET {endpoint}: the response holds bytes that are not UTF-8; they are replaced by U+FFFD"
+        ));
+    }
+    match parsed {
+        Ok(read) => Ok(RawPage {
+            body,
+            read,
+            served_at,
+            held: big,
+            repaired_utf8,
+        }),
+        Err(e) if e.is_data() => Err(Outcome::Unreadable(e.to_string())),
+        Err(_) => Err(Outcome::CutShort { bytes: body.len() }),
     }
 }
 
 /// Warns when credentials would travel in clear text: an `http://` `base_url` or `auth_url`
 /// to a host that is not this machine.
-fn warn_if_clear_text(config: &Config) {
+fn warn_if_clear_text(config: &ClientConfig) {
     for (key, url) in [
         ("base_url", &config.base_url),
         ("auth_url", &config.auth_url),
@@ -693,7 +483,7 @@ fn warn_if_clear_text(config: &Config) {
                 .is_ok_and(|ip| ip.is_loopback());
         let used = key == "base_url"
             || config.account_id.is_none()
-            || matches!(config.auth, config::Credentials::OAuth { .. });
+            || matches!(config.auth, Credentials::OAuth { .. });
         if u.scheme() == "http" && !loopback && used {
             crate::log::warn(&format!(
                 "{key} is plain http:// to {}: the credentials travel unencrypted; use https://",

@@ -64,122 +64,153 @@ fn hex4(b: &[u8]) -> Option<u16> {
 /// `text` (one JSON value) with its lone surrogate escapes and out-of-range numbers repaired,
 /// and the repairs made; `None` when there was nothing of the kind to repair.
 pub fn repair(text: &[u8]) -> Option<(Vec<u8>, Vec<Fix>)> {
-    let mut out = Vec::with_capacity(text.len());
-    let mut fixes = Vec::new();
-    let mut stack: Vec<Frame> = Vec::new();
-    let mut i = 0;
-    while i < text.len() {
-        let c = text[i];
+    let mut r = Repair {
+        text,
+        at: 0,
+        out: Vec::with_capacity(text.len()),
+        fixes: Vec::new(),
+        stack: Vec::new(),
+    };
+    while let Some(&c) = text.get(r.at) {
         match c {
-            b'{' => {
-                stack.push(Frame::Object(None));
-                out.push(c);
-                i += 1;
-            }
-            b'[' => {
-                stack.push(Frame::Array);
-                out.push(c);
-                i += 1;
-            }
-            b'}' | b']' => {
-                stack.pop();
-                out.push(c);
-                i += 1;
-            }
-            b',' => {
-                if let Some(Frame::Object(k)) = stack.last_mut() {
-                    *k = None;
-                }
-                out.push(c);
-                i += 1;
-            }
-            b'"' => {
-                // A string: a key when the object expects one.
-                let is_key = matches!(stack.last(), Some(Frame::Object(None)));
-                let start = out.len();
-                out.push(c);
-                i += 1;
-                let mut repaired = false;
-                while i < text.len() && text[i] != b'"' {
-                    if text[i] == b'\\' && text.get(i + 1) == Some(&b'u') {
-                        if let Some(u) = hex4(&text[i + 2..]) {
-                            let is_high = (0xD800..0xDC00).contains(&u);
-                            let is_low = (0xDC00..0xE000).contains(&u);
-                            let paired = is_high
-                                && text.get(i + 6) == Some(&b'\\')
-                                && text.get(i + 7) == Some(&b'u')
-                                && hex4(&text[i + 8..])
-                                    .is_some_and(|l| (0xDC00..0xE000).contains(&l));
-                            if paired {
-                                out.extend_from_slice(&text[i..i + 12]);
-                                i += 12;
-                                continue;
-                            }
-                            if is_high || is_low {
-                                out.extend_from_slice(b"\\ufffd");
-                                i += 6;
-                                repaired = true;
-                                continue;
-                            }
-                        }
-                    }
-                    if text[i] == b'\\' && i + 1 < text.len() {
-                        out.extend_from_slice(&text[i..i + 2]);
-                        i += 2;
-                        continue;
-                    }
-                    out.push(text[i]);
-                    i += 1;
-                }
-                out.push(b'"');
-                i += 1;
-                if is_key {
-                    let key = String::from_utf8_lossy(&out[start + 1..out.len() - 1]).into_owned();
-                    if let Some(Frame::Object(k)) = stack.last_mut() {
-                        *k = Some(key);
-                    }
-                    if repaired {
-                        fixes.push(Fix {
-                            field: path(&stack),
-                            oddity: Oddity::LoneSurrogate,
-                        });
-                    }
-                } else if repaired {
-                    fixes.push(Fix {
-                        field: path(&stack),
-                        oddity: Oddity::LoneSurrogate,
-                    });
-                }
-            }
-            b'-' | b'0'..=b'9' => {
-                let start = i;
-                while i < text.len()
-                    && matches!(text[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
-                {
-                    i += 1;
-                }
-                let number = &text[start..i];
-                let out_of_range = std::str::from_utf8(number)
-                    .ok()
-                    .and_then(|s| s.parse::<f64>().ok())
-                    .is_some_and(|f| f.is_infinite());
-                if out_of_range {
-                    out.extend_from_slice(b"null");
-                    fixes.push(Fix {
-                        field: path(&stack),
-                        oddity: Oddity::OutOfRange,
-                    });
-                } else {
-                    out.extend_from_slice(number);
-                }
-            }
-            _ => {
-                out.push(c);
-                i += 1;
-            }
+            b'"' => r.string(),
+            b'-' | b'0'..=b'9' => r.number(),
+            _ => r.punctuation(c),
         }
     }
-    (!fixes.is_empty()).then_some((out, fixes))
+    (!r.fixes.is_empty()).then_some((r.out, r.fixes))
+}
+
+/// One pass of [`repair`]: the text is copied to `out` a token at a time, repaired on the way.
+struct Repair<'a> {
+    text: &'a [u8],
+    /// Where in `text` the pass is.
+    at: usize,
+    out: Vec<u8>,
+    fixes: Vec<Fix>,
+    /// The objects and arrays the pass is in.
+    stack: Vec<Frame>,
+}
+
+/// A `\u` escape of a UTF-16 surrogate.
+enum Surrogate {
+    /// A high surrogate followed by a low one's escape: 12 bytes, kept.
+    Pair,
+    /// A surrogate without its other half: 6 bytes, replaced.
+    Lone,
+}
+
+/// The surrogate escape at `text[at..]`, if there is one.
+fn surrogate_at(text: &[u8], at: usize) -> Option<Surrogate> {
+    if text[at] != b'\\' || text.get(at + 1) != Some(&b'u') {
+        return None;
+    }
+    let u = hex4(&text[at + 2..])?;
+    let is_high = (0xD800..0xDC00).contains(&u);
+    let is_low = (0xDC00..0xE000).contains(&u);
+    let paired = is_high
+        && text.get(at + 6) == Some(&b'\\')
+        && text.get(at + 7) == Some(&b'u')
+        && hex4(&text[at + 8..]).is_some_and(|l| (0xDC00..0xE000).contains(&l));
+    if paired {
+        Some(Surrogate::Pair)
+    } else {
+        (is_high || is_low).then_some(Surrogate::Lone)
+    }
+}
+
+impl Repair<'_> {
+    /// Copies `text[at..at + n]`.
+    fn copy(&mut self, n: usize) {
+        self.out.extend_from_slice(&self.text[self.at..self.at + n]);
+        self.at += n;
+    }
+
+    /// Notes a repair of the value being read.
+    fn fixed(&mut self, oddity: Oddity) {
+        self.fixes.push(Fix {
+            field: path(&self.stack),
+            oddity,
+        });
+    }
+
+    /// A byte outside strings and numbers: brackets open and close frames, and a comma ends
+    /// an object's member.
+    fn punctuation(&mut self, c: u8) {
+        match c {
+            b'{' => self.stack.push(Frame::Object(None)),
+            b'[' => self.stack.push(Frame::Array),
+            b'}' | b']' => drop(self.stack.pop()),
+            b',' => {
+                if let Some(Frame::Object(k)) = self.stack.last_mut() {
+                    *k = None;
+                }
+            }
+            _ => {}
+        }
+        self.copy(1);
+    }
+
+    /// A string: a key when the object expects one; its lone surrogate escapes become U+FFFD.
+    fn string(&mut self) {
+        let is_key = matches!(self.stack.last(), Some(Frame::Object(None)));
+        let start = self.out.len();
+        self.copy(1);
+        let mut repaired = false;
+        while self.at < self.text.len() && self.text[self.at] != b'"' {
+            repaired |= self.string_char();
+        }
+        self.out.push(b'"');
+        self.at += 1;
+        if is_key {
+            let key = &self.out[start + 1..self.out.len() - 1];
+            let key = String::from_utf8_lossy(key).into_owned();
+            if let Some(Frame::Object(k)) = self.stack.last_mut() {
+                *k = Some(key);
+            }
+        }
+        if repaired {
+            self.fixed(Oddity::LoneSurrogate);
+        }
+    }
+
+    /// One character or escape of a string; whether it was a lone surrogate, replaced.
+    fn string_char(&mut self) -> bool {
+        match surrogate_at(self.text, self.at) {
+            Some(Surrogate::Pair) => self.copy(12),
+            Some(Surrogate::Lone) => {
+                self.out.extend_from_slice(b"\\ufffd");
+                self.at += 6;
+                return true;
+            }
+            None if self.text[self.at] == b'\\' && self.at + 1 < self.text.len() => self.copy(2),
+            None => self.copy(1),
+        }
+        false
+    }
+
+    /// A number: one beyond `f64`'s range becomes `null`.
+    fn number(&mut self) {
+        let start = self.at;
+        while self
+            .text
+            .get(self.at)
+            .is_some_and(|c| matches!(c, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))
+        {
+            self.at += 1;
+        }
+        let number = &self.text[start..self.at];
+        let out_of_range = std::str::from_utf8(number)
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .is_some_and(|f| f.is_infinite());
+        if out_of_range {
+            self.out.extend_from_slice(b"null");
+            self.fixed(Oddity::OutOfRange);
+        } else {
+            self.out.extend_from_slice(number);
+        }
+    }
 }
 
 /// The fields of `record` whose strings hold U+FFFD: where invalid UTF-8 was replaced.

@@ -337,22 +337,7 @@ impl Pager {
         if let Some(e) = self.broken.take() {
             return Err(e);
         }
-        let (raw, planned) = if let Some((task, permit)) = self.ahead.pop_front() {
-            self.held = permit;
-            self.refill();
-            let raw = task.await.map_err(|e| {
-                HttpError::Rejected(format!("GET {}: page task failed: {e}", self.endpoint))
-            })??;
-            (raw, true)
-        } else if let Some(url) = self.pop_planned() {
-            // No permit was free to fetch it ahead.
-            let raw = self.fetch(&url).await?;
-            self.refill();
-            (raw, true)
-        } else if let Some(url) = self.next.take() {
-            self.visit(&url)?;
-            (self.fetch(&url).await?, false)
-        } else {
+        let Some((raw, planned)) = self.fetch_next().await? else {
             return Ok(None);
         };
         let mut info = raw.read;
@@ -368,32 +353,58 @@ impl Pager {
             // Page 1 too, so that a planned page answering it again is caught.
             self.check_planned_page(&info, &records, &raw.body)?;
         }
+        self.note_end(&mut info, records.is_empty(), planned);
+        self.note_totals(&info, planned);
+        self.plan_after(info.next, info.total_pages, planned);
+        Ok(Some(Page {
+            body: raw.body,
+            records,
+            served_at: raw.served_at,
+            _held: raw.held,
+            repaired_utf8: info.repaired_utf8,
+        }))
+    }
+
+    /// The next page's response, and whether it is a planned page: one fetched ahead, else
+    /// the next planned one, else the link to follow; `None` after the last.
+    async fn fetch_next(&mut self) -> Result<Option<(RawPage<PageInfo>, bool)>, HttpError> {
+        if let Some((task, permit)) = self.ahead.pop_front() {
+            self.held = permit;
+            self.refill();
+            let raw = task.await.map_err(|e| {
+                HttpError::Rejected(format!("GET {}: page task failed: {e}", self.endpoint))
+            })??;
+            Ok(Some((raw, true)))
+        } else if let Some(url) = self.pop_planned() {
+            // No permit was free to fetch it ahead.
+            let raw = self.fetch(&url).await?;
+            self.refill();
+            Ok(Some((raw, true)))
+        } else if let Some(url) = self.next.take() {
+            self.visit(&url)?;
+            Ok(Some((self.fetch(&url).await?, false)))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Where the list ends, as a page tells it: its link to the next page (an empty page has
+    /// none, whatever it says; a missing one is made from the page number), and whether the
+    /// list was cut short, ends before its plan, or is read by cursor.
+    fn note_end(&mut self, info: &mut PageInfo, empty: bool, planned: bool) {
         let says_more = info.next.is_some() || info.next_page.is_some();
-        if records.is_empty() && says_more {
+        if empty && says_more {
             // An empty page that says more follow: the list cannot be trusted to be complete.
             self.cut_short = true;
         }
-        if planned
-            && (records.is_empty() || (info.next.is_none() && info.next_page.is_none()))
-            && !self.queued_is_empty()
-        {
-            // The envelope says the list ends here, before the pages planned from page 1's
-            // total_pages: the plan stops (a list that shrank meanwhile is read again: see
-            // `changed`).
-            crate::log::warn(&format!(
-                "GET {}: page {} {} before the {} pages the first page announced; the list ends there",
-                self.endpoint,
-                info.page.map_or("?".into(), |p| p.to_string()),
-                if records.is_empty() { "is empty" } else { "has no next link" },
-                self.queued.as_ref().map_or(0, |p| p.last),
-            ));
-            self.end_plan();
+        if planned && (empty || !says_more) && !self.queued_is_empty() {
+            self.end_plan_early(info, empty);
         }
-        if records.is_empty() {
+        if empty {
             // An empty page ends the list, whatever its links say.
             info.next = None;
         } else if !planned && info.next.is_none() {
-            match self.missing_next(&info) {
+            match self.missing_next(info) {
                 Ok(next) => info.next = next,
                 // This page's records are read; the list fails after them.
                 Err(e) => self.broken = Some(e),
@@ -402,8 +413,31 @@ impl Pager {
         if info.next.as_deref().is_some_and(|l| l.contains("cursor=")) {
             self.cursor = true;
         }
+    }
+
+    /// The envelope says the list ends here, before the pages planned from page 1's
+    /// total_pages: the plan stops (a list that shrank meanwhile is read again: see
+    /// `changed`).
+    fn end_plan_early(&mut self, info: &PageInfo, empty: bool) {
+        crate::log::warn(&format!(
+            "GET {}: page {} {} before the {} pages the first page announced; the list ends there",
+            self.endpoint,
+            info.page.map_or("?".into(), |p| p.to_string()),
+            if empty {
+                "is empty"
+            } else {
+                "has no next link"
+            },
+            self.queued.as_ref().map_or(0, |p| p.last),
+        ));
+        self.end_plan();
+    }
+
+    /// The list's size as its pages tell it: the first page (planned by whoever started the
+    /// list) how many pages follow and, on a stream's own list, the stream's total; a later
+    /// page telling another `total_entries` means the list changed while it was read.
+    fn note_totals(&mut self, info: &PageInfo, planned: bool) {
         if self.first_total.is_none() && !planned {
-            // The first page (planned by whoever started the list) tells how many follow.
             let more = info.total_pages.saturating_sub(1).min(1 << 20);
             self.counters
                 .planned
@@ -420,14 +454,19 @@ impl Pager {
             (Some(first), Some(now)) if first != now => self.changed = true,
             _ => {}
         }
+    }
+
+    /// What is requested after a page with the link `next`: after a followed link, the pages
+    /// it leads to, planned (page mode, when pages may be fetched ahead), else the link; after
+    /// the last planned page, its link, in case the list grew meanwhile.
+    fn plan_after(&mut self, next: Option<String>, total_pages: u64, planned: bool) {
         if planned {
-            // After the last planned page, follow its link in case the list grew meanwhile.
             if self.ahead.is_empty() && self.queued_is_empty() {
-                self.next = info.next;
+                self.next = next;
                 self.queued = None;
             }
-        } else if let Some(link) = info.next {
-            match plan(&link, info.total_pages) {
+        } else if let Some(link) = next {
+            match plan(&link, total_pages) {
                 Some(plan) if self.width > 1 && plan.last > plan.next => {
                     self.queued = Some(plan);
                     self.refill();
@@ -435,13 +474,6 @@ impl Pager {
                 _ => self.next = Some(link),
             }
         }
-        Ok(Some(Page {
-            body: raw.body,
-            records,
-            served_at: raw.served_at,
-            _held: raw.held,
-            repaired_utf8: info.repaired_utf8,
-        }))
     }
 
     /// A page without `links.next` whose envelope says more pages follow (`next_page`, or
