@@ -1,5 +1,6 @@
-//! Shared harness: a simulator per test, the real tap binary, and what a target would receive.
-#![allow(dead_code)]
+//! The shared harness: a simulator per test, the real tap binary, what a target would receive,
+//! the ground truth computed independently of the tap, and the checks that a test checked
+//! something.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -261,10 +262,33 @@ impl Run {
                 other => panic!("unexpected message type {other:?}"),
             }
         }
-        if let Some(last) = self.messages.last() {
-            assert_eq!(last["type"], "STATE", "the last message must be a STATE");
-        }
+        let last = self
+            .messages
+            .last()
+            .expect("no message at all: nothing to validate");
+        assert_eq!(last["type"], "STATE", "the last message must be a STATE");
     }
+}
+
+/// `items`, once asserted to hold something: a check over none of them would pass having
+/// checked nothing. `what` names them in the failure.
+#[track_caller]
+pub fn nonempty<'a, T>(items: &'a [T], what: &str) -> &'a [T] {
+    assert!(
+        !items.is_empty(),
+        "{what}: none to check, the test would prove nothing"
+    );
+    items
+}
+
+/// Asserts that a check counted at least one thing it checked (a loop that skips what does
+/// not apply, or an `all` over what a run happened to send).
+#[track_caller]
+pub fn assert_checked(count: usize, what: &str) {
+    assert!(
+        count > 0,
+        "{what}: none checked, the test would prove nothing"
+    );
 }
 
 /// The simulator resource a stream reads, for the streams with requests of their own: the
