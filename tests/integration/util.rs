@@ -532,6 +532,15 @@ pub fn assert_matches_truth(run: &Run, sim: &Sim, stream: &str) {
     }
 }
 
+/// Asserts that `run` sent as many records of `stream` as the simulator has rows, and that it
+/// has some.
+#[track_caller]
+pub fn assert_count_matches_truth(run: &Run, sim: &Sim, stream: &str) {
+    let want = expected(sim, stream).len();
+    assert_checked(want, &format!("{stream}: rows in the simulator"));
+    assert_eq!(run.records(stream).len(), want, "{stream}");
+}
+
 /// A catalog selecting every stream but the reports (which have tests of their own).
 pub fn no_reports() -> Value {
     catalog_where(|s| !s.starts_with("report_"))
