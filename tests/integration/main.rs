@@ -11,6 +11,7 @@ mod util;
 mod bad_input;
 mod cli;
 mod deletions;
+mod ecosystem;
 mod hostile;
 mod maps;
 mod reliability;
