@@ -1,5 +1,6 @@
-//! Shared harness: a simulator per test, the real tap binary, and what a target would receive.
-#![allow(dead_code)]
+//! The shared harness: a simulator per test, the real tap binary, what a target would receive,
+//! the ground truth computed independently of the tap, and the checks that a test checked
+//! something.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -261,10 +262,33 @@ impl Run {
                 other => panic!("unexpected message type {other:?}"),
             }
         }
-        if let Some(last) = self.messages.last() {
-            assert_eq!(last["type"], "STATE", "the last message must be a STATE");
-        }
+        let last = self
+            .messages
+            .last()
+            .expect("no message at all: nothing to validate");
+        assert_eq!(last["type"], "STATE", "the last message must be a STATE");
     }
+}
+
+/// `items`, once asserted to hold something: a check over none of them would pass having
+/// checked nothing. `what` names them in the failure.
+#[track_caller]
+pub fn nonempty<'a, T>(items: &'a [T], what: &str) -> &'a [T] {
+    assert!(
+        !items.is_empty(),
+        "{what}: none to check, the test would prove nothing"
+    );
+    items
+}
+
+/// Asserts that a check counted at least one thing it checked (a loop that skips what does
+/// not apply, or an `all` over what a run happened to send).
+#[track_caller]
+pub fn assert_checked(count: usize, what: &str) {
+    assert!(
+        count > 0,
+        "{what}: none checked, the test would prove nothing"
+    );
 }
 
 /// The simulator resource a stream reads, for the streams with requests of their own: the
@@ -506,6 +530,15 @@ pub fn assert_matches_truth(run: &Run, sim: &Sim, stream: &str) {
             check_column(stream, column, value, raw);
         }
     }
+}
+
+/// Asserts that `run` sent as many records of `stream` as the simulator has rows, and that it
+/// has some.
+#[track_caller]
+pub fn assert_count_matches_truth(run: &Run, sim: &Sim, stream: &str) {
+    let want = expected(sim, stream).len();
+    assert_checked(want, &format!("{stream}: rows in the simulator"));
+    assert_eq!(run.records(stream).len(), want, "{stream}");
 }
 
 /// A catalog selecting every stream but the reports (which have tests of their own).

@@ -1,11 +1,10 @@
 //! Reports API streams against the simulator's own aggregates.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
 use serde_json::json;
+
+use crate::util::*;
 
 fn windows_of(run: &Run, stream: &str) -> BTreeSet<(String, String)> {
     run.records(stream)
@@ -71,6 +70,7 @@ fn leap_year_windows_are_accepted_and_rows_equal_the_aggregates() {
                 }
             }
         }
+        assert_checked(want.len(), stream);
         assert_eq!(got, want, "{stream}");
     }
     let stats = h.sim.requests();
@@ -89,9 +89,9 @@ fn every_report_stream_and_include_fixed_fee() {
     run.assert_ok();
     run.assert_valid_singer();
     let windows = report_windows("2025-06-01");
-    for stream in windowed_reports() {
+    for stream in nonempty(&windowed_reports(), "windowed reports") {
         let path = stream.trim_start_matches("report_").replacen('_', "/", 1);
-        let fixed_fee_param = stream.starts_with("report_time") || stream == "report_uninvoiced";
+        let fixed_fee_param = stream.starts_with("report_time") || *stream == "report_uninvoiced";
         let mut want = 0;
         for (from, to) in &windows {
             let rows = h.sim.report(&path, *from, *to, !fixed_fee_param);
@@ -111,6 +111,7 @@ fn every_report_stream_and_include_fixed_fee() {
                 }
             }
         }
+        assert_checked(want, stream);
         assert_eq!(run.records(stream).len(), want, "{stream}");
     }
     assert!(!run.records("report_project_budget").is_empty());
@@ -139,7 +140,7 @@ fn incremental_rereads_only_the_open_window() {
     let state = first.last_state();
     let windows = report_windows("2022-01-01");
     let (last_from, last_to) = *windows.last().unwrap();
-    for stream in windowed_reports() {
+    for stream in nonempty(&windowed_reports(), "windowed reports") {
         assert_eq!(
             state["bookmarks"][stream]["from"],
             json!(last_from.to_string()),
@@ -155,6 +156,7 @@ fn incremental_rereads_only_the_open_window() {
     second.assert_valid_singer();
     for stream in windowed_reports() {
         let w = windows_of(&second, stream);
+        assert!(!w.is_empty(), "{stream}: no window read again");
         assert!(
             w.iter().all(|(f, _)| *f == last_from.to_string()),
             "{stream}: re-read closed windows {w:?}"
@@ -214,6 +216,7 @@ fn a_429_from_the_reports_bucket_is_waited_out() {
             .iter()
             .map(|(f, t)| h.sim.report(&path, *f, *t, true).len())
             .sum();
+        assert_checked(want, stream);
         assert_eq!(run.records(stream).len(), want, "{stream}");
     }
 }

@@ -2,14 +2,13 @@
 //! what a target loads as tombstones, exactly those and nothing else, whatever else happens
 //! meanwhile (archiving, edits, a signal, a list that shifts while it is read).
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::*;
 use harvest_sim::{Fault, FaultKind, Trigger};
 use serde_json::{json, Map, Value};
+
+use crate::util::*;
 
 type Keys = BTreeMap<&'static str, BTreeSet<String>>;
 
@@ -72,6 +71,15 @@ fn warehouse(runs: &[&Run]) -> Keys {
     out
 }
 
+/// Asserts that `run` reported no deletion in any of the streams that report them.
+fn assert_no_tombstones(run: &Run, why: &str) {
+    let reported = tombstones(run);
+    assert!(!reported.is_empty(), "no stream reports deletions");
+    for (s, keys) in reported {
+        assert!(keys.is_empty(), "{s}: {keys:?} reported deleted, {why}");
+    }
+}
+
 fn minus(a: &Keys, b: &Keys) -> Keys {
     a.iter()
         .map(|(s, k)| (*s, k.difference(&b[s]).cloned().collect()))
@@ -88,6 +96,7 @@ fn with(config: &Value, extra: Value) -> Value {
 
 /// Asserts that no stream was reported deleted beyond `deleted`.
 fn assert_no_false_deletion(reported: &Keys, deleted: &Keys, what: &str) {
+    assert!(!reported.is_empty(), "{what}: no stream reports deletions");
     for (s, keys) in reported {
         let wrong: Vec<&String> = keys.difference(&deleted[s]).take(5).collect();
         assert!(
@@ -98,6 +107,10 @@ fn assert_no_false_deletion(reported: &Keys, deleted: &Keys, what: &str) {
 }
 
 fn assert_equal_to_harvest(got: &Keys, now: &Keys, what: &str) {
+    assert_checked(
+        now.values().map(BTreeSet::len).sum(),
+        &format!("{what}: rows in Harvest"),
+    );
     for (s, want) in now {
         let stale: Vec<&String> = got[s].difference(want).take(5).collect();
         let missing: Vec<&String> = want.difference(&got[s]).take(5).collect();
@@ -161,7 +174,7 @@ fn every_deletion_reaches_the_target_once_and_nothing_else_does() {
     let h = account();
     let first = h.sync(&h.config(), Some(&no_reports()), None);
     first.assert_ok();
-    assert!(tombstones(&first).values().all(BTreeSet::is_empty));
+    assert_no_tombstones(&first, "on the first sync");
     let before = keys_now(&h.sim);
     let direct = delete_one_of_everything(&h.sim);
     let after = keys_now(&h.sim);
@@ -179,9 +192,10 @@ fn every_deletion_reaches_the_target_once_and_nothing_else_does() {
         "external_reference",
         "time_entry_external_reference",
     ];
-    for s in streams_where(|d| d.reports_deletions() && !untouched.contains(&d.name)) {
+    let touched = streams_where(|d| d.reports_deletions() && !untouched.contains(&d.name));
+    for s in nonempty(&touched, "streams with deletions") {
         assert!(
-            changed.contains(&s),
+            changed.contains(s),
             "nothing of {s} was deleted: the test proves nothing for it"
         );
     }
@@ -253,7 +267,7 @@ fn every_deletion_reaches_the_target_once_and_nothing_else_does() {
     // Nothing more to report.
     let fourth = h.sync(&sweep, Some(&no_reports()), Some(&third.last_state()));
     fourth.assert_ok();
-    assert!(tombstones(&fourth).values().all(BTreeSet::is_empty));
+    assert_no_tombstones(&fourth, "all were reported before");
 }
 
 #[test]
@@ -292,9 +306,7 @@ fn archived_edited_and_new_records_are_never_reported_deleted() {
     let third = h.sync(&sweep, Some(&no_reports()), Some(&second.last_state()));
     third.assert_ok();
     for run in [&second, &third] {
-        for (s, keys) in tombstones(run) {
-            assert!(keys.is_empty(), "{s}: {keys:?} reported deleted, none was");
-        }
+        assert_no_tombstones(run, "none was");
     }
     // A user's project assignments list active ones only: an archived one stays in the
     // target as last seen, though Harvest's list no longer shows it.
@@ -409,6 +421,7 @@ fn a_large_memory_is_written_in_the_last_state_only_and_a_state_without_it_rebui
         .filter(|m| m["type"] == "STATE")
         .map(|m| &m["value"])
         .collect();
+    assert!(states.len() > 1, "one STATE: none before the last to check");
     let last = states.last().unwrap();
     let memory = &last["deletions"]["time_entries"];
     assert_eq!(memory["count"], json!(h.sim.truth("time_entries").len()));
@@ -429,7 +442,7 @@ fn a_large_memory_is_written_in_the_last_state_only_and_a_state_without_it_rebui
         .delete("time_entries", &h.sim.deletable("time_entries", 3));
     let second = h.sync(&h.config(), Some(&no_reports()), Some(&bare));
     second.assert_ok();
-    assert!(tombstones(&second).values().all(BTreeSet::is_empty));
+    assert_no_tombstones(&second, "the state had no memory to compare with");
     let middle = keys_now(&h.sim);
     h.sim
         .delete("time_entries", &h.sim.deletable("time_entries", 3));
@@ -439,6 +452,7 @@ fn a_large_memory_is_written_in_the_last_state_only_and_a_state_without_it_rebui
     let reported = tombstones(&third);
     let deleted = minus(&middle, &keys_now(&h.sim));
     assert_no_false_deletion(&reported, &deleted, "after the rebuild");
+    assert_checked(deleted["contacts"].len(), "contacts deleted");
     assert_eq!(reported["contacts"], deleted["contacts"]);
     assert_eq!(minus(&before, &middle)["time_entries"].len(), 3);
 }
@@ -458,6 +472,8 @@ fn streams_read_in_full_are_sent_as_a_version_and_activated_after_their_last_rec
     let run = h.sync(&config, Some(&no_reports()), Some(&first.last_state()));
     run.assert_ok();
     let reported = tombstones(&run);
+    // Streams of each kind checked, and deletions among the tombstones compared.
+    let (mut versioned, mut by_tombstone, mut tombstoned) = (0, 0, 0);
     for s in streams_where(|d| d.reports_deletions()) {
         let activations: Vec<usize> = run
             .messages
@@ -495,6 +511,8 @@ fn streams_read_in_full_are_sent_as_a_version_and_activated_after_their_last_rec
                 "{s}: activated, but it is not read in full"
             );
             assert_eq!(reported[s], deleted[s], "{s}: tombstones");
+            by_tombstone += 1;
+            tombstoned += deleted[s].len();
             continue;
         }
         assert_eq!(activations.len(), 1, "{s}: one ACTIVATE_VERSION");
@@ -516,12 +534,17 @@ fn streams_read_in_full_are_sent_as_a_version_and_activated_after_their_last_rec
                 key_of(s, m["record"].as_object().unwrap())
             })
             .collect();
+        assert_checked(sent.len(), &format!("{s}: records of the version"));
         assert_eq!(
             sent,
             expected(&h.sim, s).into_keys().collect(),
             "{s}: the version"
         );
+        versioned += 1;
     }
+    assert_checked(versioned, "streams sent as a version");
+    assert_checked(by_tombstone, "streams sent with tombstones");
+    assert_checked(tombstoned, "deletions sent as tombstones");
 }
 
 #[test]
@@ -540,12 +563,7 @@ fn a_record_moved_out_of_the_window_or_hidden_by_a_403_is_never_reported_deleted
     h.sim.redate("expenses", &spent, days(400));
     let second = h.sync(&h.config(), Some(&no_reports()), Some(&first.last_state()));
     second.assert_ok();
-    for (s, keys) in tombstones(&second) {
-        assert!(
-            keys.is_empty(),
-            "{s}: {keys:?} reported deleted, they moved out of the window"
-        );
-    }
+    assert_no_tombstones(&second, "they moved out of the window");
     // This token may no longer read time entries: skipped, nothing decided for them.
     h.sim.add_fault(Fault {
         path_prefix: "/v2/time_entries".into(),
@@ -560,18 +578,11 @@ fn a_record_moved_out_of_the_window_or_hidden_by_a_403_is_never_reported_deleted
         "{}",
         third.stderr
     );
-    for (s, keys) in tombstones(&third) {
-        assert!(
-            keys.is_empty(),
-            "{s}: {keys:?} reported deleted behind a 403"
-        );
-    }
+    assert_no_tombstones(&third, "behind a 403");
     h.sim.clear_faults();
     let fourth = h.sync(&sweep, Some(&no_reports()), Some(&third.last_state()));
     fourth.assert_ok();
-    for (s, keys) in tombstones(&fourth) {
-        assert!(keys.is_empty(), "{s}: {keys:?} reported deleted, none was");
-    }
+    assert_no_tombstones(&fourth, "none was");
     assert_equal_to_harvest(
         &warehouse(&[&first, &second, &third, &fourth]),
         &keys_now(&h.sim),

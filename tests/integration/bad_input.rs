@@ -4,13 +4,12 @@
 //! never a panic. The older singer-io flat state is not bad input: it is migrated and the sync
 //! honours its bookmarks.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::*;
 use serde_json::{json, Value};
+
+use crate::util::*;
 
 /// The secrets the configs below hold: they must never reach stderr.
 const TOKEN: &str = "pat-SECRET-4f2a9c";
@@ -99,6 +98,7 @@ fn assert_one_error(run: &Run, case: &str, needle: &str) {
 /// "Config validation failed".
 fn assert_config_errors(run: &Run, case: &str, needles: &[&str]) {
     assert_clean_failure(run, case);
+    nonempty(needles, case);
     let lines = log_lines(&run.stderr);
     assert_eq!(
         lines.len(),

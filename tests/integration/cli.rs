@@ -1,9 +1,8 @@
 //! The command line as Singer runners use it.
 
-mod common;
-
-use common::*;
 use serde_json::{json, Value};
+
+use crate::util::*;
 
 #[test]
 fn version_and_about_need_no_config() {
@@ -184,6 +183,7 @@ fn the_readme_lists_every_stream_as_the_table_declares_it() {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let mut parents = 0;
     for def in STREAMS {
         let name = format!("`{}`", def.name);
         let found: Vec<&Vec<String>> = rows.iter().filter(|r| r[0] == name).collect();
@@ -211,6 +211,8 @@ fn the_readme_lists_every_stream_as_the_table_declares_it() {
         if let Some(parent) = row.get(3) {
             let want = def.parent().map(|p| format!("`{p}`")).unwrap_or_default();
             assert_eq!(*parent, want, "README: parent of {}", def.name);
+            parents += 1;
         }
     }
+    assert_checked(parents, "README rows with a parent column");
 }

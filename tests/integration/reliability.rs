@@ -1,17 +1,16 @@
 //! Faults, interruptions, concurrent edits, odd data, secrets and a closed stdout: the tap
 //! loses nothing, emits nothing invalid and says clearly what went wrong.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use common::*;
 use harvest_sim::{Fault, FaultKind, Trigger};
 use serde_json::{json, Value};
+
+use crate::util::*;
 
 fn fault(prefix: &str, kind: FaultKind, trigger: Trigger) -> Fault {
     Fault {
@@ -30,8 +29,12 @@ fn ts(v: &Value) -> Option<DateTime<Utc>> {
 /// Every record of the ground truth appears among the runs' records (at least once), keyed by
 /// primary key.
 fn assert_union_covers_truth(runs: &[&Run], sim: &Sim, streams: &[&str]) {
-    for stream in streams {
+    for stream in nonempty(streams, "streams") {
         let want = expected(sim, stream);
+        assert!(
+            !want.is_empty(),
+            "{stream}: the simulator has no rows, the test proves nothing"
+        );
         let got: BTreeSet<String> = runs
             .iter()
             .flat_map(|r| r.records(stream))
@@ -151,7 +154,10 @@ fn exhausted_retries_fail_cleanly_and_a_rerun_from_the_last_state_completes() {
     );
     assert!(!first.stderr.contains("panicked"));
     first.assert_valid_singer();
-    assert_state_covers_only_emitted(&first, &h.sim);
+    assert_checked(
+        assert_state_covers_only_emitted(&first, &h.sim),
+        "bookmarks of the streams that finished",
+    );
 
     h.sim.clear_faults();
     let state = first.last_state();
@@ -183,7 +189,10 @@ fn a_404_html_page_on_a_list_fails_with_a_clear_message() {
         "the HTML body is not dumped into the log"
     );
     run.assert_valid_singer();
-    assert_state_covers_only_emitted(&run, &h.sim);
+    assert_checked(
+        assert_state_covers_only_emitted(&run, &h.sim),
+        "bookmarks of the streams that finished",
+    );
     let rerun = h.sync(&h.config(), Some(&no_reports()), Some(&run.last_state()));
     rerun.assert_ok();
     assert_union_covers_truth(&[&run, &rerun], &h.sim, &api_streams());
@@ -206,6 +215,8 @@ fn sigterm_at_any_point_ends_with_a_consistent_state_and_a_rerun_completes() {
     h.sim
         .set_latency(Duration::from_millis(15), Duration::from_millis(10), None);
     let mut interrupted_runs = 0;
+    // What the runs' states let the checks below compare: bookmarks, and records re-sent.
+    let (mut bookmarks, mut resumed, mut resent) = (0, 0, 0);
     for delay in signal_points(&h) {
         let delay_ms = delay.as_millis();
         let first = interrupted(&h, &h.config(), None, "TERM", delay);
@@ -234,7 +245,7 @@ fn sigterm_at_any_point_ends_with_a_consistent_state_and_a_rerun_completes() {
             Some(json!("STATE")),
             "{delay_ms} ms: no final STATE"
         );
-        assert_state_covers_only_emitted(&first, &h.sim);
+        bookmarks += assert_state_covers_only_emitted(&first, &h.sim);
         let state = first.last_state();
         let second = h.sync(&h.config(), Some(&no_reports()), Some(&state));
         second.assert_ok();
@@ -242,14 +253,17 @@ fn sigterm_at_any_point_ends_with_a_consistent_state_and_a_rerun_completes() {
         assert_union_covers_truth(&[&first, &second], &h.sim, &derived_streams());
         // Duplicates only from the streams the signal interrupted: a finished stream resumes at its bookmark.
         for stream in api_streams() {
-            if let Some(b) = ts(&state["bookmarks"][stream]["updated_at"]) {
-                for r in second.records(stream) {
-                    assert!(
-                        ts(&r["updated_at"]).unwrap() >= b,
-                        "{stream}: finished before the signal, yet re-sent {}",
-                        r["id"]
-                    );
-                }
+            let Some(b) = ts(&state["bookmarks"][stream]["updated_at"]) else {
+                continue;
+            };
+            resumed += 1;
+            for r in second.records(stream) {
+                assert!(
+                    ts(&r["updated_at"]).unwrap() >= b,
+                    "{stream}: finished before the signal, yet re-sent {}",
+                    r["id"]
+                );
+                resent += 1;
             }
         }
     }
@@ -257,6 +271,12 @@ fn sigterm_at_any_point_ends_with_a_consistent_state_and_a_rerun_completes() {
         interrupted_runs >= 4,
         "only {interrupted_runs} runs were interrupted mid-sync"
     );
+    assert_checked(
+        bookmarks,
+        "bookmarks of interrupted runs against what they emitted",
+    );
+    assert_checked(resumed, "streams resumed at their bookmark");
+    assert_checked(resent, "records re-sent from a bookmark");
 }
 
 #[test]
@@ -346,6 +366,7 @@ fn a_stream_that_fails_for_good_stops_only_itself_and_its_children() {
         assert!(critical[0].contains(named), "{named:?} not in {}", critical[0]);
     }
     let state = run.last_state();
+    let mut finished = 0;
     for def in STREAMS.iter().filter(|d| !d.name.starts_with("report_")) {
         let bookmark = &state["bookmarks"][def.name];
         if failed.contains(&def.name) {
@@ -361,7 +382,9 @@ fn a_stream_that_fails_for_good_stops_only_itself_and_its_children() {
         if let Some(key) = def.bookmark_key() {
             assert!(bookmark[&key].is_string(), "{}: no bookmark", def.name);
         }
+        finished += 1;
     }
+    assert_checked(finished, "streams that finished beside the failed ones");
     assert!(run.records("time_entries").is_empty() && run.records("invoice_messages").is_empty());
 
     // The next run, with the faults gone, completes from that state.
@@ -479,7 +502,8 @@ fn records_changed_during_a_sync_are_caught_by_it_or_the_next() {
                     .insert(r["updated_at"].as_str().unwrap_or("").to_string());
                 m
             });
-        for r in h.sim.truth(resource_of(stream).unwrap()) {
+        let truth = h.sim.truth(resource_of(stream).unwrap());
+        for r in nonempty(&truth, stream) {
             let versions = seen.get(&r["id"].to_string());
             assert!(
                 versions.is_some_and(|v| v.contains(r["updated_at"].as_str().unwrap())),
@@ -511,9 +535,9 @@ fn odd_data_is_conformed_with_warnings() {
         let want = expected(&h.sim, stream);
         let got = run.records(stream);
         assert_eq!(got.len(), want.len(), "{stream}");
-        for rec in got {
+        for rec in nonempty(&got, stream) {
             let raw = &want[&key_of(stream, rec)];
-            for (column, value) in rec {
+            for (column, value) in *rec {
                 if column != "created_at" {
                     check_column(stream, column, value, raw);
                 }
@@ -552,10 +576,12 @@ fn text_serde_cannot_read_is_repaired_and_every_record_arrives() {
         let want = expected(&h.sim, stream);
         let got = run.records(stream);
         assert_eq!(got.len(), want.len(), "{stream}");
-        for rec in got {
+        let mut marked = 0;
+        for rec in nonempty(&got, stream) {
             let raw = &want[&key_of(stream, rec)];
             for column in ["name", "notes"] {
                 if let Some(Value::String(s)) = raw.get(column) {
+                    marked += 1;
                     let mark = if column == "name" {
                         "\u{FFFD}"
                     } else {
@@ -570,6 +596,7 @@ fn text_serde_cannot_read_is_repaired_and_every_record_arrives() {
             }
             assert!(rec.get("zz_huge").is_none());
         }
+        assert_checked(marked, &format!("{stream}: names and notes"));
     }
     for needle in [
         "held a lone UTF-16 surrogate, replaced by U+FFFD",
