@@ -17,15 +17,15 @@
 
 use std::collections::{HashMap, HashSet};
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::known::{day_of, Attrs, Key, Known, KnownWriter, Seen, SeenMark};
+use super::known::{day_of, Attrs, Key, KnownWriter};
 use super::plan::Node;
 use super::tally::Status;
 use super::Ctx;
@@ -36,101 +36,6 @@ use crate::streams::{self, Confirm, Source, DELETED_AT};
 /// At most this many missing records of a stream are confirmed by GET in one sync; the rest
 /// wait for the next one (they are not reported meanwhile).
 pub const MAX_CONFIRMATIONS: usize = 2000;
-
-/// What a complete read of a stream covered this sync.
-#[derive(Debug, Default)]
-struct Cover {
-    /// The whole list, with no filter.
-    all: bool,
-    /// Records dated on or after this day (days since 1970-01-01).
-    from_day: Option<i32>,
-    /// The parents (owners) whose rows were all read, and the order they came in (so that
-    /// a read dropped as changed drops them too).
-    owners: HashSet<i64>,
-    owner_log: Vec<i64>,
-}
-
-/// A place in the keys and owners noted ([`Presence::noted`]).
-#[derive(Debug, Clone, Copy)]
-pub struct NotedMark {
-    seen: SeenMark,
-    owners: usize,
-}
-
-/// One stream's deletion bookkeeping during a sync.
-pub struct Presence {
-    /// What the STATE says the warehouse has.
-    old: Mutex<Option<Known>>,
-    /// The keys read this sync, with their owner and day.
-    seen: Mutex<Seen>,
-    cover: Mutex<Cover>,
-    /// A list changed while it was read and could not be read consistently: no decision.
-    unsettled: AtomicBool,
-}
-
-impl Presence {
-    pub fn new(old: Option<Known>) -> Presence {
-        Presence {
-            old: Mutex::new(old),
-            seen: Mutex::new(Seen::default()),
-            cover: Mutex::new(Cover::default()),
-            unsettled: AtomicBool::new(false),
-        }
-    }
-
-    /// How many keys the STATE remembers.
-    pub fn remembered(&self) -> Option<usize> {
-        self.old.lock().unwrap().as_ref().map(|k| k.count)
-    }
-
-    /// When the stream was last read in full.
-    pub fn swept_at(&self) -> Option<DateTime<Utc>> {
-        self.old.lock().unwrap().as_ref().and_then(|k| k.swept_at)
-    }
-
-    pub fn saw(&self, key: Key, attrs: Attrs) {
-        self.seen.lock().unwrap().push(key, attrs);
-    }
-
-    /// Where the keys noted so far end: [`Presence::forget_since`] drops those noted after.
-    pub fn noted(&self) -> NotedMark {
-        NotedMark {
-            seen: self.seen.lock().unwrap().mark(),
-            owners: self.cover.lock().unwrap().owner_log.len(),
-        }
-    }
-
-    /// Drops the keys and the owners noted since `mark` (a read that changed under us is read
-    /// again).
-    pub fn forget_since(&self, mark: NotedMark) {
-        self.seen.lock().unwrap().truncate(mark.seen);
-        let mut c = self.cover.lock().unwrap();
-        let dropped: Vec<i64> = c.owner_log.drain(mark.owners..).collect();
-        for o in dropped {
-            c.owners.remove(&o);
-        }
-    }
-
-    pub fn covered_all(&self) {
-        self.cover.lock().unwrap().all = true;
-    }
-
-    pub fn covered_from(&self, day: i32) {
-        let mut c = self.cover.lock().unwrap();
-        c.from_day = Some(c.from_day.map_or(day, |d| d.min(day)));
-    }
-
-    pub fn covered_owner(&self, owner: i64) {
-        let mut c = self.cover.lock().unwrap();
-        if c.owners.insert(owner) {
-            c.owner_log.push(owner);
-        }
-    }
-
-    pub fn unsettled(&self) {
-        self.unsettled.store(true, Ordering::Relaxed);
-    }
-}
 
 /// The attributes a record is remembered with: its owner (`owner` is the parent's id for a
 /// child or derived row) and its date for windowed streams.
@@ -198,15 +103,15 @@ pub async fn resolve(
     all.sort_by_key(|n| streams::STREAMS.iter().position(|s| s.name == n.def.name));
     let mut decided: HashMap<&'static str, Decided> = HashMap::new();
     for node in all {
-        if node.tally.status() != Status::Running {
+        if node.run.tally.status() != Status::Running {
             // The STATE keeps the memory it had.
             continue;
         }
         // Sent in full as a new version: the target drops (or marks) what it does not hold.
         let activate = node
             .version()
-            .filter(|_| !node.tally.bookmark_held() && node.tally.all_sent());
-        let Some(p) = &node.presence else {
+            .filter(|_| !node.run.tally.bookmark_held() && node.run.tally.all_sent());
+        let Some(p) = &node.run.presence else {
             if let Some(v) = activate {
                 for name in output_names(node) {
                     activate_version(ctx, &name, v).await?;
@@ -405,7 +310,13 @@ async fn confirm_gone(
             let url = ctx.client.url(&path.replace("{id}", &id.to_string()));
             match ctx
                 .client
-                .get_raw(&url, path, Lane::Small, &node.tally.counters, |_| Ok(()))
+                .get_raw(
+                    &url,
+                    path,
+                    Lane::Small,
+                    &node.run.tally.counters,
+                    |_| Ok(()),
+                )
                 .await
             {
                 Err(HttpError::NotFound(_)) => Some(Key::Int(id)),

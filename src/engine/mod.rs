@@ -17,6 +17,7 @@ pub mod config;
 pub mod deletions;
 pub mod known;
 pub mod plan;
+pub mod presence;
 pub mod progress;
 pub mod read;
 pub mod tally;
@@ -36,7 +37,7 @@ use crate::output::Emitter;
 use crate::state::State;
 use crate::streams::{self, Source};
 use config::SyncConfig;
-use plan::{Node, Plan};
+use plan::{Node, Plan, Root, RootRead};
 use tally::Status;
 
 /// Harvest's largest page.
@@ -107,7 +108,7 @@ impl Ctx {
         node.walk(&mut all);
         let mut skipped = self.skipped.lock().unwrap();
         for n in all {
-            if n.tally.stop(Status::Skipped) && n.selected {
+            if n.run.tally.stop(Status::Skipped) && n.selected {
                 skipped.push(Skipped {
                     stream: n.def.name,
                     reason: reason.to_string(),
@@ -117,16 +118,16 @@ impl Ctx {
     }
 
     /// Skips, without a request, the streams whose feature the account has turned off.
-    fn gate_features(&self, roots: &[Arc<Node>], company: &serde_json::Map<String, Value>) {
+    fn gate_features(&self, roots: &[Root], company: &serde_json::Map<String, Value>) {
         for root in roots {
             let mut all = Vec::new();
-            root.walk(&mut all);
+            root.node.walk(&mut all);
             for n in all {
                 let Some(feature) = n.def.feature else {
                     continue;
                 };
                 if company.get(feature.company_flag()) == Some(&Value::Bool(false))
-                    && n.tally.running()
+                    && n.run.tally.running()
                 {
                     let reason = format!(
                         "the {} is turned off in this Harvest account",
@@ -188,7 +189,7 @@ pub async fn run_plan(
     crate::log::set_metrics_level(ctx.config.metrics_level);
     let started = Instant::now();
     let started_at = chrono::Utc::now();
-    let roots = plan.roots.clone();
+    let roots: Vec<Arc<Node>> = plan.roots.iter().map(|r| r.node.clone()).collect();
     progress::plan_line(&ctx, &roots);
     let ticker = (!ctx.config.progress_interval.is_zero()).then(|| {
         tokio::spawn(progress::tick(
@@ -218,21 +219,24 @@ pub async fn run_plan(
     Ok(Outcome { skipped, failed })
 }
 
-async fn read_all(ctx: &Arc<Ctx>, mut roots: Vec<Arc<Node>>) -> Result<()> {
+async fn read_all(ctx: &Arc<Ctx>, mut roots: Vec<Root>) -> Result<()> {
     // When the company stream is selected it is read first: its feature flags then tell which
     // gated streams to skip without a request. (Otherwise a feature turned off shows as a 403
     // on the stream's own endpoint: no request is spent on /company just to check.)
     if let Some(pos) = roots
         .iter()
-        .position(|r| r.def.name == streams::FEATURE_FLAGS)
+        .position(|r| r.node.def.name == streams::FEATURE_FLAGS)
     {
         let company = roots.remove(pos);
         read::read_root(ctx, &company).await?;
-        if let Some(flags) = company.tally.kept() {
+        if let Some(flags) = company.node.run.tally.kept() {
             ctx.gate_features(&roots, flags);
         }
     }
-    let roots: Vec<Arc<Node>> = roots.into_iter().filter(|r| r.tally.running()).collect();
+    let roots: Vec<Root> = roots
+        .into_iter()
+        .filter(|r| r.node.run.tally.running())
+        .collect();
     announce_report_budget(&ctx.config, &roots);
     let mut jobs = JoinSet::new();
     for root in roots {
@@ -262,12 +266,12 @@ fn progress(root: &Arc<Node>) {
     root.walk(&mut all);
     for n in all
         .into_iter()
-        .filter(|n| n.selected && n.tally.status() != Status::Skipped)
+        .filter(|n| n.selected && n.run.tally.status() != Status::Skipped)
     {
-        let records = n.tally.records.load(Ordering::Relaxed);
+        let records = n.run.tally.records.load(Ordering::Relaxed);
         progress::count_records(n);
         progress::sync_duration(n);
-        if n.tally.status() == Status::Failed {
+        if n.run.tally.status() == Status::Failed {
             continue;
         }
         let requests = match n.def.source {
@@ -275,7 +279,7 @@ fn progress(root: &Arc<Node>) {
             Source::Single { .. }
             | Source::List { .. }
             | Source::Child { .. }
-            | Source::Report { .. } => requests_made(&n.tally.counters),
+            | Source::Report { .. } => requests_made(&n.run.tally.counters),
         };
         crate::log::info(&format!(
             "stream {} finished: {records} records, {requests}",
@@ -297,16 +301,12 @@ fn requests_made(c: &crate::client::Counters) -> String {
 }
 
 /// Says up front when the reports need more requests than one reports budget allows.
-fn announce_report_budget(config: &SyncConfig, roots: &[Arc<Node>]) {
+fn announce_report_budget(config: &SyncConfig, roots: &[Root]) {
     let needed: usize = roots
         .iter()
-        .map(|r| match r.def.source {
-            Source::Report { windowed: true, .. } => read::report_windows(r).len(),
-            Source::Report { .. } => 1,
-            Source::Single { .. }
-            | Source::List { .. }
-            | Source::Child { .. }
-            | Source::Derived { .. } => 0,
+        .map(|r| match &r.read {
+            RootRead::Report(report) => report.windows.len(),
+            RootRead::Single { .. } | RootRead::List(_) => 0,
         })
         .sum();
     let budget = config.reports_budget;

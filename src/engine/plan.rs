@@ -10,15 +10,17 @@ use anyhow::{anyhow, Result};
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde_json::Value;
 
-use super::config::SyncConfig;
-use super::deletions::Presence;
+use super::config::{DeletionConfig, SyncConfig};
 use super::known::{day_from, Memory};
+use super::presence::Presence;
 use super::tally::Tally;
 use crate::catalog::Selection;
 use crate::conform::Conformer;
 use crate::output::RecordFrame;
 use crate::state::State;
-use crate::streams::{self, Clock, Confirm, DerivedClock, FanOut, Source, StreamDef};
+use crate::streams::{
+    self, reports, Clock, Confirm, DeriveFn, DerivedClock, FanOut, ParentFilter, Source, StreamDef,
+};
 use stream_maps::{MappedStream, Maps};
 
 /// One read of a root list: its filters, and what a complete read of it covers for deletions.
@@ -40,7 +42,8 @@ pub enum Covers {
     From,
 }
 
-/// One stream in the plan, with the children it feeds.
+/// One stream in the plan, with the children it feeds. What the planner decided is fixed
+/// for the sync; what the sync changes is in [`Node::run`].
 pub struct Node {
     pub def: &'static StreamDef,
     /// Emit its records (it may be read only to feed its children).
@@ -51,24 +54,110 @@ pub struct Node {
     pub bookmark: Option<String>,
     /// Records older than this are not emitted: max(bookmark, start date). `None`: every record.
     pub since: Option<DateTime<Utc>>,
-    /// The `updated_since` its requests carry: the oldest moment it or a child needs.
-    pub request_since: Option<DateTime<Utc>>,
-    /// For a child: the parent records it needs are those updated at or after this; `None`:
-    /// every parent.
-    pub parents_since: Option<DateTime<Utc>>,
     /// For the stream that carries the feature flags: its record is kept for the engine.
     pub keeps_record: bool,
-    /// For a root list: the reads that make it, in order (a deletion window, then the
-    /// changes outside it; or one read).
-    pub reads: Vec<ListRead>,
-    /// Deletion bookkeeping, when deletions are detected for the stream.
-    pub presence: Option<Presence>,
-    /// See [`Node::version`]; decided once the whole tree is planned.
+    /// See [`Node::version`]; decided by the planner once the whole tree is planned.
     version: std::sync::OnceLock<Option<i64>>,
     /// For the selected streams: how its records are conformed and sent.
     pub output: Option<Output>,
-    pub children: Vec<Arc<Node>>,
+    /// The streams read under it, each with its own plan.
+    pub children: Vec<Nested>,
+    /// What the sync changes: the tally, and the deletion bookkeeping.
+    pub run: Run,
+}
+
+/// The run-time accumulators of a node.
+pub struct Run {
+    /// Records counted, the newest `updated_at` seen, whether the stream stopped.
     pub tally: Tally,
+    /// Deletion bookkeeping, when deletions are detected for the stream.
+    pub presence: Option<Presence>,
+}
+
+/// A root stream of the plan, with how it is read.
+pub struct Root {
+    pub node: Arc<Node>,
+    pub read: RootRead,
+}
+
+/// How a root stream is read: one variant per kind of stream with requests of its own.
+pub enum RootRead {
+    /// A single object (no envelope), e.g. `/company`.
+    Single {
+        path: &'static str,
+    },
+    List(ListPlan),
+    Report(ReportPlan),
+}
+
+/// A root list: its endpoint, and the reads that make it, in order (a deletion window, then
+/// the changes outside it; or one read).
+pub struct ListPlan {
+    pub path: &'static str,
+    pub envelope: &'static str,
+    /// The oldest moment it or a child needs the changes since (`None`: every record); the
+    /// reads cover at least those.
+    pub request_since: Option<DateTime<Utc>>,
+    pub reads: Vec<ListRead>,
+}
+
+/// A report: its windows this run (oldest first; one `None` for a report without windows).
+pub struct ReportPlan {
+    pub path: &'static str,
+    pub fixed_fee: bool,
+    pub windows: Vec<Option<(NaiveDate, NaiveDate)>>,
+}
+
+/// A stream read under its parent, with how.
+pub struct Nested {
+    pub node: Arc<Node>,
+    pub read: NestedRead,
+}
+
+/// How a stream under a parent is read: a request per parent, or rows made from the parent.
+#[derive(Clone, Copy)]
+pub enum NestedRead {
+    PerParent(ChildPlan),
+    Derived(DerivedPlan),
+}
+
+/// A child list, requested for each parent record it needs.
+#[derive(Clone, Copy)]
+pub struct ChildPlan {
+    pub path: &'static str,
+    pub envelope: &'static str,
+    /// The column its records carry their parent's id in.
+    pub column: &'static str,
+    /// Only the parents this accepts have children to request.
+    pub only: Option<ParentFilter>,
+    /// The `updated_since` its requests carry.
+    pub request_since: Option<DateTime<Utc>>,
+    /// The parent records it needs are those updated at or after this; `None`: every parent.
+    pub parents_since: Option<DateTime<Utc>>,
+}
+
+/// Rows made from each parent record, with no request of their own.
+#[derive(Clone, Copy)]
+pub struct DerivedPlan {
+    pub rows: DeriveFn,
+    /// Each key is sent once per sync, however many parents carry it.
+    pub distinct: bool,
+    /// The parent records it needs are those updated at or after this; `None`: every parent.
+    pub parents_since: Option<DateTime<Utc>>,
+}
+
+impl Nested {
+    fn parents_since(&self) -> Option<DateTime<Utc>> {
+        match self.read {
+            NestedRead::PerParent(p) => p.parents_since,
+            NestedRead::Derived(d) => d.parents_since,
+        }
+    }
+
+    /// Whether this child needs the parent record updated at `updated_at`.
+    pub fn wants_parent(&self, updated_at: Option<DateTime<Utc>>) -> bool {
+        self.node.version().is_some() || after(self.parents_since(), updated_at)
+    }
 }
 
 impl Node {
@@ -86,40 +175,16 @@ impl Node {
         }
     }
 
-    /// Whether this child needs the parent record updated at `updated_at`.
-    pub fn wants_parent(&self, updated_at: Option<DateTime<Utc>>) -> bool {
-        self.version().is_some() || after(self.parents_since, updated_at)
-    }
-
     /// The `version` its RECORDs carry this sync, when it is read in full and
     /// `emit_activate_version_messages` is on: an `ACTIVATE_VERSION` follows its last record.
     pub fn version(&self) -> Option<i64> {
         self.version.get().copied().flatten()
     }
 
-    /// Whether every record of the stream is read this sync: a root list with no filter, or a
-    /// child or derived stream read for every record of such a parent.
-    fn read_whole(&self, parent_whole: Option<bool>) -> bool {
-        match self.def.source {
-            Source::Single { .. } => true,
-            Source::List { .. } => self.reads.iter().all(|r| r.covers == Covers::All),
-            Source::Report { .. } => false,
-            // A list Harvest shows active records only of is never whole.
-            Source::Child { .. } => {
-                parent_whole == Some(true)
-                    && self.parents_since.is_none()
-                    && self.request_since.is_none()
-                    && !matches!(self.def.deletions.confirm, Confirm::SameAs(_))
-            }
-            Source::Derived { .. } => parent_whole == Some(true),
-        }
-    }
-
-    fn set_versions(self: &Arc<Node>, parent_whole: Option<bool>, version: Option<i64>) {
-        let whole = self.read_whole(parent_whole);
+    fn set_versions(&self, whole: bool, version: Option<i64>) {
         let _ = self.version.set(version.filter(|_| whole && self.selected));
         for c in &self.children {
-            c.set_versions(Some(whole), version);
+            c.node.set_versions(c.read.whole(&c.node, whole), version);
         }
     }
 
@@ -127,7 +192,7 @@ impl Node {
     pub fn walk<'a>(self: &'a Arc<Node>, out: &mut Vec<&'a Arc<Node>>) {
         out.push(self);
         for c in &self.children {
-            c.walk(out);
+            c.node.walk(out);
         }
     }
 
@@ -139,6 +204,50 @@ impl Node {
             .filter(|n| n.selected)
             .map(|n| n.def.name)
             .collect()
+    }
+
+    /// Its derived children.
+    pub fn derived(&self) -> impl Iterator<Item = (&Arc<Node>, DerivedPlan)> {
+        self.children.iter().filter_map(|c| match c.read {
+            NestedRead::Derived(d) => Some((&c.node, d)),
+            NestedRead::PerParent(_) => None,
+        })
+    }
+
+    /// Its children read per parent.
+    pub fn per_parent(&self) -> impl Iterator<Item = (&Arc<Node>, ChildPlan)> {
+        self.children.iter().filter_map(|c| match c.read {
+            NestedRead::PerParent(p) => Some((&c.node, p)),
+            NestedRead::Derived(_) => None,
+        })
+    }
+}
+
+impl RootRead {
+    /// Whether every record of the stream is read this sync.
+    fn whole(&self) -> bool {
+        match self {
+            RootRead::Single { .. } => true,
+            RootRead::List(l) => l.reads.iter().all(|r| r.covers == Covers::All),
+            RootRead::Report(_) => false,
+        }
+    }
+}
+
+impl NestedRead {
+    /// Whether every record of `node` is read this sync, its parent's being so or not: a child
+    /// list read for every record of such a parent (but not a list Harvest shows active
+    /// records only of), or rows made from each.
+    fn whole(&self, node: &Node, parent_whole: bool) -> bool {
+        match self {
+            NestedRead::PerParent(p) => {
+                parent_whole
+                    && p.parents_since.is_none()
+                    && p.request_since.is_none()
+                    && !matches!(node.def.deletions.confirm, Confirm::SameAs(_))
+            }
+            NestedRead::Derived(_) => parent_whole,
+        }
     }
 }
 
@@ -152,7 +261,7 @@ fn after(since: Option<DateTime<Utc>>, updated_at: Option<DateTime<Utc>>) -> boo
 /// The plan: one tree per root endpoint, holding the streams that are selected or that a
 /// selected descendant needs.
 pub struct Plan {
-    pub roots: Vec<Arc<Node>>,
+    pub roots: Vec<Root>,
 }
 
 /// How a selected stream's records are sent: conformed to its schema, then framed as its own
@@ -277,33 +386,7 @@ impl Plan {
             .compile()
             .map_err(|e| anyhow!("{}", e.join("; ")))?;
         let selection = &mapped_selection(selection, maps.as_ref())?;
-        let mut needed: BTreeSet<&'static str> = BTreeSet::new();
-        let mut wanted: Vec<&'static StreamDef> = streams::STREAMS
-            .iter()
-            .filter(|d| selection.is_selected(d.name))
-            .collect();
-        while let Some(def) = wanted.pop() {
-            if !needed.insert(def.name) {
-                continue;
-            }
-            wanted.extend(def.parent().and_then(streams::find));
-            if config.deletions.detect {
-                // The streams whose deletions decide this one's: its records' owner (a
-                // project's time entries) and the list that confirms it.
-                let d = def.deletions;
-                let confirms = match d.confirm {
-                    Confirm::SameAs(other) => Some(other),
-                    Confirm::Listing | Confirm::Get(_) | Confirm::Never => None,
-                };
-                wanted.extend(
-                    d.owner
-                        .map(|(_, s)| s)
-                        .into_iter()
-                        .chain(confirms)
-                        .filter_map(streams::find),
-                );
-            }
-        }
+        let needed = needed_streams(selection, config);
         let memory = Memory::from_state(state.memory());
         let ctx = Inputs {
             needed: &needed,
@@ -313,20 +396,59 @@ impl Plan {
             maps: maps.as_ref(),
             memory: &memory,
         };
-        let roots: Vec<Arc<Node>> = streams::STREAMS
+        let roots: Vec<Root> = streams::STREAMS
             .iter()
             .filter(|d| d.parent().is_none() && needed.contains(d.name))
-            .map(|d| build(d, &ctx))
+            .map(|d| match build(d, &ctx)? {
+                (node, Planned::Root(read)) => Ok(Root { node, read }),
+                (_, Planned::Nested(_)) => Err(anyhow!(
+                    "stream {}: it is read under its parent, not on its own",
+                    d.name
+                )),
+            })
             .collect::<Result<_>>()?;
         // Versions: the sync's start in epoch milliseconds, as the SDK's taps use.
         let version = config
             .emit_activate_version_messages
             .then(|| Utc::now().timestamp_millis());
         for r in &roots {
-            r.set_versions(None, version);
+            r.node.set_versions(r.read.whole(), version);
         }
         Ok(Plan { roots })
     }
+}
+
+/// The streams the plan holds: those selected, each one's parent, and (when deletions are
+/// detected) the streams whose reads decide its deletions.
+fn needed_streams(selection: &Selection, config: &SyncConfig) -> BTreeSet<&'static str> {
+    let mut needed: BTreeSet<&'static str> = BTreeSet::new();
+    let mut wanted: Vec<&'static StreamDef> = streams::STREAMS
+        .iter()
+        .filter(|d| selection.is_selected(d.name))
+        .collect();
+    while let Some(def) = wanted.pop() {
+        if !needed.insert(def.name) {
+            continue;
+        }
+        wanted.extend(def.parent().and_then(streams::find));
+        if config.deletions.detect {
+            // The streams whose deletions decide this one's: its records' owner (a
+            // project's time entries) and the list that confirms it.
+            let d = def.deletions;
+            let confirms = match d.confirm {
+                Confirm::SameAs(other) => Some(other),
+                Confirm::Listing | Confirm::Get(_) | Confirm::Never => None,
+            };
+            wanted.extend(
+                d.owner
+                    .map(|(_, s)| s)
+                    .into_iter()
+                    .chain(confirms)
+                    .filter_map(streams::find),
+            );
+        }
+    }
+    needed
 }
 
 struct Inputs<'a> {
@@ -338,19 +460,91 @@ struct Inputs<'a> {
     memory: &'a Memory,
 }
 
-fn build(def: &'static StreamDef, ctx: &Inputs) -> Result<Arc<Node>> {
-    let Inputs {
-        needed,
-        selection,
-        state,
-        config,
-        maps,
-        memory,
-    } = *ctx;
+/// What the planner made of a stream: how it is read, at the root or under its parent.
+enum Planned {
+    Root(RootRead),
+    Nested(NestedRead),
+}
+
+fn build(def: &'static StreamDef, ctx: &Inputs) -> Result<(Arc<Node>, Planned)> {
     let replication = def
         .replication()
         .map_err(|e| anyhow!("stream {}: {e}", def.name))?;
-    let selected = selection.is_selected(def.name);
+    let selected = ctx.selection.is_selected(def.name);
+    // FULL_TABLE asked of an incremental stream: read from the start date, no bookmark.
+    let full_table = ctx.selection.is_full_table(def.name);
+    let replication = if full_table {
+        streams::Replication {
+            bookmark: None,
+            ..replication
+        }
+    } else {
+        replication
+    };
+    let since = since(def, ctx, &replication, full_table);
+    let children: Vec<Nested> = streams::children_of(def.name)
+        .filter(|c| ctx.needed.contains(c.name))
+        .map(|c| nested(c, ctx))
+        .collect::<Result<_>>()?;
+    let presence = (ctx.config.deletions.detect && def.reports_deletions())
+        .then(|| Presence::new(ctx.memory.streams.get(def.name).cloned()));
+    let planned = plan_read(def, ctx, (selected, since), &children, presence.as_ref())?;
+    let tally = Tally::new(matches!(
+        planned,
+        Planned::Nested(NestedRead::Derived(DerivedPlan { distinct: true, .. }))
+    ));
+    let _ = tally.counters.stream.set(def.name);
+    // The first page of each read (or window) is known to be needed now; the rest as pages
+    // tell it, and a child's as its parents are read.
+    let first_pages = match &planned {
+        Planned::Root(RootRead::List(l)) => l.reads.len() as u64,
+        Planned::Root(RootRead::Single { .. }) => 1,
+        Planned::Root(RootRead::Report(r)) => r.windows.len() as u64,
+        Planned::Nested(_) => 0,
+    };
+    tally
+        .counters
+        .planned
+        .store(first_pages, std::sync::atomic::Ordering::Relaxed);
+    let node = Arc::new(Node {
+        version: std::sync::OnceLock::new(),
+        def,
+        selected,
+        clock: replication.clock,
+        bookmark: replication.bookmark,
+        since,
+        keeps_record: def.name == streams::FEATURE_FLAGS,
+        output: if selected {
+            Some(Output::new(def, ctx.selection, ctx.maps)?)
+        } else {
+            None
+        },
+        children,
+        run: Run { tally, presence },
+    });
+    Ok((node, planned))
+}
+
+/// A stream under its parent, planned.
+fn nested(def: &'static StreamDef, ctx: &Inputs) -> Result<Nested> {
+    match build(def, ctx)? {
+        (node, Planned::Nested(read)) => Ok(Nested { node, read }),
+        (_, Planned::Root(_)) => Err(anyhow!(
+            "stream {}: it has no parent to be read under",
+            def.name
+        )),
+    }
+}
+
+/// Records older than this are not emitted: max(bookmark, start date); the start date for a
+/// full table; `None` (every record) for a stream without a bookmark.
+fn since(
+    def: &StreamDef,
+    ctx: &Inputs,
+    replication: &streams::Replication,
+    full_table: bool,
+) -> Option<DateTime<Utc>> {
+    let config = ctx.config;
     let start = match def.source {
         Source::Report { .. } => config
             .reports_start_date
@@ -360,111 +554,109 @@ fn build(def: &'static StreamDef, ctx: &Inputs) -> Result<Arc<Node>> {
         | Source::Child { .. }
         | Source::Derived { .. } => config.start_date,
     };
-    // FULL_TABLE asked of an incremental stream: read from the start date, no bookmark.
-    let replication = if selection.is_full_table(def.name) {
-        streams::Replication {
-            bookmark: None,
-            ..replication
+    if full_table {
+        return Some(start);
+    }
+    let key = replication.bookmark.as_ref()?;
+    let bookmark = ctx.state.bookmark(def.name, key);
+    if let Some(b) = bookmark.filter(|b| *b > Utc::now() + super::tally::CLOCK_SKEW) {
+        crate::log::warn(&format!(
+            "stream {}: its bookmark {} is in the future: nothing changed before then is read; edit or drop it in the state if that is not meant",
+            def.name,
+            b.to_rfc3339()
+        ));
+    }
+    Some(bookmark.map_or(start, |b| b.max(start)))
+}
+
+/// How a stream is read, from its declaration: whether it is emitted and from when (`since`),
+/// and each child's need of parents, which a list request must cover too.
+fn plan_read(
+    def: &'static StreamDef,
+    ctx: &Inputs,
+    (selected, since): (bool, Option<DateTime<Utc>>),
+    children: &[Nested],
+    presence: Option<&Presence>,
+) -> Result<Planned> {
+    let own = selected.then_some(since);
+    let needs = || oldest_needed(own, children.iter().map(Nested::parents_since));
+    Ok(match def.source {
+        Source::Single { path } => Planned::Root(RootRead::Single { path }),
+        Source::List {
+            path,
+            envelope,
+            updated_since,
+        } => {
+            let request_since = if updated_since { needs() } else { None };
+            Planned::Root(RootRead::List(ListPlan {
+                path,
+                envelope,
+                request_since,
+                reads: list_reads(def, request_since, presence, &ctx.config.deletions),
+            }))
         }
-    } else {
-        replication
-    };
-    let full_table = selection.is_full_table(def.name);
-    let since = full_table.then_some(start).or_else(|| replication.bookmark.as_ref().map(|key| {
-        let bookmark = state.bookmark(def.name, key);
-        if let Some(b) = bookmark.filter(|b| *b > Utc::now() + super::tally::CLOCK_SKEW) {
-            crate::log::warn(&format!(
-                "stream {}: its bookmark {} is in the future: nothing changed before then is read; edit or drop it in the state if that is not meant",
-                def.name,
-                b.to_rfc3339()
-            ));
+        Source::Report {
+            path,
+            windowed,
+            fixed_fee,
+        } => Planned::Root(RootRead::Report(ReportPlan {
+            path,
+            fixed_fee,
+            windows: if windowed {
+                let today = Utc::now().date_naive();
+                let from = since.map_or(today, |s| s.date_naive());
+                reports::windows(from, today)
+                    .into_iter()
+                    .map(Some)
+                    .collect()
+            } else {
+                vec![None]
+            },
+        })),
+        Source::Child {
+            path,
+            envelope,
+            updated_since,
+            fan_out,
+            only,
+            ..
+        } => {
+            // A child list read whole tells its parent's deletions, for the same one request.
+            let request_since = if updated_since && presence.is_none() {
+                needs()
+            } else {
+                None
+            };
+            let parents_since = match fan_out {
+                FanOut::AllParents => None,
+                FanOut::ChangedParents => since.filter(|_| !ctx.config.full_child_scan),
+            };
+            let column = def
+                .parent_id
+                .ok_or_else(|| anyhow!("stream {}: a child list needs parent_id", def.name))?;
+            Planned::Nested(NestedRead::PerParent(ChildPlan {
+                path,
+                envelope,
+                column,
+                only,
+                request_since,
+                parents_since,
+            }))
         }
-        bookmark.map_or(start, |b| b.max(start))
-    }));
-    let children: Vec<Arc<Node>> = streams::children_of(def.name)
-        .filter(|c| needed.contains(c.name))
-        .map(|c| build(c, ctx))
-        .collect::<Result<_>>()?;
-    let parents_since = match def.source {
-        Source::Child {
-            fan_out: FanOut::AllParents,
-            ..
-        } => None,
-        Source::Child {
-            fan_out: FanOut::ChangedParents,
-            ..
-        } => since.filter(|_| !config.full_child_scan),
         Source::Derived {
-            clock: DerivedClock::Parent,
+            rows,
+            distinct,
+            clock,
             ..
-        } => since,
-        Source::Derived {
-            clock: DerivedClock::Row,
-            ..
-        } => None,
-        Source::Single { .. } | Source::List { .. } | Source::Report { .. } => None,
-    };
-    let takes_updated_since = match def.source {
-        Source::List { updated_since, .. } | Source::Child { updated_since, .. } => updated_since,
-        Source::Single { .. } | Source::Report { .. } | Source::Derived { .. } => false,
-    };
-    let presence = (config.deletions.detect && def.reports_deletions())
-        .then(|| Presence::new(memory.streams.get(def.name).cloned()));
-    // A child list read whole tells its parent's deletions, for the same one request.
-    let is_child = matches!(def.source, Source::Child { .. });
-    let request_since = if takes_updated_since && !(is_child && presence.is_some()) {
-        oldest_needed(
-            selected.then_some(since),
-            children.iter().map(|c| c.parents_since),
-        )
-    } else {
-        None
-    };
-    let reads = match def.source {
-        Source::List { .. } => list_reads(def, request_since, presence.as_ref(), config),
-        Source::Single { .. }
-        | Source::Child { .. }
-        | Source::Report { .. }
-        | Source::Derived { .. } => Vec::new(),
-    };
-    let tally = Tally::new(match def.source {
-        Source::Derived { distinct, .. } => distinct,
-        Source::Single { .. }
-        | Source::List { .. }
-        | Source::Child { .. }
-        | Source::Report { .. } => false,
-    });
-    let _ = tally.counters.stream.set(def.name);
-    // The first page of each read is known to be needed now; the rest as pages tell it.
-    let first_pages = match def.source {
-        Source::List { .. } => reads.len() as u64,
-        Source::Single { .. } => 1,
-        Source::Child { .. } | Source::Report { .. } | Source::Derived { .. } => 0,
-    };
-    tally
-        .counters
-        .planned
-        .store(first_pages, std::sync::atomic::Ordering::Relaxed);
-    Ok(Arc::new(Node {
-        reads,
-        presence,
-        version: std::sync::OnceLock::new(),
-        def,
-        selected,
-        clock: replication.clock,
-        bookmark: replication.bookmark,
-        since,
-        request_since,
-        parents_since,
-        keeps_record: def.name == streams::FEATURE_FLAGS,
-        output: if selected {
-            Some(Output::new(def, selection, maps)?)
-        } else {
-            None
-        },
-        children,
-        tally,
-    }))
+        } => Planned::Nested(NestedRead::Derived(DerivedPlan {
+            rows,
+            distinct,
+            parents_since: match clock {
+                DerivedClock::Parent => since,
+                DerivedClock::Row => None,
+            },
+        })),
+    })
 }
 
 /// How a root list is read: in full when it costs nothing more (the changes would be read in
@@ -474,7 +666,7 @@ fn list_reads(
     def: &StreamDef,
     request_since: Option<DateTime<Utc>>,
     presence: Option<&Presence>,
-    config: &SyncConfig,
+    config: &DeletionConfig,
 ) -> Vec<ListRead> {
     let full = ListRead {
         updated_since: None,
@@ -497,8 +689,7 @@ fn list_reads(
     };
     let now = Utc::now();
     let sweep_due = presence.swept_at().is_none_or(|at| {
-        now.signed_duration_since(at).num_seconds()
-            >= i64::from(config.deletions.full_scan_days) * 86_400
+        now.signed_duration_since(at).num_seconds() >= i64::from(config.full_scan_days) * 86_400
     });
     // At most one page more than the changes take (which are one page at least).
     let small = def.deletions.confirm == Confirm::Listing
@@ -509,9 +700,8 @@ fn list_reads(
         return vec![full];
     }
     match def.deletions.window {
-        Some(_) if config.deletions.window_days > 0 => {
-            let from =
-                now.date_naive() - chrono::Duration::days(config.deletions.window_days.into());
+        Some(_) if config.window_days > 0 => {
+            let from = now.date_naive() - chrono::Duration::days(config.window_days.into());
             debug_assert!(day_from(from) > 0);
             vec![
                 ListRead {
@@ -577,11 +767,39 @@ mod tests {
     fn find<'a>(plan: &'a Plan, name: &str) -> &'a Arc<Node> {
         let mut all = Vec::new();
         for r in &plan.roots {
-            r.walk(&mut all);
+            r.node.walk(&mut all);
         }
         all.into_iter()
             .find(|n| n.def.name == name)
             .unwrap_or_else(|| panic!("{name} not planned"))
+    }
+
+    /// How `name`, a stream under a parent, is read.
+    fn nested<'a>(plan: &'a Plan, name: &str) -> &'a Nested {
+        let mut all = Vec::new();
+        for r in &plan.roots {
+            r.node.walk(&mut all);
+        }
+        all.into_iter()
+            .flat_map(|n| &n.children)
+            .find(|c| c.node.def.name == name)
+            .unwrap_or_else(|| panic!("{name} not planned under a parent"))
+    }
+
+    /// The `updated_since` of a child list's requests.
+    fn child_request_since(plan: &Plan, name: &str) -> Option<DateTime<Utc>> {
+        match nested(plan, name).read {
+            NestedRead::PerParent(p) => p.request_since,
+            NestedRead::Derived(_) => panic!("{name} is derived"),
+        }
+    }
+
+    /// The changes a root list's reads cover.
+    fn list_request_since(root: &Root) -> Option<DateTime<Utc>> {
+        match &root.read {
+            RootRead::List(l) => l.request_since,
+            RootRead::Single { .. } | RootRead::Report(_) => panic!("not a list"),
+        }
     }
 
     #[test]
@@ -599,13 +817,13 @@ mod tests {
         let plan = Plan::new(&Selection::all(), &State::default(), &config(json!({}))).unwrap();
         let mut all = Vec::new();
         for r in &plan.roots {
-            r.walk(&mut all);
+            r.node.walk(&mut all);
         }
         assert_eq!(all.len(), streams::STREAMS.len());
         // Only a stream declared so keeps the keys it sent (they cost memory).
         let once: Vec<&str> = all
             .iter()
-            .filter(|n| n.tally.sends_each_key_once())
+            .filter(|n| n.run.tally.sends_each_key_once())
             .map(|n| n.def.name)
             .collect();
         assert_eq!(once, ["external_reference"]);
@@ -633,15 +851,18 @@ mod tests {
         .unwrap();
         assert_eq!(plan.roots.len(), 1);
         let invoices = &plan.roots[0];
-        assert!(!invoices.selected && invoices.output.is_none());
+        assert!(!invoices.node.selected && invoices.node.output.is_none());
         // Unselected, the parent's own bookmark does not count: only the child's need.
-        assert_eq!(invoices.request_since, Some(at("2024-06-01")));
+        assert_eq!(list_request_since(invoices), Some(at("2024-06-01")));
         let messages = find(&plan, "invoice_messages");
         assert_eq!(messages.clock, Clock::Parent);
-        assert_eq!(messages.parents_since, Some(at("2024-06-01")));
+        assert_eq!(
+            nested(&plan, "invoice_messages").parents_since(),
+            Some(at("2024-06-01"))
+        );
         // Each changed invoice's messages are read whole, to see which were deleted: the
         // same one request.
-        assert_eq!(messages.request_since, None);
+        assert_eq!(child_request_since(&plan, "invoice_messages"), None);
         let plan = Plan::new(
             &selecting(&["invoice_messages"]),
             &state,
@@ -649,7 +870,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            find(&plan, "invoice_messages").request_since,
+            child_request_since(&plan, "invoice_messages"),
             Some(at("2024-06-01"))
         );
 
@@ -660,7 +881,7 @@ mod tests {
             &config(json!({})),
         )
         .unwrap();
-        assert_eq!(plan.roots[0].request_since, Some(at("2024-06-01")));
+        assert_eq!(list_request_since(&plan.roots[0]), Some(at("2024-06-01")));
         // A full child scan needs every invoice.
         let plan = Plan::new(
             &selecting(&["invoices", "invoice_messages"]),
@@ -668,8 +889,8 @@ mod tests {
             &config(json!({"full_child_scan": true})),
         )
         .unwrap();
-        assert_eq!(plan.roots[0].request_since, None);
-        assert_eq!(find(&plan, "invoice_messages").parents_since, None);
+        assert_eq!(list_request_since(&plan.roots[0]), None);
+        assert_eq!(nested(&plan, "invoice_messages").parents_since(), None);
     }
 
     #[test]
@@ -699,13 +920,14 @@ mod tests {
         );
         // user_projects is read for every user (its rows change without the user), so the
         // user list is read whole.
-        assert_eq!(users.request_since, None);
+        let users_root = plan.roots.iter().find(|r| r.node.def.name == "users");
+        assert_eq!(list_request_since(users_root.unwrap()), None);
         let upt = find(&plan, "user_project_tasks");
         assert_eq!((upt.clock, upt.since), (Clock::Row, Some(at("2025-02-01"))));
         assert!(!find(&plan, "user_projects").selected);
         let teammates = find(&plan, "user_teammates");
         assert_eq!((teammates.clock, teammates.since), (Clock::FullTable, None));
-        assert_eq!(teammates.parents_since, None);
+        assert_eq!(nested(&plan, "user_teammates").parents_since(), None);
         // A bookmark older than the reports' start date starts at the start date.
         let report = find(&plan, "report_time_team");
         assert_eq!(

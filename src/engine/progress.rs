@@ -33,14 +33,18 @@ fn is_report(n: &Node) -> bool {
 /// estimated at one request per record of its parent's list, once that list's first page told
 /// its total (`parent_total`).
 fn left(n: &Node, parent_total: u64) -> u64 {
-    if n.tally.status() != Status::Running || n.tally.is_done() {
+    if n.run.tally.status() != Status::Running || n.run.tally.is_done() {
         return 0;
     }
-    let c = &n.tally.counters;
+    let c = &n.run.tally.counters;
     let planned = c.planned.load(Ordering::Relaxed);
     let planned = match n.def.source {
         Source::Child { .. } if planned == 0 => parent_total,
-        _ => planned,
+        Source::Single { .. }
+        | Source::List { .. }
+        | Source::Child { .. }
+        | Source::Report { .. }
+        | Source::Derived { .. } => planned,
     };
     planned.saturating_sub(c.pages.load(Ordering::Relaxed))
 }
@@ -49,9 +53,9 @@ fn left(n: &Node, parent_total: u64) -> u64 {
 fn left_in_tree(n: &Node, parent_total: u64) -> (u64, u64) {
     let own = left(n, parent_total);
     let mut sum = if is_report(n) { (0, own) } else { (own, 0) };
-    let total = n.tally.counters.total_entries.load(Ordering::Relaxed);
+    let total = n.run.tally.counters.total_entries.load(Ordering::Relaxed);
     for c in &n.children {
-        let (g, r) = left_in_tree(c, total);
+        let (g, r) = left_in_tree(&c.node, total);
         sum.0 = sum.0.saturating_add(g);
         sum.1 = sum.1.saturating_add(r);
     }
@@ -100,14 +104,10 @@ pub fn plan_line(ctx: &Ctx, roots: &[Arc<Node>]) {
     let selected = all.iter().filter(|n| n.selected).count();
     let (mut general, mut reports) = (0u64, 0u64);
     for n in &all {
-        let p = n.tally.counters.planned.load(Ordering::Relaxed);
+        let p = n.run.tally.counters.planned.load(Ordering::Relaxed);
         if is_report(n) {
-            reports += match n.def.source {
-                Source::Report { windowed: true, .. } => {
-                    super::read::report_windows(n).len() as u64
-                }
-                _ => 1,
-            };
+            // A report's windows are planned: one first page each.
+            reports += p;
         } else {
             general += p;
         }
@@ -132,9 +132,9 @@ pub fn plan_line(ctx: &Ctx, roots: &[Arc<Node>]) {
 
 /// Emits a `record_count` counter for the records `n` sent since its last one.
 pub fn count_records(n: &Node) {
-    let records = n.tally.records.load(Ordering::Relaxed);
+    let records = n.run.tally.records.load(Ordering::Relaxed);
     // fetch_max: the ticker and a stream's end may count at once; each record counts once.
-    let before = n.tally.reported.fetch_max(records, Ordering::Relaxed);
+    let before = n.run.tally.reported.fetch_max(records, Ordering::Relaxed);
     if records > before {
         crate::log::metric(
             "counter",
@@ -147,7 +147,7 @@ pub fn count_records(n: &Node) {
 
 /// The `sync_duration` timer of a finished stream.
 pub fn sync_duration(n: &Node) {
-    let status = match n.tally.status() {
+    let status = match n.run.tally.status() {
         Status::Running => "succeeded",
         Status::Failed => "failed",
         Status::Skipped => "skipped",
@@ -155,7 +155,7 @@ pub fn sync_duration(n: &Node) {
     crate::log::metric(
         "timer",
         "sync_duration",
-        json!(n.tally.created.elapsed().as_secs_f64()),
+        json!(n.run.tally.created.elapsed().as_secs_f64()),
         json!({"stream": n.def.name, "status": status}),
     );
 }
@@ -174,12 +174,12 @@ pub fn line(ctx: &Ctx, roots: &[Arc<Node>], started: Instant) -> String {
         if !n.selected {
             continue;
         }
-        let r = n.tally.records.load(Ordering::Relaxed);
+        let r = n.run.tally.records.load(Ordering::Relaxed);
         records += r;
-        let c = &n.tally.counters;
+        let c = &n.run.tally.counters;
         let reading = c.planned.load(Ordering::Relaxed) > c.pages.load(Ordering::Relaxed)
-            || r > n.tally.reported.load(Ordering::Relaxed);
-        if reading && n.tally.status() == Status::Running {
+            || r > n.run.tally.reported.load(Ordering::Relaxed);
+        if reading && n.run.tally.status() == Status::Running {
             let total = c.total_entries.load(Ordering::Relaxed);
             let of = if total > 0 && !n.def.is_derived() {
                 format!(

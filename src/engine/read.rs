@@ -12,9 +12,13 @@ use serde_json::{json, Map, Value};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::deletions::{attrs_of, Presence};
+use super::deletions::attrs_of;
 use super::known::{day_from, Key};
-use super::plan::{Covers, ListRead, Node};
+use super::plan::{
+    ChildPlan, Covers, DerivedPlan, ListPlan, ListRead, NestedRead, Node, ReportPlan, Root,
+    RootRead,
+};
+use super::presence::Presence;
 use super::tally::Status;
 use super::{Ctx, Failure, PER_PAGE};
 use crate::client::odd::Oddity;
@@ -23,7 +27,7 @@ use crate::client::{HttpError, Lane};
 use crate::conform::Conformed;
 use crate::output::OutputClosed;
 use crate::state::format_bookmark;
-use crate::streams::{reports, shape::shape, Clock, Source};
+use crate::streams::{reports, shape::shape, Clock};
 use crate::util::parse_datetime;
 use stream_maps::Mapped;
 
@@ -93,43 +97,56 @@ impl Stamp {
 
 /// The parent ids each fan-out child of a node needs, gathered while the node is read.
 #[derive(Default)]
-pub struct Fans(pub Vec<(Arc<Node>, Vec<ParentId>)>);
+pub struct Fans(Vec<Fan>);
+
+/// One child read per parent, and the parents it is read for.
+struct Fan {
+    node: Arc<Node>,
+    plan: ChildPlan,
+    ids: Vec<ParentId>,
+}
 
 impl Fans {
     /// No ids yet for each fan-out child of `node`, in table order: each is read (and its
     /// bookmark closed) in that order, even with no parent to read it for.
     fn for_children(node: &Node) -> Fans {
         Fans(
-            node.children
-                .iter()
-                .filter(|c| matches!(c.def.source, Source::Child { .. }))
-                .map(|c| (c.clone(), Vec::new()))
+            node.per_parent()
+                .map(|(child, plan)| Fan {
+                    node: child.clone(),
+                    plan,
+                    ids: Vec::new(),
+                })
                 .collect(),
         )
     }
 
     fn merge(&mut self, other: Fans) {
-        for (node, ids) in other.0 {
-            match self.0.iter_mut().find(|(n, _)| Arc::ptr_eq(n, &node)) {
-                Some((_, mine)) => mine.extend(ids),
-                None => self.0.push((node, ids)),
+        for fan in other.0 {
+            match self.0.iter_mut().find(|f| Arc::ptr_eq(&f.node, &fan.node)) {
+                Some(mine) => mine.ids.extend(fan.ids),
+                None => self.0.push(fan),
             }
         }
     }
 
     /// Each parent once, after a list was read again.
     fn dedupe(&mut self) {
-        for (_, ids) in &mut self.0 {
+        for fan in &mut self.0 {
             let mut seen = std::collections::HashSet::new();
-            ids.retain(|id| seen.insert(id.to_string()));
+            fan.ids.retain(|id| seen.insert(id.to_string()));
         }
     }
 
-    fn add(&mut self, node: &Arc<Node>, id: Option<ParentId>) {
+    fn add(&mut self, node: &Arc<Node>, plan: ChildPlan, id: Option<ParentId>) {
         let Some(id) = id else { return };
-        match self.0.iter_mut().find(|(n, _)| Arc::ptr_eq(n, node)) {
-            Some((_, ids)) => ids.push(id),
-            None => self.0.push((node.clone(), vec![id])),
+        match self.0.iter_mut().find(|f| Arc::ptr_eq(&f.node, node)) {
+            Some(fan) => fan.ids.push(id),
+            None => self.0.push(Fan {
+                node: node.clone(),
+                plan,
+                ids: vec![id],
+            }),
         }
     }
 }
@@ -194,7 +211,7 @@ impl Batch {
                     output.conformer.write(row, out)
                 }) {
                 Ok(()) => {
-                    node.tally.records.fetch_add(1, Ordering::Relaxed);
+                    node.run.tally.records.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(why) => rejected(node, &why),
             }
@@ -216,10 +233,10 @@ impl Batch {
                 }
                 Mapped::Filtered => {}
                 // Not sent, and not because the map said so: no ACTIVATE_VERSION may drop it.
-                Mapped::Failed => node.tally.not_all_sent(),
+                Mapped::Failed => node.run.tally.not_all_sent(),
             }
         }
-        node.tally.records.fetch_add(1, Ordering::Relaxed);
+        node.run.tally.records.fetch_add(1, Ordering::Relaxed);
     }
 
     async fn flush(&mut self, ctx: &Ctx) -> Result<(), OutputClosed> {
@@ -241,7 +258,7 @@ impl Batch {
 /// A record that cannot match the schema: not sent, said once per record.
 fn rejected(node: &Node, why: &str) {
     // Not everything was sent: no ACTIVATE_VERSION may drop the row it left.
-    node.tally.not_all_sent();
+    node.run.tally.not_all_sent();
     crate::log::warn(&format!(
         "{}: record skipped, it cannot match the schema ({why})",
         node.def.name
@@ -300,16 +317,16 @@ async fn read_pages_noting_changes(
 ) -> Result<(Fans, bool), Halt> {
     let mut pages = Pager::new(
         ctx.client.clone(),
-        list.url,
+        list.url.clone(),
         list.endpoint,
         list.envelope,
-        node.tally.counters.clone(),
+        node.run.tally.counters.clone(),
         list.lane,
     );
     let mut fans = Fans::for_children(node);
     let mut batch = Batch::default();
     loop {
-        if !node.tally.running() {
+        if !node.run.tally.running() {
             return Ok((fans, false));
         }
         let extracted = now_rfc3339();
@@ -321,95 +338,147 @@ async fn read_pages_noting_changes(
                 continue;
             };
             list.stamp.apply(&mut record);
-            if node.keeps_record {
-                node.tally.keep(&record);
-            }
             let upd = updated_at(&record);
-            let own_id = record.get("id").and_then(Value::as_i64);
-            if let Some(p) = &node.presence {
-                if let Some(key) = Key::of(&record, node.def.key_properties) {
-                    p.saw(key, attrs_of(node, &record, list.stamp.parent_id()));
-                }
-            }
-            let mut derived = Vec::new();
-            for child in &node.children {
-                let wanted = child.wants_parent(upd);
-                let remembered = child.presence.as_ref().filter(|_| child.def.is_derived());
-                if !wanted && remembered.is_none() {
-                    continue;
-                }
-                if wanted && child.clock == Clock::Parent {
-                    child.tally.saw(upd);
-                }
-                match child.def.source {
-                    Source::Derived { rows, distinct, .. } => {
-                        let mut rows = rows(&record);
-                        if let Some(p) = remembered {
-                            // Every row of this parent is here: its deletions can be told.
-                            for r in &rows {
-                                if let Some(key) = Key::of(r, child.def.key_properties) {
-                                    p.saw(key, attrs_of(child, r, own_id));
-                                }
-                            }
-                            if let (Some(id), false, false) = (own_id, distinct, list.whole) {
-                                p.covered_owner(id);
-                            }
-                        }
-                        if !wanted {
-                            continue;
-                        }
-                        if child.clock == Clock::Row {
-                            // A new or changed parent brings all its rows (a new assignment's
-                            // tasks keep their own, older, `updated_at`).
-                            let parent_new = child.passes(upd);
-                            rows.retain(|r| {
-                                let u = updated_at(r);
-                                let kept = parent_new || child.passes(u);
-                                if kept {
-                                    child.tally.saw(u);
-                                }
-                                kept
-                            });
-                        }
-                        derived.push((child, rows));
-                    }
-                    Source::Child { only, .. } => {
-                        if wanted && only.is_none_or(|accepts| accepts(&record)) {
-                            fans.add(child, ParentId::of(record.get("id")));
-                        }
-                    }
-                    Source::Single { .. } | Source::List { .. } | Source::Report { .. } => {
-                        return Err(Halt::Failed(format!(
-                            "{} is not read under {}",
-                            child.def.name, node.def.name
-                        )));
-                    }
-                }
-            }
-            if node.selected && node.passes(upd) {
-                if node.clock == Clock::Own {
-                    node.tally.saw(upd);
-                }
-                batch.add(node, &shape(node.def, record), &extracted);
-            }
-            for (child, rows) in derived {
-                for row in rows {
-                    if child.tally.first_time(|| key_of(child, &row)) {
-                        batch.add(child, &row, &extracted);
-                    }
-                }
-            }
+            note_own(node, &record, &list);
+            let derived = feed_children(node, &record, upd, list.whole, &mut fans);
+            emit_own(node, record, upd, &mut batch, &extracted);
+            emit_derived(derived, &mut batch, &extracted);
             batch.flush_if_full(ctx).await?;
         }
-        if node.clock == Clock::Own {
-            node.tally.served(page.served_at);
+        served(node, page.served_at);
+        batch.flush(ctx).await?;
+    }
+}
+
+/// What the engine keeps of a record besides sending it: the feature flags' record, and its
+/// key for the deletions.
+fn note_own(node: &Node, record: &Map<String, Value>, list: &List) {
+    if node.keeps_record {
+        node.run.tally.keep(record);
+    }
+    if let Some(p) = &node.run.presence {
+        if let Some(key) = Key::of(record, node.def.key_properties) {
+            p.saw(key, attrs_of(node, record, list.stamp.parent_id()));
         }
-        for child in &node.children {
-            if matches!(child.clock, Clock::Parent | Clock::Row) {
-                child.tally.served(page.served_at);
+    }
+}
+
+/// The rows each derived child makes of one record, in table order.
+type DerivedRows<'a> = Vec<(&'a Arc<Node>, Vec<Map<String, Value>>)>;
+
+/// Feeds one parent record to the children under it: the derived rows it makes, and its id
+/// for each child read per parent that needs it.
+fn feed_children<'a>(
+    node: &'a Node,
+    record: &Map<String, Value>,
+    upd: Option<DateTime<Utc>>,
+    whole: bool,
+    fans: &mut Fans,
+) -> DerivedRows<'a> {
+    let mut derived = Vec::new();
+    for child in &node.children {
+        let wanted = child.wants_parent(upd);
+        if wanted && child.node.clock == Clock::Parent {
+            child.node.run.tally.saw(upd);
+        }
+        match child.read {
+            NestedRead::Derived(plan) => {
+                if let Some(rows) = derive(&child.node, plan, record, upd, wanted, whole) {
+                    derived.push((&child.node, rows));
+                }
+            }
+            NestedRead::PerParent(plan) => {
+                if wanted && plan.only.is_none_or(|accepts| accepts(record)) {
+                    fans.add(&child.node, plan, ParentId::of(record.get("id")));
+                }
             }
         }
-        batch.flush(ctx).await?;
+    }
+    derived
+}
+
+/// The rows `child` makes of one parent record that it wants (`None` when it does not), each
+/// noted for its deletions when it detects them, wanted or not.
+fn derive(
+    child: &Node,
+    plan: DerivedPlan,
+    record: &Map<String, Value>,
+    upd: Option<DateTime<Utc>>,
+    wanted: bool,
+    whole: bool,
+) -> Option<Vec<Map<String, Value>>> {
+    let remembered = child.run.presence.as_ref();
+    if !wanted && remembered.is_none() {
+        return None;
+    }
+    let mut rows = (plan.rows)(record);
+    if let Some(p) = remembered {
+        // Every row of this parent is here: its deletions can be told.
+        let own_id = record.get("id").and_then(Value::as_i64);
+        for r in &rows {
+            if let Some(key) = Key::of(r, child.def.key_properties) {
+                p.saw(key, attrs_of(child, r, own_id));
+            }
+        }
+        if let (Some(id), false, false) = (own_id, plan.distinct, whole) {
+            p.covered_owner(id);
+        }
+    }
+    if !wanted {
+        return None;
+    }
+    if child.clock == Clock::Row {
+        // A new or changed parent brings all its rows (a new assignment's tasks keep their
+        // own, older, `updated_at`).
+        let parent_new = child.passes(upd);
+        rows.retain(|r| {
+            let u = updated_at(r);
+            let kept = parent_new || child.passes(u);
+            if kept {
+                child.run.tally.saw(u);
+            }
+            kept
+        });
+    }
+    Some(rows)
+}
+
+/// The record itself, when it is selected and new enough; its watermark moves.
+fn emit_own(
+    node: &Node,
+    record: Map<String, Value>,
+    upd: Option<DateTime<Utc>>,
+    batch: &mut Batch,
+    extracted: &str,
+) {
+    if node.selected && node.passes(upd) {
+        if node.clock == Clock::Own {
+            node.run.tally.saw(upd);
+        }
+        batch.add(node, &shape(node.def, record), extracted);
+    }
+}
+
+/// The derived rows, each key once for a stream that sends each key once.
+fn emit_derived(derived: DerivedRows, batch: &mut Batch, extracted: &str) {
+    for (child, rows) in derived {
+        for row in rows {
+            if child.run.tally.first_time(|| key_of(child, &row)) {
+                batch.add(child, &row, extracted);
+            }
+        }
+    }
+}
+
+/// A page was served at `served_at`: the watermarks that follow this list are capped by it.
+fn served(node: &Node, served_at: Option<DateTime<Utc>>) {
+    if node.clock == Clock::Own {
+        node.run.tally.served(served_at);
+    }
+    for child in &node.children {
+        if matches!(child.node.clock, Clock::Parent | Clock::Row) {
+            child.node.run.tally.served(served_at);
+        }
     }
 }
 
@@ -426,9 +495,9 @@ fn readable(node: &Arc<Node>, endpoint: &str, element: Element) -> Option<Map<St
         let mut below = Vec::new();
         node.walk(&mut below);
         for n in below {
-            n.tally.hold_bookmark();
-            n.tally.not_all_sent();
-            if let Some(p) = &n.presence {
+            n.run.tally.hold_bookmark();
+            n.run.tally.not_all_sent();
+            if let Some(p) = &n.run.presence {
                 p.unsettled();
             }
         }
@@ -494,19 +563,20 @@ fn read_url(ctx: &Ctx, path: &str, read: &ListRead) -> String {
 
 /// Reads a root list: each of its reads in turn. What a complete read covers is noted for
 /// the deletions.
-async fn read_list(
-    ctx: &Ctx,
-    node: &Arc<Node>,
-    path: &'static str,
-    envelope: &'static str,
-) -> Result<Fans, Halt> {
+async fn read_list(ctx: &Ctx, node: &Arc<Node>, plan: &ListPlan) -> Result<Fans, Halt> {
+    let ListPlan {
+        path,
+        envelope,
+        ref reads,
+        ..
+    } = *plan;
     let mut fans = Fans::for_children(node);
     let mut reread = false;
-    for read in &node.reads {
+    for read in reads {
         let mut settled = false;
         let remembered: Vec<&Presence> = std::iter::once(node)
-            .chain(node.children.iter().filter(|c| c.def.is_derived()))
-            .filter_map(|n| n.presence.as_ref())
+            .chain(node.derived().map(|(n, _)| n))
+            .filter_map(|n| n.run.presence.as_ref())
             .collect();
         for attempt in 1..=LIST_READS {
             // A read that changed under us tells nothing of what exists: its keys are dropped.
@@ -521,13 +591,17 @@ async fn read_list(
             };
             let (found, changed) = read_pages_noting_changes(ctx, node, list).await?;
             fans.merge(found);
-            if !changed || !node.tally.running() {
+            if !changed || !node.run.tally.running() {
                 settled = true;
                 break;
             }
             reread = true;
             if attempt < LIST_READS {
-                node.tally.counters.planned.fetch_add(1, Ordering::Relaxed);
+                node.run
+                    .tally
+                    .counters
+                    .planned
+                    .fetch_add(1, Ordering::Relaxed);
             }
             for (p, mark) in remembered.iter().zip(marks) {
                 p.forget_since(mark);
@@ -538,7 +612,7 @@ async fn read_list(
                 if attempt < LIST_READS { "reading it again" } else { "its bookmark stays where it was, so the next sync reads it again" }
             ));
         }
-        if !node.tally.running() {
+        if !node.run.tally.running() {
             break;
         }
         if !settled {
@@ -546,8 +620,8 @@ async fn read_list(
             let mut below = Vec::new();
             node.walk(&mut below);
             for n in below {
-                n.tally.hold_bookmark();
-                if let Some(p) = &n.presence {
+                n.run.tally.hold_bookmark();
+                if let Some(p) = &n.run.presence {
                     p.unsettled();
                 }
             }
@@ -572,61 +646,53 @@ const LIST_READS: u32 = 3;
 
 /// Reads a root stream and everything below it. A stream that fails stops only itself and
 /// its children; only what ends the whole sync comes back as an error.
-pub async fn read_root(ctx: &Arc<Ctx>, root: &Arc<Node>) -> Result<(), anyhow::Error> {
-    emit_schemas(ctx, root).await?;
-    let list = match root.def.source {
-        Source::Single { path } => List {
-            url: ctx.client.url(path),
-            endpoint: path,
-            envelope: "",
-            lane: Lane::Small,
-            stamp: Stamp::None,
-            whole: true,
-        },
-        Source::List { path, envelope, .. } => {
-            match read_list(ctx, root, path, envelope).await {
-                Ok(fans) => {
-                    close(ctx, root).await?;
-                    fan_out(ctx, fans).await?;
-                }
-                Err(halt) => ctx.halt(root, halt)?,
-            }
-            super::progress(root);
-            return Ok(());
+pub async fn read_root(ctx: &Arc<Ctx>, root: &Root) -> Result<(), anyhow::Error> {
+    let node = &root.node;
+    emit_schemas(ctx, node).await?;
+    let read = match &root.read {
+        RootRead::Single { path } => {
+            let list = List {
+                url: ctx.client.url(path),
+                endpoint: path,
+                envelope: "",
+                lane: Lane::Small,
+                stamp: Stamp::None,
+                whole: true,
+            };
+            read_pages(ctx, node, list).await
         }
-        Source::Report { .. } => return read_report(ctx, root).await,
-        Source::Child { .. } | Source::Derived { .. } => {
-            ctx.fail(root, "it is read under its parent, not on its own".into());
-            return Ok(());
-        }
+        RootRead::List(plan) => read_list(ctx, node, plan).await,
+        RootRead::Report(plan) => return read_report(ctx, node, plan).await,
     };
-    match read_pages(ctx, root, list).await {
+    match read {
         Ok(fans) => {
-            close(ctx, root).await?;
+            close(ctx, node).await?;
             fan_out(ctx, fans).await?;
         }
-        Err(halt) => ctx.halt(root, halt)?,
+        Err(halt) => ctx.halt(node, halt)?,
     }
-    super::progress(root);
+    super::progress(node);
     Ok(())
 }
 
 /// Moves the bookmarks of a node that was read to the end, and of its derived children.
 async fn close(ctx: &Ctx, node: &Arc<Node>) -> Result<(), OutputClosed> {
-    node.tally.finish();
+    node.run.tally.finish();
     bookmark(ctx, node).await?;
-    for c in node.children.iter().filter(|c| c.def.is_derived()) {
+    for (c, _) in node.derived() {
         bookmark(ctx, c).await?;
     }
     ctx.emitter.state().await
 }
 
 async fn bookmark(ctx: &Ctx, node: &Node) -> Result<(), OutputClosed> {
-    if !node.selected || !node.tally.running() || node.tally.bookmark_held() {
+    if !node.selected || !node.run.tally.running() || node.run.tally.bookmark_held() {
         return Ok(());
     }
     let at = match node.clock {
-        Clock::Own | Clock::Parent | Clock::Row => node.tally.watermark().next_bookmark(node.since),
+        Clock::Own | Clock::Parent | Clock::Row => {
+            node.run.tally.watermark().next_bookmark(node.since)
+        }
         // A report moves window by window (read_report); a full table has no bookmark.
         Clock::Window | Clock::FullTable => None,
     };
@@ -640,16 +706,22 @@ async fn bookmark(ctx: &Ctx, node: &Node) -> Result<(), OutputClosed> {
 
 /// Reads each fan-out child for the parents gathered, then its own children in turn.
 async fn fan_out(ctx: &Arc<Ctx>, fans: Fans) -> Result<(), anyhow::Error> {
-    for (child, ids) in fans.0 {
-        if !child.tally.running() {
+    for Fan {
+        node: child,
+        plan,
+        ids,
+    } in fans.0
+    {
+        if !child.run.tally.running() {
             continue;
         }
         child
+            .run
             .tally
             .counters
             .planned
             .fetch_add(ids.len() as u64, Ordering::Relaxed);
-        match read_per_parent(ctx, &child, ids).await {
+        match read_per_parent(ctx, &child, plan, ids).await {
             Ok(grandchildren) => {
                 close(ctx, &child).await?;
                 Box::pin(fan_out(ctx, grandchildren)).await?;
@@ -664,13 +736,15 @@ async fn fan_out(ctx: &Arc<Ctx>, fans: Fans) -> Result<(), anyhow::Error> {
 async fn read_per_parent(
     ctx: &Arc<Ctx>,
     node: &Arc<Node>,
+    plan: ChildPlan,
     parent_ids: Vec<ParentId>,
 ) -> Result<Fans, Halt> {
-    let (Source::Child { path, envelope, .. }, Some(column)) =
-        (node.def.source, node.def.parent_id)
-    else {
-        return Err(Halt::Failed("it is not a child list".into()));
-    };
+    let ChildPlan {
+        path,
+        envelope,
+        column,
+        ..
+    } = plan;
     let limit = Arc::new(Semaphore::new(ctx.config.max_concurrency));
     let mut tasks: JoinSet<(String, Result<Fans, Halt>)> = JoinSet::new();
     let mut fans = Fans::for_children(node);
@@ -678,7 +752,7 @@ async fn read_per_parent(
     // A parent deleted meanwhile (404) has no children; a 422 means the same only for a child
     // whose declaration filters its parents (the filter said yes, Harvest no: the parent changed
     // meanwhile). Anything else stops the stream; what stops the sync outranks the rest.
-    let filtered = matches!(node.def.source, Source::Child { only: Some(_), .. });
+    let filtered = plan.only.is_some();
     let mut settle = |done: Result<(String, Result<Fans, Halt>), tokio::task::JoinError>,
                       stop: &mut Option<Halt>| {
         let halt = match done {
@@ -712,7 +786,7 @@ async fn read_per_parent(
             url: list_url(
                 ctx,
                 &path.replace("{id}", &id.to_string()),
-                node.request_since,
+                plan.request_since,
             ),
             endpoint: path,
             envelope,
@@ -732,11 +806,11 @@ async fn read_per_parent(
                 // A child list that changed while it was read may have shifted past a record:
                 // nothing is decided for that parent, and the bookmark waits.
                 Ok((fans, true)) => {
-                    task_node.tally.hold_bookmark();
+                    task_node.run.tally.hold_bookmark();
                     Ok(fans)
                 }
                 Ok((fans, false)) => {
-                    if let (Some(p), Some(owner)) = (&task_node.presence, owner) {
+                    if let (Some(p), Some(owner)) = (&task_node.run.presence, owner) {
                         p.covered_owner(owner);
                     }
                     Ok(fans)
@@ -749,14 +823,14 @@ async fn read_per_parent(
         while let Some(done) = tasks.try_join_next() {
             settle(done, &mut stop);
         }
-        if stop.is_some() || !node.tally.running() {
+        if stop.is_some() || !node.run.tally.running() {
             break;
         }
     }
     // Once the stream stops, the parents still being read stop too.
     let mut aborted = false;
     loop {
-        if !aborted && (stop.is_some() || !node.tally.running()) {
+        if !aborted && (stop.is_some() || !node.run.tally.running()) {
             tasks.abort_all();
             aborted = true;
         }
@@ -771,34 +845,19 @@ async fn read_per_parent(
     }
 }
 
-/// The report windows a stream reads this run.
-pub fn report_windows(node: &Node) -> Vec<(NaiveDate, NaiveDate)> {
-    let today = Utc::now().date_naive();
-    reports::windows(node.since.map_or(today, |s| s.date_naive()), today)
-}
-
 /// Reads a report: window by window (oldest first), moving the bookmark to the next window's
 /// start after each one, and finally to the start of the last (open) window, which the next
 /// run reads again.
-async fn read_report(ctx: &Arc<Ctx>, node: &Arc<Node>) -> Result<(), anyhow::Error> {
-    let Source::Report {
+async fn read_report(
+    ctx: &Arc<Ctx>,
+    node: &Arc<Node>,
+    report: &ReportPlan,
+) -> Result<(), anyhow::Error> {
+    let ReportPlan {
         path,
-        windowed,
         fixed_fee,
-    } = node.def.source
-    else {
-        ctx.fail(node, "it is not a report".into());
-        return Ok(());
-    };
-    let plan: Vec<Option<(NaiveDate, NaiveDate)>> = if windowed {
-        report_windows(node).into_iter().map(Some).collect()
-    } else {
-        vec![None]
-    };
-    node.tally
-        .counters
-        .planned
-        .fetch_add(plan.len() as u64, Ordering::Relaxed);
+        windows: ref plan,
+    } = *report;
     for (i, window) in plan.iter().enumerate() {
         let mut url = format!("{}?per_page={PER_PAGE}", ctx.client.url(path));
         if let Some((from, to)) = window {
@@ -874,7 +933,7 @@ impl Ctx {
     }
 
     fn forbidden(&self, node: &Arc<Node>, msg: &str) {
-        if !node.tally.running() {
+        if !node.run.tally.running() {
             return;
         }
         crate::log::warn(&format!(
@@ -895,7 +954,7 @@ impl Ctx {
         node.walk(&mut all);
         let stopped: Vec<&'static str> = all
             .into_iter()
-            .filter(|n| n.tally.stop(Status::Failed) && n.selected)
+            .filter(|n| n.run.tally.stop(Status::Failed) && n.selected)
             .map(|n| n.def.name)
             .collect();
         if stopped.is_empty() {
