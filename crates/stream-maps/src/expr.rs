@@ -571,113 +571,137 @@ impl Parser {
 
     /// An atom and what follows it: `.name`, `.method(...)`, `[index]`, `[a:b]`, `(...)`.
     fn trailers(&mut self) -> Result<Expr, String> {
-        // A dotted name that is a function (`json.dumps`) is read whole.
         let mut e = self.atom()?;
         loop {
-            if self.is_op(".") {
+            e = if self.is_op(".") {
                 self.pos += 1;
-                let Tok::Name(name) = self.next() else {
-                    return Err("expected a name after '.'".into());
-                };
-                if self.is_op("(") {
-                    if let Expr::Name(module) = &e {
-                        let dotted = format!("{module}.{name}");
-                        if let Some((_, f)) = FUNCTIONS.iter().find(|(n, _)| *n == dotted) {
-                            let (args, kwargs) = self.arguments()?;
-                            e = check_call(*f, args, kwargs)?;
-                            continue;
-                        }
-                        if let Some((_, why)) = REFUSED_FUNCTIONS.iter().find(|(n, _)| *n == module)
-                        {
-                            return Err(format!("'{dotted}' is not supported: {why}"));
-                        }
-                        if module == "json" {
-                            return Err(format!(
-                                "function '{dotted}' is not supported (json.dumps and json.loads are)"
-                            ));
-                        }
-                    }
-                    let Some((_, m, min, max)) = METHODS.iter().find(|(n, ..)| *n == name) else {
-                        return Err(format!(
-                            "method '.{name}()' is not supported (supported: {})",
-                            METHODS.iter().map(|m| m.0).collect::<Vec<_>>().join(", ")
-                        ));
-                    };
-                    let (args, kwargs) = self.arguments()?;
-                    if !kwargs.is_empty() {
-                        return Err(format!(
-                            "keyword arguments to '.{name}()' are not supported"
-                        ));
-                    }
-                    if args.len() < *min || args.len() > *max {
-                        return Err(format!(
-                            "'.{name}()' takes {} arguments, not {}",
-                            if min == max {
-                                min.to_string()
-                            } else {
-                                format!("{min} to {max}")
-                            },
-                            args.len()
-                        ));
-                    }
-                    e = Expr::Method(Box::new(e), *m, args);
-                } else {
-                    if let Expr::Name(module) = &e {
-                        if let Some((_, why)) = REFUSED_FUNCTIONS.iter().find(|(n, _)| *n == module)
-                        {
-                            return Err(format!("'{module}.{name}' is not supported: {why}"));
-                        }
-                    }
-                    if name.starts_with('_') {
-                        return Err(format!("attribute '.{name}' is not supported"));
-                    }
-                    e = Expr::Attr(Box::new(e), name);
-                }
+                self.dotted(e)?
             } else if self.is_op("[") {
                 self.pos += 1;
-                let start = if self.is_op(":") {
-                    None
-                } else {
-                    Some(self.test()?)
-                };
-                if self.is_op(":") {
-                    self.pos += 1;
-                    let stop = if self.is_op("]") || self.is_op(":") {
-                        None
-                    } else {
-                        Some(Box::new(self.test()?))
-                    };
-                    if self.is_op(":") {
-                        return Err("a slice with a step is not supported".into());
-                    }
-                    self.expect_op("]")?;
-                    e = Expr::Slice(Box::new(e), start.map(Box::new), stop);
-                } else {
-                    let Some(index) = start else {
-                        return Err("empty index".into());
-                    };
-                    self.expect_op("]")?;
-                    e = Expr::Index(Box::new(e), Box::new(index));
-                }
+                self.subscript(e)?
             } else if self.is_op("(") {
-                let Expr::Name(name) = &e else {
-                    return Err("only functions and methods can be called".into());
-                };
-                if let Some((_, f)) = FUNCTIONS.iter().find(|(n, _)| n == name) {
-                    let f = *f;
-                    let (args, kwargs) = self.arguments()?;
-                    e = check_call(f, args, kwargs)?;
-                } else if let Some((_, why)) = REFUSED_FUNCTIONS.iter().find(|(n, _)| n == name) {
-                    return Err(format!("function '{name}()' is not supported: {why}"));
-                } else {
-                    return Err(format!(
-                        "function '{name}()' is not supported (supported: {})",
-                        FUNCTIONS.iter().map(|f| f.0).collect::<Vec<_>>().join(", ")
-                    ));
-                }
+                self.call(e)?
             } else {
                 return Ok(e);
+            };
+        }
+    }
+
+    /// What follows `e.`: a dotted function (`json.dumps(...)`), a method call, or an
+    /// attribute.
+    fn dotted(&mut self, e: Expr) -> Result<Expr, String> {
+        let Tok::Name(name) = self.next() else {
+            return Err("expected a name after '.'".into());
+        };
+        if self.is_op("(") {
+            // A dotted name that is a function (`json.dumps`) is read whole.
+            if let Expr::Name(module) = &e {
+                if let Some(call) = self.module_function(module, &name)? {
+                    return Ok(call);
+                }
             }
+            return self.method_call(e, &name);
+        }
+        if let Expr::Name(module) = &e {
+            if let Some((_, why)) = REFUSED_FUNCTIONS.iter().find(|(n, _)| n == module) {
+                return Err(format!("'{module}.{name}' is not supported: {why}"));
+            }
+        }
+        if name.starts_with('_') {
+            return Err(format!("attribute '.{name}' is not supported"));
+        }
+        Ok(Expr::Attr(Box::new(e), name))
+    }
+
+    /// `module.name(...)` when it is a function of [`FUNCTIONS`] (`None` when the module is
+    /// not one: a method call on a name), or why it is refused.
+    fn module_function(&mut self, module: &str, name: &str) -> Result<Option<Expr>, String> {
+        let dotted = format!("{module}.{name}");
+        if let Some((_, f)) = FUNCTIONS.iter().find(|(n, _)| *n == dotted) {
+            let (args, kwargs) = self.arguments()?;
+            return check_call(*f, args, kwargs).map(Some);
+        }
+        if let Some((_, why)) = REFUSED_FUNCTIONS.iter().find(|(n, _)| *n == module) {
+            return Err(format!("'{dotted}' is not supported: {why}"));
+        }
+        if module == "json" {
+            return Err(format!(
+                "function '{dotted}' is not supported (json.dumps and json.loads are)"
+            ));
+        }
+        Ok(None)
+    }
+
+    /// `e.name(...)`: a method of [`METHODS`] with as many positional arguments as it takes.
+    fn method_call(&mut self, e: Expr, name: &str) -> Result<Expr, String> {
+        let Some((_, m, min, max)) = METHODS.iter().find(|(n, ..)| *n == name) else {
+            return Err(format!(
+                "method '.{name}()' is not supported (supported: {})",
+                METHODS.iter().map(|m| m.0).collect::<Vec<_>>().join(", ")
+            ));
+        };
+        let (args, kwargs) = self.arguments()?;
+        if !kwargs.is_empty() {
+            return Err(format!(
+                "keyword arguments to '.{name}()' are not supported"
+            ));
+        }
+        if args.len() < *min || args.len() > *max {
+            return Err(format!(
+                "'.{name}()' takes {} arguments, not {}",
+                if min == max {
+                    min.to_string()
+                } else {
+                    format!("{min} to {max}")
+                },
+                args.len()
+            ));
+        }
+        Ok(Expr::Method(Box::new(e), *m, args))
+    }
+
+    /// What follows `e[`: an index `e[i]` or a slice `e[a:b]` (without a step).
+    fn subscript(&mut self, e: Expr) -> Result<Expr, String> {
+        let start = if self.is_op(":") {
+            None
+        } else {
+            Some(self.test()?)
+        };
+        if !self.is_op(":") {
+            let Some(index) = start else {
+                return Err("empty index".into());
+            };
+            self.expect_op("]")?;
+            return Ok(Expr::Index(Box::new(e), Box::new(index)));
+        }
+        self.pos += 1;
+        let stop = if self.is_op("]") || self.is_op(":") {
+            None
+        } else {
+            Some(Box::new(self.test()?))
+        };
+        if self.is_op(":") {
+            return Err("a slice with a step is not supported".into());
+        }
+        self.expect_op("]")?;
+        Ok(Expr::Slice(Box::new(e), start.map(Box::new), stop))
+    }
+
+    /// `e(...)`: `e` must name a function of [`FUNCTIONS`].
+    fn call(&mut self, e: Expr) -> Result<Expr, String> {
+        let Expr::Name(name) = &e else {
+            return Err("only functions and methods can be called".into());
+        };
+        if let Some((_, f)) = FUNCTIONS.iter().find(|(n, _)| n == name) {
+            let (args, kwargs) = self.arguments()?;
+            check_call(*f, args, kwargs)
+        } else if let Some((_, why)) = REFUSED_FUNCTIONS.iter().find(|(n, _)| n == name) {
+            Err(format!("function '{name}()' is not supported: {why}"))
+        } else {
+            Err(format!(
+                "function '{name}()' is not supported (supported: {})",
+                FUNCTIONS.iter().map(|f| f.0).collect::<Vec<_>>().join(", ")
+            ))
         }
     }
 
@@ -991,60 +1015,16 @@ fn as_f(n: Num) -> f64 {
     }
 }
 
+/// Evaluates `e` over one record with Python's semantics; `Err` says why, as Python would.
 pub fn eval(e: &Expr, env: &Env) -> Result<Value, String> {
     match e {
         Expr::Lit(v) => Ok(v.clone()),
         Expr::Name(n) => env.name(n),
-        Expr::List(items) | Expr::Tuple(items) => Ok(Value::Array(
-            items
-                .iter()
-                .map(|i| eval(i, env))
-                .collect::<Result<_, _>>()?,
-        )),
-        Expr::Dict(items) => {
-            let mut m = Map::new();
-            for (k, v) in items {
-                let key = match eval(k, env)? {
-                    Value::String(s) => s,
-                    other => {
-                        return Err(format!(
-                            "a dict key must be a str here, not {}",
-                            type_name(&other)
-                        ))
-                    }
-                };
-                m.insert(key, eval(v, env)?);
-            }
-            Ok(Value::Object(m))
-        }
-        Expr::Unary(op, a) => {
-            let v = eval(a, env)?;
-            match op {
-                UnOp::Not => Ok(Value::Bool(!truthy(&v))),
-                UnOp::Pos | UnOp::Neg => match num(&v) {
-                    Some(Num::I(i)) if *op == UnOp::Neg => i
-                        .checked_neg()
-                        .map(Value::from)
-                        .ok_or_else(|| "integer overflow".to_string()),
-                    Some(Num::I(i)) => Ok(Value::from(i)),
-                    Some(Num::F(f)) if *op == UnOp::Neg => float_value(-f),
-                    Some(Num::F(f)) => float_value(f),
-                    None => Err(format!("bad operand type for unary -: '{}'", type_name(&v))),
-                },
-            }
-        }
+        Expr::List(items) | Expr::Tuple(items) => Ok(Value::Array(eval_all(items, env)?)),
+        Expr::Dict(items) => eval_dict(items, env),
+        Expr::Unary(op, a) => unary(*op, eval(a, env)?),
         Expr::Binary(op, a, b) => binary(*op, eval(a, env)?, eval(b, env)?),
-        Expr::Compare(first, rest) => {
-            let mut left = eval(first, env)?;
-            for (op, r) in rest {
-                let right = eval(r, env)?;
-                if !compare(*op, &left, &right)? {
-                    return Ok(Value::Bool(false));
-                }
-                left = right;
-            }
-            Ok(Value::Bool(true))
-        }
+        Expr::Compare(first, rest) => eval_compare(first, rest, env),
         Expr::And(a, b) => {
             let l = eval(a, env)?;
             if truthy(&l) {
@@ -1069,70 +1049,137 @@ pub fn eval(e: &Expr, env: &Env) -> Result<Value, String> {
             }
         }
         Expr::Index(base, index) => index_value(eval(base, env)?, &eval(index, env)?),
-        Expr::Attr(base, name) => match eval(base, env)? {
-            Value::Object(mut m) => m
-                .remove(name)
-                .ok_or_else(|| format!("key {name:?} is not in the dict")),
-            other => Err(format!(
-                "'{}' object has no attribute '{name}'",
-                type_name(&other)
-            )),
-        },
+        Expr::Attr(base, name) => attr_value(eval(base, env)?, name),
         Expr::Slice(base, start, stop) => {
             let v = eval(base, env)?;
-            let bound = |b: &Option<Box<Expr>>| -> Result<Option<i64>, String> {
-                match b {
-                    None => Ok(None),
-                    Some(e) => match eval(e, env)? {
-                        Value::Null => Ok(None),
-                        x => match num(&x) {
-                            Some(Num::I(i)) => Ok(Some(i)),
-                            _ => Err("slice indices must be integers".into()),
-                        },
-                    },
-                }
-            };
-            let (s, t) = (bound(start)?, bound(stop)?);
-            let range = |len: usize| {
-                let len = len as i64;
-                let fix = |i: i64| if i < 0 { (i + len).max(0) } else { i.min(len) };
-                let a = s.map_or(0, fix);
-                let b = t.map_or(len, fix);
-                (a as usize, (b.max(a)) as usize)
-            };
-            match v {
-                Value::String(st) => {
-                    let chars: Vec<char> = st.chars().collect();
-                    let (a, b) = range(chars.len());
-                    Ok(Value::String(chars[a..b].iter().collect()))
-                }
-                Value::Array(items) => {
-                    let (a, b) = range(items.len());
-                    Ok(Value::Array(items[a..b].to_vec()))
-                }
-                other => Err(format!("'{}' object is not sliceable", type_name(&other))),
-            }
+            let (start, stop) = (slice_bound(start, env)?, slice_bound(stop, env)?);
+            slice_value(v, start, stop)
         }
-        Expr::Call(f, args, kwargs) => {
-            let args: Vec<Value> = args
-                .iter()
-                .map(|a| eval(a, env))
-                .collect::<Result<_, _>>()?;
-            let sort_keys = match kwargs.iter().find(|(k, _)| k == "sort_keys") {
-                Some((_, e)) => truthy(&eval(e, env)?),
-                None => false,
-            };
-            call(*f, args, sort_keys)
-        }
+        Expr::Call(f, args, kwargs) => eval_call(*f, args, kwargs, env),
         Expr::Method(base, m, args) => {
             let recv = eval(base, env)?;
-            let args: Vec<Value> = args
-                .iter()
-                .map(|a| eval(a, env))
-                .collect::<Result<_, _>>()?;
-            method(recv, *m, args)
+            method(recv, *m, eval_all(args, env)?)
         }
     }
+}
+
+/// Evaluates each expression in turn, stopping at the first that fails.
+fn eval_all(items: &[Expr], env: &Env) -> Result<Vec<Value>, String> {
+    items.iter().map(|i| eval(i, env)).collect()
+}
+
+/// `{k: v, ...}`: each key, then its value, in order; keys must be strings (JSON's).
+fn eval_dict(items: &[(Expr, Expr)], env: &Env) -> Result<Value, String> {
+    let mut m = Map::new();
+    for (k, v) in items {
+        let key = match eval(k, env)? {
+            Value::String(s) => s,
+            other => {
+                return Err(format!(
+                    "a dict key must be a str here, not {}",
+                    type_name(&other)
+                ))
+            }
+        };
+        m.insert(key, eval(v, env)?);
+    }
+    Ok(Value::Object(m))
+}
+
+/// `not v`, `-v`, `+v`.
+fn unary(op: UnOp, v: Value) -> Result<Value, String> {
+    match op {
+        UnOp::Not => Ok(Value::Bool(!truthy(&v))),
+        UnOp::Pos | UnOp::Neg => match num(&v) {
+            Some(Num::I(i)) if op == UnOp::Neg => i
+                .checked_neg()
+                .map(Value::from)
+                .ok_or_else(|| "integer overflow".to_string()),
+            Some(Num::I(i)) => Ok(Value::from(i)),
+            Some(Num::F(f)) if op == UnOp::Neg => float_value(-f),
+            Some(Num::F(f)) => float_value(f),
+            None => Err(format!("bad operand type for unary -: '{}'", type_name(&v))),
+        },
+    }
+}
+
+/// `a < b <= c`: each comparison with the operand before it, stopping at the first false one
+/// (whose right operand is the last evaluated, as in Python).
+fn eval_compare(first: &Expr, rest: &[(CmpOp, Expr)], env: &Env) -> Result<Value, String> {
+    let mut left = eval(first, env)?;
+    for (op, r) in rest {
+        let right = eval(r, env)?;
+        if !compare(*op, &left, &right)? {
+            return Ok(Value::Bool(false));
+        }
+        left = right;
+    }
+    Ok(Value::Bool(true))
+}
+
+/// `x.name`: a key of a dict (simpleeval reads attributes of a mapping so).
+fn attr_value(base: Value, name: &str) -> Result<Value, String> {
+    match base {
+        Value::Object(mut m) => m
+            .remove(name)
+            .ok_or_else(|| format!("key {name:?} is not in the dict")),
+        other => Err(format!(
+            "'{}' object has no attribute '{name}'",
+            type_name(&other)
+        )),
+    }
+}
+
+/// One bound of a slice: absent or `None` for none, else an int.
+fn slice_bound(bound: &Option<Box<Expr>>, env: &Env) -> Result<Option<i64>, String> {
+    match bound {
+        None => Ok(None),
+        Some(e) => match eval(e, env)? {
+            Value::Null => Ok(None),
+            x => match num(&x) {
+                Some(Num::I(i)) => Ok(Some(i)),
+                _ => Err("slice indices must be integers".into()),
+            },
+        },
+    }
+}
+
+/// `v[start:stop]` on a str (by characters) or a list, bounds clamped as Python clamps them.
+fn slice_value(v: Value, start: Option<i64>, stop: Option<i64>) -> Result<Value, String> {
+    let range = |len: usize| {
+        let len = len as i64;
+        let fix = |i: i64| if i < 0 { (i + len).max(0) } else { i.min(len) };
+        let a = start.map_or(0, fix);
+        let b = stop.map_or(len, fix);
+        (a as usize, (b.max(a)) as usize)
+    };
+    match v {
+        Value::String(st) => {
+            let chars: Vec<char> = st.chars().collect();
+            let (a, b) = range(chars.len());
+            Ok(Value::String(chars[a..b].iter().collect()))
+        }
+        Value::Array(items) => {
+            let (a, b) = range(items.len());
+            Ok(Value::Array(items[a..b].to_vec()))
+        }
+        other => Err(format!("'{}' object is not sliceable", type_name(&other))),
+    }
+}
+
+/// A function call: its arguments, then `sort_keys=` (the only keyword kept), then the call.
+fn eval_call(
+    f: Func,
+    args: &[Expr],
+    kwargs: &[(String, Expr)],
+    env: &Env,
+) -> Result<Value, String> {
+    let args = eval_all(args, env)?;
+    let sort_keys = match kwargs.iter().find(|(k, _)| k == "sort_keys") {
+        Some((_, e)) => truthy(&eval(e, env)?),
+        None => false,
+    };
+    call(f, args, sort_keys)
 }
 
 fn binary(op: BinOp, a: Value, b: Value) -> Result<Value, String> {
@@ -1500,127 +1547,62 @@ fn str_arg<'a>(args: &'a [Value], i: usize, what: &str) -> Result<Option<&'a str
     }
 }
 
+/// `recv.m(args)`: `dict.get`, `str.join`, or one of the other `str` methods.
 fn method(recv: Value, m: Method, args: Vec<Value>) -> Result<Value, String> {
-    if m == Method::Get {
-        let Value::Object(mut o) = recv else {
-            return Err(format!(
-                "'{}' object has no attribute 'get'",
-                type_name(&recv)
-            ));
-        };
-        let default = args.get(1).cloned().unwrap_or(Value::Null);
-        return Ok(match &args[0] {
-            Value::String(k) => o.remove(k).unwrap_or(default),
-            _ => default,
-        });
+    match (m, recv) {
+        (Method::Get, Value::Object(o)) => Ok(dict_get(o, &args)),
+        (Method::Join, Value::String(sep)) => str_join(&sep, &args),
+        (Method::Get | Method::Join, recv) => Err(no_attribute(&recv, m)),
+        (_, Value::String(s)) => str_method(&s, m, &args),
+        (_, recv) => Err(no_attribute(&recv, m)),
     }
-    if m == Method::Join {
-        let Value::String(sep) = recv else {
-            return Err(format!(
-                "'{}' object has no attribute 'join'",
-                type_name(&recv)
-            ));
-        };
-        let Value::Array(items) = &args[0] else {
-            return Err("join() needs a list".into());
-        };
-        let parts: Result<Vec<&str>, String> = items
-            .iter()
-            .map(|i| {
-                i.as_str().ok_or_else(|| {
-                    format!(
-                        "sequence item: expected str instance, {} found",
-                        type_name(i)
-                    )
-                })
+}
+
+/// Python's error for a method the receiver's type does not have.
+fn no_attribute(recv: &Value, m: Method) -> String {
+    let name = METHODS.iter().find(|x| x.1 == m).map_or("", |x| x.0);
+    format!("'{}' object has no attribute '{name}'", type_name(recv))
+}
+
+/// `dict.get(key[, default])`: a key that is not a str is never in a JSON object.
+fn dict_get(mut o: Map<String, Value>, args: &[Value]) -> Value {
+    let default = args.get(1).cloned().unwrap_or(Value::Null);
+    match &args[0] {
+        Value::String(k) => o.remove(k).unwrap_or(default),
+        _ => default,
+    }
+}
+
+/// `sep.join(items)`: every item must be a str.
+fn str_join(sep: &str, args: &[Value]) -> Result<Value, String> {
+    let Value::Array(items) = &args[0] else {
+        return Err("join() needs a list".into());
+    };
+    let parts: Result<Vec<&str>, String> = items
+        .iter()
+        .map(|i| {
+            i.as_str().ok_or_else(|| {
+                format!(
+                    "sequence item: expected str instance, {} found",
+                    type_name(i)
+                )
             })
-            .collect();
-        return Ok(Value::String(parts?.join(&sep)));
-    }
-    let Value::String(s) = recv else {
-        let name = METHODS.iter().find(|x| x.1 == m).map_or("", |x| x.0);
-        return Err(format!(
-            "'{}' object has no attribute '{name}'",
-            type_name(&recv)
-        ));
-    };
-    let strip_set = |i: usize| -> Result<Option<Vec<char>>, String> {
-        Ok(str_arg(&args, i, "strip arg")?.map(|c| c.chars().collect()))
-    };
+        })
+        .collect();
+    Ok(Value::String(parts?.join(sep)))
+}
+
+/// The `str` methods other than `join`, on `s`.
+fn str_method(s: &str, m: Method, args: &[Value]) -> Result<Value, String> {
     Ok(match m {
         Method::Lower => Value::String(s.to_lowercase()),
         Method::Upper => Value::String(s.to_uppercase()),
-        Method::Strip | Method::Lstrip | Method::Rstrip => {
-            let set = strip_set(0)?;
-            let is = |c: char| set.as_ref().map_or(py_space(c), |set| set.contains(&c));
-            Value::String(
-                match m {
-                    Method::Strip => s.trim_matches(is),
-                    Method::Lstrip => s.trim_start_matches(is),
-                    _ => s.trim_end_matches(is),
-                }
-                .to_string(),
-            )
-        }
-        Method::Title => {
-            let mut out = String::new();
-            let mut prev_cased = false;
-            for c in s.chars() {
-                if prev_cased {
-                    out.extend(c.to_lowercase());
-                } else {
-                    out.extend(c.to_uppercase());
-                }
-                prev_cased = c.is_alphabetic();
-            }
-            Value::String(out)
-        }
-        Method::Capitalize => {
-            let mut chars = s.chars();
-            Value::String(match chars.next() {
-                Some(f) => f
-                    .to_uppercase()
-                    .chain(chars.flat_map(char::to_lowercase))
-                    .collect(),
-                None => String::new(),
-            })
-        }
-        Method::Split => {
-            let sep = str_arg(&args, 0, "separator")?;
-            let max = match args.get(1) {
-                None => -1,
-                Some(v) => match num(v) {
-                    Some(Num::I(i)) => i,
-                    _ => return Err("maxsplit must be an int".into()),
-                },
-            };
-            let parts: Vec<Value> = match sep {
-                Some("") => return Err("empty separator".into()),
-                Some(sep) if max < 0 => s.split(sep).map(|p| Value::String(p.into())).collect(),
-                Some(sep) => s
-                    .splitn(max as usize + 1, sep)
-                    .map(|p| Value::String(p.into()))
-                    .collect(),
-                None => {
-                    // Runs of whitespace, at most `max` splits, the rest kept whole.
-                    let mut parts = Vec::new();
-                    let mut rest = s.trim_start_matches(py_space);
-                    while !rest.is_empty() {
-                        if max >= 0 && parts.len() as i64 == max {
-                            parts.push(Value::String(rest.into()));
-                            break;
-                        }
-                        let end = rest.find(py_space).unwrap_or(rest.len());
-                        parts.push(Value::String(rest[..end].into()));
-                        rest = rest[end..].trim_start_matches(py_space);
-                    }
-                    parts
-                }
-            };
-            Value::Array(parts)
-        }
+        Method::Strip | Method::Lstrip | Method::Rstrip => Value::String(strip(s, m, args)?),
+        Method::Title => Value::String(title(s)),
+        Method::Capitalize => Value::String(capitalize(s)),
+        Method::Split => Value::Array(split(s, args)?),
         Method::Replace => {
-            let (Some(old), Some(new)) = (str_arg(&args, 0, "old")?, str_arg(&args, 1, "new")?)
+            let (Some(old), Some(new)) = (str_arg(args, 0, "old")?, str_arg(args, 1, "new")?)
             else {
                 return Err("replace() needs two str".into());
             };
@@ -1630,7 +1612,7 @@ fn method(recv: Value, m: Method, args: Vec<Value>) -> Result<Value, String> {
             }
         }
         Method::Startswith | Method::Endswith => {
-            let Some(p) = str_arg(&args, 0, "prefix")? else {
+            let Some(p) = str_arg(args, 0, "prefix")? else {
                 return Err("startswith()/endswith() need a str".into());
             };
             Value::Bool(if m == Method::Startswith {
@@ -1640,13 +1622,90 @@ fn method(recv: Value, m: Method, args: Vec<Value>) -> Result<Value, String> {
             })
         }
         Method::Find => {
-            let Some(p) = str_arg(&args, 0, "sub")? else {
+            let Some(p) = str_arg(args, 0, "sub")? else {
                 return Err("find() needs a str".into());
             };
             Value::from(s.find(p).map_or(-1, |b| s[..b].chars().count() as i64))
         }
-        Method::Get | Method::Join => unreachable!("handled above"),
+        Method::Get | Method::Join => unreachable!("read by method()"),
     })
+}
+
+/// `strip`, `lstrip`, `rstrip`: the characters given, or Python's white space.
+fn strip(s: &str, m: Method, args: &[Value]) -> Result<String, String> {
+    let set: Option<Vec<char>> = str_arg(args, 0, "strip arg")?.map(|c| c.chars().collect());
+    let is = |c: char| set.as_ref().map_or(py_space(c), |set| set.contains(&c));
+    Ok(match m {
+        Method::Strip => s.trim_matches(is),
+        Method::Lstrip => s.trim_start_matches(is),
+        _ => s.trim_end_matches(is),
+    }
+    .to_string())
+}
+
+/// `str.title`: a letter after a cased one in lower case, any other in upper case.
+fn title(s: &str) -> String {
+    let mut out = String::new();
+    let mut prev_cased = false;
+    for c in s.chars() {
+        if prev_cased {
+            out.extend(c.to_lowercase());
+        } else {
+            out.extend(c.to_uppercase());
+        }
+        prev_cased = c.is_alphabetic();
+    }
+    out
+}
+
+/// `str.capitalize`: the first character in upper case, the rest in lower case.
+fn capitalize(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(f) => f
+            .to_uppercase()
+            .chain(chars.flat_map(char::to_lowercase))
+            .collect(),
+        None => String::new(),
+    }
+}
+
+/// `str.split([sep[, maxsplit]])`.
+fn split(s: &str, args: &[Value]) -> Result<Vec<Value>, String> {
+    let sep = str_arg(args, 0, "separator")?;
+    let max = match args.get(1) {
+        None => -1,
+        Some(v) => match num(v) {
+            Some(Num::I(i)) => i,
+            _ => return Err("maxsplit must be an int".into()),
+        },
+    };
+    Ok(match sep {
+        Some("") => return Err("empty separator".into()),
+        Some(sep) if max < 0 => s.split(sep).map(|p| Value::String(p.into())).collect(),
+        Some(sep) => s
+            .splitn(max as usize + 1, sep)
+            .map(|p| Value::String(p.into()))
+            .collect(),
+        None => split_whitespace(s, max),
+    })
+}
+
+/// `str.split(None, max)`: runs of white space, at most `max` splits (none when negative),
+/// the rest kept whole.
+fn split_whitespace(s: &str, max: i64) -> Vec<Value> {
+    let mut parts = Vec::new();
+    let mut rest = s.trim_start_matches(py_space);
+    while !rest.is_empty() {
+        if max >= 0 && parts.len() as i64 == max {
+            parts.push(Value::String(rest.into()));
+            break;
+        }
+        let end = rest.find(py_space).unwrap_or(rest.len());
+        parts.push(Value::String(rest[..end].into()));
+        rest = rest[end..].trim_start_matches(py_space);
+    }
+    parts
 }
 
 // ---------------------------------------------------------------------------------------

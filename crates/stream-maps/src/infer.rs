@@ -5,7 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::expr::{BinOp, Expr, Func, Method};
+use super::expr::{BinOp, Expr, Func, Method, UnOp};
 
 /// JSON types as bits.
 const NULL: u8 = 1;
@@ -180,6 +180,11 @@ impl TypeEnv<'_> {
             _ => self.properties.get(n).map_or(Ty::of(ANY), Ty::from_schema),
         }
     }
+
+    /// `config['key']`: the type of the value `stream_map_config` has there.
+    fn config_key(&self, key: &str) -> Ty {
+        self.config.get(key).map_or(Ty::of(ANY), Ty::from_value)
+    }
 }
 
 /// The part of `ty` at `key` (a property of an object, an item of an array).
@@ -202,71 +207,26 @@ fn member(ty: &Ty, key: Option<&Value>) -> Ty {
     Ty::of(ANY)
 }
 
+/// What `e` yields, over records of the schema `env` gives.
 pub fn infer(e: &Expr, env: &TypeEnv) -> Ty {
     match e {
         Expr::Lit(v) => Ty::from_value(v),
         Expr::Name(n) => env.name(n),
         Expr::List(_) | Expr::Tuple(_) => Ty::of(ARRAY),
         Expr::Dict(_) => Ty::of(OBJECT),
-        Expr::Unary(super::expr::UnOp::Not, _) | Expr::Compare(..) => Ty::of(BOOL),
+        Expr::Unary(UnOp::Not, _) | Expr::Compare(..) => Ty::of(BOOL),
         Expr::Unary(_, a) => {
             let t = infer(a, env);
             Ty::of(if t.bits & NUM != 0 { NUM } else { INT })
         }
-        Expr::Binary(op, a, b) => {
-            let (l, r) = (infer(a, env).bits, infer(b, env).bits);
-            let numeric = |x: u8| x & (INT | NUM | BOOL) != 0;
-            let float = |x: u8| x & NUM != 0;
-            let mut bits = 0;
-            match op {
-                BinOp::Add => {
-                    if l & STR != 0 && r & STR != 0 {
-                        bits |= STR;
-                    }
-                    if l & ARRAY != 0 && r & ARRAY != 0 {
-                        bits |= ARRAY;
-                    }
-                }
-                BinOp::Mul if (l & STR != 0 && numeric(r)) || (r & STR != 0 && numeric(l)) => {
-                    bits |= STR;
-                }
-                _ => {}
-            }
-            if numeric(l) && numeric(r) {
-                bits |= match op {
-                    BinOp::Div => NUM,
-                    BinOp::Pow => INT | NUM,
-                    _ if float(l) || float(r) => NUM | INT,
-                    _ => INT,
-                };
-            }
-            Ty::of(bits | NULL)
-        }
+        Expr::Binary(op, a, b) => infer_binary(*op, infer(a, env).bits, infer(b, env).bits),
         Expr::And(a, b) | Expr::Or(a, b) => Ty::union(infer(a, env), infer(b, env)),
         Expr::IfElse(then, _, otherwise) => Ty::union(infer(then, env), infer(otherwise, env)),
-        Expr::Index(base, index) => {
-            let base_ty = infer(base, env);
-            if let (Expr::Name(n), Expr::Lit(Value::String(k))) = (&**base, &**index) {
-                if n == "config" {
-                    return env.config.get(k).map_or(Ty::of(ANY), Ty::from_value);
-                }
-            }
-            if base_ty.bits == STR {
-                return Ty::of(STR);
-            }
-            match &**index {
-                Expr::Lit(k) => member(&base_ty, Some(k)),
-                _ => member(&base_ty, None),
-            }
-        }
-        Expr::Attr(base, name) => {
-            if let Expr::Name(n) = &**base {
-                if n == "config" {
-                    return env.config.get(name).map_or(Ty::of(ANY), Ty::from_value);
-                }
-            }
-            member(&infer(base, env), Some(&Value::String(name.clone())))
-        }
+        Expr::Index(base, index) => infer_index(base, index, env),
+        Expr::Attr(base, name) => match &**base {
+            Expr::Name(n) if n == "config" => env.config_key(name),
+            _ => member(&infer(base, env), Some(&Value::String(name.clone()))),
+        },
         Expr::Slice(base, ..) => {
             let t = infer(base, env);
             Ty::of((t.bits & (STR | ARRAY)).max(STR) | NULL)
@@ -278,37 +238,89 @@ pub fn infer(e: &Expr, env: &TypeEnv) -> Ty {
             Func::Bool => BOOL,
             Func::JsonLoads => ANY,
         }),
-        Expr::Method(base, m, args) => match m {
-            Method::Split => Ty {
-                bits: ARRAY,
-                schema: Some(json!({"type": "array", "items": {"type": "string"}})),
-            },
-            Method::Startswith | Method::Endswith => Ty::of(BOOL),
-            Method::Find => Ty::of(INT),
-            Method::Get => {
-                let key = match args.first() {
-                    Some(Expr::Lit(k)) => Some(k),
-                    _ => None,
-                };
-                let found = match &**base {
-                    Expr::Name(n) if n == "config" => key
-                        .and_then(Value::as_str)
-                        .and_then(|k| env.config.get(k))
-                        .map_or(Ty::of(ANY), Ty::from_value),
-                    _ => member(&infer(base, env), key),
-                };
-                let default = args.get(1).map_or(Ty::of(NULL), |d| infer(d, env));
-                Ty::union(found, default)
+        Expr::Method(base, m, args) => infer_method(base, *m, args, env),
+    }
+}
+
+/// `l op r` for operands of the types `l` and `r` (as bits): what each pair of types they
+/// may be gives, and `null` (the operation may fail).
+fn infer_binary(op: BinOp, l: u8, r: u8) -> Ty {
+    let numeric = |x: u8| x & (INT | NUM | BOOL) != 0;
+    let float = |x: u8| x & NUM != 0;
+    let mut bits = 0;
+    match op {
+        BinOp::Add => {
+            if l & STR != 0 && r & STR != 0 {
+                bits |= STR;
             }
-            Method::Lower
-            | Method::Upper
-            | Method::Strip
-            | Method::Lstrip
-            | Method::Rstrip
-            | Method::Title
-            | Method::Capitalize
-            | Method::Replace
-            | Method::Join => Ty::of(STR),
+            if l & ARRAY != 0 && r & ARRAY != 0 {
+                bits |= ARRAY;
+            }
+        }
+        BinOp::Mul if (l & STR != 0 && numeric(r)) || (r & STR != 0 && numeric(l)) => {
+            bits |= STR;
+        }
+        _ => {}
+    }
+    if numeric(l) && numeric(r) {
+        bits |= match op {
+            BinOp::Div => NUM,
+            BinOp::Pow => INT | NUM,
+            _ if float(l) || float(r) => NUM | INT,
+            _ => INT,
+        };
+    }
+    Ty::of(bits | NULL)
+}
+
+/// `base[index]`: a `config` key, a character of a str, a property or an item.
+fn infer_index(base: &Expr, index: &Expr, env: &TypeEnv) -> Ty {
+    if let (Expr::Name(n), Expr::Lit(Value::String(k))) = (base, index) {
+        if n == "config" {
+            return env.config_key(k);
+        }
+    }
+    let base_ty = infer(base, env);
+    if base_ty.bits == STR {
+        return Ty::of(STR);
+    }
+    match index {
+        Expr::Lit(k) => member(&base_ty, Some(k)),
+        _ => member(&base_ty, None),
+    }
+}
+
+/// `base.m(args)`.
+fn infer_method(base: &Expr, m: Method, args: &[Expr], env: &TypeEnv) -> Ty {
+    match m {
+        Method::Split => Ty {
+            bits: ARRAY,
+            schema: Some(json!({"type": "array", "items": {"type": "string"}})),
         },
+        Method::Startswith | Method::Endswith => Ty::of(BOOL),
+        Method::Find => Ty::of(INT),
+        Method::Get => {
+            let key = match args.first() {
+                Some(Expr::Lit(k)) => Some(k),
+                _ => None,
+            };
+            let found = match base {
+                Expr::Name(n) if n == "config" => key
+                    .and_then(Value::as_str)
+                    .map_or(Ty::of(ANY), |k| env.config_key(k)),
+                _ => member(&infer(base, env), key),
+            };
+            let default = args.get(1).map_or(Ty::of(NULL), |d| infer(d, env));
+            Ty::union(found, default)
+        }
+        Method::Lower
+        | Method::Upper
+        | Method::Strip
+        | Method::Lstrip
+        | Method::Rstrip
+        | Method::Title
+        | Method::Capitalize
+        | Method::Replace
+        | Method::Join => Ty::of(STR),
     }
 }
