@@ -638,7 +638,138 @@ pub enum Mapped {
     Failed,
 }
 
+impl CustomMap {
+    /// Compiles the map `c` against the stream's schema `raw` (`source`'s, with the keys
+    /// `keys`): the map, and the schema and keys the stream is sent with.
+    fn build(
+        c: &Custom,
+        raw: &Value,
+        keys: Vec<String>,
+        source: &str,
+        config: &Value,
+    ) -> Result<(CustomMap, Value, Vec<String>), Fault> {
+        let empty = Map::new();
+        let raw_props = raw
+            .get("properties")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
+        let key_properties = c.key_properties.clone().unwrap_or(keys);
+        let mut props = if c.only_named {
+            keys_and_marker(raw_props, &key_properties)
+        } else {
+            raw_props.clone()
+        };
+        let compiled =
+            compile_properties(c, raw_props, &key_properties, source, config, &mut props)?;
+        if let Some((_, e)) = &c.filter {
+            check_names(e, raw_props, "__filter__", source).map_err(Fault::Map)?;
+        }
+        for k in &key_properties {
+            if !props.contains_key(k) {
+                return Err(Fault::Map(format!(
+                    "__key_properties__: '{k}' is not a property of the stream as mapped"
+                )));
+            }
+        }
+        let mut schema = raw.clone();
+        if let Some(req) = schema.get_mut("required").and_then(Value::as_array_mut) {
+            req.retain(|r| r.as_str().is_some_and(|r| props.contains_key(r)));
+        }
+        schema["properties"] = Value::Object(props);
+        let map = CustomMap {
+            filter: c.filter.as_ref().map(|(_, e)| e.clone()),
+            only_named: c.only_named,
+            props: compiled,
+            config: config.clone(),
+        };
+        Ok((map, schema, key_properties))
+    }
+}
+
+/// Checks each property the map `c` removes or computes, and applies it to the schema
+/// properties `props`: the properties as [`CustomMap`] applies them to records (`None`:
+/// removed).
+fn compile_properties(
+    c: &Custom,
+    raw_props: &Map<String, Value>,
+    key_properties: &[String],
+    source: &str,
+    config: &Value,
+    props: &mut Map<String, Value>,
+) -> Result<Vec<(String, Option<Expr>)>, Fault> {
+    let mut compiled = Vec::new();
+    for (prop, def) in &c.props {
+        match def {
+            PropDef::Remove => {
+                if key_properties.contains(prop) {
+                    return Err(Fault::Map(format!(
+                        "{prop}: removing the key property '{prop}' is not permitted: to change the keys, set '__key_properties__' (a list of property names, or null for none)"
+                    )));
+                }
+                props.remove(prop);
+                compiled.push((prop.clone(), None));
+            }
+            PropDef::Compute(e) => {
+                check_names(e, raw_props, prop, source).map_err(Fault::Map)?;
+                props.insert(prop.clone(), computed_schema(e, raw_props, prop, config));
+                compiled.push((prop.clone(), Some(e.clone())));
+            }
+        }
+    }
+    Ok(compiled)
+}
+
+/// The schema of the property `prop` computed by `e` over records of the properties
+/// `raw_props`.
+fn computed_schema(e: &Expr, raw_props: &Map<String, Value>, prop: &str, config: &Value) -> Value {
+    let env = infer::TypeEnv {
+        properties: raw_props,
+        config,
+        property: Some(prop),
+    };
+    let ty = infer::infer(e, &env);
+    if ty.is_unknown() {
+        // Nothing is known of the value (`json.loads(...)`): any JSON value. (The SDK says
+        // a string, which a validating target rejects when it is not one.)
+        json!({})
+    } else {
+        ty.to_schema()
+    }
+}
+
+/// The entries of `m` that `__else__: null` keeps besides the properties named: the keys and
+/// the deletion marker (a target needs them).
+fn keys_and_marker(m: &Map<String, Value>, key_properties: &[String]) -> Map<String, Value> {
+    m.iter()
+        .filter(|(k, _)| key_properties.contains(k) || *k == DELETED_AT)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The stream `name`'s schema flattened by `f`, its keys still top-level properties.
+fn flattened_schema(
+    f: &Flattening,
+    schema: &Value,
+    name: &str,
+    key_properties: &[String],
+) -> Result<Value, Fault> {
+    let flat = f
+        .schema(schema)
+        .map_err(|e| Fault::Flattening(format!("stream '{name}': {e}")))?;
+    let flat_props = flat.get("properties").and_then(Value::as_object);
+    for k in key_properties {
+        if !flat_props.is_some_and(|p| p.contains_key(k)) {
+            return Err(Fault::Flattening(format!(
+                "stream '{name}': key property '{k}' is not a top-level property once flattened"
+            )));
+        }
+    }
+    Ok(flat)
+}
+
 impl MappedStream {
+    /// `source` (of the schema `raw` and the keys `keys`) sent as `name`: `custom`'s map,
+    /// when there is one, and the flattening applied to its schema and keys.
     fn new(
         source: &'static str,
         name: String,
@@ -647,105 +778,24 @@ impl MappedStream {
         custom: Option<&Custom>,
         maps: &Maps,
     ) -> Result<MappedStream, Fault> {
-        let mut schema = raw.clone();
-        let mut key_properties = keys;
-        let empty = Map::new();
-        let raw_props = raw
-            .get("properties")
-            .and_then(Value::as_object)
-            .unwrap_or(&empty);
-        let custom = match custom {
-            None => None,
+        let (custom, schema, key_properties) = match custom {
+            None => (None, raw.clone(), keys),
             Some(c) => {
-                if let Some(k) = &c.key_properties {
-                    key_properties = k.clone();
-                }
-                let mut props = if c.only_named {
-                    // The keys and the deletion marker stay: a target needs them.
-                    raw_props
-                        .iter()
-                        .filter(|(k, _)| key_properties.contains(k) || *k == DELETED_AT)
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect()
-                } else {
-                    raw_props.clone()
-                };
-                let mut compiled = Vec::new();
-                for (prop, def) in &c.props {
-                    match def {
-                        PropDef::Remove => {
-                            if key_properties.contains(prop) {
-                                return Err(Fault::Map(format!(
-                                    "{prop}: removing the key property '{prop}' is not permitted: to change the keys, set '__key_properties__' (a list of property names, or null for none)"
-                                )));
-                            }
-                            props.remove(prop);
-                            compiled.push((prop.clone(), None));
-                        }
-                        PropDef::Compute(e) => {
-                            check_names(e, raw_props, prop, source).map_err(Fault::Map)?;
-                            let env = infer::TypeEnv {
-                                properties: raw_props,
-                                config: &maps.config,
-                                property: Some(prop),
-                            };
-                            let ty = infer::infer(e, &env);
-                            let prop_schema = if ty.is_unknown() {
-                                // Nothing is known of the value (`json.loads(...)`): any JSON
-                                // value. (The SDK says a string, which a validating target
-                                // rejects when it is not one.)
-                                json!({})
-                            } else {
-                                ty.to_schema()
-                            };
-                            props.insert(prop.clone(), prop_schema);
-                            compiled.push((prop.clone(), Some(e.clone())));
-                        }
-                    }
-                }
-                if let Some((_, e)) = &c.filter {
-                    check_names(e, raw_props, "__filter__", source).map_err(Fault::Map)?;
-                }
-                for k in &key_properties {
-                    if !props.contains_key(k) {
-                        return Err(Fault::Map(format!(
-                            "__key_properties__: '{k}' is not a property of the stream as mapped"
-                        )));
-                    }
-                }
-                if let Some(req) = schema.get_mut("required").and_then(Value::as_array_mut) {
-                    req.retain(|r| r.as_str().is_some_and(|r| props.contains_key(r)));
-                }
-                schema["properties"] = Value::Object(props);
-                Some(CustomMap {
-                    filter: c.filter.as_ref().map(|(_, e)| e.clone()),
-                    only_named: c.only_named,
-                    props: compiled,
-                    config: maps.config.clone(),
-                })
+                let (map, schema, keys) = CustomMap::build(c, raw, keys, source, &maps.config)?;
+                (Some(map), schema, keys)
             }
         };
-        let flattening = maps.flattening.clone();
-        if let Some(f) = &flattening {
-            schema = f
-                .schema(&schema)
-                .map_err(|e| Fault::Flattening(format!("stream '{name}': {e}")))?;
-            let flat_props = schema.get("properties").and_then(Value::as_object);
-            for k in &key_properties {
-                if !flat_props.is_some_and(|p| p.contains_key(k)) {
-                    return Err(Fault::Flattening(format!(
-                        "stream '{name}': key property '{k}' is not a top-level property once flattened"
-                    )));
-                }
-            }
-        }
+        let schema = match &maps.flattening {
+            Some(f) => flattened_schema(f, &schema, &name, &key_properties)?,
+            None => schema,
+        };
         Ok(MappedStream {
             source,
             name,
             schema,
             key_properties,
             custom,
-            flattening,
+            flattening: maps.flattening.clone(),
             warned: Mutex::new(BTreeSet::new()),
             warn: maps.warn,
         })
@@ -801,11 +851,7 @@ impl MappedStream {
                     }
                 }
                 let mut out = if c.only_named {
-                    record
-                        .iter()
-                        .filter(|(k, _)| self.key_properties.contains(k) || *k == DELETED_AT)
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect()
+                    keys_and_marker(record, &self.key_properties)
                 } else {
                     record.clone()
                 };
