@@ -8,7 +8,7 @@ use serde_json::{Map, Number, Value};
 
 /// A parsed expression.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Expr {
+pub(crate) enum Expr {
     Lit(Value),
     Name(String),
     List(Vec<Expr>),
@@ -35,14 +35,14 @@ pub enum Expr {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum UnOp {
+pub(crate) enum UnOp {
     Neg,
     Pos,
     Not,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum BinOp {
+pub(crate) enum BinOp {
     Add,
     Sub,
     Mul,
@@ -53,7 +53,7 @@ pub enum BinOp {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum CmpOp {
+pub(crate) enum CmpOp {
     Eq,
     Ne,
     Lt,
@@ -67,7 +67,7 @@ pub enum CmpOp {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Func {
+pub(crate) enum Func {
     Md5,
     Sha256,
     Str,
@@ -100,7 +100,7 @@ const REFUSED_FUNCTIONS: [(&str, &str); 5] = [
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Method {
+pub(crate) enum Method {
     Lower,
     Upper,
     Strip,
@@ -153,6 +153,8 @@ const OPS: [&str; 27] = [
     "}", ",", ":", ".", "=", "&", "|", "^", "~",
 ];
 
+/// Splits `src` into tokens, refusing what the parser does not read (prefixed strings, odd
+/// numbers, characters).
 fn lex(src: &str) -> Result<Vec<Tok>, String> {
     let chars: Vec<char> = src.chars().collect();
     let mut toks = Vec::new();
@@ -243,6 +245,8 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
     Ok(toks)
 }
 
+/// The string literal opening at `chars[start]`, its escapes read as Python reads them; and
+/// where it ends.
 fn lex_string(chars: &[char], start: usize) -> Result<(String, usize), String> {
     let quote = chars[start];
     if chars.get(start + 1) == Some(&quote) && chars.get(start + 2) == Some(&quote) {
@@ -321,7 +325,7 @@ fn lex_string(chars: &[char], start: usize) -> Result<(String, usize), String> {
 // Parser: Python's precedence, from the conditional expression down to the atoms.
 
 /// Parses `src`, or says (in one line) what it cannot read.
-pub fn parse(src: &str) -> Result<Expr, String> {
+pub(crate) fn parse(src: &str) -> Result<Expr, String> {
     if src.len() > 10_000 {
         return Err("the expression is longer than 10,000 characters".into());
     }
@@ -349,6 +353,7 @@ pub fn parse(src: &str) -> Result<Expr, String> {
     Ok(e)
 }
 
+/// A token as an error message names it.
 fn describe(t: &Tok) -> String {
     match t {
         Tok::Name(n) => format!("'{n}'"),
@@ -376,24 +381,29 @@ const KEYWORDS: [&str; 16] = [
 ];
 
 impl Parser {
+    /// The token at the position (the end token past it).
     fn peek(&self) -> &Tok {
         &self.toks[self.pos.min(self.toks.len() - 1)]
     }
 
+    /// The token at the position, moving past it.
     fn next(&mut self) -> Tok {
         let t = self.peek().clone();
         self.pos += 1;
         t
     }
 
+    /// Whether the token at the position is the operator `op`.
     fn is_op(&self, op: &str) -> bool {
         matches!(self.peek(), Tok::Op(o) if *o == op)
     }
 
+    /// Whether the token at the position is the name (or keyword) `w`.
     fn is_word(&self, w: &str) -> bool {
         matches!(self.peek(), Tok::Name(n) if n == w)
     }
 
+    /// Moves past the operator `op`, or says what stands there instead.
     fn expect_op(&mut self, op: &str) -> Result<(), String> {
         if self.is_op(op) {
             self.pos += 1;
@@ -403,6 +413,7 @@ impl Parser {
         }
     }
 
+    /// Opens one more level of recursion, refusing more than [`MAX_DEPTH`].
     fn descend(&mut self) -> Result<(), String> {
         self.nesting += 1;
         if self.nesting > MAX_DEPTH {
@@ -421,6 +432,7 @@ impl Parser {
         e
     }
 
+    /// [`Parser::test`] within its recursion bound.
     fn test_inner(&mut self) -> Result<Expr, String> {
         let then = self.or_test()?;
         if self.is_word("if") {
@@ -440,6 +452,7 @@ impl Parser {
         Ok(then)
     }
 
+    /// `and_test ('or' and_test)*`
     fn or_test(&mut self) -> Result<Expr, String> {
         let mut e = self.and_test()?;
         while self.is_word("or") {
@@ -449,6 +462,7 @@ impl Parser {
         Ok(e)
     }
 
+    /// `not_test ('and' not_test)*`
     fn and_test(&mut self) -> Result<Expr, String> {
         let mut e = self.not_test()?;
         while self.is_word("and") {
@@ -458,6 +472,7 @@ impl Parser {
         Ok(e)
     }
 
+    /// `'not' not_test | comparison`
     fn not_test(&mut self) -> Result<Expr, String> {
         if self.is_word("not") {
             self.pos += 1;
@@ -469,6 +484,7 @@ impl Parser {
         self.comparison()
     }
 
+    /// The comparison operator at the position, if any, moving past it.
     fn cmp_op(&mut self) -> Option<CmpOp> {
         let op = match self.peek() {
             Tok::Op("==") => CmpOp::Eq,
@@ -499,6 +515,7 @@ impl Parser {
         Some(op)
     }
 
+    /// `arith (cmp_op arith)*`
     fn comparison(&mut self) -> Result<Expr, String> {
         let first = self.arith()?;
         let mut rest = Vec::new();
@@ -511,6 +528,7 @@ impl Parser {
         Ok(Expr::Compare(Box::new(first), rest))
     }
 
+    /// `term (('+' | '-') term)*`
     fn arith(&mut self) -> Result<Expr, String> {
         let mut e = self.term()?;
         loop {
@@ -527,6 +545,7 @@ impl Parser {
         }
     }
 
+    /// `factor (('*' | '/' | '//' | '%') factor)*`
     fn term(&mut self) -> Result<Expr, String> {
         let mut e = self.factor()?;
         loop {
@@ -545,6 +564,7 @@ impl Parser {
         }
     }
 
+    /// `('-' | '+') factor | power`
     fn factor(&mut self) -> Result<Expr, String> {
         let op = match self.peek() {
             Tok::Op("-") => UnOp::Neg,
@@ -559,6 +579,7 @@ impl Parser {
         Ok(Expr::Unary(op, Box::new(inner?)))
     }
 
+    /// `trailers ['**' factor]`
     fn power(&mut self) -> Result<Expr, String> {
         let base = self.trailers()?;
         if self.is_op("**") {
@@ -705,6 +726,7 @@ impl Parser {
         }
     }
 
+    /// `(args, name=value, ...)`: a call's positional, then keyword, arguments.
     fn arguments(&mut self) -> Result<Arguments, String> {
         self.expect_op("(")?;
         let mut args = Vec::new();
@@ -736,6 +758,7 @@ impl Parser {
         Ok((args, kwargs))
     }
 
+    /// A literal, a name, `(...)`, `[...]` or `{...}`.
     fn atom(&mut self) -> Result<Expr, String> {
         match self.next() {
             Tok::Int(n) => Ok(Expr::Lit(Value::from(n))),
@@ -819,6 +842,8 @@ impl Parser {
     }
 }
 
+/// A call of `f` with these arguments, when it takes them (`json.dumps` takes `default=` and
+/// `sort_keys=`).
 fn check_call(f: Func, args: Vec<Expr>, kwargs: Vec<(String, Expr)>) -> Result<Expr, String> {
     let name = FUNCTIONS.iter().find(|(_, g)| *g == f).map_or("", |p| p.0);
     let (min, max) = match f {
@@ -851,7 +876,7 @@ fn check_call(f: Func, args: Vec<Expr>, kwargs: Vec<(String, Expr)>) -> Result<E
 // Names
 
 /// The expressions directly inside `e`.
-pub fn children(e: &Expr) -> Vec<&Expr> {
+fn children(e: &Expr) -> Vec<&Expr> {
     match e {
         Expr::Lit(_) | Expr::Name(_) => Vec::new(),
         Expr::List(items) | Expr::Tuple(items) => items.iter().collect(),
@@ -874,7 +899,7 @@ pub fn children(e: &Expr) -> Vec<&Expr> {
 
 /// Calls `f` on `e` and on every expression inside it (without recursion: a parsed expression
 /// is at most [`MAX_DEPTH`] deep anyway).
-pub fn visit(e: &Expr, f: &mut dyn FnMut(&Expr)) {
+pub(crate) fn visit(e: &Expr, f: &mut dyn FnMut(&Expr)) {
     let mut stack = vec![e];
     while let Some(x) = stack.pop() {
         f(x);
@@ -883,7 +908,7 @@ pub fn visit(e: &Expr, f: &mut dyn FnMut(&Expr)) {
 }
 
 /// How deeply an expression may nest: evaluation recurses once per level.
-pub const MAX_DEPTH: usize = 64;
+const MAX_DEPTH: usize = 64;
 
 /// The depth of `e`'s tree.
 fn depth(e: &Expr) -> usize {
@@ -919,7 +944,7 @@ fn misplaced_tuple(e: &Expr) -> bool {
 
 /// The names an expression uses (the record's properties and the SDK's special names), for
 /// the start-up check.
-pub fn names(e: &Expr, out: &mut Vec<String>) {
+pub(crate) fn names(e: &Expr, out: &mut Vec<String>) {
     visit(e, &mut |x| {
         if let Expr::Name(n) = x {
             out.push(n.clone());
@@ -931,16 +956,17 @@ pub fn names(e: &Expr, out: &mut Vec<String>) {
 // Evaluation
 
 /// What names mean while one record is mapped.
-pub struct Env<'a> {
-    pub record: &'a Map<String, Value>,
-    pub config: &'a Value,
-    pub stream: &'a str,
-    pub original_stream: &'a str,
+pub(crate) struct Env<'a> {
+    pub(crate) record: &'a Map<String, Value>,
+    pub(crate) config: &'a Value,
+    pub(crate) stream: &'a str,
+    pub(crate) original_stream: &'a str,
     /// The property being computed, for `self`.
-    pub property: Option<&'a str>,
+    pub(crate) property: Option<&'a str>,
 }
 
 impl Env<'_> {
+    /// The value of the name `n`: a property of the record or one of the SDK's names.
     fn name(&self, n: &str) -> Result<Value, String> {
         match n {
             "_" | "record" => Ok(Value::Object(self.record.clone())),
@@ -964,6 +990,7 @@ impl Env<'_> {
     }
 }
 
+/// The Python type name of a value, for error messages.
 fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "NoneType",
@@ -976,7 +1003,8 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-pub fn truthy(v: &Value) -> bool {
+/// Python's truth value.
+pub(crate) fn truthy(v: &Value) -> bool {
     match v {
         Value::Null => false,
         Value::Bool(b) => *b,
@@ -994,6 +1022,7 @@ enum Num {
     F(f64),
 }
 
+/// A value as a Python number, if it is one.
 fn num(v: &Value) -> Option<Num> {
     match v {
         Value::Bool(b) => Some(Num::I(i64::from(*b))),
@@ -1002,12 +1031,14 @@ fn num(v: &Value) -> Option<Num> {
     }
 }
 
+/// A float result, refused when it is not finite (JSON has no NaN nor infinity).
 fn float_value(f: f64) -> Result<Value, String> {
     Number::from_f64(f)
         .map(Value::Number)
         .ok_or_else(|| "the result is not a finite number".to_string())
 }
 
+/// A number as a float.
 fn as_f(n: Num) -> f64 {
     match n {
         Num::I(i) => i as f64,
@@ -1016,7 +1047,7 @@ fn as_f(n: Num) -> f64 {
 }
 
 /// Evaluates `e` over one record with Python's semantics; `Err` says why, as Python would.
-pub fn eval(e: &Expr, env: &Env) -> Result<Value, String> {
+pub(crate) fn eval(e: &Expr, env: &Env) -> Result<Value, String> {
     match e {
         Expr::Lit(v) => Ok(v.clone()),
         Expr::Name(n) => env.name(n),
@@ -1182,6 +1213,7 @@ fn eval_call(
     call(f, args, sort_keys)
 }
 
+/// `a op b` with Python's int/float rules, `+` on str and list, `*` of a str.
 fn binary(op: BinOp, a: Value, b: Value) -> Result<Value, String> {
     let sym = match op {
         BinOp::Add => "+",
@@ -1315,6 +1347,7 @@ fn equal(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// Python's ordering of two values (numbers, strs, lists), or why they cannot be ordered.
 fn order(a: &Value, b: &Value) -> Result<std::cmp::Ordering, String> {
     if let (Some(x), Some(y)) = (num(a), num(b)) {
         return match (x, y) {
@@ -1342,6 +1375,7 @@ fn order(a: &Value, b: &Value) -> Result<std::cmp::Ordering, String> {
     }
 }
 
+/// One comparison `a op b`.
 fn compare(op: CmpOp, a: &Value, b: &Value) -> Result<bool, String> {
     use std::cmp::Ordering::*;
     Ok(match op {
@@ -1385,6 +1419,7 @@ fn compare(op: CmpOp, a: &Value, b: &Value) -> Result<bool, String> {
     })
 }
 
+/// `base[index]`: a key of a dict, an item of a list, a character of a str.
 fn index_value(base: Value, index: &Value) -> Result<Value, String> {
     match base {
         Value::Object(mut m) => match index {
@@ -1409,6 +1444,7 @@ fn index_value(base: Value, index: &Value) -> Result<Value, String> {
     }
 }
 
+/// The position `index` (negative from the end) stands for in a sequence of `len`.
 fn pos(index: &Value, len: usize) -> Result<usize, String> {
     let Some(Num::I(i)) = num(index) else {
         return Err(format!(
@@ -1423,6 +1459,7 @@ fn pos(index: &Value, len: usize) -> Result<usize, String> {
     Ok(j as usize)
 }
 
+/// Calls the function `f` on its evaluated arguments.
 fn call(f: Func, args: Vec<Value>, sort_keys: bool) -> Result<Value, String> {
     let arg = args.into_iter().next();
     match f {
@@ -1535,10 +1572,12 @@ fn number_text(s: &str) -> Option<String> {
     Some(t.chars().filter(|c| *c != '_').collect())
 }
 
+/// Bytes as lower-case hexadecimal (a digest's `hexdigest()`).
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Argument `i` as a str; `None` when absent or `None`.
 fn str_arg<'a>(args: &'a [Value], i: usize, what: &str) -> Result<Option<&'a str>, String> {
     match args.get(i) {
         None | Some(Value::Null) => Ok(None),
@@ -1712,7 +1751,7 @@ fn split_whitespace(s: &str, max: i64) -> Vec<Value> {
 // Python's text forms
 
 /// `repr(float)`: the shortest form that reads back, with Python's exponent rules.
-pub fn py_float(f: f64) -> String {
+fn py_float(f: f64) -> String {
     if f.is_nan() {
         return "NaN".into();
     }
@@ -1738,6 +1777,7 @@ pub fn py_float(f: f64) -> String {
     }
 }
 
+/// A JSON number as Python writes it.
 fn py_number(n: &Number) -> String {
     match n.as_i64() {
         Some(i) => i.to_string(),
@@ -1749,7 +1789,7 @@ fn py_number(n: &Number) -> String {
 }
 
 /// `str(x)`.
-pub fn py_str(v: &Value) -> String {
+fn py_str(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => py_repr(other),
@@ -1757,7 +1797,7 @@ pub fn py_str(v: &Value) -> String {
 }
 
 /// `repr(x)`.
-pub fn py_repr(v: &Value) -> String {
+fn py_repr(v: &Value) -> String {
     match v {
         Value::Null => "None".into(),
         Value::Bool(true) => "True".into(),
@@ -1805,7 +1845,7 @@ pub fn py_repr(v: &Value) -> String {
 
 /// JSON as Python writes it (`json.dumps`, simplejson in the SDK's flattening): non-ASCII
 /// escaped, floats in Python's form, the given separators.
-pub fn dump(v: &Value, item_sep: &str, key_sep: &str, sort_keys: bool, out: &mut String) {
+pub(crate) fn dump(v: &Value, item_sep: &str, key_sep: &str, sort_keys: bool, out: &mut String) {
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -1840,6 +1880,7 @@ pub fn dump(v: &Value, item_sep: &str, key_sep: &str, sort_keys: bool, out: &mut
     }
 }
 
+/// A JSON string as Python's `json` writes it (non-ASCII escaped).
 fn dump_str(s: &str, out: &mut String) {
     out.push('"');
     for c in s.chars() {

@@ -20,18 +20,19 @@ const ANY: u8 = 127;
 /// What is known of a value: its JSON types and, when it is exactly some property (or part of
 /// one), that property's schema.
 #[derive(Clone, Debug)]
-pub struct Ty {
+pub(crate) struct Ty {
     bits: u8,
     schema: Option<Value>,
 }
 
 impl Ty {
+    /// Values of the types `bits`, nothing more known.
     fn of(bits: u8) -> Ty {
         Ty { bits, schema: None }
     }
 
     /// The type a schema describes.
-    pub fn from_schema(schema: &Value) -> Ty {
+    fn from_schema(schema: &Value) -> Ty {
         let mut bits = 0;
         let mut add = |t: &str| {
             bits |= match t {
@@ -66,6 +67,7 @@ impl Ty {
         }
     }
 
+    /// The type of a known value (a literal, a `stream_map_config` value).
     fn from_value(v: &Value) -> Ty {
         let bits = match v {
             Value::Null => NULL,
@@ -79,6 +81,7 @@ impl Ty {
         Ty { bits, schema: None }
     }
 
+    /// What is either `a` or `b`.
     fn union(a: Ty, b: Ty) -> Ty {
         // `x if c else None`: x's schema, nullable (every computed property is).
         if a.bits == NULL && a.schema.is_none() {
@@ -98,13 +101,13 @@ impl Ty {
     }
 
     /// Whether nothing is known of it (a value read through an untyped path).
-    pub fn is_unknown(&self) -> bool {
+    pub(crate) fn is_unknown(&self) -> bool {
         self.bits == ANY && self.schema.is_none()
     }
 
     /// The property schema: the property's own when the value is exactly it, else its types;
     /// always nullable.
-    pub fn to_schema(&self) -> Value {
+    pub(crate) fn to_schema(&self) -> Value {
         if let Some(s) = &self.schema {
             return nullable(s.clone());
         }
@@ -127,7 +130,7 @@ impl Ty {
 }
 
 /// `schema` with `null` among its types.
-pub fn nullable(mut schema: Value) -> Value {
+fn nullable(mut schema: Value) -> Value {
     match schema.get_mut("type") {
         Some(Value::String(t)) if t != "null" => {
             let t = t.clone();
@@ -151,13 +154,14 @@ pub fn nullable(mut schema: Value) -> Value {
 }
 
 /// What names mean while typing: the record's schema, the map config, the property computed.
-pub struct TypeEnv<'a> {
-    pub properties: &'a Map<String, Value>,
-    pub config: &'a Value,
-    pub property: Option<&'a str>,
+pub(crate) struct TypeEnv<'a> {
+    pub(crate) properties: &'a Map<String, Value>,
+    pub(crate) config: &'a Value,
+    pub(crate) property: Option<&'a str>,
 }
 
 impl TypeEnv<'_> {
+    /// The record as a whole (`record`, `_`): an object of the stream's properties.
     fn record(&self) -> Ty {
         Ty {
             bits: OBJECT,
@@ -165,6 +169,7 @@ impl TypeEnv<'_> {
         }
     }
 
+    /// The type of the name `n`: a property of the schema or one of the SDK's names.
     fn name(&self, n: &str) -> Ty {
         match n {
             "_" | "record" => self.record(),
@@ -208,7 +213,7 @@ fn member(ty: &Ty, key: Option<&Value>) -> Ty {
 }
 
 /// What `e` yields, over records of the schema `env` gives.
-pub fn infer(e: &Expr, env: &TypeEnv) -> Ty {
+pub(crate) fn infer(e: &Expr, env: &TypeEnv) -> Ty {
     match e {
         Expr::Lit(v) => Ty::from_value(v),
         Expr::Name(n) => env.name(n),

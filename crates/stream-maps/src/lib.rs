@@ -7,8 +7,12 @@
 //! - [`Maps::outputs`] gives, for one stream's schema and keys, the streams it is sent as
 //!   ([`MappedStream`]: name, schema, keys), each with [`MappedStream::apply`] for a record
 //!   and [`MappedStream::deletion`] for a deletion tombstone;
-//! - [`expr`] is the expression language (Python as `simpleeval` evaluates it), [`infer`] types
-//!   a computed property from the schema, [`flatten`] is the SDK's flattening.
+//! - [`Maps::flattening`] gives the flattening settings ([`Flattening`]), and [`flatten`] their
+//!   defaults; [`suggest::closest`] is the "did you mean" of the errors, for a tap's own.
+//!
+//! Inside, `expr` is the expression language (Python as `simpleeval` evaluates it), `infer`
+//! types a computed property from the schema, [`flatten`] is the SDK's flattening, and this
+//! file reads the settings and applies the maps. The README's example is run as a doctest.
 //!
 //! Everything is checked when the maps are built, before the tap makes a request: the syntax
 //! of every expression, the functions and methods it calls, the properties it names (against
@@ -18,9 +22,11 @@
 //! The crate knows nothing of any tap; `serde_json` holds every value, and `md-5`/`sha2` give
 //! the expressions' `md5()` and `sha256()`.
 
-pub mod expr;
+#![warn(missing_docs)]
+
+mod expr;
 pub mod flatten;
-pub mod infer;
+mod infer;
 pub mod suggest;
 
 use std::collections::BTreeSet;
@@ -100,6 +106,7 @@ impl Entry {
         }
     }
 
+    /// Whether the entry reads `stream` (by name or glob).
     fn reads(&self, stream: &str) -> bool {
         let (source, _) = self.source();
         source == stream || glob(source, stream)
@@ -122,6 +129,7 @@ pub struct Maps {
 /// see [`Maps::with_warnings`].
 pub type Warn = fn(&str);
 
+/// The default [`Warn`]: one line on standard error.
 fn to_stderr(message: &str) {
     eprintln!("{message}");
 }
@@ -138,13 +146,14 @@ impl Default for Maps {
     }
 }
 
+/// `null`, or the string `__NULL__` that stands for it in maps.
 fn is_null(v: &Value) -> bool {
     v.is_null() || v.as_str() == Some(NULL_STRING)
 }
 
 /// `fnmatch`: `*`, `?`, `[abc]`, `[a-z]`, `[!abc]`, case-sensitive; matched without
 /// backtracking blow-up (one star remembered at a time).
-pub fn glob(pattern: &str, name: &str) -> bool {
+pub(crate) fn glob(pattern: &str, name: &str) -> bool {
     enum Part {
         Star,
         Any,
@@ -474,6 +483,7 @@ fn eval_alias(alias: &str, stream: &str) -> String {
     }
 }
 
+/// Parses the expression `src` of the map key `where_`, its `config[...]` keys checked.
 fn parse_expr(where_: &str, src: &str, config: &Value) -> Result<Expr, String> {
     let e = expr::parse(src).map_err(|why| format!("{where_}: cannot read {src:?}: {why}"))?;
     check_config_keys(&e, config).map_err(|why| format!("{where_}: {why}"))?;
@@ -507,6 +517,8 @@ fn check_config_keys(e: &Expr, config: &Value) -> Result<(), String> {
     }
 }
 
+/// Reads the map of the `stream_maps` key `key`: `null` (drop the stream) or its options and
+/// properties.
 fn parse_entry(key: &str, v: &Value, config: &Value) -> Result<Def, String> {
     if is_null(v) {
         return Ok(Def::Remove);
@@ -598,6 +610,7 @@ enum Fault {
 }
 
 impl Fault {
+    /// The one-line error, naming the `stream_maps` entry `entry` (when it is one).
     fn message(self, entry: Option<&str>) -> String {
         match (self, entry) {
             (Fault::Map(m), Some(key)) => format!("stream_maps.{key}.{m}"),
@@ -613,7 +626,9 @@ pub struct MappedStream {
     pub source: &'static str,
     /// The stream sent.
     pub name: String,
+    /// Its JSON Schema as mapped (and flattened), for the SCHEMA message.
     pub schema: Value,
+    /// Its key properties as mapped, for the SCHEMA message.
     pub key_properties: Vec<String>,
     custom: Option<CustomMap>,
     flattening: Option<Flattening>,
@@ -621,6 +636,7 @@ pub struct MappedStream {
     warn: Warn,
 }
 
+/// A stream's own map (`stream_maps.<stream>`), compiled against its schema.
 struct CustomMap {
     filter: Option<Expr>,
     only_named: bool,
@@ -630,6 +646,7 @@ struct CustomMap {
 
 /// What mapping one record gave.
 pub enum Mapped {
+    /// The record to send.
     Record(Map<String, Value>),
     /// `__filter__` dropped it.
     Filtered,
@@ -806,6 +823,7 @@ impl MappedStream {
         self.name == self.source && self.custom.is_none() && self.flattening.is_none()
     }
 
+    /// Sends `message` about records of this stream, the first time only for `what`.
     fn warn_once(&self, what: &str, message: String) {
         if self
             .warned
@@ -817,6 +835,7 @@ impl MappedStream {
         }
     }
 
+    /// What names mean while `record` is mapped (`property`: the one computed).
     fn env<'a>(
         &'a self,
         record: &'a Map<String, Value>,
@@ -999,6 +1018,11 @@ fn check_names(e: &Expr, props: &Map<String, Value>, at: &str, stream: &str) -> 
     }
     Ok(())
 }
+
+/// The README's example, checked by `cargo test` as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 #[cfg(test)]
 mod tests;
