@@ -179,46 +179,9 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
             continue;
         }
         if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) {
-            let start = i;
-            let mut float = false;
-            while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '_') {
-                i += 1;
-            }
-            if i < chars.len() && chars[i] == '.' {
-                float = true;
-                i += 1;
-                while i < chars.len() && chars[i].is_ascii_digit() {
-                    i += 1;
-                }
-            }
-            if i < chars.len() && (chars[i] == 'e' || chars[i] == 'E') {
-                float = true;
-                i += 1;
-                if i < chars.len() && (chars[i] == '+' || chars[i] == '-') {
-                    i += 1;
-                }
-                while i < chars.len() && chars[i].is_ascii_digit() {
-                    i += 1;
-                }
-            }
-            if i < chars.len() && (chars[i].is_alphanumeric()) {
-                return Err(format!(
-                    "number {:?} is not supported",
-                    chars[start..=i].iter().collect::<String>()
-                ));
-            }
-            let text: String = chars[start..i].iter().filter(|c| **c != '_').collect();
-            if float {
-                let f: f64 = text
-                    .parse()
-                    .map_err(|_| format!("number {text:?} cannot be read"))?;
-                toks.push(Tok::Float(f));
-            } else {
-                let n: i64 = text
-                    .parse()
-                    .map_err(|_| format!("number {text} is too large"))?;
-                toks.push(Tok::Int(n));
-            }
+            let (tok, next) = lex_number(&chars, i)?;
+            toks.push(tok);
+            i = next;
             continue;
         }
         if c == '\'' || c == '"' {
@@ -243,6 +206,51 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
     }
     toks.push(Tok::End);
     Ok(toks)
+}
+
+/// The number literal (an int or a float, `_` between digits) starting at `chars[start]`; and
+/// where it ends.
+fn lex_number(chars: &[char], start: usize) -> Result<(Tok, usize), String> {
+    let mut i = start;
+    let mut float = false;
+    while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '_') {
+        i += 1;
+    }
+    if i < chars.len() && chars[i] == '.' {
+        float = true;
+        i += 1;
+        while i < chars.len() && chars[i].is_ascii_digit() {
+            i += 1;
+        }
+    }
+    if i < chars.len() && (chars[i] == 'e' || chars[i] == 'E') {
+        float = true;
+        i += 1;
+        if i < chars.len() && (chars[i] == '+' || chars[i] == '-') {
+            i += 1;
+        }
+        while i < chars.len() && chars[i].is_ascii_digit() {
+            i += 1;
+        }
+    }
+    if i < chars.len() && (chars[i].is_alphanumeric()) {
+        return Err(format!(
+            "number {:?} is not supported",
+            chars[start..=i].iter().collect::<String>()
+        ));
+    }
+    let text: String = chars[start..i].iter().filter(|c| **c != '_').collect();
+    if float {
+        let f: f64 = text
+            .parse()
+            .map_err(|_| format!("number {text:?} cannot be read"))?;
+        Ok((Tok::Float(f), i))
+    } else {
+        let n: i64 = text
+            .parse()
+            .map_err(|_| format!("number {text} is too large"))?;
+        Ok((Tok::Int(n), i))
+    }
 }
 
 /// The string literal opening at `chars[start]`, its escapes read as Python reads them; and
@@ -1463,70 +1471,11 @@ fn pos(index: &Value, len: usize) -> Result<usize, String> {
 fn call(f: Func, args: Vec<Value>, sort_keys: bool) -> Result<Value, String> {
     let arg = args.into_iter().next();
     match f {
-        Func::Md5 | Func::Sha256 => {
-            let Some(Value::String(s)) = &arg else {
-                return Err(format!(
-                    "{}() needs a str, not {}",
-                    if f == Func::Md5 { "md5" } else { "sha256" },
-                    arg.as_ref().map_or("nothing", type_name)
-                ));
-            };
-            Ok(Value::String(if f == Func::Md5 {
-                use md5::Digest;
-                hex(&md5::Md5::digest(s.as_bytes()))
-            } else {
-                use sha2::Digest;
-                hex(&sha2::Sha256::digest(s.as_bytes()))
-            }))
-        }
+        Func::Md5 | Func::Sha256 => digest(f, arg),
         Func::Str => Ok(Value::String(arg.as_ref().map_or_else(String::new, py_str))),
         Func::Bool => Ok(Value::Bool(arg.as_ref().is_some_and(truthy))),
-        Func::Int => match arg {
-            None => Ok(Value::from(0)),
-            Some(Value::String(s)) => number_text(&s)
-                .and_then(|t| t.parse::<i64>().ok())
-                .map(Value::from)
-                .ok_or_else(|| {
-                    format!("invalid literal for int(): {}", py_repr(&Value::String(s)))
-                }),
-            Some(v) => match num(&v) {
-                Some(Num::I(i)) => Ok(Value::from(i)),
-                Some(Num::F(f)) if f.is_finite() && f.abs() < 9.2e18 => {
-                    Ok(Value::from(f.trunc() as i64))
-                }
-                Some(Num::F(_)) => Err("cannot convert float to integer".into()),
-                None => Err(format!(
-                    "int() argument must be a string or a number, not '{}'",
-                    type_name(&v)
-                )),
-            },
-        },
-        Func::Float => match arg {
-            None => float_value(0.0),
-            Some(Value::String(s)) => {
-                let t = number_text(&s).unwrap_or_default().to_ascii_lowercase();
-                let f = match t.as_str() {
-                    "nan" | "inf" | "-inf" | "infinity" | "-infinity" | "+inf" => None,
-                    _ => t.parse::<f64>().ok(),
-                };
-                f.map_or_else(
-                    || {
-                        Err(format!(
-                            "could not convert string to float: {}",
-                            py_repr(&Value::String(s))
-                        ))
-                    },
-                    float_value,
-                )
-            }
-            Some(v) => match num(&v) {
-                Some(n) => float_value(as_f(n)),
-                None => Err(format!(
-                    "float() argument must be a string or a number, not '{}'",
-                    type_name(&v)
-                )),
-            },
-        },
+        Func::Int => int(arg),
+        Func::Float => float(arg),
         Func::JsonDumps => {
             let mut out = String::new();
             dump(
@@ -1547,6 +1496,77 @@ fn call(f: Func, args: Vec<Value>, sort_keys: bool) -> Result<Value, String> {
                 type_name(&v)
             )),
             None => Err("json.loads() needs an argument".into()),
+        },
+    }
+}
+
+/// `md5(s)` or `sha256(s)`: the hex digest of a str's UTF-8 bytes.
+fn digest(f: Func, arg: Option<Value>) -> Result<Value, String> {
+    let Some(Value::String(s)) = &arg else {
+        return Err(format!(
+            "{}() needs a str, not {}",
+            if f == Func::Md5 { "md5" } else { "sha256" },
+            arg.as_ref().map_or("nothing", type_name)
+        ));
+    };
+    Ok(Value::String(if f == Func::Md5 {
+        use md5::Digest;
+        hex(&md5::Md5::digest(s.as_bytes()))
+    } else {
+        use sha2::Digest;
+        hex(&sha2::Sha256::digest(s.as_bytes()))
+    }))
+}
+
+/// `int(x)`: a str's digits, a float truncated, `0` without an argument.
+fn int(arg: Option<Value>) -> Result<Value, String> {
+    match arg {
+        None => Ok(Value::from(0)),
+        Some(Value::String(s)) => number_text(&s)
+            .and_then(|t| t.parse::<i64>().ok())
+            .map(Value::from)
+            .ok_or_else(|| format!("invalid literal for int(): {}", py_repr(&Value::String(s)))),
+        Some(v) => match num(&v) {
+            Some(Num::I(i)) => Ok(Value::from(i)),
+            Some(Num::F(f)) if f.is_finite() && f.abs() < 9.2e18 => {
+                Ok(Value::from(f.trunc() as i64))
+            }
+            Some(Num::F(_)) => Err("cannot convert float to integer".into()),
+            None => Err(format!(
+                "int() argument must be a string or a number, not '{}'",
+                type_name(&v)
+            )),
+        },
+    }
+}
+
+/// `float(x)`: a str's number (not NaN nor infinity, which JSON lacks), `0.0` without an
+/// argument.
+fn float(arg: Option<Value>) -> Result<Value, String> {
+    match arg {
+        None => float_value(0.0),
+        Some(Value::String(s)) => {
+            let t = number_text(&s).unwrap_or_default().to_ascii_lowercase();
+            let f = match t.as_str() {
+                "nan" | "inf" | "-inf" | "infinity" | "-infinity" | "+inf" => None,
+                _ => t.parse::<f64>().ok(),
+            };
+            f.map_or_else(
+                || {
+                    Err(format!(
+                        "could not convert string to float: {}",
+                        py_repr(&Value::String(s))
+                    ))
+                },
+                float_value,
+            )
+        }
+        Some(v) => match num(&v) {
+            Some(n) => float_value(as_f(n)),
+            None => Err(format!(
+                "float() argument must be a string or a number, not '{}'",
+                type_name(&v)
+            )),
         },
     }
 }
