@@ -8,7 +8,7 @@ use serde_json::{Map, Number, Value};
 
 /// A parsed expression.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Expr {
+pub(crate) enum Expr {
     Lit(Value),
     Name(String),
     List(Vec<Expr>),
@@ -35,14 +35,14 @@ pub enum Expr {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum UnOp {
+pub(crate) enum UnOp {
     Neg,
     Pos,
     Not,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum BinOp {
+pub(crate) enum BinOp {
     Add,
     Sub,
     Mul,
@@ -53,7 +53,7 @@ pub enum BinOp {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum CmpOp {
+pub(crate) enum CmpOp {
     Eq,
     Ne,
     Lt,
@@ -67,7 +67,7 @@ pub enum CmpOp {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Func {
+pub(crate) enum Func {
     Md5,
     Sha256,
     Str,
@@ -100,7 +100,7 @@ const REFUSED_FUNCTIONS: [(&str, &str); 5] = [
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Method {
+pub(crate) enum Method {
     Lower,
     Upper,
     Strip,
@@ -153,6 +153,8 @@ const OPS: [&str; 27] = [
     "}", ",", ":", ".", "=", "&", "|", "^", "~",
 ];
 
+/// Splits `src` into tokens, refusing what the parser does not read (prefixed strings, odd
+/// numbers, characters).
 fn lex(src: &str) -> Result<Vec<Tok>, String> {
     let chars: Vec<char> = src.chars().collect();
     let mut toks = Vec::new();
@@ -177,46 +179,9 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
             continue;
         }
         if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) {
-            let start = i;
-            let mut float = false;
-            while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '_') {
-                i += 1;
-            }
-            if i < chars.len() && chars[i] == '.' {
-                float = true;
-                i += 1;
-                while i < chars.len() && chars[i].is_ascii_digit() {
-                    i += 1;
-                }
-            }
-            if i < chars.len() && (chars[i] == 'e' || chars[i] == 'E') {
-                float = true;
-                i += 1;
-                if i < chars.len() && (chars[i] == '+' || chars[i] == '-') {
-                    i += 1;
-                }
-                while i < chars.len() && chars[i].is_ascii_digit() {
-                    i += 1;
-                }
-            }
-            if i < chars.len() && (chars[i].is_alphanumeric()) {
-                return Err(format!(
-                    "number {:?} is not supported",
-                    chars[start..=i].iter().collect::<String>()
-                ));
-            }
-            let text: String = chars[start..i].iter().filter(|c| **c != '_').collect();
-            if float {
-                let f: f64 = text
-                    .parse()
-                    .map_err(|_| format!("number {text:?} cannot be read"))?;
-                toks.push(Tok::Float(f));
-            } else {
-                let n: i64 = text
-                    .parse()
-                    .map_err(|_| format!("number {text} is too large"))?;
-                toks.push(Tok::Int(n));
-            }
+            let (tok, next) = lex_number(&chars, i)?;
+            toks.push(tok);
+            i = next;
             continue;
         }
         if c == '\'' || c == '"' {
@@ -243,6 +208,53 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
     Ok(toks)
 }
 
+/// The number literal (an int or a float, `_` between digits) starting at `chars[start]`; and
+/// where it ends.
+fn lex_number(chars: &[char], start: usize) -> Result<(Tok, usize), String> {
+    let mut i = start;
+    let mut float = false;
+    while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '_') {
+        i += 1;
+    }
+    if i < chars.len() && chars[i] == '.' {
+        float = true;
+        i += 1;
+        while i < chars.len() && chars[i].is_ascii_digit() {
+            i += 1;
+        }
+    }
+    if i < chars.len() && (chars[i] == 'e' || chars[i] == 'E') {
+        float = true;
+        i += 1;
+        if i < chars.len() && (chars[i] == '+' || chars[i] == '-') {
+            i += 1;
+        }
+        while i < chars.len() && chars[i].is_ascii_digit() {
+            i += 1;
+        }
+    }
+    if i < chars.len() && (chars[i].is_alphanumeric()) {
+        return Err(format!(
+            "number {:?} is not supported",
+            chars[start..=i].iter().collect::<String>()
+        ));
+    }
+    let text: String = chars[start..i].iter().filter(|c| **c != '_').collect();
+    if float {
+        let f: f64 = text
+            .parse()
+            .map_err(|_| format!("number {text:?} cannot be read"))?;
+        Ok((Tok::Float(f), i))
+    } else {
+        let n: i64 = text
+            .parse()
+            .map_err(|_| format!("number {text} is too large"))?;
+        Ok((Tok::Int(n), i))
+    }
+}
+
+/// The string literal opening at `chars[start]`, its escapes read as Python reads them; and
+/// where it ends.
 fn lex_string(chars: &[char], start: usize) -> Result<(String, usize), String> {
     let quote = chars[start];
     if chars.get(start + 1) == Some(&quote) && chars.get(start + 2) == Some(&quote) {
@@ -321,7 +333,7 @@ fn lex_string(chars: &[char], start: usize) -> Result<(String, usize), String> {
 // Parser: Python's precedence, from the conditional expression down to the atoms.
 
 /// Parses `src`, or says (in one line) what it cannot read.
-pub fn parse(src: &str) -> Result<Expr, String> {
+pub(crate) fn parse(src: &str) -> Result<Expr, String> {
     if src.len() > 10_000 {
         return Err("the expression is longer than 10,000 characters".into());
     }
@@ -349,6 +361,7 @@ pub fn parse(src: &str) -> Result<Expr, String> {
     Ok(e)
 }
 
+/// A token as an error message names it.
 fn describe(t: &Tok) -> String {
     match t {
         Tok::Name(n) => format!("'{n}'"),
@@ -376,24 +389,29 @@ const KEYWORDS: [&str; 16] = [
 ];
 
 impl Parser {
+    /// The token at the position (the end token past it).
     fn peek(&self) -> &Tok {
         &self.toks[self.pos.min(self.toks.len() - 1)]
     }
 
+    /// The token at the position, moving past it.
     fn next(&mut self) -> Tok {
         let t = self.peek().clone();
         self.pos += 1;
         t
     }
 
+    /// Whether the token at the position is the operator `op`.
     fn is_op(&self, op: &str) -> bool {
         matches!(self.peek(), Tok::Op(o) if *o == op)
     }
 
+    /// Whether the token at the position is the name (or keyword) `w`.
     fn is_word(&self, w: &str) -> bool {
         matches!(self.peek(), Tok::Name(n) if n == w)
     }
 
+    /// Moves past the operator `op`, or says what stands there instead.
     fn expect_op(&mut self, op: &str) -> Result<(), String> {
         if self.is_op(op) {
             self.pos += 1;
@@ -403,6 +421,7 @@ impl Parser {
         }
     }
 
+    /// Opens one more level of recursion, refusing more than [`MAX_DEPTH`].
     fn descend(&mut self) -> Result<(), String> {
         self.nesting += 1;
         if self.nesting > MAX_DEPTH {
@@ -421,6 +440,7 @@ impl Parser {
         e
     }
 
+    /// [`Parser::test`] within its recursion bound.
     fn test_inner(&mut self) -> Result<Expr, String> {
         let then = self.or_test()?;
         if self.is_word("if") {
@@ -440,6 +460,7 @@ impl Parser {
         Ok(then)
     }
 
+    /// `and_test ('or' and_test)*`
     fn or_test(&mut self) -> Result<Expr, String> {
         let mut e = self.and_test()?;
         while self.is_word("or") {
@@ -449,6 +470,7 @@ impl Parser {
         Ok(e)
     }
 
+    /// `not_test ('and' not_test)*`
     fn and_test(&mut self) -> Result<Expr, String> {
         let mut e = self.not_test()?;
         while self.is_word("and") {
@@ -458,6 +480,7 @@ impl Parser {
         Ok(e)
     }
 
+    /// `'not' not_test | comparison`
     fn not_test(&mut self) -> Result<Expr, String> {
         if self.is_word("not") {
             self.pos += 1;
@@ -469,6 +492,7 @@ impl Parser {
         self.comparison()
     }
 
+    /// The comparison operator at the position, if any, moving past it.
     fn cmp_op(&mut self) -> Option<CmpOp> {
         let op = match self.peek() {
             Tok::Op("==") => CmpOp::Eq,
@@ -499,6 +523,7 @@ impl Parser {
         Some(op)
     }
 
+    /// `arith (cmp_op arith)*`
     fn comparison(&mut self) -> Result<Expr, String> {
         let first = self.arith()?;
         let mut rest = Vec::new();
@@ -511,6 +536,7 @@ impl Parser {
         Ok(Expr::Compare(Box::new(first), rest))
     }
 
+    /// `term (('+' | '-') term)*`
     fn arith(&mut self) -> Result<Expr, String> {
         let mut e = self.term()?;
         loop {
@@ -527,6 +553,7 @@ impl Parser {
         }
     }
 
+    /// `factor (('*' | '/' | '//' | '%') factor)*`
     fn term(&mut self) -> Result<Expr, String> {
         let mut e = self.factor()?;
         loop {
@@ -545,6 +572,7 @@ impl Parser {
         }
     }
 
+    /// `('-' | '+') factor | power`
     fn factor(&mut self) -> Result<Expr, String> {
         let op = match self.peek() {
             Tok::Op("-") => UnOp::Neg,
@@ -559,6 +587,7 @@ impl Parser {
         Ok(Expr::Unary(op, Box::new(inner?)))
     }
 
+    /// `trailers ['**' factor]`
     fn power(&mut self) -> Result<Expr, String> {
         let base = self.trailers()?;
         if self.is_op("**") {
@@ -571,116 +600,141 @@ impl Parser {
 
     /// An atom and what follows it: `.name`, `.method(...)`, `[index]`, `[a:b]`, `(...)`.
     fn trailers(&mut self) -> Result<Expr, String> {
-        // A dotted name that is a function (`json.dumps`) is read whole.
         let mut e = self.atom()?;
         loop {
-            if self.is_op(".") {
+            e = if self.is_op(".") {
                 self.pos += 1;
-                let Tok::Name(name) = self.next() else {
-                    return Err("expected a name after '.'".into());
-                };
-                if self.is_op("(") {
-                    if let Expr::Name(module) = &e {
-                        let dotted = format!("{module}.{name}");
-                        if let Some((_, f)) = FUNCTIONS.iter().find(|(n, _)| *n == dotted) {
-                            let (args, kwargs) = self.arguments()?;
-                            e = check_call(*f, args, kwargs)?;
-                            continue;
-                        }
-                        if let Some((_, why)) = REFUSED_FUNCTIONS.iter().find(|(n, _)| *n == module)
-                        {
-                            return Err(format!("'{dotted}' is not supported: {why}"));
-                        }
-                        if module == "json" {
-                            return Err(format!(
-                                "function '{dotted}' is not supported (json.dumps and json.loads are)"
-                            ));
-                        }
-                    }
-                    let Some((_, m, min, max)) = METHODS.iter().find(|(n, ..)| *n == name) else {
-                        return Err(format!(
-                            "method '.{name}()' is not supported (supported: {})",
-                            METHODS.iter().map(|m| m.0).collect::<Vec<_>>().join(", ")
-                        ));
-                    };
-                    let (args, kwargs) = self.arguments()?;
-                    if !kwargs.is_empty() {
-                        return Err(format!(
-                            "keyword arguments to '.{name}()' are not supported"
-                        ));
-                    }
-                    if args.len() < *min || args.len() > *max {
-                        return Err(format!(
-                            "'.{name}()' takes {} arguments, not {}",
-                            if min == max {
-                                min.to_string()
-                            } else {
-                                format!("{min} to {max}")
-                            },
-                            args.len()
-                        ));
-                    }
-                    e = Expr::Method(Box::new(e), *m, args);
-                } else {
-                    if let Expr::Name(module) = &e {
-                        if let Some((_, why)) = REFUSED_FUNCTIONS.iter().find(|(n, _)| *n == module)
-                        {
-                            return Err(format!("'{module}.{name}' is not supported: {why}"));
-                        }
-                    }
-                    if name.starts_with('_') {
-                        return Err(format!("attribute '.{name}' is not supported"));
-                    }
-                    e = Expr::Attr(Box::new(e), name);
-                }
+                self.dotted(e)?
             } else if self.is_op("[") {
                 self.pos += 1;
-                let start = if self.is_op(":") {
-                    None
-                } else {
-                    Some(self.test()?)
-                };
-                if self.is_op(":") {
-                    self.pos += 1;
-                    let stop = if self.is_op("]") || self.is_op(":") {
-                        None
-                    } else {
-                        Some(Box::new(self.test()?))
-                    };
-                    if self.is_op(":") {
-                        return Err("a slice with a step is not supported".into());
-                    }
-                    self.expect_op("]")?;
-                    e = Expr::Slice(Box::new(e), start.map(Box::new), stop);
-                } else {
-                    let Some(index) = start else {
-                        return Err("empty index".into());
-                    };
-                    self.expect_op("]")?;
-                    e = Expr::Index(Box::new(e), Box::new(index));
-                }
+                self.subscript(e)?
             } else if self.is_op("(") {
-                let Expr::Name(name) = &e else {
-                    return Err("only functions and methods can be called".into());
-                };
-                if let Some((_, f)) = FUNCTIONS.iter().find(|(n, _)| n == name) {
-                    let f = *f;
-                    let (args, kwargs) = self.arguments()?;
-                    e = check_call(f, args, kwargs)?;
-                } else if let Some((_, why)) = REFUSED_FUNCTIONS.iter().find(|(n, _)| n == name) {
-                    return Err(format!("function '{name}()' is not supported: {why}"));
-                } else {
-                    return Err(format!(
-                        "function '{name}()' is not supported (supported: {})",
-                        FUNCTIONS.iter().map(|f| f.0).collect::<Vec<_>>().join(", ")
-                    ));
-                }
+                self.call(e)?
             } else {
                 return Ok(e);
-            }
+            };
         }
     }
 
+    /// What follows `e.`: a dotted function (`json.dumps(...)`), a method call, or an
+    /// attribute.
+    fn dotted(&mut self, e: Expr) -> Result<Expr, String> {
+        let Tok::Name(name) = self.next() else {
+            return Err("expected a name after '.'".into());
+        };
+        if self.is_op("(") {
+            // A dotted name that is a function (`json.dumps`) is read whole.
+            if let Expr::Name(module) = &e {
+                if let Some(call) = self.module_function(module, &name)? {
+                    return Ok(call);
+                }
+            }
+            return self.method_call(e, &name);
+        }
+        if let Expr::Name(module) = &e {
+            if let Some((_, why)) = REFUSED_FUNCTIONS.iter().find(|(n, _)| n == module) {
+                return Err(format!("'{module}.{name}' is not supported: {why}"));
+            }
+        }
+        if name.starts_with('_') {
+            return Err(format!("attribute '.{name}' is not supported"));
+        }
+        Ok(Expr::Attr(Box::new(e), name))
+    }
+
+    /// `module.name(...)` when it is a function of [`FUNCTIONS`] (`None` when the module is
+    /// not one: a method call on a name), or why it is refused.
+    fn module_function(&mut self, module: &str, name: &str) -> Result<Option<Expr>, String> {
+        let dotted = format!("{module}.{name}");
+        if let Some((_, f)) = FUNCTIONS.iter().find(|(n, _)| *n == dotted) {
+            let (args, kwargs) = self.arguments()?;
+            return check_call(*f, args, kwargs).map(Some);
+        }
+        if let Some((_, why)) = REFUSED_FUNCTIONS.iter().find(|(n, _)| *n == module) {
+            return Err(format!("'{dotted}' is not supported: {why}"));
+        }
+        if module == "json" {
+            return Err(format!(
+                "function '{dotted}' is not supported (json.dumps and json.loads are)"
+            ));
+        }
+        Ok(None)
+    }
+
+    /// `e.name(...)`: a method of [`METHODS`] with as many positional arguments as it takes.
+    fn method_call(&mut self, e: Expr, name: &str) -> Result<Expr, String> {
+        let Some((_, m, min, max)) = METHODS.iter().find(|(n, ..)| *n == name) else {
+            return Err(format!(
+                "method '.{name}()' is not supported (supported: {})",
+                METHODS.iter().map(|m| m.0).collect::<Vec<_>>().join(", ")
+            ));
+        };
+        let (args, kwargs) = self.arguments()?;
+        if !kwargs.is_empty() {
+            return Err(format!(
+                "keyword arguments to '.{name}()' are not supported"
+            ));
+        }
+        if args.len() < *min || args.len() > *max {
+            return Err(format!(
+                "'.{name}()' takes {} arguments, not {}",
+                if min == max {
+                    min.to_string()
+                } else {
+                    format!("{min} to {max}")
+                },
+                args.len()
+            ));
+        }
+        Ok(Expr::Method(Box::new(e), *m, args))
+    }
+
+    /// What follows `e[`: an index `e[i]` or a slice `e[a:b]` (without a step).
+    fn subscript(&mut self, e: Expr) -> Result<Expr, String> {
+        let start = if self.is_op(":") {
+            None
+        } else {
+            Some(self.test()?)
+        };
+        if !self.is_op(":") {
+            let Some(index) = start else {
+                return Err("empty index".into());
+            };
+            self.expect_op("]")?;
+            return Ok(Expr::Index(Box::new(e), Box::new(index)));
+        }
+        self.pos += 1;
+        let stop = if self.is_op("]") || self.is_op(":") {
+            None
+        } else {
+            Some(Box::new(self.test()?))
+        };
+        if self.is_op(":") {
+            return Err("a slice with a step is not supported".into());
+        }
+        self.expect_op("]")?;
+        Ok(Expr::Slice(Box::new(e), start.map(Box::new), stop))
+    }
+
+    /// `e(...)`: `e` must name a function of [`FUNCTIONS`].
+    fn call(&mut self, e: Expr) -> Result<Expr, String> {
+        let Expr::Name(name) = &e else {
+            return Err("only functions and methods can be called".into());
+        };
+        if let Some((_, f)) = FUNCTIONS.iter().find(|(n, _)| n == name) {
+            let (args, kwargs) = self.arguments()?;
+            check_call(*f, args, kwargs)
+        } else if let Some((_, why)) = REFUSED_FUNCTIONS.iter().find(|(n, _)| n == name) {
+            Err(format!("function '{name}()' is not supported: {why}"))
+        } else {
+            Err(format!(
+                "function '{name}()' is not supported (supported: {})",
+                FUNCTIONS.iter().map(|f| f.0).collect::<Vec<_>>().join(", ")
+            ))
+        }
+    }
+
+    /// `(args, name=value, ...)`: a call's positional, then keyword, arguments.
     fn arguments(&mut self) -> Result<Arguments, String> {
         self.expect_op("(")?;
         let mut args = Vec::new();
@@ -712,6 +766,7 @@ impl Parser {
         Ok((args, kwargs))
     }
 
+    /// A literal, a name, `(...)`, `[...]` or `{...}`.
     fn atom(&mut self) -> Result<Expr, String> {
         match self.next() {
             Tok::Int(n) => Ok(Expr::Lit(Value::from(n))),
@@ -795,6 +850,8 @@ impl Parser {
     }
 }
 
+/// A call of `f` with these arguments, when it takes them (`json.dumps` takes `default=` and
+/// `sort_keys=`).
 fn check_call(f: Func, args: Vec<Expr>, kwargs: Vec<(String, Expr)>) -> Result<Expr, String> {
     let name = FUNCTIONS.iter().find(|(_, g)| *g == f).map_or("", |p| p.0);
     let (min, max) = match f {
@@ -827,7 +884,7 @@ fn check_call(f: Func, args: Vec<Expr>, kwargs: Vec<(String, Expr)>) -> Result<E
 // Names
 
 /// The expressions directly inside `e`.
-pub fn children(e: &Expr) -> Vec<&Expr> {
+fn children(e: &Expr) -> Vec<&Expr> {
     match e {
         Expr::Lit(_) | Expr::Name(_) => Vec::new(),
         Expr::List(items) | Expr::Tuple(items) => items.iter().collect(),
@@ -850,7 +907,7 @@ pub fn children(e: &Expr) -> Vec<&Expr> {
 
 /// Calls `f` on `e` and on every expression inside it (without recursion: a parsed expression
 /// is at most [`MAX_DEPTH`] deep anyway).
-pub fn visit(e: &Expr, f: &mut dyn FnMut(&Expr)) {
+pub(crate) fn visit(e: &Expr, f: &mut dyn FnMut(&Expr)) {
     let mut stack = vec![e];
     while let Some(x) = stack.pop() {
         f(x);
@@ -859,7 +916,7 @@ pub fn visit(e: &Expr, f: &mut dyn FnMut(&Expr)) {
 }
 
 /// How deeply an expression may nest: evaluation recurses once per level.
-pub const MAX_DEPTH: usize = 64;
+const MAX_DEPTH: usize = 64;
 
 /// The depth of `e`'s tree.
 fn depth(e: &Expr) -> usize {
@@ -895,7 +952,7 @@ fn misplaced_tuple(e: &Expr) -> bool {
 
 /// The names an expression uses (the record's properties and the SDK's special names), for
 /// the start-up check.
-pub fn names(e: &Expr, out: &mut Vec<String>) {
+pub(crate) fn names(e: &Expr, out: &mut Vec<String>) {
     visit(e, &mut |x| {
         if let Expr::Name(n) = x {
             out.push(n.clone());
@@ -907,16 +964,17 @@ pub fn names(e: &Expr, out: &mut Vec<String>) {
 // Evaluation
 
 /// What names mean while one record is mapped.
-pub struct Env<'a> {
-    pub record: &'a Map<String, Value>,
-    pub config: &'a Value,
-    pub stream: &'a str,
-    pub original_stream: &'a str,
+pub(crate) struct Env<'a> {
+    pub(crate) record: &'a Map<String, Value>,
+    pub(crate) config: &'a Value,
+    pub(crate) stream: &'a str,
+    pub(crate) original_stream: &'a str,
     /// The property being computed, for `self`.
-    pub property: Option<&'a str>,
+    pub(crate) property: Option<&'a str>,
 }
 
 impl Env<'_> {
+    /// The value of the name `n`: a property of the record or one of the SDK's names.
     fn name(&self, n: &str) -> Result<Value, String> {
         match n {
             "_" | "record" => Ok(Value::Object(self.record.clone())),
@@ -940,6 +998,7 @@ impl Env<'_> {
     }
 }
 
+/// The Python type name of a value, for error messages.
 fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "NoneType",
@@ -952,7 +1011,8 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-pub fn truthy(v: &Value) -> bool {
+/// Python's truth value.
+pub(crate) fn truthy(v: &Value) -> bool {
     match v {
         Value::Null => false,
         Value::Bool(b) => *b,
@@ -970,6 +1030,7 @@ enum Num {
     F(f64),
 }
 
+/// A value as a Python number, if it is one.
 fn num(v: &Value) -> Option<Num> {
     match v {
         Value::Bool(b) => Some(Num::I(i64::from(*b))),
@@ -978,12 +1039,14 @@ fn num(v: &Value) -> Option<Num> {
     }
 }
 
+/// A float result, refused when it is not finite (JSON has no NaN nor infinity).
 fn float_value(f: f64) -> Result<Value, String> {
     Number::from_f64(f)
         .map(Value::Number)
         .ok_or_else(|| "the result is not a finite number".to_string())
 }
 
+/// A number as a float.
 fn as_f(n: Num) -> f64 {
     match n {
         Num::I(i) => i as f64,
@@ -991,60 +1054,16 @@ fn as_f(n: Num) -> f64 {
     }
 }
 
-pub fn eval(e: &Expr, env: &Env) -> Result<Value, String> {
+/// Evaluates `e` over one record with Python's semantics; `Err` says why, as Python would.
+pub(crate) fn eval(e: &Expr, env: &Env) -> Result<Value, String> {
     match e {
         Expr::Lit(v) => Ok(v.clone()),
         Expr::Name(n) => env.name(n),
-        Expr::List(items) | Expr::Tuple(items) => Ok(Value::Array(
-            items
-                .iter()
-                .map(|i| eval(i, env))
-                .collect::<Result<_, _>>()?,
-        )),
-        Expr::Dict(items) => {
-            let mut m = Map::new();
-            for (k, v) in items {
-                let key = match eval(k, env)? {
-                    Value::String(s) => s,
-                    other => {
-                        return Err(format!(
-                            "a dict key must be a str here, not {}",
-                            type_name(&other)
-                        ))
-                    }
-                };
-                m.insert(key, eval(v, env)?);
-            }
-            Ok(Value::Object(m))
-        }
-        Expr::Unary(op, a) => {
-            let v = eval(a, env)?;
-            match op {
-                UnOp::Not => Ok(Value::Bool(!truthy(&v))),
-                UnOp::Pos | UnOp::Neg => match num(&v) {
-                    Some(Num::I(i)) if *op == UnOp::Neg => i
-                        .checked_neg()
-                        .map(Value::from)
-                        .ok_or_else(|| "integer overflow".to_string()),
-                    Some(Num::I(i)) => Ok(Value::from(i)),
-                    Some(Num::F(f)) if *op == UnOp::Neg => float_value(-f),
-                    Some(Num::F(f)) => float_value(f),
-                    None => Err(format!("bad operand type for unary -: '{}'", type_name(&v))),
-                },
-            }
-        }
+        Expr::List(items) | Expr::Tuple(items) => Ok(Value::Array(eval_all(items, env)?)),
+        Expr::Dict(items) => eval_dict(items, env),
+        Expr::Unary(op, a) => unary(*op, eval(a, env)?),
         Expr::Binary(op, a, b) => binary(*op, eval(a, env)?, eval(b, env)?),
-        Expr::Compare(first, rest) => {
-            let mut left = eval(first, env)?;
-            for (op, r) in rest {
-                let right = eval(r, env)?;
-                if !compare(*op, &left, &right)? {
-                    return Ok(Value::Bool(false));
-                }
-                left = right;
-            }
-            Ok(Value::Bool(true))
-        }
+        Expr::Compare(first, rest) => eval_compare(first, rest, env),
         Expr::And(a, b) => {
             let l = eval(a, env)?;
             if truthy(&l) {
@@ -1069,72 +1088,140 @@ pub fn eval(e: &Expr, env: &Env) -> Result<Value, String> {
             }
         }
         Expr::Index(base, index) => index_value(eval(base, env)?, &eval(index, env)?),
-        Expr::Attr(base, name) => match eval(base, env)? {
-            Value::Object(mut m) => m
-                .remove(name)
-                .ok_or_else(|| format!("key {name:?} is not in the dict")),
-            other => Err(format!(
-                "'{}' object has no attribute '{name}'",
-                type_name(&other)
-            )),
-        },
+        Expr::Attr(base, name) => attr_value(eval(base, env)?, name),
         Expr::Slice(base, start, stop) => {
             let v = eval(base, env)?;
-            let bound = |b: &Option<Box<Expr>>| -> Result<Option<i64>, String> {
-                match b {
-                    None => Ok(None),
-                    Some(e) => match eval(e, env)? {
-                        Value::Null => Ok(None),
-                        x => match num(&x) {
-                            Some(Num::I(i)) => Ok(Some(i)),
-                            _ => Err("slice indices must be integers".into()),
-                        },
-                    },
-                }
-            };
-            let (s, t) = (bound(start)?, bound(stop)?);
-            let range = |len: usize| {
-                let len = len as i64;
-                let fix = |i: i64| if i < 0 { (i + len).max(0) } else { i.min(len) };
-                let a = s.map_or(0, fix);
-                let b = t.map_or(len, fix);
-                (a as usize, (b.max(a)) as usize)
-            };
-            match v {
-                Value::String(st) => {
-                    let chars: Vec<char> = st.chars().collect();
-                    let (a, b) = range(chars.len());
-                    Ok(Value::String(chars[a..b].iter().collect()))
-                }
-                Value::Array(items) => {
-                    let (a, b) = range(items.len());
-                    Ok(Value::Array(items[a..b].to_vec()))
-                }
-                other => Err(format!("'{}' object is not sliceable", type_name(&other))),
-            }
+            let (start, stop) = (slice_bound(start, env)?, slice_bound(stop, env)?);
+            slice_value(v, start, stop)
         }
-        Expr::Call(f, args, kwargs) => {
-            let args: Vec<Value> = args
-                .iter()
-                .map(|a| eval(a, env))
-                .collect::<Result<_, _>>()?;
-            let sort_keys = match kwargs.iter().find(|(k, _)| k == "sort_keys") {
-                Some((_, e)) => truthy(&eval(e, env)?),
-                None => false,
-            };
-            call(*f, args, sort_keys)
-        }
+        Expr::Call(f, args, kwargs) => eval_call(*f, args, kwargs, env),
         Expr::Method(base, m, args) => {
             let recv = eval(base, env)?;
-            let args: Vec<Value> = args
-                .iter()
-                .map(|a| eval(a, env))
-                .collect::<Result<_, _>>()?;
-            method(recv, *m, args)
+            method(recv, *m, eval_all(args, env)?)
         }
     }
 }
 
+/// Evaluates each expression in turn, stopping at the first that fails.
+fn eval_all(items: &[Expr], env: &Env) -> Result<Vec<Value>, String> {
+    items.iter().map(|i| eval(i, env)).collect()
+}
+
+/// `{k: v, ...}`: each key, then its value, in order; keys must be strings (JSON's).
+fn eval_dict(items: &[(Expr, Expr)], env: &Env) -> Result<Value, String> {
+    let mut m = Map::new();
+    for (k, v) in items {
+        let key = match eval(k, env)? {
+            Value::String(s) => s,
+            other => {
+                return Err(format!(
+                    "a dict key must be a str here, not {}",
+                    type_name(&other)
+                ))
+            }
+        };
+        m.insert(key, eval(v, env)?);
+    }
+    Ok(Value::Object(m))
+}
+
+/// `not v`, `-v`, `+v`.
+fn unary(op: UnOp, v: Value) -> Result<Value, String> {
+    match op {
+        UnOp::Not => Ok(Value::Bool(!truthy(&v))),
+        UnOp::Pos | UnOp::Neg => match num(&v) {
+            Some(Num::I(i)) if op == UnOp::Neg => i
+                .checked_neg()
+                .map(Value::from)
+                .ok_or_else(|| "integer overflow".to_string()),
+            Some(Num::I(i)) => Ok(Value::from(i)),
+            Some(Num::F(f)) if op == UnOp::Neg => float_value(-f),
+            Some(Num::F(f)) => float_value(f),
+            None => Err(format!("bad operand type for unary -: '{}'", type_name(&v))),
+        },
+    }
+}
+
+/// `a < b <= c`: each comparison with the operand before it, stopping at the first false one
+/// (whose right operand is the last evaluated, as in Python).
+fn eval_compare(first: &Expr, rest: &[(CmpOp, Expr)], env: &Env) -> Result<Value, String> {
+    let mut left = eval(first, env)?;
+    for (op, r) in rest {
+        let right = eval(r, env)?;
+        if !compare(*op, &left, &right)? {
+            return Ok(Value::Bool(false));
+        }
+        left = right;
+    }
+    Ok(Value::Bool(true))
+}
+
+/// `x.name`: a key of a dict (simpleeval reads attributes of a mapping so).
+fn attr_value(base: Value, name: &str) -> Result<Value, String> {
+    match base {
+        Value::Object(mut m) => m
+            .remove(name)
+            .ok_or_else(|| format!("key {name:?} is not in the dict")),
+        other => Err(format!(
+            "'{}' object has no attribute '{name}'",
+            type_name(&other)
+        )),
+    }
+}
+
+/// One bound of a slice: absent or `None` for none, else an int.
+fn slice_bound(bound: &Option<Box<Expr>>, env: &Env) -> Result<Option<i64>, String> {
+    match bound {
+        None => Ok(None),
+        Some(e) => match eval(e, env)? {
+            Value::Null => Ok(None),
+            x => match num(&x) {
+                Some(Num::I(i)) => Ok(Some(i)),
+                _ => Err("slice indices must be integers".into()),
+            },
+        },
+    }
+}
+
+/// `v[start:stop]` on a str (by characters) or a list, bounds clamped as Python clamps them.
+fn slice_value(v: Value, start: Option<i64>, stop: Option<i64>) -> Result<Value, String> {
+    let range = |len: usize| {
+        let len = len as i64;
+        let fix = |i: i64| if i < 0 { (i + len).max(0) } else { i.min(len) };
+        let a = start.map_or(0, fix);
+        let b = stop.map_or(len, fix);
+        (a as usize, (b.max(a)) as usize)
+    };
+    match v {
+        Value::String(st) => {
+            let chars: Vec<char> = st.chars().collect();
+            let (a, b) = range(chars.len());
+            Ok(Value::String(chars[a..b].iter().collect()))
+        }
+        Value::Array(items) => {
+            let (a, b) = range(items.len());
+            Ok(Value::Array(items[a..b].to_vec()))
+        }
+        other => Err(format!("'{}' object is not sliceable", type_name(&other))),
+    }
+}
+
+/// A function call: its arguments, then `sort_keys=` (the only keyword kept), then the call.
+fn eval_call(
+    f: Func,
+    args: &[Expr],
+    kwargs: &[(String, Expr)],
+    env: &Env,
+) -> Result<Value, String> {
+    let args = eval_all(args, env)?;
+    let sort_keys = match kwargs.iter().find(|(k, _)| k == "sort_keys") {
+        Some((_, e)) => truthy(&eval(e, env)?),
+        None => false,
+    };
+    call(f, args, sort_keys)
+}
+
+/// `a op b` with Python's int/float rules, `+` on str and list, `*` of a str.
 fn binary(op: BinOp, a: Value, b: Value) -> Result<Value, String> {
     let sym = match op {
         BinOp::Add => "+",
@@ -1268,6 +1355,7 @@ fn equal(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// Python's ordering of two values (numbers, strs, lists), or why they cannot be ordered.
 fn order(a: &Value, b: &Value) -> Result<std::cmp::Ordering, String> {
     if let (Some(x), Some(y)) = (num(a), num(b)) {
         return match (x, y) {
@@ -1295,6 +1383,7 @@ fn order(a: &Value, b: &Value) -> Result<std::cmp::Ordering, String> {
     }
 }
 
+/// One comparison `a op b`.
 fn compare(op: CmpOp, a: &Value, b: &Value) -> Result<bool, String> {
     use std::cmp::Ordering::*;
     Ok(match op {
@@ -1338,6 +1427,7 @@ fn compare(op: CmpOp, a: &Value, b: &Value) -> Result<bool, String> {
     })
 }
 
+/// `base[index]`: a key of a dict, an item of a list, a character of a str.
 fn index_value(base: Value, index: &Value) -> Result<Value, String> {
     match base {
         Value::Object(mut m) => match index {
@@ -1362,6 +1452,7 @@ fn index_value(base: Value, index: &Value) -> Result<Value, String> {
     }
 }
 
+/// The position `index` (negative from the end) stands for in a sequence of `len`.
 fn pos(index: &Value, len: usize) -> Result<usize, String> {
     let Some(Num::I(i)) = num(index) else {
         return Err(format!(
@@ -1376,73 +1467,15 @@ fn pos(index: &Value, len: usize) -> Result<usize, String> {
     Ok(j as usize)
 }
 
+/// Calls the function `f` on its evaluated arguments.
 fn call(f: Func, args: Vec<Value>, sort_keys: bool) -> Result<Value, String> {
     let arg = args.into_iter().next();
     match f {
-        Func::Md5 | Func::Sha256 => {
-            let Some(Value::String(s)) = &arg else {
-                return Err(format!(
-                    "{}() needs a str, not {}",
-                    if f == Func::Md5 { "md5" } else { "sha256" },
-                    arg.as_ref().map_or("nothing", type_name)
-                ));
-            };
-            Ok(Value::String(if f == Func::Md5 {
-                use md5::Digest;
-                hex(&md5::Md5::digest(s.as_bytes()))
-            } else {
-                use sha2::Digest;
-                hex(&sha2::Sha256::digest(s.as_bytes()))
-            }))
-        }
+        Func::Md5 | Func::Sha256 => digest(f, arg),
         Func::Str => Ok(Value::String(arg.as_ref().map_or_else(String::new, py_str))),
         Func::Bool => Ok(Value::Bool(arg.as_ref().is_some_and(truthy))),
-        Func::Int => match arg {
-            None => Ok(Value::from(0)),
-            Some(Value::String(s)) => number_text(&s)
-                .and_then(|t| t.parse::<i64>().ok())
-                .map(Value::from)
-                .ok_or_else(|| {
-                    format!("invalid literal for int(): {}", py_repr(&Value::String(s)))
-                }),
-            Some(v) => match num(&v) {
-                Some(Num::I(i)) => Ok(Value::from(i)),
-                Some(Num::F(f)) if f.is_finite() && f.abs() < 9.2e18 => {
-                    Ok(Value::from(f.trunc() as i64))
-                }
-                Some(Num::F(_)) => Err("cannot convert float to integer".into()),
-                None => Err(format!(
-                    "int() argument must be a string or a number, not '{}'",
-                    type_name(&v)
-                )),
-            },
-        },
-        Func::Float => match arg {
-            None => float_value(0.0),
-            Some(Value::String(s)) => {
-                let t = number_text(&s).unwrap_or_default().to_ascii_lowercase();
-                let f = match t.as_str() {
-                    "nan" | "inf" | "-inf" | "infinity" | "-infinity" | "+inf" => None,
-                    _ => t.parse::<f64>().ok(),
-                };
-                f.map_or_else(
-                    || {
-                        Err(format!(
-                            "could not convert string to float: {}",
-                            py_repr(&Value::String(s))
-                        ))
-                    },
-                    float_value,
-                )
-            }
-            Some(v) => match num(&v) {
-                Some(n) => float_value(as_f(n)),
-                None => Err(format!(
-                    "float() argument must be a string or a number, not '{}'",
-                    type_name(&v)
-                )),
-            },
-        },
+        Func::Int => int(arg),
+        Func::Float => float(arg),
         Func::JsonDumps => {
             let mut out = String::new();
             dump(
@@ -1463,6 +1496,77 @@ fn call(f: Func, args: Vec<Value>, sort_keys: bool) -> Result<Value, String> {
                 type_name(&v)
             )),
             None => Err("json.loads() needs an argument".into()),
+        },
+    }
+}
+
+/// `md5(s)` or `sha256(s)`: the hex digest of a str's UTF-8 bytes.
+fn digest(f: Func, arg: Option<Value>) -> Result<Value, String> {
+    let Some(Value::String(s)) = &arg else {
+        return Err(format!(
+            "{}() needs a str, not {}",
+            if f == Func::Md5 { "md5" } else { "sha256" },
+            arg.as_ref().map_or("nothing", type_name)
+        ));
+    };
+    Ok(Value::String(if f == Func::Md5 {
+        use md5::Digest;
+        hex(&md5::Md5::digest(s.as_bytes()))
+    } else {
+        use sha2::Digest;
+        hex(&sha2::Sha256::digest(s.as_bytes()))
+    }))
+}
+
+/// `int(x)`: a str's digits, a float truncated, `0` without an argument.
+fn int(arg: Option<Value>) -> Result<Value, String> {
+    match arg {
+        None => Ok(Value::from(0)),
+        Some(Value::String(s)) => number_text(&s)
+            .and_then(|t| t.parse::<i64>().ok())
+            .map(Value::from)
+            .ok_or_else(|| format!("invalid literal for int(): {}", py_repr(&Value::String(s)))),
+        Some(v) => match num(&v) {
+            Some(Num::I(i)) => Ok(Value::from(i)),
+            Some(Num::F(f)) if f.is_finite() && f.abs() < 9.2e18 => {
+                Ok(Value::from(f.trunc() as i64))
+            }
+            Some(Num::F(_)) => Err("cannot convert float to integer".into()),
+            None => Err(format!(
+                "int() argument must be a string or a number, not '{}'",
+                type_name(&v)
+            )),
+        },
+    }
+}
+
+/// `float(x)`: a str's number (not NaN nor infinity, which JSON lacks), `0.0` without an
+/// argument.
+fn float(arg: Option<Value>) -> Result<Value, String> {
+    match arg {
+        None => float_value(0.0),
+        Some(Value::String(s)) => {
+            let t = number_text(&s).unwrap_or_default().to_ascii_lowercase();
+            let f = match t.as_str() {
+                "nan" | "inf" | "-inf" | "infinity" | "-infinity" | "+inf" => None,
+                _ => t.parse::<f64>().ok(),
+            };
+            f.map_or_else(
+                || {
+                    Err(format!(
+                        "could not convert string to float: {}",
+                        py_repr(&Value::String(s))
+                    ))
+                },
+                float_value,
+            )
+        }
+        Some(v) => match num(&v) {
+            Some(n) => float_value(as_f(n)),
+            None => Err(format!(
+                "float() argument must be a string or a number, not '{}'",
+                type_name(&v)
+            )),
         },
     }
 }
@@ -1488,10 +1592,12 @@ fn number_text(s: &str) -> Option<String> {
     Some(t.chars().filter(|c| *c != '_').collect())
 }
 
+/// Bytes as lower-case hexadecimal (a digest's `hexdigest()`).
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Argument `i` as a str; `None` when absent or `None`.
 fn str_arg<'a>(args: &'a [Value], i: usize, what: &str) -> Result<Option<&'a str>, String> {
     match args.get(i) {
         None | Some(Value::Null) => Ok(None),
@@ -1500,127 +1606,62 @@ fn str_arg<'a>(args: &'a [Value], i: usize, what: &str) -> Result<Option<&'a str
     }
 }
 
+/// `recv.m(args)`: `dict.get`, `str.join`, or one of the other `str` methods.
 fn method(recv: Value, m: Method, args: Vec<Value>) -> Result<Value, String> {
-    if m == Method::Get {
-        let Value::Object(mut o) = recv else {
-            return Err(format!(
-                "'{}' object has no attribute 'get'",
-                type_name(&recv)
-            ));
-        };
-        let default = args.get(1).cloned().unwrap_or(Value::Null);
-        return Ok(match &args[0] {
-            Value::String(k) => o.remove(k).unwrap_or(default),
-            _ => default,
-        });
+    match (m, recv) {
+        (Method::Get, Value::Object(o)) => Ok(dict_get(o, &args)),
+        (Method::Join, Value::String(sep)) => str_join(&sep, &args),
+        (Method::Get | Method::Join, recv) => Err(no_attribute(&recv, m)),
+        (_, Value::String(s)) => str_method(&s, m, &args),
+        (_, recv) => Err(no_attribute(&recv, m)),
     }
-    if m == Method::Join {
-        let Value::String(sep) = recv else {
-            return Err(format!(
-                "'{}' object has no attribute 'join'",
-                type_name(&recv)
-            ));
-        };
-        let Value::Array(items) = &args[0] else {
-            return Err("join() needs a list".into());
-        };
-        let parts: Result<Vec<&str>, String> = items
-            .iter()
-            .map(|i| {
-                i.as_str().ok_or_else(|| {
-                    format!(
-                        "sequence item: expected str instance, {} found",
-                        type_name(i)
-                    )
-                })
+}
+
+/// Python's error for a method the receiver's type does not have.
+fn no_attribute(recv: &Value, m: Method) -> String {
+    let name = METHODS.iter().find(|x| x.1 == m).map_or("", |x| x.0);
+    format!("'{}' object has no attribute '{name}'", type_name(recv))
+}
+
+/// `dict.get(key[, default])`: a key that is not a str is never in a JSON object.
+fn dict_get(mut o: Map<String, Value>, args: &[Value]) -> Value {
+    let default = args.get(1).cloned().unwrap_or(Value::Null);
+    match &args[0] {
+        Value::String(k) => o.remove(k).unwrap_or(default),
+        _ => default,
+    }
+}
+
+/// `sep.join(items)`: every item must be a str.
+fn str_join(sep: &str, args: &[Value]) -> Result<Value, String> {
+    let Value::Array(items) = &args[0] else {
+        return Err("join() needs a list".into());
+    };
+    let parts: Result<Vec<&str>, String> = items
+        .iter()
+        .map(|i| {
+            i.as_str().ok_or_else(|| {
+                format!(
+                    "sequence item: expected str instance, {} found",
+                    type_name(i)
+                )
             })
-            .collect();
-        return Ok(Value::String(parts?.join(&sep)));
-    }
-    let Value::String(s) = recv else {
-        let name = METHODS.iter().find(|x| x.1 == m).map_or("", |x| x.0);
-        return Err(format!(
-            "'{}' object has no attribute '{name}'",
-            type_name(&recv)
-        ));
-    };
-    let strip_set = |i: usize| -> Result<Option<Vec<char>>, String> {
-        Ok(str_arg(&args, i, "strip arg")?.map(|c| c.chars().collect()))
-    };
+        })
+        .collect();
+    Ok(Value::String(parts?.join(sep)))
+}
+
+/// The `str` methods other than `join`, on `s`.
+fn str_method(s: &str, m: Method, args: &[Value]) -> Result<Value, String> {
     Ok(match m {
         Method::Lower => Value::String(s.to_lowercase()),
         Method::Upper => Value::String(s.to_uppercase()),
-        Method::Strip | Method::Lstrip | Method::Rstrip => {
-            let set = strip_set(0)?;
-            let is = |c: char| set.as_ref().map_or(py_space(c), |set| set.contains(&c));
-            Value::String(
-                match m {
-                    Method::Strip => s.trim_matches(is),
-                    Method::Lstrip => s.trim_start_matches(is),
-                    _ => s.trim_end_matches(is),
-                }
-                .to_string(),
-            )
-        }
-        Method::Title => {
-            let mut out = String::new();
-            let mut prev_cased = false;
-            for c in s.chars() {
-                if prev_cased {
-                    out.extend(c.to_lowercase());
-                } else {
-                    out.extend(c.to_uppercase());
-                }
-                prev_cased = c.is_alphabetic();
-            }
-            Value::String(out)
-        }
-        Method::Capitalize => {
-            let mut chars = s.chars();
-            Value::String(match chars.next() {
-                Some(f) => f
-                    .to_uppercase()
-                    .chain(chars.flat_map(char::to_lowercase))
-                    .collect(),
-                None => String::new(),
-            })
-        }
-        Method::Split => {
-            let sep = str_arg(&args, 0, "separator")?;
-            let max = match args.get(1) {
-                None => -1,
-                Some(v) => match num(v) {
-                    Some(Num::I(i)) => i,
-                    _ => return Err("maxsplit must be an int".into()),
-                },
-            };
-            let parts: Vec<Value> = match sep {
-                Some("") => return Err("empty separator".into()),
-                Some(sep) if max < 0 => s.split(sep).map(|p| Value::String(p.into())).collect(),
-                Some(sep) => s
-                    .splitn(max as usize + 1, sep)
-                    .map(|p| Value::String(p.into()))
-                    .collect(),
-                None => {
-                    // Runs of whitespace, at most `max` splits, the rest kept whole.
-                    let mut parts = Vec::new();
-                    let mut rest = s.trim_start_matches(py_space);
-                    while !rest.is_empty() {
-                        if max >= 0 && parts.len() as i64 == max {
-                            parts.push(Value::String(rest.into()));
-                            break;
-                        }
-                        let end = rest.find(py_space).unwrap_or(rest.len());
-                        parts.push(Value::String(rest[..end].into()));
-                        rest = rest[end..].trim_start_matches(py_space);
-                    }
-                    parts
-                }
-            };
-            Value::Array(parts)
-        }
+        Method::Strip | Method::Lstrip | Method::Rstrip => Value::String(strip(s, m, args)?),
+        Method::Title => Value::String(title(s)),
+        Method::Capitalize => Value::String(capitalize(s)),
+        Method::Split => Value::Array(split(s, args)?),
         Method::Replace => {
-            let (Some(old), Some(new)) = (str_arg(&args, 0, "old")?, str_arg(&args, 1, "new")?)
+            let (Some(old), Some(new)) = (str_arg(args, 0, "old")?, str_arg(args, 1, "new")?)
             else {
                 return Err("replace() needs two str".into());
             };
@@ -1630,7 +1671,7 @@ fn method(recv: Value, m: Method, args: Vec<Value>) -> Result<Value, String> {
             }
         }
         Method::Startswith | Method::Endswith => {
-            let Some(p) = str_arg(&args, 0, "prefix")? else {
+            let Some(p) = str_arg(args, 0, "prefix")? else {
                 return Err("startswith()/endswith() need a str".into());
             };
             Value::Bool(if m == Method::Startswith {
@@ -1640,20 +1681,97 @@ fn method(recv: Value, m: Method, args: Vec<Value>) -> Result<Value, String> {
             })
         }
         Method::Find => {
-            let Some(p) = str_arg(&args, 0, "sub")? else {
+            let Some(p) = str_arg(args, 0, "sub")? else {
                 return Err("find() needs a str".into());
             };
             Value::from(s.find(p).map_or(-1, |b| s[..b].chars().count() as i64))
         }
-        Method::Get | Method::Join => unreachable!("handled above"),
+        Method::Get | Method::Join => unreachable!("read by method()"),
     })
+}
+
+/// `strip`, `lstrip`, `rstrip`: the characters given, or Python's white space.
+fn strip(s: &str, m: Method, args: &[Value]) -> Result<String, String> {
+    let set: Option<Vec<char>> = str_arg(args, 0, "strip arg")?.map(|c| c.chars().collect());
+    let is = |c: char| set.as_ref().map_or(py_space(c), |set| set.contains(&c));
+    Ok(match m {
+        Method::Strip => s.trim_matches(is),
+        Method::Lstrip => s.trim_start_matches(is),
+        _ => s.trim_end_matches(is),
+    }
+    .to_string())
+}
+
+/// `str.title`: a letter after a cased one in lower case, any other in upper case.
+fn title(s: &str) -> String {
+    let mut out = String::new();
+    let mut prev_cased = false;
+    for c in s.chars() {
+        if prev_cased {
+            out.extend(c.to_lowercase());
+        } else {
+            out.extend(c.to_uppercase());
+        }
+        prev_cased = c.is_alphabetic();
+    }
+    out
+}
+
+/// `str.capitalize`: the first character in upper case, the rest in lower case.
+fn capitalize(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(f) => f
+            .to_uppercase()
+            .chain(chars.flat_map(char::to_lowercase))
+            .collect(),
+        None => String::new(),
+    }
+}
+
+/// `str.split([sep[, maxsplit]])`.
+fn split(s: &str, args: &[Value]) -> Result<Vec<Value>, String> {
+    let sep = str_arg(args, 0, "separator")?;
+    let max = match args.get(1) {
+        None => -1,
+        Some(v) => match num(v) {
+            Some(Num::I(i)) => i,
+            _ => return Err("maxsplit must be an int".into()),
+        },
+    };
+    Ok(match sep {
+        Some("") => return Err("empty separator".into()),
+        Some(sep) if max < 0 => s.split(sep).map(|p| Value::String(p.into())).collect(),
+        Some(sep) => s
+            .splitn(max as usize + 1, sep)
+            .map(|p| Value::String(p.into()))
+            .collect(),
+        None => split_whitespace(s, max),
+    })
+}
+
+/// `str.split(None, max)`: runs of white space, at most `max` splits (none when negative),
+/// the rest kept whole.
+fn split_whitespace(s: &str, max: i64) -> Vec<Value> {
+    let mut parts = Vec::new();
+    let mut rest = s.trim_start_matches(py_space);
+    while !rest.is_empty() {
+        if max >= 0 && parts.len() as i64 == max {
+            parts.push(Value::String(rest.into()));
+            break;
+        }
+        let end = rest.find(py_space).unwrap_or(rest.len());
+        parts.push(Value::String(rest[..end].into()));
+        rest = rest[end..].trim_start_matches(py_space);
+    }
+    parts
 }
 
 // ---------------------------------------------------------------------------------------
 // Python's text forms
 
 /// `repr(float)`: the shortest form that reads back, with Python's exponent rules.
-pub fn py_float(f: f64) -> String {
+fn py_float(f: f64) -> String {
     if f.is_nan() {
         return "NaN".into();
     }
@@ -1679,6 +1797,7 @@ pub fn py_float(f: f64) -> String {
     }
 }
 
+/// A JSON number as Python writes it.
 fn py_number(n: &Number) -> String {
     match n.as_i64() {
         Some(i) => i.to_string(),
@@ -1690,7 +1809,7 @@ fn py_number(n: &Number) -> String {
 }
 
 /// `str(x)`.
-pub fn py_str(v: &Value) -> String {
+fn py_str(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => py_repr(other),
@@ -1698,7 +1817,7 @@ pub fn py_str(v: &Value) -> String {
 }
 
 /// `repr(x)`.
-pub fn py_repr(v: &Value) -> String {
+fn py_repr(v: &Value) -> String {
     match v {
         Value::Null => "None".into(),
         Value::Bool(true) => "True".into(),
@@ -1746,7 +1865,7 @@ pub fn py_repr(v: &Value) -> String {
 
 /// JSON as Python writes it (`json.dumps`, simplejson in the SDK's flattening): non-ASCII
 /// escaped, floats in Python's form, the given separators.
-pub fn dump(v: &Value, item_sep: &str, key_sep: &str, sort_keys: bool, out: &mut String) {
+pub(crate) fn dump(v: &Value, item_sep: &str, key_sep: &str, sort_keys: bool, out: &mut String) {
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -1781,6 +1900,7 @@ pub fn dump(v: &Value, item_sep: &str, key_sep: &str, sort_keys: bool, out: &mut
     }
 }
 
+/// A JSON string as Python's `json` writes it (non-ASCII escaped).
 fn dump_str(s: &str, out: &mut String) {
     out.push('"');
     for c in s.chars() {

@@ -12,10 +12,14 @@ pub const DEFAULT_SEPARATOR: &str = "__";
 /// The Meltano SDK's `flattening_max_key_length` default.
 pub const DEFAULT_MAX_KEY_LENGTH: usize = 255;
 
+/// The flattening settings, when flattening is on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Flattening {
+    /// `flattening_max_depth`: how many levels of nested objects become top-level properties.
     pub max_level: usize,
+    /// `flattening_separator`: what joins a parent's key and its child's.
     pub separator: String,
+    /// `flattening_max_key_length`: keys this long or longer are shortened.
     pub max_key_length: usize,
 }
 
@@ -53,7 +57,7 @@ fn camelize(s: &str) -> String {
 impl Flattening {
     /// The key of `key` under `parents`, its parts shortened from the first one (to their
     /// capitals, or their first three letters) while it is too long.
-    pub fn key(&self, key: &str, parents: &[String]) -> String {
+    pub(crate) fn key(&self, key: &str, parents: &[String]) -> String {
         let mut parts: Vec<String> = parents.to_vec();
         parts.push(key.to_string());
         let mut reducer = 0;
@@ -76,7 +80,7 @@ impl Flattening {
     }
 
     /// The flattened schema, or the name of a property two paths would both make.
-    pub fn schema(&self, schema: &Value) -> Result<Value, String> {
+    pub(crate) fn schema(&self, schema: &Value) -> Result<Value, String> {
         let mut out = schema.clone();
         let mut items = Vec::new();
         self.schema_node(schema, &mut Vec::new(), 0, &mut items);
@@ -92,6 +96,8 @@ impl Flattening {
         Ok(out)
     }
 
+    /// Adds the flattened properties of the schema `node`, at `level` under `parents`, to
+    /// `items`.
     fn schema_node(
         &self,
         node: &Value,
@@ -153,13 +159,18 @@ impl Flattening {
     }
 
     /// The flattened record, against the flattened schema.
-    pub fn record(&self, record: Map<String, Value>, flat_schema: &Value) -> Map<String, Value> {
+    pub(crate) fn record(
+        &self,
+        record: Map<String, Value>,
+        flat_schema: &Value,
+    ) -> Map<String, Value> {
         let props = flat_schema.get("properties").and_then(Value::as_object);
         let mut out = Map::new();
         self.record_node(record, props, &mut Vec::new(), 0, &mut out);
         out
     }
 
+    /// Adds the flattened values of the object `node`, at `level` under `parents`, to `out`.
     fn record_node(
         &self,
         node: Map<String, Value>,

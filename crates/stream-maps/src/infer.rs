@@ -5,7 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::expr::{BinOp, Expr, Func, Method};
+use super::expr::{BinOp, Expr, Func, Method, UnOp};
 
 /// JSON types as bits.
 const NULL: u8 = 1;
@@ -20,18 +20,19 @@ const ANY: u8 = 127;
 /// What is known of a value: its JSON types and, when it is exactly some property (or part of
 /// one), that property's schema.
 #[derive(Clone, Debug)]
-pub struct Ty {
+pub(crate) struct Ty {
     bits: u8,
     schema: Option<Value>,
 }
 
 impl Ty {
+    /// Values of the types `bits`, nothing more known.
     fn of(bits: u8) -> Ty {
         Ty { bits, schema: None }
     }
 
     /// The type a schema describes.
-    pub fn from_schema(schema: &Value) -> Ty {
+    fn from_schema(schema: &Value) -> Ty {
         let mut bits = 0;
         let mut add = |t: &str| {
             bits |= match t {
@@ -66,6 +67,7 @@ impl Ty {
         }
     }
 
+    /// The type of a known value (a literal, a `stream_map_config` value).
     fn from_value(v: &Value) -> Ty {
         let bits = match v {
             Value::Null => NULL,
@@ -79,6 +81,7 @@ impl Ty {
         Ty { bits, schema: None }
     }
 
+    /// What is either `a` or `b`.
     fn union(a: Ty, b: Ty) -> Ty {
         // `x if c else None`: x's schema, nullable (every computed property is).
         if a.bits == NULL && a.schema.is_none() {
@@ -98,13 +101,13 @@ impl Ty {
     }
 
     /// Whether nothing is known of it (a value read through an untyped path).
-    pub fn is_unknown(&self) -> bool {
+    pub(crate) fn is_unknown(&self) -> bool {
         self.bits == ANY && self.schema.is_none()
     }
 
     /// The property schema: the property's own when the value is exactly it, else its types;
     /// always nullable.
-    pub fn to_schema(&self) -> Value {
+    pub(crate) fn to_schema(&self) -> Value {
         if let Some(s) = &self.schema {
             return nullable(s.clone());
         }
@@ -127,7 +130,7 @@ impl Ty {
 }
 
 /// `schema` with `null` among its types.
-pub fn nullable(mut schema: Value) -> Value {
+fn nullable(mut schema: Value) -> Value {
     match schema.get_mut("type") {
         Some(Value::String(t)) if t != "null" => {
             let t = t.clone();
@@ -151,13 +154,14 @@ pub fn nullable(mut schema: Value) -> Value {
 }
 
 /// What names mean while typing: the record's schema, the map config, the property computed.
-pub struct TypeEnv<'a> {
-    pub properties: &'a Map<String, Value>,
-    pub config: &'a Value,
-    pub property: Option<&'a str>,
+pub(crate) struct TypeEnv<'a> {
+    pub(crate) properties: &'a Map<String, Value>,
+    pub(crate) config: &'a Value,
+    pub(crate) property: Option<&'a str>,
 }
 
 impl TypeEnv<'_> {
+    /// The record as a whole (`record`, `_`): an object of the stream's properties.
     fn record(&self) -> Ty {
         Ty {
             bits: OBJECT,
@@ -165,6 +169,7 @@ impl TypeEnv<'_> {
         }
     }
 
+    /// The type of the name `n`: a property of the schema or one of the SDK's names.
     fn name(&self, n: &str) -> Ty {
         match n {
             "_" | "record" => self.record(),
@@ -179,6 +184,11 @@ impl TypeEnv<'_> {
             },
             _ => self.properties.get(n).map_or(Ty::of(ANY), Ty::from_schema),
         }
+    }
+
+    /// `config['key']`: the type of the value `stream_map_config` has there.
+    fn config_key(&self, key: &str) -> Ty {
+        self.config.get(key).map_or(Ty::of(ANY), Ty::from_value)
     }
 }
 
@@ -202,71 +212,26 @@ fn member(ty: &Ty, key: Option<&Value>) -> Ty {
     Ty::of(ANY)
 }
 
-pub fn infer(e: &Expr, env: &TypeEnv) -> Ty {
+/// What `e` yields, over records of the schema `env` gives.
+pub(crate) fn infer(e: &Expr, env: &TypeEnv) -> Ty {
     match e {
         Expr::Lit(v) => Ty::from_value(v),
         Expr::Name(n) => env.name(n),
         Expr::List(_) | Expr::Tuple(_) => Ty::of(ARRAY),
         Expr::Dict(_) => Ty::of(OBJECT),
-        Expr::Unary(super::expr::UnOp::Not, _) | Expr::Compare(..) => Ty::of(BOOL),
+        Expr::Unary(UnOp::Not, _) | Expr::Compare(..) => Ty::of(BOOL),
         Expr::Unary(_, a) => {
             let t = infer(a, env);
             Ty::of(if t.bits & NUM != 0 { NUM } else { INT })
         }
-        Expr::Binary(op, a, b) => {
-            let (l, r) = (infer(a, env).bits, infer(b, env).bits);
-            let numeric = |x: u8| x & (INT | NUM | BOOL) != 0;
-            let float = |x: u8| x & NUM != 0;
-            let mut bits = 0;
-            match op {
-                BinOp::Add => {
-                    if l & STR != 0 && r & STR != 0 {
-                        bits |= STR;
-                    }
-                    if l & ARRAY != 0 && r & ARRAY != 0 {
-                        bits |= ARRAY;
-                    }
-                }
-                BinOp::Mul if (l & STR != 0 && numeric(r)) || (r & STR != 0 && numeric(l)) => {
-                    bits |= STR;
-                }
-                _ => {}
-            }
-            if numeric(l) && numeric(r) {
-                bits |= match op {
-                    BinOp::Div => NUM,
-                    BinOp::Pow => INT | NUM,
-                    _ if float(l) || float(r) => NUM | INT,
-                    _ => INT,
-                };
-            }
-            Ty::of(bits | NULL)
-        }
+        Expr::Binary(op, a, b) => infer_binary(*op, infer(a, env).bits, infer(b, env).bits),
         Expr::And(a, b) | Expr::Or(a, b) => Ty::union(infer(a, env), infer(b, env)),
         Expr::IfElse(then, _, otherwise) => Ty::union(infer(then, env), infer(otherwise, env)),
-        Expr::Index(base, index) => {
-            let base_ty = infer(base, env);
-            if let (Expr::Name(n), Expr::Lit(Value::String(k))) = (&**base, &**index) {
-                if n == "config" {
-                    return env.config.get(k).map_or(Ty::of(ANY), Ty::from_value);
-                }
-            }
-            if base_ty.bits == STR {
-                return Ty::of(STR);
-            }
-            match &**index {
-                Expr::Lit(k) => member(&base_ty, Some(k)),
-                _ => member(&base_ty, None),
-            }
-        }
-        Expr::Attr(base, name) => {
-            if let Expr::Name(n) = &**base {
-                if n == "config" {
-                    return env.config.get(name).map_or(Ty::of(ANY), Ty::from_value);
-                }
-            }
-            member(&infer(base, env), Some(&Value::String(name.clone())))
-        }
+        Expr::Index(base, index) => infer_index(base, index, env),
+        Expr::Attr(base, name) => match &**base {
+            Expr::Name(n) if n == "config" => env.config_key(name),
+            _ => member(&infer(base, env), Some(&Value::String(name.clone()))),
+        },
         Expr::Slice(base, ..) => {
             let t = infer(base, env);
             Ty::of((t.bits & (STR | ARRAY)).max(STR) | NULL)
@@ -278,37 +243,89 @@ pub fn infer(e: &Expr, env: &TypeEnv) -> Ty {
             Func::Bool => BOOL,
             Func::JsonLoads => ANY,
         }),
-        Expr::Method(base, m, args) => match m {
-            Method::Split => Ty {
-                bits: ARRAY,
-                schema: Some(json!({"type": "array", "items": {"type": "string"}})),
-            },
-            Method::Startswith | Method::Endswith => Ty::of(BOOL),
-            Method::Find => Ty::of(INT),
-            Method::Get => {
-                let key = match args.first() {
-                    Some(Expr::Lit(k)) => Some(k),
-                    _ => None,
-                };
-                let found = match &**base {
-                    Expr::Name(n) if n == "config" => key
-                        .and_then(Value::as_str)
-                        .and_then(|k| env.config.get(k))
-                        .map_or(Ty::of(ANY), Ty::from_value),
-                    _ => member(&infer(base, env), key),
-                };
-                let default = args.get(1).map_or(Ty::of(NULL), |d| infer(d, env));
-                Ty::union(found, default)
+        Expr::Method(base, m, args) => infer_method(base, *m, args, env),
+    }
+}
+
+/// `l op r` for operands of the types `l` and `r` (as bits): what each pair of types they
+/// may be gives, and `null` (the operation may fail).
+fn infer_binary(op: BinOp, l: u8, r: u8) -> Ty {
+    let numeric = |x: u8| x & (INT | NUM | BOOL) != 0;
+    let float = |x: u8| x & NUM != 0;
+    let mut bits = 0;
+    match op {
+        BinOp::Add => {
+            if l & STR != 0 && r & STR != 0 {
+                bits |= STR;
             }
-            Method::Lower
-            | Method::Upper
-            | Method::Strip
-            | Method::Lstrip
-            | Method::Rstrip
-            | Method::Title
-            | Method::Capitalize
-            | Method::Replace
-            | Method::Join => Ty::of(STR),
+            if l & ARRAY != 0 && r & ARRAY != 0 {
+                bits |= ARRAY;
+            }
+        }
+        BinOp::Mul if (l & STR != 0 && numeric(r)) || (r & STR != 0 && numeric(l)) => {
+            bits |= STR;
+        }
+        _ => {}
+    }
+    if numeric(l) && numeric(r) {
+        bits |= match op {
+            BinOp::Div => NUM,
+            BinOp::Pow => INT | NUM,
+            _ if float(l) || float(r) => NUM | INT,
+            _ => INT,
+        };
+    }
+    Ty::of(bits | NULL)
+}
+
+/// `base[index]`: a `config` key, a character of a str, a property or an item.
+fn infer_index(base: &Expr, index: &Expr, env: &TypeEnv) -> Ty {
+    if let (Expr::Name(n), Expr::Lit(Value::String(k))) = (base, index) {
+        if n == "config" {
+            return env.config_key(k);
+        }
+    }
+    let base_ty = infer(base, env);
+    if base_ty.bits == STR {
+        return Ty::of(STR);
+    }
+    match index {
+        Expr::Lit(k) => member(&base_ty, Some(k)),
+        _ => member(&base_ty, None),
+    }
+}
+
+/// `base.m(args)`.
+fn infer_method(base: &Expr, m: Method, args: &[Expr], env: &TypeEnv) -> Ty {
+    match m {
+        Method::Split => Ty {
+            bits: ARRAY,
+            schema: Some(json!({"type": "array", "items": {"type": "string"}})),
         },
+        Method::Startswith | Method::Endswith => Ty::of(BOOL),
+        Method::Find => Ty::of(INT),
+        Method::Get => {
+            let key = match args.first() {
+                Some(Expr::Lit(k)) => Some(k),
+                _ => None,
+            };
+            let found = match base {
+                Expr::Name(n) if n == "config" => key
+                    .and_then(Value::as_str)
+                    .map_or(Ty::of(ANY), |k| env.config_key(k)),
+                _ => member(&infer(base, env), key),
+            };
+            let default = args.get(1).map_or(Ty::of(NULL), |d| infer(d, env));
+            Ty::union(found, default)
+        }
+        Method::Lower
+        | Method::Upper
+        | Method::Strip
+        | Method::Lstrip
+        | Method::Rstrip
+        | Method::Title
+        | Method::Capitalize
+        | Method::Replace
+        | Method::Join => Ty::of(STR),
     }
 }

@@ -7,8 +7,12 @@
 //! - [`Maps::outputs`] gives, for one stream's schema and keys, the streams it is sent as
 //!   ([`MappedStream`]: name, schema, keys), each with [`MappedStream::apply`] for a record
 //!   and [`MappedStream::deletion`] for a deletion tombstone;
-//! - [`expr`] is the expression language (Python as `simpleeval` evaluates it), [`infer`] types
-//!   a computed property from the schema, [`flatten`] is the SDK's flattening.
+//! - [`Maps::flattening`] gives the flattening settings ([`Flattening`]), and [`flatten`] their
+//!   defaults; [`suggest::closest`] is the "did you mean" of the errors, for a tap's own.
+//!
+//! Inside, `expr` is the expression language (Python as `simpleeval` evaluates it), `infer`
+//! types a computed property from the schema, [`flatten`] is the SDK's flattening, and this
+//! file reads the settings and applies the maps. The README's example is run as a doctest.
 //!
 //! Everything is checked when the maps are built, before the tap makes a request: the syntax
 //! of every expression, the functions and methods it calls, the properties it names (against
@@ -18,9 +22,11 @@
 //! The crate knows nothing of any tap; `serde_json` holds every value, and `md-5`/`sha2` give
 //! the expressions' `md5()` and `sha256()`.
 
-pub mod expr;
+#![warn(missing_docs)]
+
+mod expr;
 pub mod flatten;
-pub mod infer;
+mod infer;
 pub mod suggest;
 
 use std::collections::BTreeSet;
@@ -100,6 +106,7 @@ impl Entry {
         }
     }
 
+    /// Whether the entry reads `stream` (by name or glob).
     fn reads(&self, stream: &str) -> bool {
         let (source, _) = self.source();
         source == stream || glob(source, stream)
@@ -122,6 +129,7 @@ pub struct Maps {
 /// see [`Maps::with_warnings`].
 pub type Warn = fn(&str);
 
+/// The default [`Warn`]: one line on standard error.
 fn to_stderr(message: &str) {
     eprintln!("{message}");
 }
@@ -138,13 +146,14 @@ impl Default for Maps {
     }
 }
 
+/// `null`, or the string `__NULL__` that stands for it in maps.
 fn is_null(v: &Value) -> bool {
     v.is_null() || v.as_str() == Some(NULL_STRING)
 }
 
 /// `fnmatch`: `*`, `?`, `[abc]`, `[a-z]`, `[!abc]`, case-sensitive; matched without
 /// backtracking blow-up (one star remembered at a time).
-pub fn glob(pattern: &str, name: &str) -> bool {
+pub(crate) fn glob(pattern: &str, name: &str) -> bool {
     enum Part {
         Star,
         Any,
@@ -474,6 +483,7 @@ fn eval_alias(alias: &str, stream: &str) -> String {
     }
 }
 
+/// Parses the expression `src` of the map key `where_`, its `config[...]` keys checked.
 fn parse_expr(where_: &str, src: &str, config: &Value) -> Result<Expr, String> {
     let e = expr::parse(src).map_err(|why| format!("{where_}: cannot read {src:?}: {why}"))?;
     check_config_keys(&e, config).map_err(|why| format!("{where_}: {why}"))?;
@@ -507,6 +517,8 @@ fn check_config_keys(e: &Expr, config: &Value) -> Result<(), String> {
     }
 }
 
+/// Reads the map of the `stream_maps` key `key`: `null` (drop the stream) or its options and
+/// properties.
 fn parse_entry(key: &str, v: &Value, config: &Value) -> Result<Def, String> {
     if is_null(v) {
         return Ok(Def::Remove);
@@ -598,6 +610,7 @@ enum Fault {
 }
 
 impl Fault {
+    /// The one-line error, naming the `stream_maps` entry `entry` (when it is one).
     fn message(self, entry: Option<&str>) -> String {
         match (self, entry) {
             (Fault::Map(m), Some(key)) => format!("stream_maps.{key}.{m}"),
@@ -613,7 +626,9 @@ pub struct MappedStream {
     pub source: &'static str,
     /// The stream sent.
     pub name: String,
+    /// Its JSON Schema as mapped (and flattened), for the SCHEMA message.
     pub schema: Value,
+    /// Its key properties as mapped, for the SCHEMA message.
     pub key_properties: Vec<String>,
     custom: Option<CustomMap>,
     flattening: Option<Flattening>,
@@ -621,6 +636,7 @@ pub struct MappedStream {
     warn: Warn,
 }
 
+/// A stream's own map (`stream_maps.<stream>`), compiled against its schema.
 struct CustomMap {
     filter: Option<Expr>,
     only_named: bool,
@@ -630,6 +646,7 @@ struct CustomMap {
 
 /// What mapping one record gave.
 pub enum Mapped {
+    /// The record to send.
     Record(Map<String, Value>),
     /// `__filter__` dropped it.
     Filtered,
@@ -638,7 +655,138 @@ pub enum Mapped {
     Failed,
 }
 
+impl CustomMap {
+    /// Compiles the map `c` against the stream's schema `raw` (`source`'s, with the keys
+    /// `keys`): the map, and the schema and keys the stream is sent with.
+    fn build(
+        c: &Custom,
+        raw: &Value,
+        keys: Vec<String>,
+        source: &str,
+        config: &Value,
+    ) -> Result<(CustomMap, Value, Vec<String>), Fault> {
+        let empty = Map::new();
+        let raw_props = raw
+            .get("properties")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
+        let key_properties = c.key_properties.clone().unwrap_or(keys);
+        let mut props = if c.only_named {
+            keys_and_marker(raw_props, &key_properties)
+        } else {
+            raw_props.clone()
+        };
+        let compiled =
+            compile_properties(c, raw_props, &key_properties, source, config, &mut props)?;
+        if let Some((_, e)) = &c.filter {
+            check_names(e, raw_props, "__filter__", source).map_err(Fault::Map)?;
+        }
+        for k in &key_properties {
+            if !props.contains_key(k) {
+                return Err(Fault::Map(format!(
+                    "__key_properties__: '{k}' is not a property of the stream as mapped"
+                )));
+            }
+        }
+        let mut schema = raw.clone();
+        if let Some(req) = schema.get_mut("required").and_then(Value::as_array_mut) {
+            req.retain(|r| r.as_str().is_some_and(|r| props.contains_key(r)));
+        }
+        schema["properties"] = Value::Object(props);
+        let map = CustomMap {
+            filter: c.filter.as_ref().map(|(_, e)| e.clone()),
+            only_named: c.only_named,
+            props: compiled,
+            config: config.clone(),
+        };
+        Ok((map, schema, key_properties))
+    }
+}
+
+/// Checks each property the map `c` removes or computes, and applies it to the schema
+/// properties `props`: the properties as [`CustomMap`] applies them to records (`None`:
+/// removed).
+fn compile_properties(
+    c: &Custom,
+    raw_props: &Map<String, Value>,
+    key_properties: &[String],
+    source: &str,
+    config: &Value,
+    props: &mut Map<String, Value>,
+) -> Result<Vec<(String, Option<Expr>)>, Fault> {
+    let mut compiled = Vec::new();
+    for (prop, def) in &c.props {
+        match def {
+            PropDef::Remove => {
+                if key_properties.contains(prop) {
+                    return Err(Fault::Map(format!(
+                        "{prop}: removing the key property '{prop}' is not permitted: to change the keys, set '__key_properties__' (a list of property names, or null for none)"
+                    )));
+                }
+                props.remove(prop);
+                compiled.push((prop.clone(), None));
+            }
+            PropDef::Compute(e) => {
+                check_names(e, raw_props, prop, source).map_err(Fault::Map)?;
+                props.insert(prop.clone(), computed_schema(e, raw_props, prop, config));
+                compiled.push((prop.clone(), Some(e.clone())));
+            }
+        }
+    }
+    Ok(compiled)
+}
+
+/// The schema of the property `prop` computed by `e` over records of the properties
+/// `raw_props`.
+fn computed_schema(e: &Expr, raw_props: &Map<String, Value>, prop: &str, config: &Value) -> Value {
+    let env = infer::TypeEnv {
+        properties: raw_props,
+        config,
+        property: Some(prop),
+    };
+    let ty = infer::infer(e, &env);
+    if ty.is_unknown() {
+        // Nothing is known of the value (`json.loads(...)`): any JSON value. (The SDK says
+        // a string, which a validating target rejects when it is not one.)
+        json!({})
+    } else {
+        ty.to_schema()
+    }
+}
+
+/// The entries of `m` that `__else__: null` keeps besides the properties named: the keys and
+/// the deletion marker (a target needs them).
+fn keys_and_marker(m: &Map<String, Value>, key_properties: &[String]) -> Map<String, Value> {
+    m.iter()
+        .filter(|(k, _)| key_properties.contains(k) || *k == DELETED_AT)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The stream `name`'s schema flattened by `f`, its keys still top-level properties.
+fn flattened_schema(
+    f: &Flattening,
+    schema: &Value,
+    name: &str,
+    key_properties: &[String],
+) -> Result<Value, Fault> {
+    let flat = f
+        .schema(schema)
+        .map_err(|e| Fault::Flattening(format!("stream '{name}': {e}")))?;
+    let flat_props = flat.get("properties").and_then(Value::as_object);
+    for k in key_properties {
+        if !flat_props.is_some_and(|p| p.contains_key(k)) {
+            return Err(Fault::Flattening(format!(
+                "stream '{name}': key property '{k}' is not a top-level property once flattened"
+            )));
+        }
+    }
+    Ok(flat)
+}
+
 impl MappedStream {
+    /// `source` (of the schema `raw` and the keys `keys`) sent as `name`: `custom`'s map,
+    /// when there is one, and the flattening applied to its schema and keys.
     fn new(
         source: &'static str,
         name: String,
@@ -647,105 +795,24 @@ impl MappedStream {
         custom: Option<&Custom>,
         maps: &Maps,
     ) -> Result<MappedStream, Fault> {
-        let mut schema = raw.clone();
-        let mut key_properties = keys;
-        let empty = Map::new();
-        let raw_props = raw
-            .get("properties")
-            .and_then(Value::as_object)
-            .unwrap_or(&empty);
-        let custom = match custom {
-            None => None,
+        let (custom, schema, key_properties) = match custom {
+            None => (None, raw.clone(), keys),
             Some(c) => {
-                if let Some(k) = &c.key_properties {
-                    key_properties = k.clone();
-                }
-                let mut props = if c.only_named {
-                    // The keys and the deletion marker stay: a target needs them.
-                    raw_props
-                        .iter()
-                        .filter(|(k, _)| key_properties.contains(k) || *k == DELETED_AT)
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect()
-                } else {
-                    raw_props.clone()
-                };
-                let mut compiled = Vec::new();
-                for (prop, def) in &c.props {
-                    match def {
-                        PropDef::Remove => {
-                            if key_properties.contains(prop) {
-                                return Err(Fault::Map(format!(
-                                    "{prop}: removing the key property '{prop}' is not permitted: to change the keys, set '__key_properties__' (a list of property names, or null for none)"
-                                )));
-                            }
-                            props.remove(prop);
-                            compiled.push((prop.clone(), None));
-                        }
-                        PropDef::Compute(e) => {
-                            check_names(e, raw_props, prop, source).map_err(Fault::Map)?;
-                            let env = infer::TypeEnv {
-                                properties: raw_props,
-                                config: &maps.config,
-                                property: Some(prop),
-                            };
-                            let ty = infer::infer(e, &env);
-                            let prop_schema = if ty.is_unknown() {
-                                // Nothing is known of the value (`json.loads(...)`): any JSON
-                                // value. (The SDK says a string, which a validating target
-                                // rejects when it is not one.)
-                                json!({})
-                            } else {
-                                ty.to_schema()
-                            };
-                            props.insert(prop.clone(), prop_schema);
-                            compiled.push((prop.clone(), Some(e.clone())));
-                        }
-                    }
-                }
-                if let Some((_, e)) = &c.filter {
-                    check_names(e, raw_props, "__filter__", source).map_err(Fault::Map)?;
-                }
-                for k in &key_properties {
-                    if !props.contains_key(k) {
-                        return Err(Fault::Map(format!(
-                            "__key_properties__: '{k}' is not a property of the stream as mapped"
-                        )));
-                    }
-                }
-                if let Some(req) = schema.get_mut("required").and_then(Value::as_array_mut) {
-                    req.retain(|r| r.as_str().is_some_and(|r| props.contains_key(r)));
-                }
-                schema["properties"] = Value::Object(props);
-                Some(CustomMap {
-                    filter: c.filter.as_ref().map(|(_, e)| e.clone()),
-                    only_named: c.only_named,
-                    props: compiled,
-                    config: maps.config.clone(),
-                })
+                let (map, schema, keys) = CustomMap::build(c, raw, keys, source, &maps.config)?;
+                (Some(map), schema, keys)
             }
         };
-        let flattening = maps.flattening.clone();
-        if let Some(f) = &flattening {
-            schema = f
-                .schema(&schema)
-                .map_err(|e| Fault::Flattening(format!("stream '{name}': {e}")))?;
-            let flat_props = schema.get("properties").and_then(Value::as_object);
-            for k in &key_properties {
-                if !flat_props.is_some_and(|p| p.contains_key(k)) {
-                    return Err(Fault::Flattening(format!(
-                        "stream '{name}': key property '{k}' is not a top-level property once flattened"
-                    )));
-                }
-            }
-        }
+        let schema = match &maps.flattening {
+            Some(f) => flattened_schema(f, &schema, &name, &key_properties)?,
+            None => schema,
+        };
         Ok(MappedStream {
             source,
             name,
             schema,
             key_properties,
             custom,
-            flattening,
+            flattening: maps.flattening.clone(),
             warned: Mutex::new(BTreeSet::new()),
             warn: maps.warn,
         })
@@ -756,6 +823,7 @@ impl MappedStream {
         self.name == self.source && self.custom.is_none() && self.flattening.is_none()
     }
 
+    /// Sends `message` about records of this stream, the first time only for `what`.
     fn warn_once(&self, what: &str, message: String) {
         if self
             .warned
@@ -767,6 +835,7 @@ impl MappedStream {
         }
     }
 
+    /// What names mean while `record` is mapped (`property`: the one computed).
     fn env<'a>(
         &'a self,
         record: &'a Map<String, Value>,
@@ -801,11 +870,7 @@ impl MappedStream {
                     }
                 }
                 let mut out = if c.only_named {
-                    record
-                        .iter()
-                        .filter(|(k, _)| self.key_properties.contains(k) || *k == DELETED_AT)
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect()
+                    keys_and_marker(record, &self.key_properties)
                 } else {
                     record.clone()
                 };
@@ -953,6 +1018,11 @@ fn check_names(e: &Expr, props: &Map<String, Value>, at: &str, stream: &str) -> 
     }
     Ok(())
 }
+
+/// The README's example, checked by `cargo test` as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 #[cfg(test)]
 mod tests;
