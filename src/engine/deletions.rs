@@ -25,8 +25,9 @@ use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::known::{day_of, Attrs, Key, KnownWriter};
+use super::known::{day_of, Attrs, Key, Known, KnownWriter, SortedRows};
 use super::plan::Node;
+use super::presence::Cover;
 use super::tally::Status;
 use super::Ctx;
 use crate::client::{HttpError, Lane};
@@ -107,136 +108,176 @@ pub async fn resolve(
             // The STATE keeps the memory it had.
             continue;
         }
-        // Sent in full as a new version: the target drops (or marks) what it does not hold.
-        let activate = node
-            .version()
-            .filter(|_| !node.run.tally.bookmark_held() && node.run.tally.all_sent());
-        let Some(p) = &node.run.presence else {
-            if let Some(v) = activate {
-                for name in output_names(node) {
-                    activate_version(ctx, &name, v).await?;
-                }
-            }
-            continue;
-        };
-        let old = p.old.lock().unwrap().take().unwrap_or_default();
-        let seen = std::mem::take(&mut *p.seen.lock().unwrap()).into_sorted();
-        let cover = std::mem::take(&mut *p.cover.lock().unwrap());
-        let settled = !p.unsettled.load(Ordering::Relaxed);
-        let gone_owners: Option<&HashSet<i64>> = owner_stream(node)
-            .and_then(|s| decided.get(s))
-            .map(|d| &d.deleted);
-        let mut deleted: Vec<Key> = Vec::new();
-        let mut missing: Vec<Key> = Vec::new();
-        {
-            let mut read = seen.iter().peekable();
-            for (key, attrs) in old.rows() {
-                while read.next_if(|(k, _)| *k < key).is_some() {}
-                if read.peek().is_some_and(|(k, _)| *k == key) {
-                    continue;
-                }
-                if settled
-                    && attrs
-                        .owner
-                        .is_some_and(|o| gone_owners.is_some_and(|g| g.contains(&o)))
-                {
-                    deleted.push(key);
-                    continue;
-                }
-                let covered = settled
-                    && (cover.all
-                        || cover
-                            .from_day
-                            .is_some_and(|from| attrs.day.is_some_and(|d| d >= from))
-                        || attrs.owner.is_some_and(|o| cover.owners.contains(&o)));
-                if covered {
-                    missing.push(key);
-                }
-            }
+        if let Some(d) = resolve_stream(ctx, node, &decided, started).await? {
+            decided.insert(node.def.name, d);
         }
-        match node.def.deletions.confirm {
-            Confirm::Listing => deleted.append(&mut missing),
-            Confirm::Never => {}
-            Confirm::SameAs(other) => {
-                if let Some(o) = decided.get(other).filter(|o| o.covered_all) {
-                    deleted.extend(missing.into_iter().filter(|k| !o.seen.contains(k)));
-                }
-            }
-            Confirm::Get(path) => deleted.extend(confirm_gone(ctx, node, path, missing).await),
-        }
-        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+    }
+    ctx.emitter.state().await
+}
+
+/// Decides one stream's deletions from what its reads saw and covered; sends its tombstones
+/// (or its ACTIVATE_VERSION) and its new memory. `None` for a stream without deletion
+/// bookkeeping.
+async fn resolve_stream(
+    ctx: &Arc<Ctx>,
+    node: &Arc<Node>,
+    decided: &HashMap<&'static str, Decided>,
+    started: DateTime<Utc>,
+) -> Result<Option<Decided>, OutputClosed> {
+    // Sent in full as a new version: the target drops (or marks) what it does not hold.
+    let activate = node
+        .version()
+        .filter(|_| !node.run.tally.bookmark_held() && node.run.tally.all_sent());
+    let Some(p) = &node.run.presence else {
         if let Some(v) = activate {
             for name in output_names(node) {
                 activate_version(ctx, &name, v).await?;
             }
-            if !deleted.is_empty() {
-                crate::log::info(&format!(
-                    "stream {}: {} records deleted in Harvest are not in version {v} (ACTIVATE_VERSION)",
-                    node.def.name,
-                    deleted.len()
-                ));
+        }
+        return Ok(None);
+    };
+    let old = p.old.lock().unwrap().take().unwrap_or_default();
+    let seen = std::mem::take(&mut *p.seen.lock().unwrap()).into_sorted();
+    let cover = std::mem::take(&mut *p.cover.lock().unwrap());
+    let settled = !p.unsettled.load(Ordering::Relaxed);
+    let gone_owners: Option<&HashSet<i64>> = owner_stream(node)
+        .and_then(|s| decided.get(s))
+        .map(|d| &d.deleted);
+    let (mut deleted, missing) = unseen(&old, &seen, &cover, settled, gone_owners);
+    match node.def.deletions.confirm {
+        Confirm::Listing => deleted.extend(missing),
+        Confirm::Never => {}
+        Confirm::SameAs(other) => {
+            if let Some(o) = decided.get(other).filter(|o| o.covered_all) {
+                deleted.extend(missing.into_iter().filter(|k| !o.seen.contains(k)));
             }
-        } else if node.selected && !deleted.is_empty() {
-            let mut lines = Vec::new();
-            for key in &deleted {
-                let mut record = key.fields(node.def.key_properties);
-                record.insert(DELETED_AT.into(), Value::String(now.clone()));
-                deletion_lines(node, &record, &now, &mut lines);
-                if lines.len() > 256 * 1024 {
-                    ctx.emitter.lines(std::mem::take(&mut lines)).await?;
-                }
-            }
-            ctx.emitter.lines(lines).await?;
+        }
+        Confirm::Get(path) => deleted.extend(confirm_gone(ctx, node, path, missing).await),
+    }
+    send_deletions(ctx, node, activate, &deleted).await?;
+    deleted.sort();
+    let swept = cover.all && settled;
+    let new =
+        remembered(&old, &seen, &deleted).finish(if swept { Some(started) } else { old.swept_at });
+    let keys: HashSet<Key> = if decided_needs_seen(node.def.name) {
+        seen.iter().map(|(k, _)| k).collect()
+    } else {
+        HashSet::new()
+    };
+    drop(seen);
+    ctx.emitter.memory(node.def.name, new.to_value()).await?;
+    Ok(Some(Decided {
+        seen: keys,
+        covered_all: swept,
+        deleted: deleted
+            .iter()
+            .filter_map(|k| match k {
+                Key::Int(n) => Some(*n),
+                Key::Text(_) => None,
+            })
+            .collect(),
+    }))
+}
+
+/// The remembered keys this sync did not see: those whose owner was found deleted (gone
+/// with it), and those a complete read should have shown (missing, to be confirmed).
+fn unseen(
+    old: &Known,
+    seen: &SortedRows,
+    cover: &Cover,
+    settled: bool,
+    gone_owners: Option<&HashSet<i64>>,
+) -> (Vec<Key>, Vec<Key>) {
+    let mut deleted: Vec<Key> = Vec::new();
+    let mut missing: Vec<Key> = Vec::new();
+    let mut read = seen.iter().peekable();
+    for (key, attrs) in old.rows() {
+        while read.next_if(|(k, _)| *k < key).is_some() {}
+        if read.peek().is_some_and(|(k, _)| *k == key) {
+            continue;
+        }
+        if settled
+            && attrs
+                .owner
+                .is_some_and(|o| gone_owners.is_some_and(|g| g.contains(&o)))
+        {
+            deleted.push(key);
+            continue;
+        }
+        let covered = settled
+            && (cover.all
+                || cover
+                    .from_day
+                    .is_some_and(|from| attrs.day.is_some_and(|d| d >= from))
+                || attrs.owner.is_some_and(|o| cover.owners.contains(&o)));
+        if covered {
+            missing.push(key);
+        }
+    }
+    (deleted, missing)
+}
+
+/// Tells the target: an ACTIVATE_VERSION for a stream sent in full, else a tombstone per
+/// deleted key of a selected stream.
+async fn send_deletions(
+    ctx: &Ctx,
+    node: &Node,
+    activate: Option<i64>,
+    deleted: &[Key],
+) -> Result<(), OutputClosed> {
+    if let Some(v) = activate {
+        for name in output_names(node) {
+            activate_version(ctx, &name, v).await?;
+        }
+        if !deleted.is_empty() {
             crate::log::info(&format!(
-                "stream {}: {} records deleted in Harvest reported (_sdc_deleted_at)",
+                "stream {}: {} records deleted in Harvest are not in version {v} (ACTIVATE_VERSION)",
                 node.def.name,
                 deleted.len()
             ));
         }
-        // The new memory: what was remembered and not deleted, and what was read, in key order.
-        deleted.sort();
-        let mut new = KnownWriter::default();
-        let mut fresh = seen.iter().peekable();
-        for (key, attrs) in old.rows() {
-            while let Some((k, a)) = fresh.next_if(|(k, _)| *k < key) {
-                new.push(k, a);
-            }
-            if fresh.peek().is_some_and(|(k, _)| *k == key) || deleted.binary_search(&key).is_ok() {
-                continue;
-            }
-            new.push(key, attrs);
+        return Ok(());
+    }
+    if !node.selected || deleted.is_empty() {
+        return Ok(());
+    }
+    let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+    let mut lines = Vec::new();
+    for key in deleted {
+        let mut record = key.fields(node.def.key_properties);
+        record.insert(DELETED_AT.into(), Value::String(now.clone()));
+        deletion_lines(node, &record, &now, &mut lines);
+        if lines.len() > 256 * 1024 {
+            ctx.emitter.lines(std::mem::take(&mut lines)).await?;
         }
-        for (k, a) in fresh {
+    }
+    ctx.emitter.lines(lines).await?;
+    crate::log::info(&format!(
+        "stream {}: {} records deleted in Harvest reported (_sdc_deleted_at)",
+        node.def.name,
+        deleted.len()
+    ));
+    Ok(())
+}
+
+/// The new memory: what was remembered and not deleted (`deleted` sorted), and what was read,
+/// in key order.
+fn remembered(old: &Known, seen: &SortedRows, deleted: &[Key]) -> KnownWriter {
+    let mut new = KnownWriter::default();
+    let mut fresh = seen.iter().peekable();
+    for (key, attrs) in old.rows() {
+        while let Some((k, a)) = fresh.next_if(|(k, _)| *k < key) {
             new.push(k, a);
         }
-        let new = new.finish(if cover.all && settled {
-            Some(started)
-        } else {
-            old.swept_at
-        });
-        let keys: HashSet<Key> = if decided_needs_seen(node.def.name) {
-            seen.iter().map(|(k, _)| k).collect()
-        } else {
-            HashSet::new()
-        };
-        drop(seen);
-        ctx.emitter.memory(node.def.name, new.to_value()).await?;
-        decided.insert(
-            node.def.name,
-            Decided {
-                seen: keys,
-                covered_all: cover.all && settled,
-                deleted: deleted
-                    .iter()
-                    .filter_map(|k| match k {
-                        Key::Int(n) => Some(*n),
-                        Key::Text(_) => None,
-                    })
-                    .collect(),
-            },
-        );
+        if fresh.peek().is_some_and(|(k, _)| *k == key) || deleted.binary_search(&key).is_ok() {
+            continue;
+        }
+        new.push(key, attrs);
     }
-    ctx.emitter.state().await
+    for (k, a) in fresh {
+        new.push(k, a);
+    }
+    new
 }
 
 /// The streams a node is sent as (its own name, or its stream maps' names).

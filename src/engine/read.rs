@@ -739,109 +739,126 @@ async fn read_per_parent(
     plan: ChildPlan,
     parent_ids: Vec<ParentId>,
 ) -> Result<Fans, Halt> {
-    let ChildPlan {
-        path,
-        envelope,
-        column,
-        ..
-    } = plan;
     let limit = Arc::new(Semaphore::new(ctx.config.max_concurrency));
     let mut tasks: JoinSet<(String, Result<Fans, Halt>)> = JoinSet::new();
-    let mut fans = Fans::for_children(node);
-    let mut stop: Option<Halt> = None;
-    // A parent deleted meanwhile (404) has no children; a 422 means the same only for a child
-    // whose declaration filters its parents (the filter said yes, Harvest no: the parent changed
-    // meanwhile). Anything else stops the stream; what stops the sync outranks the rest.
-    let filtered = plan.only.is_some();
-    let mut settle = |done: Result<(String, Result<Fans, Halt>), tokio::task::JoinError>,
-                      stop: &mut Option<Halt>| {
-        let halt = match done {
-            Ok((_, Ok(found))) => return fans.merge(found),
-            Ok((parent, Err(Halt::Gone(why)))) => (parent, why),
-            Ok((parent, Err(Halt::Unprocessable(why)))) if filtered => (parent, why),
-            Ok((_, Err(halt))) => {
-                if stop.is_none() || matches!(halt, Halt::Sync(_)) {
-                    *stop = Some(halt);
-                }
-                return;
-            }
-            Err(e) if e.is_cancelled() => return,
-            Err(e) => {
-                if stop.is_none() {
-                    *stop = Some(Halt::Failed(format!("a request task failed: {e}")));
-                }
-                return;
-            }
-        };
-        let (parent, why) = halt;
-        crate::log::warn(&format!(
-            "{}: parent {parent} has none to read ({why}); its children are skipped",
-            node.def.name
-        ));
+    let mut settled = Settled {
+        node,
+        filtered: plan.only.is_some(),
+        fans: Fans::for_children(node),
+        stop: None,
     };
     for id in parent_ids {
         let permit = limit.clone().acquire_owned().await.expect("never closed");
         let (task_ctx, task_node) = (ctx.clone(), node.clone());
-        let list = List {
-            url: list_url(
-                ctx,
-                &path.replace("{id}", &id.to_string()),
-                plan.request_since,
-            ),
-            endpoint: path,
-            envelope,
-            lane: Lane::Small,
-            stamp: Stamp::Parent(column, id.value()),
-            whole: false,
-        };
-        let parent = id.to_string();
-        let owner = match &id {
-            ParentId::Number(n) => n.as_i64(),
-            ParentId::Text(_) => None,
-        };
         tasks.spawn(async move {
             let _permit = permit;
-            let read = read_pages_noting_changes(&task_ctx, &task_node, list).await;
-            let read = match read {
-                // A child list that changed while it was read may have shifted past a record:
-                // nothing is decided for that parent, and the bookmark waits.
-                Ok((fans, true)) => {
-                    task_node.run.tally.hold_bookmark();
-                    Ok(fans)
-                }
-                Ok((fans, false)) => {
-                    if let (Some(p), Some(owner)) = (&task_node.run.presence, owner) {
-                        p.covered_owner(owner);
-                    }
-                    Ok(fans)
-                }
-                Err(halt) => Err(halt),
-            };
-            (parent, read)
+            read_one_parent(&task_ctx, &task_node, plan, id).await
         });
         // Settle what is done, so that a failure stops the queueing of more work.
         while let Some(done) = tasks.try_join_next() {
-            settle(done, &mut stop);
+            settled.add(done);
         }
-        if stop.is_some() || !node.run.tally.running() {
+        if settled.stop.is_some() || !node.run.tally.running() {
             break;
         }
     }
     // Once the stream stops, the parents still being read stop too.
     let mut aborted = false;
     loop {
-        if !aborted && (stop.is_some() || !node.run.tally.running()) {
+        if !aborted && (settled.stop.is_some() || !node.run.tally.running()) {
             tasks.abort_all();
             aborted = true;
         }
         let Some(done) = tasks.join_next().await else {
             break;
         };
-        settle(done, &mut stop);
+        settled.add(done);
     }
-    match stop {
+    match settled.stop {
         Some(halt) => Err(halt),
-        None => Ok(fans),
+        None => Ok(settled.fans),
+    }
+}
+
+/// One parent's child list, read to its end; the parent (as its logs name it) comes back
+/// with the result.
+async fn read_one_parent(
+    ctx: &Ctx,
+    node: &Arc<Node>,
+    plan: ChildPlan,
+    id: ParentId,
+) -> (String, Result<Fans, Halt>) {
+    let list = List {
+        url: list_url(
+            ctx,
+            &plan.path.replace("{id}", &id.to_string()),
+            plan.request_since,
+        ),
+        endpoint: plan.path,
+        envelope: plan.envelope,
+        lane: Lane::Small,
+        stamp: Stamp::Parent(plan.column, id.value()),
+        whole: false,
+    };
+    let owner = match &id {
+        ParentId::Number(n) => n.as_i64(),
+        ParentId::Text(_) => None,
+    };
+    let read = match read_pages_noting_changes(ctx, node, list).await {
+        // A child list that changed while it was read may have shifted past a record:
+        // nothing is decided for that parent, and the bookmark waits.
+        Ok((fans, true)) => {
+            node.run.tally.hold_bookmark();
+            Ok(fans)
+        }
+        Ok((fans, false)) => {
+            if let (Some(p), Some(owner)) = (&node.run.presence, owner) {
+                p.covered_owner(owner);
+            }
+            Ok(fans)
+        }
+        Err(halt) => Err(halt),
+    };
+    (id.to_string(), read)
+}
+
+/// What the parents read so far came to: the grandchildren's parents, or why the stream stops.
+struct Settled<'a> {
+    node: &'a Node,
+    /// The child's declaration filters its parents.
+    filtered: bool,
+    fans: Fans,
+    stop: Option<Halt>,
+}
+
+impl Settled<'_> {
+    /// One parent done. A parent deleted meanwhile (404) has no children; a 422 means the
+    /// same only for a child whose declaration filters its parents (the filter said yes,
+    /// Harvest no: the parent changed meanwhile). Anything else stops the stream; what stops
+    /// the sync outranks the rest.
+    fn add(&mut self, done: Result<(String, Result<Fans, Halt>), tokio::task::JoinError>) {
+        let (parent, why) = match done {
+            Ok((_, Ok(found))) => return self.fans.merge(found),
+            Ok((parent, Err(Halt::Gone(why)))) => (parent, why),
+            Ok((parent, Err(Halt::Unprocessable(why)))) if self.filtered => (parent, why),
+            Ok((_, Err(halt))) => {
+                if self.stop.is_none() || matches!(halt, Halt::Sync(_)) {
+                    self.stop = Some(halt);
+                }
+                return;
+            }
+            Err(e) if e.is_cancelled() => return,
+            Err(e) => {
+                if self.stop.is_none() {
+                    self.stop = Some(Halt::Failed(format!("a request task failed: {e}")));
+                }
+                return;
+            }
+        };
+        crate::log::warn(&format!(
+            "{}: parent {parent} has none to read ({why}); its children are skipped",
+            self.node.def.name
+        ));
     }
 }
 

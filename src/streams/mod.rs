@@ -309,116 +309,7 @@ pub const FEATURE_FLAGS: &str = "company";
 /// the stream and the rule it breaks.
 pub fn check_table() -> Result<(), String> {
     for (i, s) in STREAMS.iter().enumerate() {
-        let fail = |why: String| Err(format!("stream {}: {why}", s.name));
-        if STREAMS[..i].iter().any(|o| o.name == s.name) {
-            return fail("declared twice".into());
-        }
-        let rep = match s.replication() {
-            Ok(r) => r,
-            Err(why) => return fail(why),
-        };
-        let props = match s.schema().get("properties").and_then(Value::as_object) {
-            Some(p) => p,
-            None => return fail("its schema has no properties".into()),
-        };
-        for col in s
-            .key_properties
-            .iter()
-            .chain(rep.key.iter())
-            .chain(s.refs.iter().map(|(_, c)| c))
-            .chain(s.parent_id.iter())
-        {
-            if !props.contains_key(*col) {
-                return fail(format!("column {col} is not in its schema"));
-            }
-        }
-        let d = s.deletions;
-        for col in d.window.iter().chain(d.owner.iter().map(|(c, _)| c)) {
-            if !props.contains_key(*col) && !s.refs.iter().any(|(_, c)| c == col) {
-                return fail(format!("deletion column {col} is not in its schema"));
-            }
-        }
-        if let Some((_, owner)) = d.owner {
-            match STREAMS.iter().position(|o| o.name == owner) {
-                Some(pos) if pos < i && STREAMS[pos].key_properties == ["id"] => {}
-                _ => {
-                    return fail(format!(
-                        "its owner {owner} must be declared before it, keyed by id"
-                    ))
-                }
-            }
-            if !matches!(s.source, Source::List { .. }) {
-                return fail(
-                    "only a root list names an owner (a child's owner is its parent)".into(),
-                );
-            }
-        }
-        match (d.confirm, s.source) {
-            (Confirm::Never, Source::Report { .. } | Source::Single { .. }) => {}
-            (Confirm::Never, _) => return fail("a list's deletions must be found".into()),
-            (_, Source::Report { .. } | Source::Single { .. }) => {
-                return fail("a report or a single object has no deletions to find".into())
-            }
-            (Confirm::Get(path), Source::List { .. })
-                if path.contains("{id}") && s.key_properties == ["id"] => {}
-            (Confirm::Get(_), _) => {
-                return fail(
-                    "a GET confirmation is for a root list keyed by id, with {id} in its path"
-                        .into(),
-                )
-            }
-            (Confirm::SameAs(other), _) => {
-                if find(other).is_none_or(|o| {
-                    o.key_properties != s.key_properties || o.deletions.confirm != Confirm::Listing
-                }) {
-                    return fail(format!("{other} cannot confirm its deletions"));
-                }
-            }
-            (Confirm::Listing, _) => {}
-        }
-        if rep.clock == Clock::Row && !props.contains_key("updated_at") {
-            return fail("its rows' own clock needs an updated_at column".into());
-        }
-        let Some(parent_name) = s.parent() else {
-            if s.parent_id.is_some() {
-                return fail("only a child stream has a parent id column".into());
-            }
-            continue;
-        };
-        let Some(pos) = STREAMS.iter().position(|o| o.name == parent_name) else {
-            return fail(format!("its parent {parent_name} is not declared"));
-        };
-        if pos > i {
-            return fail(format!("declared before its parent {parent_name}"));
-        }
-        let parent = &STREAMS[pos];
-        let parent_clock = parent.replication().map(|r| r.clock);
-        match (s.source, parent.source) {
-            (_, Source::Report { .. }) => {
-                return fail("a report's rows have no id or updated_at to hang rows on".into())
-            }
-            (Source::Child { path, .. }, _) => {
-                if !path.contains("{id}") {
-                    return fail("a child path needs {id}".into());
-                }
-                if s.parent_id.is_none() {
-                    return fail("a child stream needs its parent id column".into());
-                }
-                if !parent.key_properties.contains(&"id") {
-                    return fail(format!("its parent {parent_name} has no id to request by"));
-                }
-            }
-            (Source::Derived { .. }, _) => {}
-            (Source::Single { .. } | Source::List { .. } | Source::Report { .. }, _) => {
-                return fail("only child and derived streams have a parent".into())
-            }
-        }
-        if rep.clock == Clock::Parent && !matches!(parent_clock, Ok(Clock::Own) | Ok(Clock::Parent))
-        {
-            return fail(format!(
-                "it moves with its parent, but {parent_name} has no updated_at bookmark"
-            ));
-        }
+        check_stream(i, s).map_err(|why| format!("stream {}: {why}", s.name))?;
     }
     match find(FEATURE_FLAGS).map(|d| d.source) {
         Some(Source::Single { .. }) => Ok(()),
@@ -426,6 +317,126 @@ pub fn check_table() -> Result<(), String> {
             "{FEATURE_FLAGS} must be declared as a single object"
         )),
     }
+}
+
+/// The rules for the `i`th stream of the table.
+fn check_stream(i: usize, s: &StreamDef) -> Result<(), String> {
+    if STREAMS[..i].iter().any(|o| o.name == s.name) {
+        return Err("declared twice".into());
+    }
+    let rep = s.replication()?;
+    let props = s
+        .schema()
+        .get("properties")
+        .and_then(Value::as_object)
+        .ok_or("its schema has no properties")?;
+    for col in s
+        .key_properties
+        .iter()
+        .chain(rep.key.iter())
+        .chain(s.refs.iter().map(|(_, c)| c))
+        .chain(s.parent_id.iter())
+    {
+        if !props.contains_key(*col) {
+            return Err(format!("column {col} is not in its schema"));
+        }
+    }
+    check_deletions(i, s, props)?;
+    if rep.clock == Clock::Row && !props.contains_key("updated_at") {
+        return Err("its rows' own clock needs an updated_at column".into());
+    }
+    check_parent(i, s, &rep)
+}
+
+/// How a stream's deletions are found fits its kind and the table.
+fn check_deletions(i: usize, s: &StreamDef, props: &Map<String, Value>) -> Result<(), String> {
+    let d = s.deletions;
+    for col in d.window.iter().chain(d.owner.iter().map(|(c, _)| c)) {
+        if !props.contains_key(*col) && !s.refs.iter().any(|(_, c)| c == col) {
+            return Err(format!("deletion column {col} is not in its schema"));
+        }
+    }
+    if let Some((_, owner)) = d.owner {
+        match STREAMS.iter().position(|o| o.name == owner) {
+            Some(pos) if pos < i && STREAMS[pos].key_properties == ["id"] => {}
+            _ => {
+                return Err(format!(
+                    "its owner {owner} must be declared before it, keyed by id"
+                ))
+            }
+        }
+        if !matches!(s.source, Source::List { .. }) {
+            return Err("only a root list names an owner (a child's owner is its parent)".into());
+        }
+    }
+    match (d.confirm, s.source) {
+        (Confirm::Never, Source::Report { .. } | Source::Single { .. }) => Ok(()),
+        (Confirm::Never, _) => Err("a list's deletions must be found".into()),
+        (_, Source::Report { .. } | Source::Single { .. }) => {
+            Err("a report or a single object has no deletions to find".into())
+        }
+        (Confirm::Get(path), Source::List { .. })
+            if path.contains("{id}") && s.key_properties == ["id"] =>
+        {
+            Ok(())
+        }
+        (Confirm::Get(_), _) => {
+            Err("a GET confirmation is for a root list keyed by id, with {id} in its path".into())
+        }
+        (Confirm::SameAs(other), _) => {
+            if find(other).is_none_or(|o| {
+                o.key_properties != s.key_properties || o.deletions.confirm != Confirm::Listing
+            }) {
+                return Err(format!("{other} cannot confirm its deletions"));
+            }
+            Ok(())
+        }
+        (Confirm::Listing, _) => Ok(()),
+    }
+}
+
+/// A child or derived stream's parent is declared before it and can carry it.
+fn check_parent(i: usize, s: &StreamDef, rep: &Replication) -> Result<(), String> {
+    let Some(parent_name) = s.parent() else {
+        if s.parent_id.is_some() {
+            return Err("only a child stream has a parent id column".into());
+        }
+        return Ok(());
+    };
+    let Some(pos) = STREAMS.iter().position(|o| o.name == parent_name) else {
+        return Err(format!("its parent {parent_name} is not declared"));
+    };
+    if pos > i {
+        return Err(format!("declared before its parent {parent_name}"));
+    }
+    let parent = &STREAMS[pos];
+    let parent_clock = parent.replication().map(|r| r.clock);
+    match (s.source, parent.source) {
+        (_, Source::Report { .. }) => {
+            return Err("a report's rows have no id or updated_at to hang rows on".into())
+        }
+        (Source::Child { path, .. }, _) => {
+            if !path.contains("{id}") {
+                return Err("a child path needs {id}".into());
+            }
+            if s.parent_id.is_none() {
+                return Err("a child stream needs its parent id column".into());
+            }
+            if !parent.key_properties.contains(&"id") {
+                return Err(format!("its parent {parent_name} has no id to request by"));
+            }
+        }
+        (Source::Derived { .. }, _) => {}
+        (Source::Single { .. } | Source::List { .. } | Source::Report { .. }, _) => {
+            return Err("only child and derived streams have a parent".into())
+        }
+    }
+    if rep.clock == Clock::Parent && !matches!(parent_clock, Ok(Clock::Own) | Ok(Clock::Parent)) {
+        return Err(format!(
+            "it moves with its parent, but {parent_name} has no updated_at bookmark"
+        ));
+    }
+    Ok(())
 }
 
 /// A project's records: they go with it.
