@@ -2,14 +2,14 @@
 
 use bytes::Bytes;
 
-use crate::model::{AccessRole, Data};
+use crate::config::Features;
+use crate::model::{id_of, AccessRole, Data, Res};
 use crate::query::{
-    id_of, parse_paging, render_into, write_list, Filters, Indexes, Links, PageReq, Paging,
-    ParamError, Params, Res, Scope,
+    parse_paging, render_into, write_list, Filters, Indexes, Links, PageReq, Paging, ParamError,
+    Params, Scope,
 };
 use crate::reports::{self, ReportArgs, ReportKind};
 use crate::util::parse_date;
-use crate::Features;
 
 /// An endpoint of the API.
 #[derive(Clone, Debug, PartialEq, Eq)]

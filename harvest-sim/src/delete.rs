@@ -12,42 +12,15 @@
 //! Deleting a line item removes it from its invoice or estimate and bumps the parent's
 //! `updated_at`; deleting a message or payment bumps its parent's, as sending or recording one does.
 
-use std::collections::HashSet;
-
 use serde::{Deserialize, Serialize};
 
 use crate::model::*;
-use crate::query::Res;
 use crate::util::Ts;
 
 /// Everything one deletion removed, by resource name (cascades included).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deleted {
     pub deleted: Vec<(String, i64)>,
-}
-
-/// The records of a resource marked deleted (indexes into its vector).
-#[derive(Clone, Debug, Default)]
-pub struct Tombstones {
-    sets: std::collections::HashMap<Res, HashSet<u32>>,
-}
-
-impl Tombstones {
-    pub fn is_empty(&self) -> bool {
-        self.sets.values().all(HashSet::is_empty)
-    }
-
-    pub fn has(&self, res: Res, i: u32) -> bool {
-        let res = match res {
-            Res::ProjectAssignments => Res::UserAssignments,
-            r => r,
-        };
-        self.sets.get(&res).is_some_and(|s| s.contains(&i))
-    }
-
-    fn mark(&mut self, res: Res, i: u32) -> bool {
-        self.sets.entry(res).or_default().insert(i)
-    }
 }
 
 fn position<T>(v: &[T], id: i64, get: impl Fn(&T) -> i64) -> Option<u32> {
@@ -146,7 +119,7 @@ fn cascade(d: &mut Data, res: Res, i: u32, now: Ts, out: &mut Vec<(String, i64)>
     let id = match res {
         // A teammate link is named by its user's id.
         Res::Teammates => d.users[d.teammates[i as usize].user as usize].id,
-        _ => crate::query::id_of(d, res, i),
+        _ => id_of(d, res, i),
     };
     out.push((res.name().to_string(), id));
     let mut goes: Vec<(Res, u32)> = Vec::new();
@@ -272,7 +245,7 @@ pub fn pick(d: &Data, res: Res, count: usize) -> Vec<i64> {
         .take(count)
         .map(|&i| match res {
             Res::Teammates => d.users[d.teammates[i as usize].user as usize].id,
-            _ => crate::query::id_of(d, res, i),
+            _ => id_of(d, res, i),
         })
         .collect()
 }

@@ -10,9 +10,9 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::config::Size;
 use crate::model::*;
 use crate::util::{mul_hundredths, percent_of, Date, Ts};
-use crate::Size;
 
 /// First instant of generated data.
 pub const DATA_START: i64 = 1_546_300_800; // 2019-01-01T00:00:00Z

@@ -6,6 +6,7 @@
 //! sorted by its (manager, user) indexes instead.)
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 use crate::util::{Date, Ts};
 
@@ -483,8 +484,8 @@ pub struct Data {
     pub version: u64,
     /// Counter used to make mutated field values distinct.
     pub mutation_counter: u64,
-    /// Records deleted (see [`crate::delete`]): left out of every view.
-    pub deleted: crate::delete::Tombstones,
+    /// Records deleted (by the `delete` module): left out of every view.
+    pub deleted: Tombstones,
 }
 
 /// Finds the index of a record by id in an id-sorted vector.
@@ -547,4 +548,214 @@ impl Data {
             self.notes.get(idx as usize).map(|s| s.as_ref())
         }
     }
+}
+
+/// Every list-backed resource the simulator serves (the names `truth`/`mutate` accept).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Res {
+    Users,
+    Roles,
+    Clients,
+    Contacts,
+    Projects,
+    Tasks,
+    TaskAssignments,
+    UserAssignments,
+    BillableRates,
+    CostRates,
+    ProjectAssignments,
+    /// A manager's teammates (`/users/{id}/teammates`): users, keyed by (manager, user).
+    Teammates,
+    InvoiceItemCategories,
+    EstimateItemCategories,
+    Invoices,
+    InvoiceMessages,
+    InvoicePayments,
+    Estimates,
+    EstimateMessages,
+    ExpenseCategories,
+    Expenses,
+    TimeEntries,
+}
+
+pub const ALL_RES: &[Res] = &[
+    Res::Users,
+    Res::Roles,
+    Res::Clients,
+    Res::Contacts,
+    Res::Projects,
+    Res::Tasks,
+    Res::TaskAssignments,
+    Res::UserAssignments,
+    Res::BillableRates,
+    Res::CostRates,
+    Res::ProjectAssignments,
+    Res::Teammates,
+    Res::InvoiceItemCategories,
+    Res::EstimateItemCategories,
+    Res::Invoices,
+    Res::InvoiceMessages,
+    Res::InvoicePayments,
+    Res::Estimates,
+    Res::EstimateMessages,
+    Res::ExpenseCategories,
+    Res::Expenses,
+    Res::TimeEntries,
+];
+
+impl Res {
+    pub fn name(self) -> &'static str {
+        match self {
+            Res::Users => "users",
+            Res::Roles => "roles",
+            Res::Clients => "clients",
+            Res::Contacts => "contacts",
+            Res::Projects => "projects",
+            Res::Tasks => "tasks",
+            Res::TaskAssignments => "task_assignments",
+            Res::UserAssignments => "user_assignments",
+            Res::BillableRates => "billable_rates",
+            Res::CostRates => "cost_rates",
+            Res::ProjectAssignments => "project_assignments",
+            Res::Teammates => "teammates",
+            Res::InvoiceItemCategories => "invoice_item_categories",
+            Res::EstimateItemCategories => "estimate_item_categories",
+            Res::Invoices => "invoices",
+            Res::InvoiceMessages => "invoice_messages",
+            Res::InvoicePayments => "invoice_payments",
+            Res::Estimates => "estimates",
+            Res::EstimateMessages => "estimate_messages",
+            Res::ExpenseCategories => "expense_categories",
+            Res::Expenses => "expenses",
+            Res::TimeEntries => "time_entries",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Res> {
+        ALL_RES.iter().copied().find(|r| r.name() == s)
+    }
+
+    /// The envelope key of the list (the same as the name for every resource).
+    pub fn key(self) -> &'static str {
+        self.name()
+    }
+
+    /// The field naming the parent in `truth` output, for nested resources.
+    pub fn parent_field(self) -> Option<&'static str> {
+        match self {
+            Res::InvoiceMessages | Res::InvoicePayments => Some("invoice_id"),
+            Res::EstimateMessages => Some("estimate_id"),
+            Res::BillableRates | Res::CostRates | Res::ProjectAssignments | Res::Teammates => {
+                Some("user_id")
+            }
+            _ => None,
+        }
+    }
+
+    /// Filters Harvest supports on the list endpoint.
+    pub fn filters(self) -> &'static [&'static str] {
+        const US: &str = "updated_since";
+        match self {
+            Res::Clients => &["is_active", US],
+            Res::Contacts => &["client_id", US],
+            Res::Invoices => &["client_id", "project_id", US, "from", "to", "state"],
+            Res::InvoiceMessages | Res::InvoicePayments | Res::EstimateMessages => &[US],
+            Res::InvoiceItemCategories | Res::EstimateItemCategories => &[US],
+            Res::Estimates => &["client_id", US, "from", "to", "state"],
+            Res::Expenses => &[
+                "user_id",
+                "client_id",
+                "project_id",
+                "is_billed",
+                US,
+                "from",
+                "to",
+            ],
+            Res::ExpenseCategories | Res::Tasks | Res::Users => &["is_active", US],
+            Res::TimeEntries => &[
+                "user_id",
+                "client_id",
+                "project_id",
+                "task_id",
+                "external_reference_id",
+                "is_billed",
+                "is_running",
+                US,
+                "from",
+                "to",
+            ],
+            Res::Projects => &["is_active", "client_id", US],
+            Res::UserAssignments => &["user_id", "is_active", US],
+            Res::TaskAssignments => &["is_active", US],
+            Res::ProjectAssignments => &[US],
+            Res::Roles | Res::BillableRates | Res::CostRates | Res::Teammates => &[],
+        }
+    }
+}
+
+/// The records of a resource marked deleted (indexes into its vector).
+#[derive(Clone, Debug, Default)]
+pub struct Tombstones {
+    sets: std::collections::HashMap<Res, HashSet<u32>>,
+}
+
+impl Tombstones {
+    pub fn is_empty(&self) -> bool {
+        self.sets.values().all(HashSet::is_empty)
+    }
+
+    pub fn has(&self, res: Res, i: u32) -> bool {
+        let res = match res {
+            Res::ProjectAssignments => Res::UserAssignments,
+            r => r,
+        };
+        self.sets.get(&res).is_some_and(|s| s.contains(&i))
+    }
+
+    pub fn mark(&mut self, res: Res, i: u32) -> bool {
+        self.sets.entry(res).or_default().insert(i)
+    }
+}
+
+/// The id of record `i` (the key cursors carry).
+pub fn id_of(d: &Data, res: Res, i: u32) -> i64 {
+    let i = i as usize;
+    match res {
+        Res::Users => d.users[i].id,
+        Res::Roles => d.roles[i].id,
+        Res::Clients => d.clients[i].id,
+        Res::Contacts => d.contacts[i].id,
+        Res::Projects => d.projects[i].id,
+        Res::Tasks => d.tasks[i].id,
+        Res::TaskAssignments => d.task_assignments[i].id,
+        Res::UserAssignments | Res::ProjectAssignments => d.user_assignments[i].id,
+        Res::BillableRates => d.billable_rates[i].id,
+        Res::CostRates => d.cost_rates[i].id,
+        Res::Teammates => d.users[d.teammates[i].user as usize].id,
+        Res::InvoiceItemCategories => d.invoice_item_categories[i].id,
+        Res::EstimateItemCategories => d.estimate_item_categories[i].id,
+        Res::Invoices => d.invoices[i].id,
+        Res::InvoiceMessages => d.invoice_messages[i].id,
+        Res::InvoicePayments => d.invoice_payments[i].id,
+        Res::Estimates => d.estimates[i].id,
+        Res::EstimateMessages => d.estimate_messages[i].id,
+        Res::ExpenseCategories => d.expense_categories[i].id,
+        Res::Expenses => d.expenses[i].id,
+        Res::TimeEntries => d.time_entries[i].id,
+    }
+}
+
+/// The parent id a nested record carries in `truth` output.
+pub fn parent_id_of(d: &Data, res: Res, i: u32) -> Option<i64> {
+    let i = i as usize;
+    Some(match res {
+        Res::InvoiceMessages => d.invoices[d.invoice_messages[i].invoice as usize].id,
+        Res::InvoicePayments => d.invoices[d.invoice_payments[i].invoice as usize].id,
+        Res::EstimateMessages => d.estimates[d.estimate_messages[i].estimate as usize].id,
+        Res::BillableRates => d.users[d.billable_rates[i].user as usize].id,
+        Res::CostRates => d.users[d.cost_rates[i].user as usize].id,
+        Res::ProjectAssignments => d.users[d.user_assignments[i].user as usize].id,
+        Res::Teammates => d.users[d.teammates[i].manager as usize].id,
+        _ => return None,
+    })
 }

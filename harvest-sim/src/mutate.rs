@@ -4,7 +4,6 @@
 use std::borrow::Cow;
 
 use crate::model::*;
-use crate::query::Res;
 use crate::util::{mul_hundredths, Date, Ts};
 
 /// Positions of `count` records spread evenly across `len` (every k-th, not just the newest).

@@ -114,11 +114,11 @@ pub struct CompanyView {
     pub saml_sign_in_required: bool,
 }
 
-pub fn company(features: crate::Features) -> CompanyView {
+pub fn company(features: crate::config::Features) -> CompanyView {
     CompanyView {
         base_uri: "https://acme.harvestapp.com",
         full_domain: "acme.harvestapp.com",
-        name: crate::ACCOUNT_NAME,
+        name: crate::config::ACCOUNT_NAME,
         is_active: true,
         week_start_day: "Monday",
         wants_timestamp_timers: false,
@@ -599,7 +599,7 @@ pub fn project_assignment<'a>(d: &'a Data, i: u32, tas: &[u32]) -> ProjectAssign
         client: client_ref(d, p.client),
         task_assignments: tas
             .iter()
-            .filter(|&&t| !d.deleted.has(crate::query::Res::TaskAssignments, t))
+            .filter(|&&t| !d.deleted.has(crate::model::Res::TaskAssignments, t))
             .map(|&t| {
                 let ta = &d.task_assignments[t as usize];
                 NestedTaskAssignment {

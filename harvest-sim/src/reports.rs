@@ -351,7 +351,7 @@ fn project_budget(d: &Data, a: ReportArgs) -> Vec<Value> {
     let mut hours = vec![0i64; d.projects.len()];
     let mut amount = vec![0i64; d.projects.len()];
     for (i, te) in d.time_entries.iter().enumerate() {
-        if d.deleted.has(crate::query::Res::TimeEntries, i as u32) {
+        if d.deleted.has(crate::model::Res::TimeEntries, i as u32) {
             continue;
         }
         if a.viewer.is_some_and(|v| v != d.te_user(te)) {
@@ -365,7 +365,7 @@ fn project_budget(d: &Data, a: ReportArgs) -> Vec<Value> {
         .iter()
         .enumerate()
         .filter(|(i, p)| {
-            p.budget.is_some() && !d.deleted.has(crate::query::Res::Projects, *i as u32)
+            p.budget.is_some() && !d.deleted.has(crate::model::Res::Projects, *i as u32)
         })
         .filter(|(_, p)| a.is_active.is_none_or_compat(p.is_active))
         .map(|(i, p)| {

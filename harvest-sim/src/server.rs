@@ -25,15 +25,16 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::api::{self, Answer, Ctx, Ep, Viewer};
-use crate::model::{AccessRole, Data};
-use crate::query::{item_value, Indexes, Params, Res, Scope};
-use crate::reports::{self, ReportArgs, ReportKind};
-use crate::util::Date;
-use crate::{
+use crate::config::{
     Fault, FaultKind, Features, Latency, MutateResult, RateLimit, RequestStats, SimConfig, Trigger,
     ACCOUNT_ID, ACCOUNT_NAME, CLIENT_ID, CLIENT_SECRET, FORECAST_ACCOUNT_ID, FORECAST_ACCOUNT_NAME,
     PAT_ADMIN, PAT_MANAGER, PAT_MEMBER, REFRESH_ADMIN, REFRESH_MANAGER, REFRESH_MEMBER,
 };
+use crate::model::Res;
+use crate::model::{AccessRole, Data};
+use crate::query::{item_value, Indexes, Params, Scope};
+use crate::reports::{self, ReportArgs, ReportKind};
+use crate::util::Date;
 
 const INVALID_TOKEN: &str = r#"{"error":"invalid_token","error_description":"The access token provided is expired, revoked, malformed or invalid for other reasons."}"#;
 
@@ -188,7 +189,7 @@ impl AppState {
         let d = self.data.read();
         let ix = self.indexes(&d);
         let mut m = serde_json::Map::new();
-        for &r in crate::query::ALL_RES {
+        for &r in crate::model::ALL_RES {
             m.insert(
                 r.name().to_string(),
                 Value::from(ix.base_order(&d, r, Scope::All).len()),
