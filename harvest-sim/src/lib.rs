@@ -25,9 +25,10 @@ pub mod delete;
 pub mod gen;
 pub mod model;
 pub mod mutate;
+pub mod params;
 pub mod query;
-pub mod render;
 pub mod reports;
+pub mod resources;
 pub mod server;
 pub mod util;
 

@@ -32,7 +32,8 @@ use crate::config::{
 };
 use crate::model::Res;
 use crate::model::{AccessRole, Data};
-use crate::query::{item_value, Indexes, Params, Scope};
+use crate::params::Params;
+use crate::query::{item_value, Indexes, Scope};
 use crate::reports::{self, ReportArgs, ReportKind};
 use crate::util::Date;
 
@@ -189,7 +190,7 @@ impl AppState {
         let d = self.data.read();
         let ix = self.indexes(&d);
         let mut m = serde_json::Map::new();
-        for &r in crate::model::ALL_RES {
+        for r in crate::resources::all() {
             m.insert(
                 r.name().to_string(),
                 Value::from(ix.base_order(&d, r, Scope::All).len()),
@@ -230,7 +231,7 @@ impl AppState {
 
     pub fn truth(&self, resource: &str) -> Result<Vec<Value>, String> {
         if resource == "company" {
-            return Ok(vec![serde_json::to_value(crate::render::company(
+            return Ok(vec![serde_json::to_value(crate::model::company(
                 self.features(),
             ))
             .map_err(|e| e.to_string())?]);
