@@ -230,13 +230,14 @@ fn list(d: &Data, ix: &Indexes, r: Res, pid: Option<i64>, cursor: bool, cx: &Ctx
     let Some(scope) = parent_scope(d, r, pid) else {
         return Answer::NotFound;
     };
-    if let (Res::Teammates, Scope::Parent(u)) = (r, scope) {
-        if d.users[u as usize].access != AccessRole::Manager {
-            return Answer::Error(ParamError {
-                status: 422,
-                message: "Teammates can only be listed for a user with the manager role"
-                    .to_string(),
-            });
+    if let (Some(parent), Scope::Parent(p)) = (&r.decl().parent, scope) {
+        if let Some((holds, message)) = parent.requires {
+            if !holds(d, p) {
+                return Answer::Error(ParamError {
+                    status: 422,
+                    message: message.to_string(),
+                });
+            }
         }
     }
     let restricted = restricts_to_viewer(cx.viewer, r);

@@ -424,6 +424,11 @@ pub fn generate(seed: u64, size: Size) -> Data {
     gen_expenses(&mut d, seed, &sc);
     // Last, from its own stream: nothing generated before depends on teammates.
     gen_teammates(&mut d, seed);
+    for r in crate::resources::all() {
+        if let Some(generate) = r.decl().generate {
+            generate(&mut d, seed, size);
+        }
+    }
     d.max_ts = max_timestamp(&d);
     d
 }

@@ -225,115 +225,9 @@ pub fn write_list(
     ascending_ids: bool,
     mut render_item: impl FnMut(u32, &mut Vec<u8>),
 ) -> Vec<u8> {
-    let total = order.len() as u64;
-    let pp = u64::from(req.per_page);
-    let total_pages = total.div_ceil(pp);
-    let pps = req.per_page.to_string();
-    let last_page = total_pages.max(1);
     let (slice, tail) = match req.paging {
-        Paging::Page(p) => {
-            let p = u64::from(p);
-            let start = ((p - 1) * pp).min(total) as usize;
-            let end = (start as u64 + pp).min(total) as usize;
-            let next = (p < total_pages).then_some(p + 1);
-            let prev = (p > 1).then_some(p - 1);
-            let page_link =
-                |n: u64| links.url(&[("page", n.to_string()), ("per_page", pps.clone())]);
-            (
-                &order[start..end],
-                Tail {
-                    per_page: req.per_page,
-                    total_pages,
-                    total_entries: total,
-                    next_page: next,
-                    previous_page: prev,
-                    page: Some(p),
-                    links: LinksOut {
-                        first: page_link(1),
-                        next: next.map(page_link),
-                        previous: prev.map(page_link),
-                        last: page_link(last_page),
-                    },
-                },
-            )
-        }
-        paging => {
-            let len = order.len();
-            let (start, end) = match paging {
-                Paging::After(id) => {
-                    let s = if ascending_ids {
-                        order.partition_point(|&i| id_at(i) <= id)
-                    } else {
-                        order.partition_point(|&i| id_at(i) >= id)
-                    };
-                    (s, (s + req.per_page as usize).min(len))
-                }
-                Paging::Before(id) => {
-                    let e = if ascending_ids {
-                        order.partition_point(|&i| id_at(i) < id)
-                    } else {
-                        order.partition_point(|&i| id_at(i) > id)
-                    };
-                    (e.saturating_sub(req.per_page as usize), e)
-                }
-                _ => (0, (req.per_page as usize).min(len)),
-            };
-            let is_first = start == 0;
-            let is_last = end >= len;
-            let (page, next, prev) = if is_first {
-                (Some(1), (!is_last).then_some(2), None)
-            } else if is_last {
-                (
-                    Some(total_pages),
-                    None,
-                    (total_pages > 1).then(|| total_pages - 1),
-                )
-            } else {
-                (None, None, None)
-            };
-            let slice = &order[start..end];
-            let next_link = (!is_last && !slice.is_empty()).then(|| {
-                let last_id = id_at(slice[slice.len() - 1]);
-                links.url(&[
-                    ("cursor", encode_cursor("after", last_id)),
-                    ("per_page", pps.clone()),
-                    ("ref", "next_cursor".to_string()),
-                ])
-            });
-            let prev_link = (!is_first && !slice.is_empty()).then(|| {
-                let first_id = id_at(slice[0]);
-                links.url(&[
-                    ("cursor", encode_cursor("before", first_id)),
-                    ("per_page", pps.clone()),
-                    ("ref", "prev_cursor".to_string()),
-                ])
-            });
-            (
-                slice,
-                Tail {
-                    per_page: req.per_page,
-                    total_pages,
-                    total_entries: total,
-                    next_page: next,
-                    previous_page: prev,
-                    page,
-                    links: LinksOut {
-                        first: links.url(&[
-                            ("page", "1".to_string()),
-                            ("per_page", pps.clone()),
-                            ("ref", "first".to_string()),
-                        ]),
-                        next: next_link,
-                        previous: prev_link,
-                        last: links.url(&[
-                            ("page", last_page.to_string()),
-                            ("per_page", pps.clone()),
-                            ("ref", "last".to_string()),
-                        ]),
-                    },
-                },
-            )
-        }
+        Paging::Page(p) => page_slice(order, req, links, u64::from(p)),
+        paging => cursor_slice(order, req, links, paging, &id_at, ascending_ids),
     };
     let mut out = Vec::with_capacity(64 + slice.len() * 900);
     out.push(b'{');
@@ -351,4 +245,122 @@ pub fn write_list(
     out.push(b',');
     out.extend_from_slice(&tail[1..]);
     out
+}
+
+/// Page `p` of `order` (page mode) and the envelope's tail.
+fn page_slice<'o>(order: &'o [u32], req: PageReq, links: &Links, p: u64) -> (&'o [u32], Tail) {
+    let total = order.len() as u64;
+    let pp = u64::from(req.per_page);
+    let total_pages = total.div_ceil(pp);
+    let pps = req.per_page.to_string();
+    let start = ((p - 1) * pp).min(total) as usize;
+    let end = (start as u64 + pp).min(total) as usize;
+    let next = (p < total_pages).then_some(p + 1);
+    let prev = (p > 1).then_some(p - 1);
+    let page_link = |n: u64| links.url(&[("page", n.to_string()), ("per_page", pps.clone())]);
+    let tail = Tail {
+        per_page: req.per_page,
+        total_pages,
+        total_entries: total,
+        next_page: next,
+        previous_page: prev,
+        page: Some(p),
+        links: LinksOut {
+            first: page_link(1),
+            next: next.map(page_link),
+            previous: prev.map(page_link),
+            last: page_link(total_pages.max(1)),
+        },
+    };
+    (&order[start..end], tail)
+}
+
+/// The records a cursor request covers, as (start, end) positions in `order`.
+fn cursor_span(
+    order: &[u32],
+    per_page: usize,
+    paging: Paging,
+    id_at: &impl Fn(u32) -> i64,
+    ascending_ids: bool,
+) -> (usize, usize) {
+    let len = order.len();
+    match paging {
+        Paging::After(id) => {
+            let s = if ascending_ids {
+                order.partition_point(|&i| id_at(i) <= id)
+            } else {
+                order.partition_point(|&i| id_at(i) >= id)
+            };
+            (s, (s + per_page).min(len))
+        }
+        Paging::Before(id) => {
+            let e = if ascending_ids {
+                order.partition_point(|&i| id_at(i) < id)
+            } else {
+                order.partition_point(|&i| id_at(i) > id)
+            };
+            (e.saturating_sub(per_page), e)
+        }
+        _ => (0, per_page.min(len)),
+    }
+}
+
+/// The page a cursor request covers (cursor mode) and the envelope's tail.
+fn cursor_slice<'o>(
+    order: &'o [u32],
+    req: PageReq,
+    links: &Links,
+    paging: Paging,
+    id_at: &impl Fn(u32) -> i64,
+    ascending_ids: bool,
+) -> (&'o [u32], Tail) {
+    let total = order.len() as u64;
+    let total_pages = total.div_ceil(u64::from(req.per_page));
+    let pps = req.per_page.to_string();
+    let (start, end) = cursor_span(order, req.per_page as usize, paging, id_at, ascending_ids);
+    let is_first = start == 0;
+    let is_last = end >= order.len();
+    let (page, next, prev) = if is_first {
+        (Some(1), (!is_last).then_some(2), None)
+    } else if is_last {
+        (
+            Some(total_pages),
+            None,
+            (total_pages > 1).then(|| total_pages - 1),
+        )
+    } else {
+        (None, None, None)
+    };
+    let slice = &order[start..end];
+    let cursor_link = |dir: &str, at: u32, r: &str| {
+        links.url(&[
+            ("cursor", encode_cursor(dir, id_at(at))),
+            ("per_page", pps.clone()),
+            ("ref", r.to_string()),
+        ])
+    };
+    let numbered_link = |n: u64, r: &str| {
+        links.url(&[
+            ("page", n.to_string()),
+            ("per_page", pps.clone()),
+            ("ref", r.to_string()),
+        ])
+    };
+    let tail = Tail {
+        per_page: req.per_page,
+        total_pages,
+        total_entries: total,
+        next_page: next,
+        previous_page: prev,
+        page,
+        links: LinksOut {
+            first: numbered_link(1, "first"),
+            next: (!is_last && !slice.is_empty())
+                .then(|| cursor_link("after", slice[slice.len() - 1], "next_cursor")),
+            previous: (!is_first && !slice.is_empty())
+                .then(|| cursor_link("before", slice[0], "prev_cursor")),
+            last: numbered_link(total_pages.max(1), "last"),
+        },
+    };
+    (slice, tail)
 }

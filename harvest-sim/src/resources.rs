@@ -10,6 +10,7 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
+use crate::config::Size;
 use crate::model::*;
 use crate::params::Filters;
 use crate::util::{mix64, mul_hundredths, Date, Ts};
@@ -66,6 +67,8 @@ pub struct Parent {
     pub sort: Sort,
     /// Whether the nested list answers in cursor mode by default.
     pub cursor: bool,
+    /// A condition on the parent, and the 422 message when it does not hold.
+    pub requires: Option<(Predicate, &'static str)>,
 }
 
 /// The company feature a resource needs.
@@ -95,6 +98,9 @@ pub struct Top {
     pub cursor: bool,
 }
 
+/// A condition on record `i` of a table.
+pub type Predicate = fn(&Data, u32) -> bool;
+
 /// A record of this resource whose owner is the `u32` record: (dependent resource, owner).
 pub type Owner = fn(&Data, u32) -> u32;
 
@@ -122,7 +128,7 @@ pub struct Decl {
     /// Whether ids ascend along a list (for cursors); they descend otherwise.
     pub ids_ascend: bool,
     /// Which records a list shows at all (none: every live one).
-    pub listed: Option<fn(&Data, u32) -> bool>,
+    pub listed: Option<Predicate>,
     /// The filters Harvest supports on the list, and whether record `i` passes them.
     pub filters: &'static [&'static str],
     pub pass: fn(&Filters, &Data, u32) -> bool,
@@ -151,6 +157,11 @@ pub struct Decl {
     pub on_delete: fn(&mut Data, u32, Ts),
     /// The records one id names (a teammate id names every link to that user); none: one.
     pub links: Option<fn(&Data, u32) -> Vec<u32>>,
+    // -- generation
+    /// Adds the resource's records to a newly generated account (seed, size), after the
+    /// generators of `gen` (which generate every resource declared without this hook,
+    /// together, since they reference each other); timestamps within `gen::DATA_START..=DATA_END`.
+    pub generate: Option<fn(&mut Data, u64, Size)>,
 }
 
 impl Res {
@@ -325,6 +336,7 @@ const BASE: Decl = Decl {
     dependents: &[],
     on_delete: nothing_else,
     links: None,
+    generate: None,
 };
 
 /// A top-level list with single objects, in cursor mode.
@@ -595,6 +607,7 @@ pub static DECLS: [Decl; 22] = [
             of: |d, i| d.task_assignments[i as usize].project,
             sort: Sort::IdDesc,
             cursor: false,
+            requires: None,
         }),
         filters: &["is_active", US],
         pass: |f, d, i| {
@@ -639,6 +652,7 @@ pub static DECLS: [Decl; 22] = [
             of: |d, i| d.user_assignments[i as usize].project,
             sort: Sort::IdDesc,
             cursor: false,
+            requires: None,
         }),
         filters: &["user_id", "is_active", US],
         pass: |f, d, i| {
@@ -679,6 +693,7 @@ pub static DECLS: [Decl; 22] = [
             of: |d, i| d.billable_rates[i as usize].user,
             sort: Sort::By(|d, i| rate_key(&d.billable_rates[i as usize])),
             cursor: true,
+            requires: None,
         }),
         sort: Sort::IdAsc,
         ids_ascend: true,
@@ -701,6 +716,7 @@ pub static DECLS: [Decl; 22] = [
             of: |d, i| d.cost_rates[i as usize].user,
             sort: Sort::By(|d, i| rate_key(&d.cost_rates[i as usize])),
             cursor: true,
+            requires: None,
         }),
         sort: Sort::IdAsc,
         ids_ascend: true,
@@ -725,6 +741,7 @@ pub static DECLS: [Decl; 22] = [
             of: |d, i| d.user_assignments[i as usize].user,
             sort: Sort::IdDesc,
             cursor: true,
+            requires: None,
         }),
         listed: Some(|d, i| d.user_assignments[i as usize].is_active),
         member: Member::OwnParent,
@@ -751,6 +768,10 @@ pub static DECLS: [Decl; 22] = [
             of: |d, i| d.teammates[i as usize].manager,
             sort: Sort::By(|d, i| (-d.users[d.teammates[i as usize].user as usize].id, 0)),
             cursor: true,
+            requires: Some((
+                |d, u| d.users[u as usize].access == AccessRole::Manager,
+                "Teammates can only be listed for a user with the manager role",
+            )),
         }),
         sort: Sort::IdAsc,
         manager: false,
@@ -882,6 +903,7 @@ pub static DECLS: [Decl; 22] = [
             of: |d, i| d.invoice_messages[i as usize].invoice,
             sort: Sort::IdDesc,
             cursor: true,
+            requires: None,
         }),
         feature: Some(Feature::Invoice),
         filters: &[US],
@@ -922,6 +944,7 @@ pub static DECLS: [Decl; 22] = [
             of: |d, i| d.invoice_payments[i as usize].invoice,
             sort: Sort::IdDesc,
             cursor: true,
+            requires: None,
         }),
         feature: Some(Feature::Invoice),
         filters: &[US],
@@ -1004,6 +1027,7 @@ pub static DECLS: [Decl; 22] = [
             of: |d, i| d.estimate_messages[i as usize].estimate,
             sort: Sort::IdDesc,
             cursor: true,
+            requires: None,
         }),
         feature: Some(Feature::Estimate),
         filters: &[US],
