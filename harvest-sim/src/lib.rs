@@ -12,6 +12,27 @@
 //! let clients = sim.truth("clients");
 //! assert!(!clients.is_empty());
 //! ```
+//!
+//! # Layers
+//!
+//! Each module uses only modules of the layers below it (bottom first):
+//!
+//! 1. `util`, `config`: dates, timestamps and decimals; settings, credentials and the plain
+//!    values of the library API (leaves).
+//! 2. `model`: the records, the resource names (`Res`), the account (`Data`), tombstones, and
+//!    each record's JSON view.
+//! 3. `params`: query string, list filters, paging and cursors, `{"message"}` errors.
+//! 4. `resources`: one declaration per resource (`DECLS`): table, parent, route, order,
+//!    filters, permissions, view, mutation, deletion and generation rules (`Res::decl`).
+//! 5. `query` (sort orders, children indexes, caches, the list envelope), `delete`, `gen`:
+//!    generic over the declarations.
+//! 6. `mutate` (touch, create, archive, redate), `reports` (aggregates).
+//! 7. `api`: `/v2` routes, permissions and answers.
+//! 8. `server`: HTTP, auth, rate limits, faults, latency, statistics, Harvest ID, control API.
+//! 9. This crate root (`Sim`), then the binary (`main.rs`).
+//!
+//! Adding a resource touches two files: `model.rs` (its record, view, `Res` variant and
+//! `Data` table) and `resources.rs` (its declaration, at the variant's position).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
