@@ -1,14 +1,12 @@
 //! Faults, latency, reports, mutations, the control API and the binary.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use chrono::NaiveDate;
-use common::*;
 use harvest_sim::*;
 use serde_json::{json, Value};
 
