@@ -2,14 +2,13 @@
 
 use bytes::Bytes;
 
-use crate::model::{AccessRole, Data};
-use crate::query::{
-    id_of, parse_paging, render_into, write_list, Filters, Indexes, Links, PageReq, Paging,
-    ParamError, Params, Res, Scope,
-};
+use crate::config::Features;
+use crate::model::{AccessRole, Data, Res};
+use crate::params::{parse_paging, Filters, PageReq, Paging, ParamError, Params};
+use crate::query::{render_into, write_list, Indexes, Links, Scope};
 use crate::reports::{self, ReportArgs, ReportKind};
+use crate::resources::{self, Feature, Member, Owner};
 use crate::util::parse_date;
-use crate::Features;
 
 /// An endpoint of the API.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,24 +29,18 @@ pub struct Route {
     pub template: String,
 }
 
+/// The resource with the top-level route `/v2/{name}`.
 fn top_level(s: &str) -> Option<Res> {
-    Some(match s {
-        "users" => Res::Users,
-        "roles" => Res::Roles,
-        "clients" => Res::Clients,
-        "contacts" => Res::Contacts,
-        "projects" => Res::Projects,
-        "tasks" => Res::Tasks,
-        "task_assignments" => Res::TaskAssignments,
-        "user_assignments" => Res::UserAssignments,
-        "invoice_item_categories" => Res::InvoiceItemCategories,
-        "estimate_item_categories" => Res::EstimateItemCategories,
-        "invoices" => Res::Invoices,
-        "estimates" => Res::Estimates,
-        "expense_categories" => Res::ExpenseCategories,
-        "expenses" => Res::Expenses,
-        "time_entries" => Res::TimeEntries,
-        _ => return None,
+    Res::from_name(s).filter(|r| r.decl().top.is_some())
+}
+
+/// The resource nested as `/v2/{parent}/{id}/{segment}`.
+fn nested(parent: &str, segment: &str) -> Option<Res> {
+    resources::all().find(|r| {
+        r.decl()
+            .parent
+            .as_ref()
+            .is_some_and(|p| p.segment == segment && p.res.name() == parent)
     })
 }
 
@@ -73,47 +66,18 @@ pub fn match_route(rest: &str) -> Option<Route> {
         }
         [top, x] => {
             let r = top_level(top)?;
-            if matches!(r, Res::TaskAssignments | Res::UserAssignments) {
+            if !r.decl().top.is_some_and(|t| t.single) {
                 return None;
             }
             (Ep::Single(r, id(x)?), format!("/v2/{top}/{{id}}"))
         }
-        ["invoices", x, "messages"] => (
-            Ep::List(Res::InvoiceMessages, Some(id(x)?)),
-            "/v2/invoices/{id}/messages".to_string(),
-        ),
-        ["invoices", x, "payments"] => (
-            Ep::List(Res::InvoicePayments, Some(id(x)?)),
-            "/v2/invoices/{id}/payments".to_string(),
-        ),
-        ["estimates", x, "messages"] => (
-            Ep::List(Res::EstimateMessages, Some(id(x)?)),
-            "/v2/estimates/{id}/messages".to_string(),
-        ),
-        ["projects", x, "user_assignments"] => (
-            Ep::List(Res::UserAssignments, Some(id(x)?)),
-            "/v2/projects/{id}/user_assignments".to_string(),
-        ),
-        ["projects", x, "task_assignments"] => (
-            Ep::List(Res::TaskAssignments, Some(id(x)?)),
-            "/v2/projects/{id}/task_assignments".to_string(),
-        ),
-        ["users", x, "billable_rates"] => (
-            Ep::List(Res::BillableRates, Some(id(x)?)),
-            "/v2/users/{id}/billable_rates".to_string(),
-        ),
-        ["users", x, "cost_rates"] => (
-            Ep::List(Res::CostRates, Some(id(x)?)),
-            "/v2/users/{id}/cost_rates".to_string(),
-        ),
-        ["users", x, "project_assignments"] => (
-            Ep::List(Res::ProjectAssignments, Some(id(x)?)),
-            "/v2/users/{id}/project_assignments".to_string(),
-        ),
-        ["users", x, "teammates"] => (
-            Ep::List(Res::Teammates, Some(id(x)?)),
-            "/v2/users/{id}/teammates".to_string(),
-        ),
+        [parent, x, segment] => {
+            let r = nested(parent, segment)?;
+            (
+                Ep::List(r, Some(id(x)?)),
+                format!("/v2/{parent}/{{id}}/{segment}"),
+            )
+        }
         _ => return None,
     };
     Some(Route { ep, template })
@@ -135,11 +99,8 @@ impl Ep {
     /// Whether this list is answered in cursor mode by default.
     pub fn cursor_capable(&self) -> bool {
         match self {
-            Ep::List(r, parent) => match r {
-                Res::TimeEntries | Res::Expenses | Res::Invoices | Res::Estimates => false,
-                Res::UserAssignments | Res::TaskAssignments => parent.is_none(),
-                _ => true,
-            },
+            Ep::List(r, None) => r.decl().top.is_some_and(|t| t.cursor),
+            Ep::List(r, Some(_)) => r.decl().parent.as_ref().is_some_and(|p| p.cursor),
             _ => false,
         }
     }
@@ -156,57 +117,36 @@ pub struct Viewer {
 /// Why an endpoint answers 403, if it does.
 pub fn forbidden(ep: &Ep, v: &Viewer, f: Features, d: &Data) -> Option<String> {
     let feature_off = |name: &str| Some(format!("The {name} feature is disabled for this account"));
-    if let Some(r) = ep.res() {
-        match r {
-            Res::Invoices
-            | Res::InvoiceMessages
-            | Res::InvoicePayments
-            | Res::InvoiceItemCategories
-                if !f.invoice =>
-            {
-                return feature_off("invoice")
-            }
-            Res::Estimates | Res::EstimateMessages | Res::EstimateItemCategories if !f.estimate => {
-                return feature_off("estimate")
-            }
-            Res::Expenses | Res::ExpenseCategories if !f.expense => return feature_off("expense"),
-            _ => {}
-        }
-    }
-    if let Ep::Report(k) = ep {
-        if k.is_expenses() && !f.expense {
-            return feature_off("expense");
-        }
+    let needs = match ep {
+        Ep::List(r, _) | Ep::Single(r, _) => r.decl().feature,
+        Ep::Report(k) if k.is_expenses() => Some(Feature::Expense),
+        _ => None,
+    };
+    match needs {
+        Some(Feature::Invoice) if !f.invoice => return feature_off("invoice"),
+        Some(Feature::Estimate) if !f.estimate => return feature_off("estimate"),
+        Some(Feature::Expense) if !f.expense => return feature_off("expense"),
+        _ => {}
     }
     let denied = || Some("You do not have permission to access this resource".to_string());
-    match v.role {
-        AccessRole::Administrator => None,
-        AccessRole::Manager => match ep.res() {
-            Some(
-                Res::Roles
-                | Res::EstimateItemCategories
-                | Res::CostRates
-                | Res::ExpenseCategories
-                | Res::Teammates,
-            ) => denied(),
-            _ => None,
-        },
-        AccessRole::Member => {
-            let own_id = d.users[v.user as usize].id;
-            let ok = match ep {
-                Ep::Company | Ep::UsersMe | Ep::MeProjectAssignments => true,
-                Ep::List(Res::ProjectAssignments, Some(uid)) => *uid == own_id,
-                Ep::List(Res::Tasks | Res::TimeEntries | Res::Expenses, None) => true,
-                Ep::Single(Res::Tasks | Res::TimeEntries | Res::Expenses, _) => true,
-                Ep::Report(k) => k.is_time() || k.is_expenses(),
+    let ok = match v.role {
+        AccessRole::Administrator => true,
+        AccessRole::Manager => ep.res().is_none_or(|r| r.decl().manager),
+        AccessRole::Member => match ep {
+            Ep::Company | Ep::UsersMe | Ep::MeProjectAssignments => true,
+            Ep::List(r, parent) => match (r.decl().member, parent) {
+                (Member::Yes, None) => true,
+                (Member::OwnParent, Some(uid)) => *uid == d.users[v.user as usize].id,
                 _ => false,
-            };
-            if ok {
-                None
-            } else {
-                denied()
-            }
-        }
+            },
+            Ep::Single(r, _) => r.decl().member == Member::Yes,
+            Ep::Report(k) => k.is_time() || k.is_expenses(),
+        },
+    };
+    if ok {
+        None
+    } else {
+        denied()
     }
 }
 
@@ -231,38 +171,26 @@ fn parent_scope(d: &Data, r: Res, pid: Option<i64>) -> Option<Scope> {
     let Some(pid) = pid else {
         return Some(Scope::All);
     };
-    let idx = match r {
-        Res::InvoiceMessages | Res::InvoicePayments => d.invoice_idx(pid),
-        Res::EstimateMessages => d.estimate_idx(pid),
-        Res::UserAssignments | Res::TaskAssignments => d.project_idx(pid),
-        Res::BillableRates | Res::CostRates | Res::ProjectAssignments | Res::Teammates => {
-            d.user_idx(pid)
-        }
-        _ => None,
-    }?;
-    let parent = match r {
-        Res::InvoiceMessages | Res::InvoicePayments => Res::Invoices,
-        Res::EstimateMessages => Res::Estimates,
-        Res::UserAssignments | Res::TaskAssignments => Res::Projects,
-        _ => Res::Users,
-    };
+    let parent = r.decl().parent.as_ref()?.res;
+    let idx = (parent.decl().find)(d, pid)?;
     if d.deleted.has(parent, idx) {
         return None;
     }
     Some(Scope::Parent(idx))
 }
 
-/// Members see only their own time entries and expenses.
-fn restricts_to_viewer(v: &Viewer, r: Res) -> Option<u32> {
-    (v.role == AccessRole::Member && matches!(r, Res::TimeEntries | Res::Expenses))
-        .then_some(v.user)
+/// Members see only their own time entries and expenses: the viewer's user, and the owner of
+/// a record.
+fn restricts_to_viewer(v: &Viewer, r: Res) -> Option<(u32, Owner)> {
+    let owner = r.decl().owner?;
+    (v.role == AccessRole::Member).then_some((v.user, owner))
 }
 
 /// Answers an authorized, permitted request.
 pub fn answer(d: &Data, ix: &Indexes, ep: &Ep, cx: &Ctx) -> Answer {
     match ep {
-        Ep::Company => Answer::Json(to_bytes(&crate::render::company(cx.features))),
-        Ep::UsersMe => Answer::Json(to_bytes(&crate::render::user(d, cx.viewer.user))),
+        Ep::Company => Answer::Json(to_bytes(&crate::model::company(cx.features))),
+        Ep::UsersMe => Answer::Json(to_bytes(&crate::model::user(d, cx.viewer.user))),
         Ep::MeProjectAssignments => {
             let uid = d.users[cx.viewer.user as usize].id;
             list(d, ix, Res::ProjectAssignments, Some(uid), false, cx)
@@ -281,12 +209,8 @@ fn single(d: &Data, ix: &Indexes, r: Res, id: i64, cx: &Ctx) -> Answer {
     let Some(idx) = crate::delete::index_of(d, r, id) else {
         return Answer::NotFound;
     };
-    if let Some(v) = restricts_to_viewer(cx.viewer, r) {
-        let owner = match r {
-            Res::TimeEntries => d.te_user(&d.time_entries[idx as usize]),
-            _ => d.ex_user(&d.expenses[idx as usize]),
-        };
-        if owner != v {
+    if let Some((v, owner)) = restricts_to_viewer(cx.viewer, r) {
+        if owner(d, idx) != v {
             return Answer::NotFound;
         }
     }
@@ -306,16 +230,18 @@ fn list(d: &Data, ix: &Indexes, r: Res, pid: Option<i64>, cursor: bool, cx: &Ctx
     let Some(scope) = parent_scope(d, r, pid) else {
         return Answer::NotFound;
     };
-    if let (Res::Teammates, Scope::Parent(u)) = (r, scope) {
-        if d.users[u as usize].access != AccessRole::Manager {
-            return Answer::Error(ParamError {
-                status: 422,
-                message: "Teammates can only be listed for a user with the manager role"
-                    .to_string(),
-            });
+    if let (Some(parent), Scope::Parent(p)) = (&r.decl().parent, scope) {
+        if let Some((holds, message)) = parent.requires {
+            if !holds(d, p) {
+                return Answer::Error(ParamError {
+                    status: 422,
+                    message: message.to_string(),
+                });
+            }
         }
     }
-    let viewer = restricts_to_viewer(cx.viewer, r);
+    let restricted = restricts_to_viewer(cx.viewer, r);
+    let viewer = restricted.map(|(v, _)| v);
     let cache_key = format!(
         "{}|{}|{}?{}",
         cx.host, cx.viewer.user, cx.path, cx.raw_query
@@ -327,7 +253,7 @@ fn list(d: &Data, ix: &Indexes, r: Res, pid: Option<i64>, cursor: bool, cx: &Ctx
         Ok(p) => p,
         Err(e) => return Answer::Error(e),
     };
-    let filters = match Filters::parse(r, cx.params) {
+    let filters = match Filters::parse(r.decl().filters, cx.params) {
         Ok(f) => f,
         Err(e) => return Answer::Error(e),
     };
@@ -341,16 +267,17 @@ fn list(d: &Data, ix: &Indexes, r: Res, pid: Option<i64>, cursor: bool, cx: &Ctx
     let order = ix.query(qkey, || {
         ix.base_order(d, r, scope)
             .into_iter()
-            .filter(|&i| filters.pass(d, r, i, viewer))
+            .filter(|&i| restricted.is_none_or(|(v, owner)| owner(d, i) == v))
+            .filter(|&i| (r.decl().pass)(&filters, d, i))
             .collect()
     });
-    let ascending = matches!(r, Res::BillableRates | Res::CostRates);
+    let ascending = r.decl().ids_ascend;
     let body = write_list(
-        r.key(),
+        r.name(),
         &order,
         req,
         &links,
-        |i| id_of(d, r, i),
+        |i| (r.decl().id)(d, i),
         ascending,
         |i, out| render_into(r, d, ix, i, out),
     );

@@ -3,7 +3,8 @@
 //! messages; a user its assignments, rates and teammate links) and what Harvest refuses to
 //! delete (a client with projects, invoices or estimates; a task, task assignment or user
 //! assignment with time tracked to it; a user with time entries or expenses; an expense
-//! category in use). Harvest has no DELETE for rates.
+//! category in use). Harvest has no DELETE for rates. Those rules are declared per resource
+//! (`resources::Decl::{refusal, dependents, on_delete, links}`); this module applies them.
 //!
 //! A deleted record stays in its vector (every reference is an index) and is marked in
 //! [`Data::deleted`]; every list, single GET, report and the ground truth leave it out. The data
@@ -12,12 +13,9 @@
 //! Deleting a line item removes it from its invoice or estimate and bumps the parent's
 //! `updated_at`; deleting a message or payment bumps its parent's, as sending or recording one does.
 
-use std::collections::HashSet;
-
 use serde::{Deserialize, Serialize};
 
 use crate::model::*;
-use crate::query::Res;
 use crate::util::Ts;
 
 /// Everything one deletion removed, by resource name (cascades included).
@@ -26,243 +24,47 @@ pub struct Deleted {
     pub deleted: Vec<(String, i64)>,
 }
 
-/// The records of a resource marked deleted (indexes into its vector).
-#[derive(Clone, Debug, Default)]
-pub struct Tombstones {
-    sets: std::collections::HashMap<Res, HashSet<u32>>,
-}
-
-impl Tombstones {
-    pub fn is_empty(&self) -> bool {
-        self.sets.values().all(HashSet::is_empty)
-    }
-
-    pub fn has(&self, res: Res, i: u32) -> bool {
-        let res = match res {
-            Res::ProjectAssignments => Res::UserAssignments,
-            r => r,
-        };
-        self.sets.get(&res).is_some_and(|s| s.contains(&i))
-    }
-
-    fn mark(&mut self, res: Res, i: u32) -> bool {
-        self.sets.entry(res).or_default().insert(i)
-    }
-}
-
-fn position<T>(v: &[T], id: i64, get: impl Fn(&T) -> i64) -> Option<u32> {
-    v.iter().position(|x| get(x) == id).map(|i| i as u32)
-}
-
 /// The index of the live record `id` of `res` (a single GET's, a deletion's).
 pub fn index_of(d: &Data, res: Res, id: i64) -> Option<u32> {
-    let i = match res {
-        Res::Users => d.user_idx(id),
-        Res::Roles => d.role_idx(id),
-        Res::Clients => d.client_idx(id),
-        Res::Contacts => d.contact_idx(id),
-        Res::Projects => d.project_idx(id),
-        Res::Tasks => d.task_idx(id),
-        Res::TaskAssignments => d.task_assignment_idx(id),
-        Res::UserAssignments | Res::ProjectAssignments => d.user_assignment_idx(id),
-        Res::BillableRates => position(&d.billable_rates, id, |x| x.id),
-        Res::CostRates => position(&d.cost_rates, id, |x| x.id),
-        // A teammate link is named by its user: every link to that user goes.
-        Res::Teammates => d.user_idx(id),
-        Res::InvoiceItemCategories => d.invoice_item_category_idx(id),
-        Res::EstimateItemCategories => d.estimate_item_category_idx(id),
-        Res::Invoices => d.invoice_idx(id),
-        Res::InvoiceMessages => position(&d.invoice_messages, id, |x| x.id),
-        Res::InvoicePayments => position(&d.invoice_payments, id, |x| x.id),
-        Res::Estimates => d.estimate_idx(id),
-        Res::EstimateMessages => position(&d.estimate_messages, id, |x| x.id),
-        Res::ExpenseCategories => d.expense_category_idx(id),
-        Res::Expenses => d.expense_idx(id),
-        Res::TimeEntries => d.time_entry_idx(id),
-    }?;
-    // A teammate "index" is its user's: the user is not deleted with its links.
-    (res == Res::Teammates || !d.deleted.has(res, i)).then_some(i)
+    let decl = res.decl();
+    let i = (decl.find)(d, id)?;
+    // Where one id names several links (teammates), the index is the named record's: it is
+    // not deleted with its links.
+    (decl.links.is_some() || !d.deleted.has(res, i)).then_some(i)
 }
 
 /// Why Harvest would refuse to delete record `i` of `res`, if it would.
 fn refusal(d: &Data, res: Res, i: u32) -> Option<String> {
-    let live_te = |f: &dyn Fn(&TimeEntry) -> bool| {
-        d.time_entries
-            .iter()
-            .enumerate()
-            .any(|(k, t)| !d.deleted.has(Res::TimeEntries, k as u32) && f(t))
-    };
-    let live_ex = |f: &dyn Fn(&Expense) -> bool| {
-        d.expenses
-            .iter()
-            .enumerate()
-            .any(|(k, x)| !d.deleted.has(Res::Expenses, k as u32) && f(x))
-    };
-    let why = match res {
-        Res::Clients => {
-            let used = d
-                .projects
-                .iter()
-                .enumerate()
-                .any(|(k, p)| p.client == i && !d.deleted.has(Res::Projects, k as u32))
-                || d.invoices
-                    .iter()
-                    .enumerate()
-                    .any(|(k, x)| x.client == i && !d.deleted.has(Res::Invoices, k as u32))
-                || d.estimates
-                    .iter()
-                    .enumerate()
-                    .any(|(k, x)| x.client == i && !d.deleted.has(Res::Estimates, k as u32));
-            used.then_some("a client with projects, invoices or estimates")
-        }
-        Res::Tasks => live_te(&|t| d.task_assignments[t.ta as usize].task == i)
-            .then_some("a task with time tracked to it"),
-        Res::TaskAssignments => {
-            live_te(&|t| t.ta == i).then_some("a task assignment with time tracked to it")
-        }
-        Res::UserAssignments | Res::ProjectAssignments => (live_te(&|t| t.ua == i)
-            || live_ex(&|x| x.ua == i))
-        .then_some("a user assignment with time or expenses"),
-        Res::Users => (live_te(&|t| d.te_user(t) == i) || live_ex(&|x| d.ex_user(x) == i))
-            .then_some("a user with time entries or expenses"),
-        Res::ExpenseCategories => {
-            live_ex(&|x| x.category == i).then_some("an expense category in use")
-        }
-        Res::BillableRates | Res::CostRates => Some("a rate (Harvest has no DELETE for rates)"),
-        _ => None,
-    };
-    why.map(|w| format!("Harvest refuses to delete {w}"))
+    (res.decl().refusal)(d, i).map(|w| format!("Harvest refuses to delete {w}"))
 }
 
 /// Marks record `i` of `res` deleted, and what goes with it.
 fn cascade(d: &mut Data, res: Res, i: u32, now: Ts, out: &mut Vec<(String, i64)>) {
-    let res = match res {
-        Res::ProjectAssignments => Res::UserAssignments,
-        r => r,
-    };
+    let res = res.decl().stored_as.unwrap_or(res);
     if !d.deleted.mark(res, i) {
         return;
     }
-    let id = match res {
-        // A teammate link is named by its user's id.
-        Res::Teammates => d.users[d.teammates[i as usize].user as usize].id,
-        _ => crate::query::id_of(d, res, i),
-    };
-    out.push((res.name().to_string(), id));
+    let decl = res.decl();
+    out.push((decl.name.to_string(), (decl.id)(d, i)));
     let mut goes: Vec<(Res, u32)> = Vec::new();
-    for (child, owner) in dependents(res) {
+    for (child, owner) in decl.dependents {
         goes.extend(
-            (0..len(d, *child) as u32)
+            (0..(child.decl().len)(d) as u32)
                 .filter(|&k| !d.deleted.has(*child, k) && owner(d, k) == i)
                 .map(|k| (*child, k)),
         );
     }
-    match res {
-        Res::Users => {
-            for role in &mut d.roles {
-                if role.users.contains(&i) {
-                    role.users.retain(|&u| u != i);
-                    role.updated_at = now;
-                }
-            }
-        }
-        Res::InvoiceMessages => {
-            let p = d.invoice_messages[i as usize].invoice as usize;
-            d.invoices[p].updated_at = now;
-        }
-        Res::InvoicePayments => {
-            let p = d.invoice_payments[i as usize].invoice as usize;
-            d.invoices[p].updated_at = now;
-        }
-        Res::EstimateMessages => {
-            let p = d.estimate_messages[i as usize].estimate as usize;
-            d.estimates[p].updated_at = now;
-        }
-        _ => {}
-    }
+    (decl.on_delete)(d, i, now);
     for (child, k) in goes {
         cascade(d, child, k, now, out);
-    }
-}
-
-type Owner = fn(&Data, u32) -> u32;
-
-/// What goes with a record of `res`: each dependent resource, with the index of the record
-/// of `res` that owns each of its records.
-fn dependents(res: Res) -> &'static [(Res, Owner)] {
-    match res {
-        Res::Projects => &[
-            (Res::TimeEntries, |d, k| {
-                d.te_project(&d.time_entries[k as usize])
-            }),
-            (Res::Expenses, |d, k| d.ex_project(&d.expenses[k as usize])),
-            (Res::UserAssignments, |d, k| {
-                d.user_assignments[k as usize].project
-            }),
-            (Res::TaskAssignments, |d, k| {
-                d.task_assignments[k as usize].project
-            }),
-        ],
-        Res::Invoices => &[
-            (Res::InvoiceMessages, |d, k| {
-                d.invoice_messages[k as usize].invoice
-            }),
-            (Res::InvoicePayments, |d, k| {
-                d.invoice_payments[k as usize].invoice
-            }),
-        ],
-        Res::Estimates => &[(Res::EstimateMessages, |d, k| {
-            d.estimate_messages[k as usize].estimate
-        })],
-        Res::Clients => &[(Res::Contacts, |d, k| d.contacts[k as usize].client)],
-        Res::Tasks => &[(Res::TaskAssignments, |d, k| {
-            d.task_assignments[k as usize].task
-        })],
-        Res::Users => &[
-            (Res::UserAssignments, |d, k| {
-                d.user_assignments[k as usize].user
-            }),
-            (Res::BillableRates, |d, k| d.billable_rates[k as usize].user),
-            (Res::CostRates, |d, k| d.cost_rates[k as usize].user),
-            (Res::Teammates, |d, k| d.teammates[k as usize].user),
-            (Res::Teammates, |d, k| d.teammates[k as usize].manager),
-        ],
-        _ => &[],
-    }
-}
-
-/// How many records (live or deleted) the vector of `res` holds.
-fn len(d: &Data, res: Res) -> usize {
-    match res {
-        Res::Users => d.users.len(),
-        Res::Roles => d.roles.len(),
-        Res::Clients => d.clients.len(),
-        Res::Contacts => d.contacts.len(),
-        Res::Projects => d.projects.len(),
-        Res::Tasks => d.tasks.len(),
-        Res::TaskAssignments => d.task_assignments.len(),
-        Res::UserAssignments | Res::ProjectAssignments => d.user_assignments.len(),
-        Res::BillableRates => d.billable_rates.len(),
-        Res::CostRates => d.cost_rates.len(),
-        Res::Teammates => d.teammates.len(),
-        Res::InvoiceItemCategories => d.invoice_item_categories.len(),
-        Res::EstimateItemCategories => d.estimate_item_categories.len(),
-        Res::Invoices => d.invoices.len(),
-        Res::InvoiceMessages => d.invoice_messages.len(),
-        Res::InvoicePayments => d.invoice_payments.len(),
-        Res::Estimates => d.estimates.len(),
-        Res::EstimateMessages => d.estimate_messages.len(),
-        Res::ExpenseCategories => d.expense_categories.len(),
-        Res::Expenses => d.expenses.len(),
-        Res::TimeEntries => d.time_entries.len(),
     }
 }
 
 /// Records of `res` that can be deleted, `count` of them spread over the list (every k-th,
 /// not just the newest), skipping those Harvest would refuse.
 pub fn pick(d: &Data, res: Res, count: usize) -> Vec<i64> {
-    let n = len(d, res);
-    let live: Vec<u32> = (0..n as u32)
+    let decl = res.decl();
+    let live: Vec<u32> = (0..(decl.len)(d) as u32)
         .filter(|&i| !d.deleted.has(res, i) && refusal(d, res, i).is_none())
         .collect();
     let step = (live.len() / count.max(1)).max(1);
@@ -270,10 +72,7 @@ pub fn pick(d: &Data, res: Res, count: usize) -> Vec<i64> {
         .skip(step / 2)
         .step_by(step)
         .take(count)
-        .map(|&i| match res {
-            Res::Teammates => d.users[d.teammates[i as usize].user as usize].id,
-            _ => crate::query::id_of(d, res, i),
-        })
+        .map(|&i| (decl.id)(d, i))
         .collect()
 }
 
@@ -291,16 +90,12 @@ pub fn delete(d: &mut Data, res: Res, ids: &[i64], now: i64) -> Result<Deleted, 
     let now = Ts(now.max(d.max_ts + 1));
     let mut out = Vec::new();
     for i in found {
-        if res == Res::Teammates {
-            // Every link to this user goes; the user stays.
-            let links: Vec<u32> = (0..d.teammates.len() as u32)
-                .filter(|&k| d.teammates[k as usize].user == i && !d.deleted.has(res, k))
-                .collect();
-            for k in links {
-                cascade(d, res, k, now, &mut out);
-            }
-        } else {
-            cascade(d, res, i, now, &mut out);
+        let targets = match res.decl().links {
+            Some(links) => links(d, i),
+            None => vec![i],
+        };
+        for k in targets {
+            cascade(d, res, k, now, &mut out);
         }
     }
     d.version += 1;

@@ -10,9 +10,9 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::config::Size;
 use crate::model::*;
 use crate::util::{mul_hundredths, percent_of, Date, Ts};
-use crate::Size;
 
 /// First instant of generated data.
 pub const DATA_START: i64 = 1_546_300_800; // 2019-01-01T00:00:00Z
@@ -424,6 +424,11 @@ pub fn generate(seed: u64, size: Size) -> Data {
     gen_expenses(&mut d, seed, &sc);
     // Last, from its own stream: nothing generated before depends on teammates.
     gen_teammates(&mut d, seed);
+    for r in crate::resources::all() {
+        if let Some(generate) = r.decl().generate {
+            generate(&mut d, seed, size);
+        }
+    }
     d.max_ts = max_timestamp(&d);
     d
 }
@@ -623,15 +628,9 @@ fn gen_clients(d: &mut Data, seed: u64, sc: &Scale) {
 
 fn gen_contacts(d: &mut Data, seed: u64, sc: &Scale) {
     let mut rng = rng_for(seed, 4);
-    let nc = d.clients.len();
     let mut contacts: Vec<Contact> = (0..sc.contacts)
         .map(|i| {
-            let client = if i < nc {
-                i as u32
-            } else {
-                rng.random_range(0..nc) as u32
-            };
-            let cc = d.clients[client as usize].created_at.0;
+            let (client, cc) = client_for(d, &mut rng, i);
             let c = ts_between(&mut rng, cc + 600, DATA_END - 86_400);
             let first = *pick(&mut rng, FIRST_NAMES);
             let last = *pick(&mut rng, LAST_NAMES);
@@ -715,113 +714,8 @@ fn gen_tasks(d: &mut Data, seed: u64, sc: &Scale) {
 
 fn gen_projects(d: &mut Data, seed: u64, sc: &Scale) {
     let mut rng = rng_for(seed, 6);
-    let nc = d.clients.len();
     let mut projects: Vec<Project> = (0..sc.projects)
-        .map(|i| {
-            let client = if i < nc {
-                i as u32
-            } else {
-                rng.random_range(0..nc) as u32
-            };
-            let cc = d.clients[client as usize].created_at.0;
-            let c = ts_between(
-                &mut rng,
-                cc + 3_600,
-                (cc + 86_400 * 900).min(DATA_END - 86_400 * 60),
-            );
-            let is_fixed_fee = i % 5 == 2;
-            let bill_by = if is_fixed_fee {
-                if i % 2 == 0 {
-                    "Project"
-                } else {
-                    "none"
-                }
-            } else {
-                *pick(&mut rng, &["Project", "Tasks", "People", "Tasks"])
-            };
-            let budget_by = match i % 7 {
-                0 => "project",
-                1 => "project_cost",
-                2 => "task",
-                3 => "task_fees",
-                4 => "person",
-                _ => "none",
-            };
-            let budget = if budget_by == "none" {
-                None
-            } else if budget_by == "project_cost" || budget_by == "task_fees" {
-                Some(money(&mut rng, 2_000, 90_000))
-            } else {
-                Some(rng.random_range(20..800) * 100 + if i % 3 == 0 { 50 } else { 0 })
-            };
-            let word = PROJECT_WORDS[i % PROJECT_WORDS.len()];
-            let round = i / PROJECT_WORDS.len();
-            let name = if round == 0 {
-                word.to_string()
-            } else {
-                format!("{word} {}", round + 1)
-            };
-            let code = if i % 4 == 3 {
-                String::new()
-            } else {
-                let initials: String = word
-                    .split_whitespace()
-                    .filter_map(|w| w.chars().next())
-                    .collect();
-                format!("{initials}{}", i + 1)
-            };
-            let starts = if i % 3 == 1 {
-                None
-            } else {
-                Some(Date::of_ts(c))
-            };
-            Project {
-                id: 0,
-                client,
-                name: Cow::Owned(name),
-                code: Cow::Owned(code),
-                is_active: i < 5 || rng.random_bool(0.8),
-                is_billable: i % 9 != 8,
-                is_fixed_fee,
-                bill_by,
-                hourly_rate: if bill_by == "Project" {
-                    Some(rate(&mut rng))
-                } else {
-                    None
-                },
-                budget,
-                budget_by,
-                budget_is_monthly: budget.is_some() && i % 11 == 0,
-                notify_when_over_budget: budget.is_some() && rng.random_bool(0.6),
-                over_budget_notification_percentage: *pick(&mut rng, &[8000, 9000, 7550]),
-                over_budget_notification_date: if i % 13 == 6 {
-                    Some(Date::of_ts(c + 86_400 * 40))
-                } else {
-                    None
-                },
-                show_budget_to_all: rng.random_bool(0.3),
-                cost_budget: if i % 6 == 1 {
-                    Some(money(&mut rng, 1_000, 40_000))
-                } else {
-                    None
-                },
-                cost_budget_include_expenses: i % 12 == 1,
-                fee: if is_fixed_fee {
-                    Some(money(&mut rng, 1_000, 60_000))
-                } else {
-                    None
-                },
-                notes: Cow::Borrowed(if i % 2 == 0 { "" } else { "Kick-off in week 1" }),
-                starts_on: starts,
-                ends_on: if i % 5 == 4 {
-                    Some(Date::of_ts(c + 86_400 * 365))
-                } else {
-                    None
-                },
-                created_at: Ts(c),
-                updated_at: updated_after(&mut rng, c),
-            }
-        })
+        .map(|i| new_project(d, &mut rng, i))
         .collect();
     assign_ids(
         &mut projects,
@@ -830,6 +724,132 @@ fn gen_projects(d: &mut Data, seed: u64, sc: &Scale) {
         |p, id| p.id = id,
     );
     d.projects = projects;
+}
+
+/// How the `i`-th project is budgeted, and its budget.
+fn project_budget(rng: &mut ChaCha8Rng, i: usize) -> (&'static str, Option<i64>) {
+    let budget_by = match i % 7 {
+        0 => "project",
+        1 => "project_cost",
+        2 => "task",
+        3 => "task_fees",
+        4 => "person",
+        _ => "none",
+    };
+    let budget = if budget_by == "none" {
+        None
+    } else if budget_by == "project_cost" || budget_by == "task_fees" {
+        Some(money(rng, 2_000, 90_000))
+    } else {
+        Some(rng.random_range(20..800) * 100 + if i % 3 == 0 { 50 } else { 0 })
+    };
+    (budget_by, budget)
+}
+
+/// The `i`-th project's name and code (initials and number; none for every fourth).
+fn project_name_code(i: usize) -> (String, String) {
+    let word = PROJECT_WORDS[i % PROJECT_WORDS.len()];
+    let round = i / PROJECT_WORDS.len();
+    let name = if round == 0 {
+        word.to_string()
+    } else {
+        format!("{word} {}", round + 1)
+    };
+    let code = if i % 4 == 3 {
+        String::new()
+    } else {
+        let initials: String = word
+            .split_whitespace()
+            .filter_map(|w| w.chars().next())
+            .collect();
+        format!("{initials}{}", i + 1)
+    };
+    (name, code)
+}
+
+/// The client of the `i`-th record of a kind (every client once, then at random) and when
+/// the client was created.
+fn client_for(d: &Data, rng: &mut ChaCha8Rng, i: usize) -> (u32, i64) {
+    let nc = d.clients.len();
+    let client = if i < nc {
+        i as u32
+    } else {
+        rng.random_range(0..nc) as u32
+    };
+    (client, d.clients[client as usize].created_at.0)
+}
+
+/// The `i`-th project, before its id.
+fn new_project(d: &Data, rng: &mut ChaCha8Rng, i: usize) -> Project {
+    let (client, cc) = client_for(d, rng, i);
+    let c = ts_between(
+        rng,
+        cc + 3_600,
+        (cc + 86_400 * 900).min(DATA_END - 86_400 * 60),
+    );
+    let is_fixed_fee = i % 5 == 2;
+    let bill_by = if is_fixed_fee {
+        if i % 2 == 0 {
+            "Project"
+        } else {
+            "none"
+        }
+    } else {
+        *pick(rng, &["Project", "Tasks", "People", "Tasks"])
+    };
+    let (budget_by, budget) = project_budget(rng, i);
+    let (name, code) = project_name_code(i);
+    let starts = if i % 3 == 1 {
+        None
+    } else {
+        Some(Date::of_ts(c))
+    };
+    Project {
+        id: 0,
+        client,
+        name: Cow::Owned(name),
+        code: Cow::Owned(code),
+        is_active: i < 5 || rng.random_bool(0.8),
+        is_billable: i % 9 != 8,
+        is_fixed_fee,
+        bill_by,
+        hourly_rate: if bill_by == "Project" {
+            Some(rate(rng))
+        } else {
+            None
+        },
+        budget,
+        budget_by,
+        budget_is_monthly: budget.is_some() && i % 11 == 0,
+        notify_when_over_budget: budget.is_some() && rng.random_bool(0.6),
+        over_budget_notification_percentage: *pick(rng, &[8000, 9000, 7550]),
+        over_budget_notification_date: if i % 13 == 6 {
+            Some(Date::of_ts(c + 86_400 * 40))
+        } else {
+            None
+        },
+        show_budget_to_all: rng.random_bool(0.3),
+        cost_budget: if i % 6 == 1 {
+            Some(money(rng, 1_000, 40_000))
+        } else {
+            None
+        },
+        cost_budget_include_expenses: i % 12 == 1,
+        fee: if is_fixed_fee {
+            Some(money(rng, 1_000, 60_000))
+        } else {
+            None
+        },
+        notes: Cow::Borrowed(if i % 2 == 0 { "" } else { "Kick-off in week 1" }),
+        starts_on: starts,
+        ends_on: if i % 5 == 4 {
+            Some(Date::of_ts(c + 86_400 * 365))
+        } else {
+            None
+        },
+        created_at: Ts(c),
+        updated_at: updated_after(rng, c),
+    }
 }
 
 fn gen_assignments(d: &mut Data, seed: u64, sc: &Scale) {
@@ -1224,7 +1244,6 @@ fn creators(d: &Data) -> Vec<u32> {
 
 fn gen_estimates(d: &mut Data, seed: u64, sc: &Scale) {
     let mut rng = rng_for(seed, 10);
-    let nc = d.clients.len();
     let kinds: Vec<Txt> = d
         .estimate_item_categories
         .iter()
@@ -1234,59 +1253,7 @@ fn gen_estimates(d: &mut Data, seed: u64, sc: &Scale) {
     let contacts = contacts_by_client(d);
     let mut next_line = 57_531_001;
     let mut ests: Vec<Estimate> = (0..sc.estimates)
-        .map(|i| {
-            let client = if i < nc {
-                i as u32
-            } else {
-                rng.random_range(0..nc) as u32
-            };
-            let cc = d.clients[client as usize].created_at.0;
-            let c = ts_between(&mut rng, cc + 86_400, DATA_END - 86_400 * 20);
-            let issue = Date::of_ts(c);
-            let lines = gen_lines(&mut rng, &kinds, None, i == 0, &mut 0);
-            let t = totals(&mut rng, &lines, i);
-            let state = match i {
-                0 => "accepted",
-                1 => "sent",
-                2 => "draft",
-                3 => "declined",
-                _ => *pick(
-                    &mut rng,
-                    &["accepted", "accepted", "sent", "draft", "declined"],
-                ),
-            };
-            let sent_at = if state == "draft" {
-                None
-            } else {
-                Some(Ts(c + rng.random_range(600..86_400)))
-            };
-            let decided = sent_at.map(|s| Ts(s.0 + rng.random_range(3_600..86_400 * 14)));
-            Estimate {
-                id: 0,
-                client,
-                number: String::new(),
-                purchase_order: if i % 3 == 0 { "PO-4411" } else { "" },
-                amount: t.amount,
-                tax: t.tax,
-                tax_amount: t.tax_amount,
-                tax2: t.tax2,
-                tax2_amount: t.tax2_amount,
-                discount: t.discount,
-                discount_amount: t.discount_amount,
-                subject: Cow::Borrowed(*pick(&mut rng, INVOICE_SUBJECTS)),
-                notes: Cow::Borrowed(if i % 2 == 0 { "" } else { "Valid for 30 days." }),
-                currency: d.clients[client as usize].currency,
-                state,
-                issue_date: issue,
-                sent_at,
-                accepted_at: if state == "accepted" { decided } else { None },
-                declined_at: if state == "declined" { decided } else { None },
-                creator: *pick(&mut rng, &creators),
-                line_items: lines.items,
-                created_at: Ts(c),
-                updated_at: Ts(c),
-            }
-        })
+        .map(|i| new_estimate(d, &mut rng, &kinds, &creators, i))
         .collect();
     assign_ids(&mut ests, 1_439_001, |e| e.created_at.0, |e, id| e.id = id);
     for (i, e) in ests.iter_mut().enumerate() {
@@ -1297,7 +1264,72 @@ fn gen_estimates(d: &mut Data, seed: u64, sc: &Scale) {
         }
     }
     d.next_estimate_line_id = next_line;
-    // Messages: one per sent estimate, and state-change events after it.
+    let mut msgs = estimate_messages(&mut rng, &mut ests, &contacts);
+    assign_ids(&mut msgs, 2_666_001, |m| m.created_at.0, |m, id| m.id = id);
+    d.estimates = ests;
+    d.estimate_messages = msgs;
+}
+
+/// The `i`-th estimate, before its id and number.
+fn new_estimate(
+    d: &Data,
+    rng: &mut ChaCha8Rng,
+    kinds: &[Txt],
+    creators: &[u32],
+    i: usize,
+) -> Estimate {
+    let (client, cc) = client_for(d, rng, i);
+    let c = ts_between(rng, cc + 86_400, DATA_END - 86_400 * 20);
+    let issue = Date::of_ts(c);
+    let lines = gen_lines(rng, kinds, None, i == 0, &mut 0);
+    let t = totals(rng, &lines, i);
+    let state = match i {
+        0 => "accepted",
+        1 => "sent",
+        2 => "draft",
+        3 => "declined",
+        _ => *pick(rng, &["accepted", "accepted", "sent", "draft", "declined"]),
+    };
+    let sent_at = if state == "draft" {
+        None
+    } else {
+        Some(Ts(c + rng.random_range(600..86_400)))
+    };
+    let decided = sent_at.map(|s| Ts(s.0 + rng.random_range(3_600..86_400 * 14)));
+    Estimate {
+        id: 0,
+        client,
+        number: String::new(),
+        purchase_order: if i % 3 == 0 { "PO-4411" } else { "" },
+        amount: t.amount,
+        tax: t.tax,
+        tax_amount: t.tax_amount,
+        tax2: t.tax2,
+        tax2_amount: t.tax2_amount,
+        discount: t.discount,
+        discount_amount: t.discount_amount,
+        subject: Cow::Borrowed(*pick(rng, INVOICE_SUBJECTS)),
+        notes: Cow::Borrowed(if i % 2 == 0 { "" } else { "Valid for 30 days." }),
+        currency: d.clients[client as usize].currency,
+        state,
+        issue_date: issue,
+        sent_at,
+        accepted_at: if state == "accepted" { decided } else { None },
+        declined_at: if state == "declined" { decided } else { None },
+        creator: *pick(rng, creators),
+        line_items: lines.items,
+        created_at: Ts(c),
+        updated_at: Ts(c),
+    }
+}
+
+/// Messages: one per sent estimate, and state-change events after it (each estimate's
+/// `updated_at` moves to its last).
+fn estimate_messages(
+    rng: &mut ChaCha8Rng,
+    ests: &mut [Estimate],
+    contacts: &[Vec<u32>],
+) -> Vec<EstimateMessage> {
     let mut msgs = Vec::new();
     for (ei, e) in ests.iter_mut().enumerate() {
         let Some(sent) = e.sent_at else { continue };
@@ -1322,151 +1354,54 @@ fn gen_estimates(d: &mut Data, seed: u64, sc: &Scale) {
                 updated_at: Ts(at),
             });
         };
-        push(&mut rng, sent.0, None, "Estimate");
+        push(rng, sent.0, None, "Estimate");
         let mut last = sent.0;
         if let Some(a) = e.accepted_at {
-            push(&mut rng, a.0, Some("accept"), "Estimate accepted");
+            push(rng, a.0, Some("accept"), "Estimate accepted");
             last = a.0;
         } else if let Some(dcl) = e.declined_at {
-            push(&mut rng, dcl.0, Some("decline"), "Estimate declined");
+            push(rng, dcl.0, Some("decline"), "Estimate declined");
             last = dcl.0;
         } else if rng.random_bool(0.3) {
             last = sent.0 + 7_200;
-            push(&mut rng, last, Some("view"), "Estimate viewed");
+            push(rng, last, Some("view"), "Estimate viewed");
         }
         e.updated_at = Ts(last.max(e.created_at.0));
     }
-    assign_ids(&mut msgs, 2_666_001, |m| m.created_at.0, |m, id| m.id = id);
-    d.estimates = ests;
-    d.estimate_messages = msgs;
+    msgs
+}
+
+/// What every generated invoice draws on: item kinds, creators, and the client's projects,
+/// contacts and accepted estimates.
+struct InvoiceCtx {
+    kinds: Vec<Txt>,
+    creators: Vec<u32>,
+    by_client: Vec<Vec<u32>>,
+    accepted_by_client: Vec<Vec<u32>>,
 }
 
 fn gen_invoices(d: &mut Data, seed: u64, sc: &Scale) {
     let mut rng = rng_for(seed, 11);
     let nc = d.clients.len();
-    let kinds: Vec<Txt> = d
-        .invoice_item_categories
-        .iter()
-        .map(|c| c.name.clone())
-        .collect();
-    let creators = creators(d);
-    let by_client = projects_by_client(d);
-    let contacts = contacts_by_client(d);
     let mut accepted_by_client: Vec<Vec<u32>> = vec![Vec::new(); nc];
     for (i, e) in d.estimates.iter().enumerate() {
         if e.state == "accepted" {
             accepted_by_client[e.client as usize].push(i as u32);
         }
     }
+    let cx = InvoiceCtx {
+        kinds: d
+            .invoice_item_categories
+            .iter()
+            .map(|c| c.name.clone())
+            .collect(),
+        creators: creators(d),
+        by_client: projects_by_client(d),
+        accepted_by_client,
+    };
+    let contacts = contacts_by_client(d);
     let mut invs: Vec<Invoice> = (0..sc.invoices)
-        .map(|i| {
-            let client = if i < nc {
-                i as u32
-            } else {
-                rng.random_range(0..nc) as u32
-            };
-            let cc = d.clients[client as usize].created_at.0;
-            let c = ts_between(&mut rng, cc + 86_400 * 20, DATA_END - 86_400 * 2);
-            let issue = Date::of_ts(c);
-            let lines = gen_lines(
-                &mut rng,
-                &kinds,
-                Some(&by_client[client as usize]),
-                i == 0,
-                &mut 0,
-            );
-            let t = totals(&mut rng, &lines, i);
-            let state = match i {
-                0 => "paid",
-                1 => "open",
-                2 => "paid",
-                3 => "draft",
-                4 => "closed",
-                _ => *pick(
-                    &mut rng,
-                    &[
-                        "paid", "paid", "paid", "paid", "open", "open", "open", "draft", "closed",
-                    ],
-                ),
-            };
-            let (term, days) = *pick(
-                &mut rng,
-                &[
-                    ("upon receipt", 0),
-                    ("net 15", 15),
-                    ("net 30", 30),
-                    ("net 45", 45),
-                    ("net 60", 60),
-                    ("custom", 20),
-                ],
-            );
-            let period = rng.random_bool(0.5);
-            let estimate = accepted_by_client[client as usize]
-                .iter()
-                .copied()
-                .find(|&e| d.estimates[e as usize].issue_date <= issue && rng.random_bool(0.3))
-                .unwrap_or(NONE);
-            let sent_at = if state == "draft" {
-                None
-            } else {
-                Some(Ts(c + rng.random_range(600..86_400)))
-            };
-            Invoice {
-                id: 0,
-                client,
-                number: String::new(),
-                purchase_order: if i % 4 == 0 { "PO-2291" } else { "" },
-                amount: t.amount,
-                due_amount: t.amount,
-                tax: t.tax,
-                tax_amount: t.tax_amount,
-                tax2: t.tax2,
-                tax2_amount: t.tax2_amount,
-                discount: t.discount,
-                discount_amount: t.discount_amount,
-                subject: Cow::Borrowed(*pick(&mut rng, INVOICE_SUBJECTS)),
-                notes: Cow::Borrowed(if i % 2 == 0 {
-                    ""
-                } else {
-                    "Thank you for your business."
-                }),
-                currency: d.clients[client as usize].currency,
-                state,
-                period_start: if period {
-                    Some(Date(issue.0 - 31))
-                } else {
-                    None
-                },
-                period_end: if period {
-                    Some(Date(issue.0 - 1))
-                } else {
-                    None
-                },
-                issue_date: issue,
-                due_date: Date(issue.0 + days),
-                payment_term: term,
-                payment_options: PAYMENT_OPTIONS[rng.random_range(0..PAYMENT_OPTIONS.len())],
-                sent_at,
-                paid_at: None,
-                paid_date: None,
-                closed_at: None,
-                recurring_invoice_id: if i % 10 == 7 {
-                    Some(2_910_001 + (i as i64 % 50))
-                } else {
-                    None
-                },
-                estimate,
-                retainer_id: if i % 17 == 9 {
-                    Some(169_001 + i as i64 % 7)
-                } else {
-                    None
-                },
-                creator: *pick(&mut rng, &creators),
-                line_items: lines.items,
-                created_at: Ts(c),
-                updated_at: Ts(c),
-            }
-        })
+        .map(|i| new_invoice(d, &mut rng, &cx, i))
         .collect();
     assign_ids(&mut invs, 13_150_001, |x| x.created_at.0, |x, id| x.id = id);
     let mut next_line = 53_341_001;
@@ -1480,158 +1415,298 @@ fn gen_invoices(d: &mut Data, seed: u64, sc: &Scale) {
     d.next_invoice_line_id = next_line;
 
     // Payments and messages, with the parent's updated_at bumped to the latest of them.
-    let mut pays = Vec::new();
-    let mut msgs = Vec::new();
-    let mut pay_no = 0usize;
+    let mut h = History::default();
     for (ii, inv) in invs.iter_mut().enumerate() {
-        let Some(sent) = inv.sent_at else { continue };
-        let mut last = sent.0;
-        let recips = &contacts[inv.client as usize];
-        let recipients: Vec<u32> = recips.iter().take(1 + ii % 2).copied().collect();
-        msgs.push(InvoiceMessage {
-            id: 0,
-            invoice: ii as u32,
-            sender: inv.creator,
-            recipients: recipients.clone(),
-            subject: format!("Invoice #{} from Acme Co", inv.number),
-            body: Cow::Borrowed(MESSAGE_BODIES[0]),
-            include_link_to_client_invoice: false,
-            attach_pdf: true,
-            send_me_a_copy: rng.random_bool(0.5),
-            thank_you: false,
-            event_type: None,
-            reminder: false,
-            send_reminder_on: None,
-            created_at: sent,
-            updated_at: sent,
-        });
-        if inv.state == "open" && rng.random_bool(0.4) {
-            let at = sent.0 + 86_400 * rng.random_range(10..40);
-            msgs.push(InvoiceMessage {
-                id: 0,
-                invoice: ii as u32,
-                sender: inv.creator,
-                recipients: recipients.clone(),
-                subject: format!("Reminder: invoice #{}", inv.number),
-                body: Cow::Borrowed(MESSAGE_BODIES[1]),
-                include_link_to_client_invoice: false,
-                attach_pdf: false,
-                send_me_a_copy: false,
-                thank_you: false,
-                event_type: None,
-                reminder: true,
-                send_reminder_on: Some(Date::of_ts(at)),
-                created_at: Ts(at),
-                updated_at: Ts(at),
-            });
-            last = last.max(at);
-        }
-        let paid_total = match inv.state {
-            "paid" => inv.amount,
-            "open" if ii % 3 == 1 => inv.amount / 2,
-            _ => 0,
-        };
-        if paid_total > 0 {
-            let split = paid_total > 100_000 && rng.random_bool(0.4);
-            let parts = if split {
-                vec![paid_total / 2, paid_total - paid_total / 2]
-            } else {
-                vec![paid_total]
-            };
-            let mut at = sent.0;
-            for part in parts {
-                at += 86_400 * rng.random_range(1..30) + rng.random_range(0..3_600);
-                let at = at.min(DATA_END);
-                let (gid, gname) = match pay_no % 4 {
-                    0 => (None, None),
-                    1 => (Some(1_001 + (pay_no as i64 % 3)), Some(PAYMENT_GATEWAYS[0])),
-                    2 => (None, Some(*pick(&mut rng, PAYMENT_GATEWAYS))),
-                    _ => (Some(1_004), Some(PAYMENT_GATEWAYS[1])),
-                };
-                pays.push(InvoicePayment {
-                    id: 0,
-                    invoice: ii as u32,
-                    amount: part,
-                    paid_at: Ts(at),
-                    paid_date: Date::of_ts(at),
-                    recorder: inv.creator,
-                    notes: Cow::Borrowed(*pick(&mut rng, PAYMENT_NOTES)),
-                    transaction_id: if gid.is_some() {
-                        Some(format!("ch_{:x}", crate::util::mix64(pay_no as u64)))
-                    } else {
-                        None
-                    },
-                    gateway_id: gid,
-                    gateway_name: gname,
-                    created_at: Ts(at),
-                    updated_at: Ts(at),
-                });
-                pay_no += 1;
-                last = last.max(at);
-            }
-            inv.due_amount = inv.amount - paid_total;
-            if inv.state == "paid" {
-                let at = last;
-                inv.paid_at = Some(Ts(at));
-                inv.paid_date = Some(Date::of_ts(at));
-                msgs.push(InvoiceMessage {
-                    id: 0,
-                    invoice: ii as u32,
-                    sender: inv.creator,
-                    recipients: recipients.clone(),
-                    subject: format!("Payment received for invoice #{}", inv.number),
-                    body: Cow::Borrowed(MESSAGE_BODIES[2]),
-                    include_link_to_client_invoice: false,
-                    attach_pdf: false,
-                    send_me_a_copy: false,
-                    thank_you: true,
-                    event_type: None,
-                    reminder: false,
-                    send_reminder_on: None,
-                    created_at: Ts(at + 60),
-                    updated_at: Ts(at + 60),
-                });
-                last = at + 60;
-            }
-        }
-        if inv.state == "closed" {
-            let at = sent.0 + 86_400 * rng.random_range(30..90);
-            inv.closed_at = Some(Ts(at));
-            msgs.push(InvoiceMessage {
-                id: 0,
-                invoice: ii as u32,
-                sender: inv.creator,
-                recipients: Vec::new(),
-                subject: format!("Invoice #{} closed", inv.number),
-                body: Cow::Borrowed(""),
-                include_link_to_client_invoice: false,
-                attach_pdf: false,
-                send_me_a_copy: false,
-                thank_you: false,
-                event_type: Some("close"),
-                reminder: false,
-                send_reminder_on: None,
-                created_at: Ts(at),
-                updated_at: Ts(at),
-            });
-            last = last.max(at);
-        }
-        inv.updated_at = Ts(last.min(DATA_END).max(inv.created_at.0));
+        invoice_history(&mut rng, ii, inv, &contacts, &mut h);
     }
     // Nothing after the data's end, so that no child is newer than its (capped) invoice.
-    for m in msgs.iter_mut() {
+    for m in h.msgs.iter_mut() {
         m.created_at = Ts(m.created_at.0.min(DATA_END));
         m.updated_at = Ts(m.updated_at.0.min(DATA_END));
     }
-    for p in pays.iter_mut() {
+    for p in h.pays.iter_mut() {
         p.created_at = Ts(p.created_at.0.min(DATA_END));
         p.updated_at = Ts(p.updated_at.0.min(DATA_END));
     }
-    assign_ids(&mut pays, 10_336_001, |p| p.created_at.0, |p, id| p.id = id);
-    assign_ids(&mut msgs, 27_835_001, |m| m.created_at.0, |m, id| m.id = id);
+    assign_ids(
+        &mut h.pays,
+        10_336_001,
+        |p| p.created_at.0,
+        |p, id| p.id = id,
+    );
+    assign_ids(
+        &mut h.msgs,
+        27_835_001,
+        |m| m.created_at.0,
+        |m, id| m.id = id,
+    );
     d.invoices = invs;
-    d.invoice_payments = pays;
-    d.invoice_messages = msgs;
+    d.invoice_payments = h.pays;
+    d.invoice_messages = h.msgs;
+}
+
+/// The state and payment term (with its days) of the `i`-th invoice.
+fn invoice_state(rng: &mut ChaCha8Rng, i: usize) -> (&'static str, (&'static str, i32)) {
+    let state = match i {
+        0 => "paid",
+        1 => "open",
+        2 => "paid",
+        3 => "draft",
+        4 => "closed",
+        _ => *pick(
+            rng,
+            &[
+                "paid", "paid", "paid", "paid", "open", "open", "open", "draft", "closed",
+            ],
+        ),
+    };
+    let term = *pick(
+        rng,
+        &[
+            ("upon receipt", 0),
+            ("net 15", 15),
+            ("net 30", 30),
+            ("net 45", 45),
+            ("net 60", 60),
+            ("custom", 20),
+        ],
+    );
+    (state, term)
+}
+
+/// The `i`-th invoice, before its id, number, messages and payments.
+fn new_invoice(d: &Data, rng: &mut ChaCha8Rng, cx: &InvoiceCtx, i: usize) -> Invoice {
+    let (client, cc) = client_for(d, rng, i);
+    let c = ts_between(rng, cc + 86_400 * 20, DATA_END - 86_400 * 2);
+    let issue = Date::of_ts(c);
+    let lines = gen_lines(
+        rng,
+        &cx.kinds,
+        Some(&cx.by_client[client as usize]),
+        i == 0,
+        &mut 0,
+    );
+    let t = totals(rng, &lines, i);
+    let (state, (term, days)) = invoice_state(rng, i);
+    let period = rng.random_bool(0.5);
+    let estimate = cx.accepted_by_client[client as usize]
+        .iter()
+        .copied()
+        .find(|&e| d.estimates[e as usize].issue_date <= issue && rng.random_bool(0.3))
+        .unwrap_or(NONE);
+    let sent_at = if state == "draft" {
+        None
+    } else {
+        Some(Ts(c + rng.random_range(600..86_400)))
+    };
+    Invoice {
+        id: 0,
+        client,
+        number: String::new(),
+        purchase_order: if i % 4 == 0 { "PO-2291" } else { "" },
+        amount: t.amount,
+        due_amount: t.amount,
+        tax: t.tax,
+        tax_amount: t.tax_amount,
+        tax2: t.tax2,
+        tax2_amount: t.tax2_amount,
+        discount: t.discount,
+        discount_amount: t.discount_amount,
+        subject: Cow::Borrowed(*pick(rng, INVOICE_SUBJECTS)),
+        notes: Cow::Borrowed(if i % 2 == 0 {
+            ""
+        } else {
+            "Thank you for your business."
+        }),
+        currency: d.clients[client as usize].currency,
+        state,
+        period_start: period.then(|| Date(issue.0 - 31)),
+        period_end: period.then(|| Date(issue.0 - 1)),
+        issue_date: issue,
+        due_date: Date(issue.0 + days),
+        payment_term: term,
+        payment_options: PAYMENT_OPTIONS[rng.random_range(0..PAYMENT_OPTIONS.len())],
+        sent_at,
+        paid_at: None,
+        paid_date: None,
+        closed_at: None,
+        recurring_invoice_id: (i % 10 == 7).then(|| 2_910_001 + (i as i64 % 50)),
+        estimate,
+        retainer_id: (i % 17 == 9).then(|| 169_001 + i as i64 % 7),
+        creator: *pick(rng, &cx.creators),
+        line_items: lines.items,
+        created_at: Ts(c),
+        updated_at: Ts(c),
+    }
+}
+
+/// Generated invoice messages and payments (and how many payments so far).
+#[derive(Default)]
+struct History {
+    msgs: Vec<InvoiceMessage>,
+    pays: Vec<InvoicePayment>,
+    pay_no: usize,
+}
+
+/// A plain message about invoice `ii` sent at `at` (no link, no PDF, no copy, no reminder).
+fn invoice_message(
+    ii: usize,
+    inv: &Invoice,
+    recipients: Vec<u32>,
+    subject: String,
+    body: &'static str,
+    at: i64,
+) -> InvoiceMessage {
+    InvoiceMessage {
+        id: 0,
+        invoice: ii as u32,
+        sender: inv.creator,
+        recipients,
+        subject,
+        body: Cow::Borrowed(body),
+        include_link_to_client_invoice: false,
+        attach_pdf: false,
+        send_me_a_copy: false,
+        thank_you: false,
+        event_type: None,
+        reminder: false,
+        send_reminder_on: None,
+        created_at: Ts(at),
+        updated_at: Ts(at),
+    }
+}
+
+/// Invoice `ii`'s messages and payments as its state implies; its `updated_at` (and paid,
+/// closed and due fields) follow from them.
+fn invoice_history(
+    rng: &mut ChaCha8Rng,
+    ii: usize,
+    inv: &mut Invoice,
+    contacts: &[Vec<u32>],
+    h: &mut History,
+) {
+    let Some(sent) = inv.sent_at else { return };
+    let mut last = sent.0;
+    let recips = &contacts[inv.client as usize];
+    let recipients: Vec<u32> = recips.iter().take(1 + ii % 2).copied().collect();
+    h.msgs.push(InvoiceMessage {
+        attach_pdf: true,
+        send_me_a_copy: rng.random_bool(0.5),
+        ..invoice_message(
+            ii,
+            inv,
+            recipients.clone(),
+            format!("Invoice #{} from Acme Co", inv.number),
+            MESSAGE_BODIES[0],
+            sent.0,
+        )
+    });
+    if inv.state == "open" && rng.random_bool(0.4) {
+        let at = sent.0 + 86_400 * rng.random_range(10..40);
+        h.msgs.push(InvoiceMessage {
+            reminder: true,
+            send_reminder_on: Some(Date::of_ts(at)),
+            ..invoice_message(
+                ii,
+                inv,
+                recipients.clone(),
+                format!("Reminder: invoice #{}", inv.number),
+                MESSAGE_BODIES[1],
+                at,
+            )
+        });
+        last = last.max(at);
+    }
+    let paid_total = match inv.state {
+        "paid" => inv.amount,
+        "open" if ii % 3 == 1 => inv.amount / 2,
+        _ => 0,
+    };
+    if paid_total > 0 {
+        last = last.max(invoice_payments(rng, ii, inv, paid_total, h));
+        inv.due_amount = inv.amount - paid_total;
+        if inv.state == "paid" {
+            let at = last;
+            inv.paid_at = Some(Ts(at));
+            inv.paid_date = Some(Date::of_ts(at));
+            h.msgs.push(InvoiceMessage {
+                thank_you: true,
+                ..invoice_message(
+                    ii,
+                    inv,
+                    recipients.clone(),
+                    format!("Payment received for invoice #{}", inv.number),
+                    MESSAGE_BODIES[2],
+                    at + 60,
+                )
+            });
+            last = at + 60;
+        }
+    }
+    if inv.state == "closed" {
+        let at = sent.0 + 86_400 * rng.random_range(30..90);
+        inv.closed_at = Some(Ts(at));
+        h.msgs.push(InvoiceMessage {
+            event_type: Some("close"),
+            ..invoice_message(
+                ii,
+                inv,
+                Vec::new(),
+                format!("Invoice #{} closed", inv.number),
+                "",
+                at,
+            )
+        });
+        last = last.max(at);
+    }
+    inv.updated_at = Ts(last.min(DATA_END).max(inv.created_at.0));
+}
+
+/// Payments of `paid_total` on invoice `ii` (one, or two halves); returns the last one's time.
+fn invoice_payments(
+    rng: &mut ChaCha8Rng,
+    ii: usize,
+    inv: &Invoice,
+    paid_total: i64,
+    h: &mut History,
+) -> i64 {
+    let sent = inv.sent_at.map_or(0, |s| s.0);
+    let split = paid_total > 100_000 && rng.random_bool(0.4);
+    let parts = if split {
+        vec![paid_total / 2, paid_total - paid_total / 2]
+    } else {
+        vec![paid_total]
+    };
+    let mut at = sent;
+    let mut last = sent;
+    for part in parts {
+        at += 86_400 * rng.random_range(1..30) + rng.random_range(0..3_600);
+        let at = at.min(DATA_END);
+        let pay_no = h.pay_no;
+        let (gid, gname) = match pay_no % 4 {
+            0 => (None, None),
+            1 => (Some(1_001 + (pay_no as i64 % 3)), Some(PAYMENT_GATEWAYS[0])),
+            2 => (None, Some(*pick(rng, PAYMENT_GATEWAYS))),
+            _ => (Some(1_004), Some(PAYMENT_GATEWAYS[1])),
+        };
+        h.pays.push(InvoicePayment {
+            id: 0,
+            invoice: ii as u32,
+            amount: part,
+            paid_at: Ts(at),
+            paid_date: Date::of_ts(at),
+            recorder: inv.creator,
+            notes: Cow::Borrowed(*pick(rng, PAYMENT_NOTES)),
+            transaction_id: gid.map(|_| format!("ch_{:x}", crate::util::mix64(pay_no as u64))),
+            gateway_id: gid,
+            gateway_name: gname,
+            created_at: Ts(at),
+            updated_at: Ts(at),
+        });
+        h.pay_no += 1;
+        last = last.max(at);
+    }
+    last
 }
 
 /// For each project, its task assignments.
@@ -1688,138 +1763,201 @@ fn gen_time_entries(d: &mut Data, seed: u64, sc: &Scale) {
     days.sort_unstable();
     let mut out = Vec::with_capacity(n);
     let mut ext_refs = Vec::new();
+    let cx = EntryCtx {
+        tas: &tas,
+        invs: &invs,
+        last_day,
+    };
     for (i, &day) in days.iter().enumerate() {
-        let spent = Date(day);
-        let prefix = ua_prefix(d, spent);
-        // Entries belong to active projects' assignments mostly; the member token user gets a
-        // fair share so member views are never empty.
-        let mut ua = rng.random_range(0..prefix) as u32;
-        if i % 7 == 0 {
-            if let Some(pos) = d.user_assignments[..prefix]
-                .iter()
-                .position(|u| u.user == 2)
-            {
-                ua = pos as u32;
-            }
-        }
-        let uai = &d.user_assignments[ua as usize];
-        let project = &d.projects[uai.project as usize];
-        let user = &d.users[uai.user as usize];
-        let plist = &tas[uai.project as usize];
-        let ta = if plist.is_empty() {
-            0
-        } else {
-            *pick(&mut rng, plist)
-        };
-        let tai = &d.task_assignments[ta as usize];
-        let hours: i32 = match rng.random_range(0..6) {
-            0 => rng.random_range(1..=8) * 100,
-            1 => rng.random_range(1..=32) * 25,
-            2 => rng.random_range(5..=600),
-            3 => rng.random_range(1..=16) * 50,
-            4 => 211,
-            _ => rng.random_range(10..=900),
-        };
-        let rounded = (hours + 24) / 25 * 25;
-        let billable = tai.billable && project.is_billable;
-        let rate = if billable {
-            uai.hourly_rate
-                .or(tai.hourly_rate)
-                .or(project.hourly_rate)
-                .or(user.default_hourly_rate)
-                .unwrap_or(10_000)
-        } else {
-            -1
-        };
-        let cost = user.cost_rate.map(|c| c as i32).unwrap_or(-1);
-        let client = project.client as usize;
-        let age_days = last_day - day;
-        let invoice = if billable && age_days > 30 && rng.random_bool(0.75) {
-            invoice_for(d, &invs[client], spent)
-        } else {
-            NONE
-        };
-        let billed = invoice != NONE;
-        let approved = billed || (age_days > 14 && rng.random_bool(0.5));
-        let submitted = !approved && rng.random_bool(0.3);
-        let mut flags = 0u16;
-        let set = |f: &mut u16, bit: u16, on: bool| {
-            if on {
-                *f |= bit;
-            }
-        };
-        set(&mut flags, te_flags::BILLED, billed);
-        set(&mut flags, te_flags::LOCKED, approved || billed);
-        set(&mut flags, te_flags::CLOSED, approved);
-        set(&mut flags, te_flags::APPROVED, approved);
-        set(&mut flags, te_flags::SUBMITTED, submitted);
-        set(&mut flags, te_flags::BILLABLE, billable);
-        set(&mut flags, te_flags::BUDGETED, project.budget.is_some());
-        set(&mut flags, te_flags::CLOCK24, user.clock24);
-        let (started, ended) = if i % 5 == 1 {
-            (u16::MAX, u16::MAX)
-        } else {
-            let s = rng.random_range(7 * 60..17 * 60) as u16 / 5 * 5;
-            let e = (u32::from(s) + hours as u32 * 60 / 100).min(23 * 60 + 59) as u16;
-            (s, e)
-        };
-        let created = spent.midnight() + rng.random_range(3_600 * 8..3_600 * 23);
-        let ext_ref = if i % 12 == 3 {
-            let k = ext_refs.len();
-            ext_refs.push(ExternalRef {
-                id: format!("{}", 10_000 + k * 7),
-                group_id: format!("{}", 300 + k % 40),
-                account_id: format!("{}", 12 + k % 3),
-                service: SERVICES[k % SERVICES.len()],
-            });
-            k as u32
-        } else if i % 12 == 9 && !ext_refs.is_empty() {
-            // Another entry logged against a task already referenced (Harvest's integrations
-            // put the same Asana or GitHub reference on every entry of that task). No RNG draw,
-            // so nothing else of the account moves.
-            (i / 12 % ext_refs.len()) as u32
-        } else {
-            NONE
-        };
-        let notes = if i % 10 == 9 {
-            NONE
-        } else {
-            rng.random_range(0..TE_NOTES.len()) as u32
-        };
-        let updated = if approved {
-            let t = created + rng.random_range(86_400..86_400 * 20);
-            if t > DATA_END {
-                Ts(ts_between(&mut rng, created.min(DATA_END), DATA_END))
-            } else {
-                Ts(t)
-            }
-        } else {
-            updated_after(&mut rng, created)
-        };
-        out.push(TimeEntry {
-            id: 0,
-            created_at: Ts(created),
-            updated_at: updated,
-            timer_started_at: 0,
-            spent_date: spent,
-            ua,
-            ta,
-            hours,
-            hours_without_timer: hours,
-            rounded_hours: rounded,
-            billable_rate: rate as i32,
-            cost_rate: cost,
-            invoice,
-            ext_ref,
-            notes,
-            started,
-            ended,
-            flags,
-        });
+        out.push(new_time_entry(d, &mut rng, &cx, i, day, &mut ext_refs));
     }
     out.sort_by_key(|t| (t.spent_date, t.created_at));
-    // The newest entries have a running timer.
-    let running = if n < 100 { 1 } else { 3 };
+    start_timers(&mut out, if n < 100 { 1 } else { 3 });
+    for (i, t) in out.iter_mut().enumerate() {
+        t.id = 636_709_001 + i as i64;
+    }
+    // Small accounts may have no entry close enough to an invoice: bill a few anyway so that
+    // `invoice` objects appear in every size.
+    if !out.iter().any(|t| t.invoice != NONE) {
+        bill_a_few(d, &mut out, &invs);
+    }
+    d.time_entries = out;
+    d.ext_refs = ext_refs;
+}
+
+/// What every generated time entry draws on.
+struct EntryCtx<'a> {
+    /// Each project's task assignments.
+    tas: &'a [Vec<u32>],
+    /// Each client's sent invoices, by issue date.
+    invs: &'a [Vec<u32>],
+    last_day: i32,
+}
+
+/// Hours (in hundredths) of a time entry: whole, quarter, odd and half hours.
+fn entry_hours(rng: &mut ChaCha8Rng) -> i32 {
+    match rng.random_range(0..6) {
+        0 => rng.random_range(1..=8) * 100,
+        1 => rng.random_range(1..=32) * 25,
+        2 => rng.random_range(5..=600),
+        3 => rng.random_range(1..=16) * 50,
+        4 => 211,
+        _ => rng.random_range(10..=900),
+    }
+}
+
+/// The external reference of the `i`-th entry: a new one every 12th entry, a repeated one
+/// for others (Harvest's integrations put the same Asana or GitHub reference on every entry
+/// of that task), none otherwise. No RNG draw, so nothing else of the account moves.
+fn entry_ext_ref(i: usize, ext_refs: &mut Vec<ExternalRef>) -> u32 {
+    if i % 12 == 3 {
+        let k = ext_refs.len();
+        ext_refs.push(ExternalRef {
+            id: format!("{}", 10_000 + k * 7),
+            group_id: format!("{}", 300 + k % 40),
+            account_id: format!("{}", 12 + k % 3),
+            service: SERVICES[k % SERVICES.len()],
+        });
+        k as u32
+    } else if i % 12 == 9 && !ext_refs.is_empty() {
+        (i / 12 % ext_refs.len()) as u32
+    } else {
+        NONE
+    }
+}
+
+/// Start and end clock times (minutes after midnight) of the `i`-th entry; none for every fifth.
+fn entry_clock(rng: &mut ChaCha8Rng, i: usize, hours: i32) -> (u16, u16) {
+    if i % 5 == 1 {
+        (u16::MAX, u16::MAX)
+    } else {
+        let s = rng.random_range(7 * 60..17 * 60) as u16 / 5 * 5;
+        let e = (u32::from(s) + hours as u32 * 60 / 100).min(23 * 60 + 59) as u16;
+        (s, e)
+    }
+}
+
+/// When an entry created at `created` was last updated (approved ones, days later).
+fn entry_updated(rng: &mut ChaCha8Rng, approved: bool, created: i64) -> Ts {
+    if approved {
+        let t = created + rng.random_range(86_400..86_400 * 20);
+        if t > DATA_END {
+            Ts(ts_between(rng, created.min(DATA_END), DATA_END))
+        } else {
+            Ts(t)
+        }
+    } else {
+        updated_after(rng, created)
+    }
+}
+
+/// A user assignment that existed on `spent`, drawn at random; on the member's turn, the
+/// member token user's first one instead (so member views are never empty).
+fn pick_assignment(d: &Data, rng: &mut ChaCha8Rng, spent: Date, member_turn: bool) -> u32 {
+    let prefix = ua_prefix(d, spent);
+    let ua = rng.random_range(0..prefix) as u32;
+    if member_turn {
+        if let Some(pos) = d.user_assignments[..prefix]
+            .iter()
+            .position(|u| u.user == 2)
+        {
+            return pos as u32;
+        }
+    }
+    ua
+}
+
+/// The `i`-th time entry (spent on `day`), before its id.
+fn new_time_entry(
+    d: &Data,
+    rng: &mut ChaCha8Rng,
+    cx: &EntryCtx,
+    i: usize,
+    day: i32,
+    ext_refs: &mut Vec<ExternalRef>,
+) -> TimeEntry {
+    let spent = Date(day);
+    // Entries belong to active projects' assignments mostly; the member token user gets a
+    // fair share so member views are never empty.
+    let ua = pick_assignment(d, rng, spent, i % 7 == 0);
+    let uai = &d.user_assignments[ua as usize];
+    let project = &d.projects[uai.project as usize];
+    let user = &d.users[uai.user as usize];
+    let plist = &cx.tas[uai.project as usize];
+    let ta = if plist.is_empty() {
+        0
+    } else {
+        *pick(rng, plist)
+    };
+    let tai = &d.task_assignments[ta as usize];
+    let hours = entry_hours(rng);
+    let billable = tai.billable && project.is_billable;
+    let rate = if billable {
+        uai.hourly_rate
+            .or(tai.hourly_rate)
+            .or(project.hourly_rate)
+            .or(user.default_hourly_rate)
+            .unwrap_or(10_000)
+    } else {
+        -1
+    };
+    let age_days = cx.last_day - day;
+    let invoice = if billable && age_days > 30 && rng.random_bool(0.75) {
+        invoice_for(d, &cx.invs[project.client as usize], spent)
+    } else {
+        NONE
+    };
+    let billed = invoice != NONE;
+    let approved = billed || (age_days > 14 && rng.random_bool(0.5));
+    let submitted = !approved && rng.random_bool(0.3);
+    let mut flags = 0u16;
+    for (bit, on) in [
+        (te_flags::BILLED, billed),
+        (te_flags::LOCKED, approved || billed),
+        (te_flags::CLOSED, approved),
+        (te_flags::APPROVED, approved),
+        (te_flags::SUBMITTED, submitted),
+        (te_flags::BILLABLE, billable),
+        (te_flags::BUDGETED, project.budget.is_some()),
+        (te_flags::CLOCK24, user.clock24),
+    ] {
+        if on {
+            flags |= bit;
+        }
+    }
+    let (started, ended) = entry_clock(rng, i, hours);
+    let created = spent.midnight() + rng.random_range(3_600 * 8..3_600 * 23);
+    let ext_ref = entry_ext_ref(i, ext_refs);
+    let notes = if i % 10 == 9 {
+        NONE
+    } else {
+        rng.random_range(0..TE_NOTES.len()) as u32
+    };
+    let updated = entry_updated(rng, approved, created);
+    TimeEntry {
+        id: 0,
+        created_at: Ts(created),
+        updated_at: updated,
+        timer_started_at: 0,
+        spent_date: spent,
+        ua,
+        ta,
+        hours,
+        hours_without_timer: hours,
+        rounded_hours: (hours + 24) / 25 * 25,
+        billable_rate: rate as i32,
+        cost_rate: user.cost_rate.map(|c| c as i32).unwrap_or(-1),
+        invoice,
+        ext_ref,
+        notes,
+        started,
+        ended,
+        flags,
+    }
+}
+
+/// The newest `running` entries have a running timer.
+fn start_timers(out: &mut [TimeEntry], running: usize) {
     let len = out.len();
     for t in out.iter_mut().skip(len.saturating_sub(running)) {
         t.set(te_flags::RUNNING, true);
@@ -1834,33 +1972,28 @@ fn gen_time_entries(d: &mut Data, seed: u64, sc: &Scale) {
             t.started = 9 * 60;
         }
     }
-    for (i, t) in out.iter_mut().enumerate() {
-        t.id = 636_709_001 + i as i64;
-    }
-    // Small accounts may have no entry close enough to an invoice: bill a few anyway so that
-    // `invoice` objects appear in every size.
-    if !out.iter().any(|t| t.invoice != NONE) {
-        let mut billed = 0;
-        for t in out.iter_mut() {
-            if billed >= 3 || t.has(te_flags::RUNNING) || !t.has(te_flags::BILLABLE) {
-                continue;
-            }
-            let client = d.projects[d.user_assignments[t.ua as usize].project as usize].client;
-            let list = &invs[client as usize];
-            let pos = list.partition_point(|&i| d.invoices[i as usize].issue_date < t.spent_date);
-            if let Some(&inv) = list.get(pos) {
-                t.invoice = inv;
-                t.set(te_flags::BILLED, true);
-                t.set(te_flags::LOCKED, true);
-                t.set(te_flags::CLOSED, true);
-                t.set(te_flags::APPROVED, true);
-                t.set(te_flags::SUBMITTED, false);
-                billed += 1;
-            }
+}
+
+/// Bills up to three billable, stopped entries on the client's next invoice.
+fn bill_a_few(d: &Data, out: &mut [TimeEntry], invs: &[Vec<u32>]) {
+    let mut billed = 0;
+    for t in out.iter_mut() {
+        if billed >= 3 || t.has(te_flags::RUNNING) || !t.has(te_flags::BILLABLE) {
+            continue;
+        }
+        let client = d.projects[d.user_assignments[t.ua as usize].project as usize].client;
+        let list = &invs[client as usize];
+        let pos = list.partition_point(|&i| d.invoices[i as usize].issue_date < t.spent_date);
+        if let Some(&inv) = list.get(pos) {
+            t.invoice = inv;
+            t.set(te_flags::BILLED, true);
+            t.set(te_flags::LOCKED, true);
+            t.set(te_flags::CLOSED, true);
+            t.set(te_flags::APPROVED, true);
+            t.set(te_flags::SUBMITTED, false);
+            billed += 1;
         }
     }
-    d.time_entries = out;
-    d.ext_refs = ext_refs;
 }
 
 fn gen_expenses(d: &mut Data, seed: u64, sc: &Scale) {
@@ -1872,16 +2005,7 @@ fn gen_expenses(d: &mut Data, seed: u64, sc: &Scale) {
     let mut out: Vec<Expense> = (0..sc.expenses)
         .map(|i| {
             let spent = Date(rng.random_range(first_day..=last_day));
-            let prefix = ua_prefix(d, spent);
-            let mut ua = rng.random_range(0..prefix) as u32;
-            if i % 6 == 0 {
-                if let Some(pos) = d.user_assignments[..prefix]
-                    .iter()
-                    .position(|u| u.user == 2)
-                {
-                    ua = pos as u32;
-                }
-            }
+            let ua = pick_assignment(d, &mut rng, spent, i % 6 == 0);
             let uai = &d.user_assignments[ua as usize];
             let project = &d.projects[uai.project as usize];
             let category = if i < ncat {

@@ -1,159 +1,17 @@
-//! Lists: resources, their sort orders, filters, page and cursor pagination, and the envelope.
+//! Lists: each resource's sort order and parent→children index (built lazily, once per data
+//! version, from its declaration), the query and page caches, and the list envelope with its
+//! page and cursor pagination.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-use base64::Engine;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use serde::Serialize;
 
-use crate::model::*;
-use crate::render;
-use crate::util::{parse_date, parse_strict_datetime, Date};
-
-/// Every list-backed resource the simulator serves (the names `truth`/`mutate` accept).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Res {
-    Users,
-    Roles,
-    Clients,
-    Contacts,
-    Projects,
-    Tasks,
-    TaskAssignments,
-    UserAssignments,
-    BillableRates,
-    CostRates,
-    ProjectAssignments,
-    /// A manager's teammates (`/users/{id}/teammates`): users, keyed by (manager, user).
-    Teammates,
-    InvoiceItemCategories,
-    EstimateItemCategories,
-    Invoices,
-    InvoiceMessages,
-    InvoicePayments,
-    Estimates,
-    EstimateMessages,
-    ExpenseCategories,
-    Expenses,
-    TimeEntries,
-}
-
-pub const ALL_RES: &[Res] = &[
-    Res::Users,
-    Res::Roles,
-    Res::Clients,
-    Res::Contacts,
-    Res::Projects,
-    Res::Tasks,
-    Res::TaskAssignments,
-    Res::UserAssignments,
-    Res::BillableRates,
-    Res::CostRates,
-    Res::ProjectAssignments,
-    Res::Teammates,
-    Res::InvoiceItemCategories,
-    Res::EstimateItemCategories,
-    Res::Invoices,
-    Res::InvoiceMessages,
-    Res::InvoicePayments,
-    Res::Estimates,
-    Res::EstimateMessages,
-    Res::ExpenseCategories,
-    Res::Expenses,
-    Res::TimeEntries,
-];
-
-impl Res {
-    pub fn name(self) -> &'static str {
-        match self {
-            Res::Users => "users",
-            Res::Roles => "roles",
-            Res::Clients => "clients",
-            Res::Contacts => "contacts",
-            Res::Projects => "projects",
-            Res::Tasks => "tasks",
-            Res::TaskAssignments => "task_assignments",
-            Res::UserAssignments => "user_assignments",
-            Res::BillableRates => "billable_rates",
-            Res::CostRates => "cost_rates",
-            Res::ProjectAssignments => "project_assignments",
-            Res::Teammates => "teammates",
-            Res::InvoiceItemCategories => "invoice_item_categories",
-            Res::EstimateItemCategories => "estimate_item_categories",
-            Res::Invoices => "invoices",
-            Res::InvoiceMessages => "invoice_messages",
-            Res::InvoicePayments => "invoice_payments",
-            Res::Estimates => "estimates",
-            Res::EstimateMessages => "estimate_messages",
-            Res::ExpenseCategories => "expense_categories",
-            Res::Expenses => "expenses",
-            Res::TimeEntries => "time_entries",
-        }
-    }
-
-    pub fn from_name(s: &str) -> Option<Res> {
-        ALL_RES.iter().copied().find(|r| r.name() == s)
-    }
-
-    /// The envelope key of the list (the same as the name for every resource).
-    pub fn key(self) -> &'static str {
-        self.name()
-    }
-
-    /// The field naming the parent in `truth` output, for nested resources.
-    pub fn parent_field(self) -> Option<&'static str> {
-        match self {
-            Res::InvoiceMessages | Res::InvoicePayments => Some("invoice_id"),
-            Res::EstimateMessages => Some("estimate_id"),
-            Res::BillableRates | Res::CostRates | Res::ProjectAssignments | Res::Teammates => {
-                Some("user_id")
-            }
-            _ => None,
-        }
-    }
-
-    /// Filters Harvest supports on the list endpoint.
-    fn filters(self) -> &'static [&'static str] {
-        const US: &str = "updated_since";
-        match self {
-            Res::Clients => &["is_active", US],
-            Res::Contacts => &["client_id", US],
-            Res::Invoices => &["client_id", "project_id", US, "from", "to", "state"],
-            Res::InvoiceMessages | Res::InvoicePayments | Res::EstimateMessages => &[US],
-            Res::InvoiceItemCategories | Res::EstimateItemCategories => &[US],
-            Res::Estimates => &["client_id", US, "from", "to", "state"],
-            Res::Expenses => &[
-                "user_id",
-                "client_id",
-                "project_id",
-                "is_billed",
-                US,
-                "from",
-                "to",
-            ],
-            Res::ExpenseCategories | Res::Tasks | Res::Users => &["is_active", US],
-            Res::TimeEntries => &[
-                "user_id",
-                "client_id",
-                "project_id",
-                "task_id",
-                "external_reference_id",
-                "is_billed",
-                "is_running",
-                US,
-                "from",
-                "to",
-            ],
-            Res::Projects => &["is_active", "client_id", US],
-            Res::UserAssignments => &["user_id", "is_active", US],
-            Res::TaskAssignments => &["is_active", US],
-            Res::ProjectAssignments => &[US],
-            Res::Roles | Res::BillableRates | Res::CostRates | Res::Teammates => &[],
-        }
-    }
-}
+use crate::model::{Data, Res};
+use crate::params::{encode_cursor, PageReq, Paging};
+use crate::resources::{self, Related, Sort};
 
 /// Which records of a resource a list covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -167,19 +25,10 @@ pub enum Scope {
 /// query and page caches (which die with it when the data changes).
 pub struct Indexes {
     pub version: u64,
-    te_order: OnceLock<Vec<u32>>,
-    ex_order: OnceLock<Vec<u32>>,
-    inv_order: OnceLock<Vec<u32>>,
-    est_order: OnceLock<Vec<u32>>,
-    inv_msgs: OnceLock<Vec<Vec<u32>>>,
-    inv_pays: OnceLock<Vec<Vec<u32>>>,
-    est_msgs: OnceLock<Vec<Vec<u32>>>,
-    user_brates: OnceLock<Vec<Vec<u32>>>,
-    user_crates: OnceLock<Vec<Vec<u32>>>,
-    user_uas: OnceLock<Vec<Vec<u32>>>,
-    user_teammates: OnceLock<Vec<Vec<u32>>>,
-    project_uas: OnceLock<Vec<Vec<u32>>>,
-    project_tas: OnceLock<Vec<Vec<u32>>>,
+    /// Per resource (by `Res` position): its live records in its `Sort::By` order.
+    sorted: Vec<OnceLock<Vec<u32>>>,
+    /// Per nested resource: each parent's children, ascending (or in the parent's `Sort::By`).
+    children: Vec<OnceLock<Vec<Vec<u32>>>>,
     queries: Mutex<HashMap<String, Arc<Vec<u32>>>>,
     pages: Mutex<PageCache>,
     page_cache_limit: usize,
@@ -191,181 +40,56 @@ struct PageCache {
     map: HashMap<String, Bytes>,
 }
 
-fn group(len: usize, items: impl Iterator<Item = (usize, u32)>) -> Vec<Vec<u32>> {
-    let mut v = vec![Vec::new(); len];
-    for (i, parent) in items {
-        if let Some(list) = v.get_mut(parent as usize) {
-            list.push(i as u32);
-        }
-    }
-    v
-}
-
-fn date_desc(n: usize, key: impl Fn(usize) -> (Date, i64)) -> Vec<u32> {
-    let mut v: Vec<u32> = (0..n as u32).collect();
-    v.sort_unstable_by_key(|&a| std::cmp::Reverse(key(a as usize)));
-    v
+fn sort_by(order: &mut [u32], d: &Data, key: fn(&Data, u32) -> (i64, i64)) {
+    order.sort_by_key(|&i| key(d, i));
 }
 
 impl Indexes {
     pub fn new(version: u64, page_cache_limit: usize) -> Indexes {
+        let n = resources::DECLS.len();
         Indexes {
             version,
-            te_order: OnceLock::new(),
-            ex_order: OnceLock::new(),
-            inv_order: OnceLock::new(),
-            est_order: OnceLock::new(),
-            inv_msgs: OnceLock::new(),
-            inv_pays: OnceLock::new(),
-            est_msgs: OnceLock::new(),
-            user_brates: OnceLock::new(),
-            user_crates: OnceLock::new(),
-            user_uas: OnceLock::new(),
-            user_teammates: OnceLock::new(),
-            project_uas: OnceLock::new(),
-            project_tas: OnceLock::new(),
+            sorted: (0..n).map(|_| OnceLock::new()).collect(),
+            children: (0..n).map(|_| OnceLock::new()).collect(),
             queries: Mutex::new(HashMap::new()),
             pages: Mutex::new(PageCache::default()),
             page_cache_limit,
         }
     }
 
-    /// Live time entries by spent date, newest first (lists and reports).
-    pub fn te_order(&self, d: &Data) -> &[u32] {
-        self.te_order.get_or_init(|| {
-            let mut o = date_desc(d.time_entries.len(), |i| {
-                (d.time_entries[i].spent_date, d.time_entries[i].id)
-            });
-            o.retain(|&i| !d.deleted.has(Res::TimeEntries, i));
+    /// The live records of `res` in its sort order, for a `Sort::By` resource (lists and
+    /// reports: time entries and expenses by spent date, newest first).
+    pub fn sorted(&self, d: &Data, res: Res) -> &[u32] {
+        self.sorted[res as usize].get_or_init(|| {
+            let decl = res.decl();
+            let mut o: Vec<u32> = (0..(decl.len)(d) as u32).collect();
+            if let Sort::By(key) = decl.sort {
+                sort_by(&mut o, d, key);
+            }
+            o.retain(|&i| !d.deleted.has(res, i));
             o
         })
     }
-    /// Live expenses by spent date, newest first (lists and reports).
-    pub fn ex_order(&self, d: &Data) -> &[u32] {
-        self.ex_order.get_or_init(|| {
-            let mut o = date_desc(d.expenses.len(), |i| {
-                (d.expenses[i].spent_date, d.expenses[i].id)
-            });
-            o.retain(|&i| !d.deleted.has(Res::Expenses, i));
-            o
-        })
-    }
-    fn inv_order(&self, d: &Data) -> &[u32] {
-        self.inv_order.get_or_init(|| {
-            date_desc(d.invoices.len(), |i| {
-                (d.invoices[i].issue_date, d.invoices[i].id)
-            })
-        })
-    }
-    fn est_order(&self, d: &Data) -> &[u32] {
-        self.est_order.get_or_init(|| {
-            date_desc(d.estimates.len(), |i| {
-                (d.estimates[i].issue_date, d.estimates[i].id)
-            })
-        })
-    }
-    pub fn inv_msgs(&self, d: &Data) -> &[Vec<u32>] {
-        self.inv_msgs.get_or_init(|| {
-            group(
-                d.invoices.len(),
-                d.invoice_messages
-                    .iter()
-                    .enumerate()
-                    .map(|(i, m)| (i, m.invoice)),
-            )
-        })
-    }
-    pub fn inv_pays(&self, d: &Data) -> &[Vec<u32>] {
-        self.inv_pays.get_or_init(|| {
-            group(
-                d.invoices.len(),
-                d.invoice_payments
-                    .iter()
-                    .enumerate()
-                    .map(|(i, m)| (i, m.invoice)),
-            )
-        })
-    }
-    pub fn est_msgs(&self, d: &Data) -> &[Vec<u32>] {
-        self.est_msgs.get_or_init(|| {
-            group(
-                d.estimates.len(),
-                d.estimate_messages
-                    .iter()
-                    .enumerate()
-                    .map(|(i, m)| (i, m.estimate)),
-            )
-        })
-    }
-    pub fn user_brates(&self, d: &Data) -> &[Vec<u32>] {
-        self.user_brates.get_or_init(|| {
-            let mut g = group(
-                d.users.len(),
-                d.billable_rates
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| (i, r.user)),
-            );
-            sort_rates(&mut g, &d.billable_rates);
-            g
-        })
-    }
-    pub fn user_crates(&self, d: &Data) -> &[Vec<u32>] {
-        self.user_crates.get_or_init(|| {
-            let mut g = group(
-                d.users.len(),
-                d.cost_rates.iter().enumerate().map(|(i, r)| (i, r.user)),
-            );
-            sort_rates(&mut g, &d.cost_rates);
-            g
-        })
-    }
-    pub fn user_uas(&self, d: &Data) -> &[Vec<u32>] {
-        self.user_uas.get_or_init(|| {
-            group(
-                d.users.len(),
-                d.user_assignments
-                    .iter()
-                    .enumerate()
-                    .map(|(i, u)| (i, u.user)),
-            )
-        })
-    }
-    /// Each manager's teammates (indexes into `Data::teammates`), teammate id descending.
-    pub fn user_teammates(&self, d: &Data) -> &[Vec<u32>] {
-        self.user_teammates.get_or_init(|| {
-            let mut g = group(
-                d.users.len(),
-                d.teammates.iter().enumerate().map(|(i, t)| (i, t.manager)),
-            );
-            for list in g.iter_mut() {
-                list.sort_unstable_by_key(|&i| {
-                    std::cmp::Reverse(d.users[d.teammates[i as usize].user as usize].id)
-                });
+
+    /// Each parent's records of the nested resource `res` (indexes by parent index).
+    pub fn groups(&self, d: &Data, res: Res) -> &[Vec<u32>] {
+        self.children[res as usize].get_or_init(|| {
+            let decl = res.decl();
+            let Some(parent) = &decl.parent else {
+                return Vec::new();
+            };
+            let mut g = vec![Vec::new(); (parent.res.decl().len)(d)];
+            for i in 0..(decl.len)(d) as u32 {
+                if let Some(list) = g.get_mut((parent.of)(d, i) as usize) {
+                    list.push(i);
+                }
+            }
+            if let Sort::By(key) = parent.sort {
+                for list in g.iter_mut() {
+                    sort_by(list, d, key);
+                }
             }
             g
-        })
-    }
-    pub fn project_uas(&self, d: &Data) -> &[Vec<u32>] {
-        self.project_uas.get_or_init(|| {
-            group(
-                d.projects.len(),
-                d.user_assignments
-                    .iter()
-                    .enumerate()
-                    .map(|(i, u)| (i, u.project)),
-            )
-        })
-    }
-    pub fn project_tas(&self, d: &Data) -> &[Vec<u32>] {
-        self.project_tas.get_or_init(|| {
-            group(
-                d.projects.len(),
-                d.task_assignments
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| (i, t.project)),
-            )
         })
     }
 
@@ -398,63 +122,25 @@ impl Indexes {
 
     /// All records of a list in the endpoint's sort order (unfiltered).
     pub fn base_order(&self, d: &Data, res: Res, scope: Scope) -> Vec<u32> {
-        let desc = |n: usize| (0..n as u32).rev().collect::<Vec<u32>>();
-        let child_desc = |g: &[Vec<u32>], p: u32| -> Vec<u32> {
-            g.get(p as usize)
-                .map(|v| v.iter().rev().copied().collect())
-                .unwrap_or_default()
+        let decl = res.decl();
+        let mut order = match (scope, &decl.parent) {
+            (Scope::Parent(p), Some(parent)) => {
+                let list = self.groups(d, res).get(p as usize);
+                let list = list.map(Vec::as_slice).unwrap_or_default();
+                match parent.sort {
+                    Sort::IdDesc => list.iter().rev().copied().collect(),
+                    _ => list.to_vec(),
+                }
+            }
+            _ => match decl.sort {
+                Sort::IdDesc => (0..(decl.len)(d) as u32).rev().collect(),
+                Sort::IdAsc => (0..(decl.len)(d) as u32).collect(),
+                Sort::By(_) => self.sorted(d, res).to_vec(),
+            },
         };
-        let mut order = match (res, scope) {
-            (Res::Users, _) => desc(d.users.len()),
-            (Res::Roles, _) => desc(d.roles.len()),
-            (Res::Clients, _) => desc(d.clients.len()),
-            (Res::Contacts, _) => desc(d.contacts.len()),
-            (Res::Projects, _) => desc(d.projects.len()),
-            (Res::Tasks, _) => desc(d.tasks.len()),
-            (Res::TaskAssignments, Scope::All) => desc(d.task_assignments.len()),
-            (Res::TaskAssignments, Scope::Parent(p)) => child_desc(self.project_tas(d), p),
-            (Res::UserAssignments, Scope::All) => desc(d.user_assignments.len()),
-            (Res::UserAssignments, Scope::Parent(p)) => child_desc(self.project_uas(d), p),
-            (Res::ProjectAssignments, Scope::All) => (0..d.user_assignments.len() as u32)
-                .rev()
-                .filter(|&i| d.user_assignments[i as usize].is_active)
-                .collect(),
-            (Res::ProjectAssignments, Scope::Parent(u)) => child_desc(self.user_uas(d), u)
-                .into_iter()
-                .filter(|&i| d.user_assignments[i as usize].is_active)
-                .collect(),
-            (Res::BillableRates, Scope::All) => (0..d.billable_rates.len() as u32).collect(),
-            (Res::BillableRates, Scope::Parent(u)) => self
-                .user_brates(d)
-                .get(u as usize)
-                .cloned()
-                .unwrap_or_default(),
-            (Res::CostRates, Scope::All) => (0..d.cost_rates.len() as u32).collect(),
-            (Res::CostRates, Scope::Parent(u)) => self
-                .user_crates(d)
-                .get(u as usize)
-                .cloned()
-                .unwrap_or_default(),
-            (Res::Teammates, Scope::All) => (0..d.teammates.len() as u32).collect(),
-            (Res::Teammates, Scope::Parent(u)) => self
-                .user_teammates(d)
-                .get(u as usize)
-                .cloned()
-                .unwrap_or_default(),
-            (Res::InvoiceItemCategories, _) => desc(d.invoice_item_categories.len()),
-            (Res::EstimateItemCategories, _) => desc(d.estimate_item_categories.len()),
-            (Res::Invoices, _) => self.inv_order(d).to_vec(),
-            (Res::InvoiceMessages, Scope::All) => desc(d.invoice_messages.len()),
-            (Res::InvoiceMessages, Scope::Parent(p)) => child_desc(self.inv_msgs(d), p),
-            (Res::InvoicePayments, Scope::All) => desc(d.invoice_payments.len()),
-            (Res::InvoicePayments, Scope::Parent(p)) => child_desc(self.inv_pays(d), p),
-            (Res::Estimates, _) => self.est_order(d).to_vec(),
-            (Res::EstimateMessages, Scope::All) => desc(d.estimate_messages.len()),
-            (Res::EstimateMessages, Scope::Parent(p)) => child_desc(self.est_msgs(d), p),
-            (Res::ExpenseCategories, _) => desc(d.expense_categories.len()),
-            (Res::Expenses, _) => self.ex_order(d).to_vec(),
-            (Res::TimeEntries, _) => self.te_order(d).to_vec(),
-        };
+        if let Some(listed) = decl.listed {
+            order.retain(|&i| listed(d, i));
+        }
         if !d.deleted.is_empty() {
             order.retain(|&i| !d.deleted.has(res, i));
         }
@@ -462,449 +148,28 @@ impl Indexes {
     }
 }
 
-fn sort_rates(g: &mut [Vec<u32>], rates: &[Rate]) {
-    for list in g.iter_mut() {
-        list.sort_by_key(|&i| {
-            let r = &rates[i as usize];
-            (r.start_date, r.id)
-        });
-    }
-}
-
-/// A request error answered with a JSON `{"message": ...}` body.
-#[derive(Debug, Clone)]
-pub struct ParamError {
-    pub status: u16,
-    pub message: String,
-}
-
-fn bad(msg: impl Into<String>) -> ParamError {
-    ParamError {
-        status: 400,
-        message: msg.into(),
-    }
-}
-
-fn unprocessable(msg: impl Into<String>) -> ParamError {
-    ParamError {
-        status: 422,
-        message: msg.into(),
-    }
-}
-
-/// Parsed query parameters (last occurrence of a name wins), in request order.
-#[derive(Clone, Debug, Default)]
-pub struct Params {
-    pub pairs: Vec<(String, String)>,
-}
-
-impl Params {
-    pub fn parse(query: Option<&str>) -> Params {
-        let mut pairs: Vec<(String, String)> = Vec::new();
-        if let Some(q) = query {
-            for (k, v) in form_urlencoded::parse(q.as_bytes()) {
-                if let Some(p) = pairs.iter_mut().find(|(pk, _)| *pk == k) {
-                    p.1 = v.into_owned();
-                } else {
-                    pairs.push((k.into_owned(), v.into_owned()));
-                }
-            }
-        }
-        Params { pairs }
-    }
-    pub fn get(&self, k: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(pk, _)| pk == k)
-            .map(|(_, v)| v.as_str())
-    }
-    /// Parameters to carry in links: everything but paging and credentials.
-    pub fn carried(&self) -> Vec<(String, String)> {
-        self.pairs
-            .iter()
-            .filter(|(k, _)| {
-                !matches!(
-                    k.as_str(),
-                    "page" | "per_page" | "cursor" | "ref" | "access_token" | "account_id"
-                )
-            })
-            .cloned()
-            .collect()
-    }
-}
-
-#[derive(Clone, Debug, Default)]
-pub struct Filters {
-    pub updated_since: Option<i64>,
-    pub is_active: Option<bool>,
-    pub client_id: Option<i64>,
-    pub project_id: Option<i64>,
-    pub user_id: Option<i64>,
-    pub task_id: Option<i64>,
-    pub is_billed: Option<bool>,
-    pub is_running: Option<bool>,
-    pub state: Option<String>,
-    pub external_reference_id: Option<String>,
-    pub from: Option<Date>,
-    pub to: Option<Date>,
-}
-
-fn parse_bool(name: &str, v: &str) -> Result<bool, ParamError> {
-    match v {
-        "true" | "1" => Ok(true),
-        "false" | "0" => Ok(false),
-        _ => Err(unprocessable(format!(
-            "{name} must be true or false, got {v:?}"
-        ))),
-    }
-}
-
-fn parse_id(name: &str, v: &str) -> Result<i64, ParamError> {
-    v.parse::<i64>()
-        .map_err(|_| unprocessable(format!("{name} must be an integer, got {v:?}")))
-}
-
-impl Filters {
-    /// Parses the filters `res` supports; others are ignored as Harvest ignores them.
-    pub fn parse(res: Res, p: &Params) -> Result<Filters, ParamError> {
-        let mut f = Filters::default();
-        for &name in res.filters() {
-            let Some(v) = p.get(name) else { continue };
-            match name {
-                "updated_since" => {
-                    f.updated_since = Some(parse_strict_datetime(v).ok_or_else(|| {
-                        bad(format!(
-                            "updated_since must be an ISO 8601 date-time like 2024-01-01T00:00:00Z, got {v:?}"
-                        ))
-                    })?)
-                }
-                "is_active" => f.is_active = Some(parse_bool(name, v)?),
-                "is_billed" => f.is_billed = Some(parse_bool(name, v)?),
-                "is_running" => f.is_running = Some(parse_bool(name, v)?),
-                "client_id" => f.client_id = Some(parse_id(name, v)?),
-                "project_id" => f.project_id = Some(parse_id(name, v)?),
-                "user_id" => f.user_id = Some(parse_id(name, v)?),
-                "task_id" => f.task_id = Some(parse_id(name, v)?),
-                "state" => f.state = Some(v.to_string()),
-                "external_reference_id" => f.external_reference_id = Some(v.to_string()),
-                "from" | "to" => {
-                    let d = parse_date(v).ok_or_else(|| {
-                        bad(format!("{name} must be a date like 2024-01-31, got {v:?}"))
-                    })?;
-                    if name == "from" {
-                        f.from = Some(d);
-                    } else {
-                        f.to = Some(d);
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(f)
-    }
-
-    fn date_ok(&self, d: Date) -> bool {
-        self.from.is_none_or(|f| d >= f) && self.to.is_none_or(|t| d <= t)
-    }
-
-    fn eq_id(want: Option<i64>, have: i64) -> bool {
-        want.is_none_or(|w| w == have)
-    }
-
-    /// Whether record `i` of `res` passes; `viewer` restricts time/expenses to one user.
-    pub fn pass(&self, d: &Data, res: Res, i: u32, viewer: Option<u32>) -> bool {
-        let i = i as usize;
-        let since_ok = |u: crate::util::Ts| self.updated_since.is_none_or(|s| u.0 >= s);
-        let active_ok = |a: bool| self.is_active.is_none_or(|w| w == a);
-        match res {
-            Res::Users => {
-                let x = &d.users[i];
-                since_ok(x.updated_at) && active_ok(x.is_active)
-            }
-            Res::Roles => true,
-            Res::Clients => {
-                let x = &d.clients[i];
-                since_ok(x.updated_at) && active_ok(x.is_active)
-            }
-            Res::Contacts => {
-                let x = &d.contacts[i];
-                since_ok(x.updated_at)
-                    && Self::eq_id(self.client_id, d.clients[x.client as usize].id)
-            }
-            Res::Projects => {
-                let x = &d.projects[i];
-                since_ok(x.updated_at)
-                    && active_ok(x.is_active)
-                    && Self::eq_id(self.client_id, d.clients[x.client as usize].id)
-            }
-            Res::Tasks => {
-                let x = &d.tasks[i];
-                since_ok(x.updated_at) && active_ok(x.is_active)
-            }
-            Res::TaskAssignments => {
-                let x = &d.task_assignments[i];
-                since_ok(x.updated_at) && active_ok(x.is_active)
-            }
-            Res::UserAssignments => {
-                let x = &d.user_assignments[i];
-                since_ok(x.updated_at)
-                    && active_ok(x.is_active)
-                    && Self::eq_id(self.user_id, d.users[x.user as usize].id)
-            }
-            Res::ProjectAssignments => since_ok(d.user_assignments[i].updated_at),
-            Res::BillableRates | Res::CostRates | Res::Teammates => true,
-            Res::InvoiceItemCategories => since_ok(d.invoice_item_categories[i].updated_at),
-            Res::EstimateItemCategories => since_ok(d.estimate_item_categories[i].updated_at),
-            Res::Invoices => {
-                let x = &d.invoices[i];
-                since_ok(x.updated_at)
-                    && self.date_ok(x.issue_date)
-                    && Self::eq_id(self.client_id, d.clients[x.client as usize].id)
-                    && self.state.as_deref().is_none_or(|s| s == x.state)
-                    && self.project_id.is_none_or(|pid| {
-                        x.line_items.iter().any(|li| {
-                            li.project != NONE && d.projects[li.project as usize].id == pid
-                        })
-                    })
-            }
-            Res::InvoiceMessages => since_ok(d.invoice_messages[i].updated_at),
-            Res::InvoicePayments => since_ok(d.invoice_payments[i].updated_at),
-            Res::Estimates => {
-                let x = &d.estimates[i];
-                since_ok(x.updated_at)
-                    && self.date_ok(x.issue_date)
-                    && Self::eq_id(self.client_id, d.clients[x.client as usize].id)
-                    && self.state.as_deref().is_none_or(|s| s == x.state)
-            }
-            Res::EstimateMessages => since_ok(d.estimate_messages[i].updated_at),
-            Res::ExpenseCategories => {
-                let x = &d.expense_categories[i];
-                since_ok(x.updated_at) && active_ok(x.is_active)
-            }
-            Res::Expenses => {
-                let x = &d.expenses[i];
-                let user = d.ex_user(x);
-                let project = d.ex_project(x);
-                viewer.is_none_or(|v| v == user)
-                    && since_ok(x.updated_at)
-                    && self.date_ok(x.spent_date)
-                    && Self::eq_id(self.user_id, d.users[user as usize].id)
-                    && Self::eq_id(self.project_id, d.projects[project as usize].id)
-                    && Self::eq_id(self.client_id, d.clients[d.ex_client(x) as usize].id)
-                    && self.is_billed.is_none_or(|b| b == x.is_billed)
-            }
-            Res::TimeEntries => {
-                use crate::model::te_flags as tf;
-                let x = &d.time_entries[i];
-                let user = d.te_user(x);
-                viewer.is_none_or(|v| v == user)
-                    && since_ok(x.updated_at)
-                    && self.date_ok(x.spent_date)
-                    && Self::eq_id(self.user_id, d.users[user as usize].id)
-                    && Self::eq_id(self.project_id, d.projects[d.te_project(x) as usize].id)
-                    && Self::eq_id(self.client_id, d.clients[d.te_client(x) as usize].id)
-                    && Self::eq_id(self.task_id, d.tasks[d.te_task(x) as usize].id)
-                    && self.is_billed.is_none_or(|b| b == x.has(tf::BILLED))
-                    && self.is_running.is_none_or(|b| b == x.has(tf::RUNNING))
-                    && self
-                        .external_reference_id
-                        .as_deref()
-                        .is_none_or(|e| x.ext_ref != NONE && d.ext_refs[x.ext_ref as usize].id == e)
-            }
-        }
-    }
-}
-
-/// Receives each rendered object.
-pub trait Sink {
-    fn put<T: Serialize>(&mut self, v: &T);
-}
-
-/// Renders record `i` of `res` into `sink`.
-pub fn visit<S: Sink>(res: Res, d: &Data, ix: &Indexes, i: u32, sink: &mut S) {
-    match res {
-        Res::Users => sink.put(&render::user(d, i)),
-        Res::Roles => sink.put(&render::role(d, i)),
-        Res::Clients => sink.put(&render::client(d, i)),
-        Res::Contacts => sink.put(&render::contact(d, i)),
-        Res::Projects => sink.put(&render::project(d, i)),
-        Res::Tasks => sink.put(&render::task(d, i)),
-        Res::TaskAssignments => sink.put(&render::task_assignment(d, i)),
-        Res::UserAssignments => sink.put(&render::user_assignment(d, i)),
-        Res::ProjectAssignments => {
-            let p = d.user_assignments[i as usize].project;
-            let tas = ix.project_tas(d);
-            sink.put(&render::project_assignment(d, i, &tas[p as usize]))
-        }
-        Res::BillableRates => sink.put(&render::rate(&d.billable_rates[i as usize])),
-        Res::CostRates => sink.put(&render::rate(&d.cost_rates[i as usize])),
-        Res::Teammates => sink.put(&render::teammate(d, d.teammates[i as usize].user)),
-        Res::InvoiceItemCategories => sink.put(&render::invoice_item_category(d, i)),
-        Res::EstimateItemCategories => sink.put(&render::estimate_item_category(d, i)),
-        Res::Invoices => sink.put(&render::invoice(d, i)),
-        Res::InvoiceMessages => sink.put(&render::invoice_message(d, i)),
-        Res::InvoicePayments => sink.put(&render::invoice_payment(d, i)),
-        Res::Estimates => sink.put(&render::estimate(d, i)),
-        Res::EstimateMessages => sink.put(&render::estimate_message(d, i)),
-        Res::ExpenseCategories => sink.put(&render::expense_category(d, i)),
-        Res::Expenses => sink.put(&render::expense(d, i)),
-        Res::TimeEntries => sink.put(&render::time_entry(d, i)),
-    }
-}
-
-/// The id of record `i` (the key cursors carry).
-pub fn id_of(d: &Data, res: Res, i: u32) -> i64 {
-    let i = i as usize;
-    match res {
-        Res::Users => d.users[i].id,
-        Res::Roles => d.roles[i].id,
-        Res::Clients => d.clients[i].id,
-        Res::Contacts => d.contacts[i].id,
-        Res::Projects => d.projects[i].id,
-        Res::Tasks => d.tasks[i].id,
-        Res::TaskAssignments => d.task_assignments[i].id,
-        Res::UserAssignments | Res::ProjectAssignments => d.user_assignments[i].id,
-        Res::BillableRates => d.billable_rates[i].id,
-        Res::CostRates => d.cost_rates[i].id,
-        Res::Teammates => d.users[d.teammates[i].user as usize].id,
-        Res::InvoiceItemCategories => d.invoice_item_categories[i].id,
-        Res::EstimateItemCategories => d.estimate_item_categories[i].id,
-        Res::Invoices => d.invoices[i].id,
-        Res::InvoiceMessages => d.invoice_messages[i].id,
-        Res::InvoicePayments => d.invoice_payments[i].id,
-        Res::Estimates => d.estimates[i].id,
-        Res::EstimateMessages => d.estimate_messages[i].id,
-        Res::ExpenseCategories => d.expense_categories[i].id,
-        Res::Expenses => d.expenses[i].id,
-        Res::TimeEntries => d.time_entries[i].id,
-    }
-}
-
-/// The parent id a nested record carries in `truth` output.
-pub fn parent_id_of(d: &Data, res: Res, i: u32) -> Option<i64> {
-    let i = i as usize;
-    Some(match res {
-        Res::InvoiceMessages => d.invoices[d.invoice_messages[i].invoice as usize].id,
-        Res::InvoicePayments => d.invoices[d.invoice_payments[i].invoice as usize].id,
-        Res::EstimateMessages => d.estimates[d.estimate_messages[i].estimate as usize].id,
-        Res::BillableRates => d.users[d.billable_rates[i].user as usize].id,
-        Res::CostRates => d.users[d.cost_rates[i].user as usize].id,
-        Res::ProjectAssignments => d.users[d.user_assignments[i].user as usize].id,
-        Res::Teammates => d.users[d.teammates[i].manager as usize].id,
-        _ => return None,
-    })
-}
-
-struct ValueSink(Option<serde_json::Value>);
-impl Sink for ValueSink {
-    fn put<T: Serialize>(&mut self, v: &T) {
-        self.0 = serde_json::to_value(v).ok();
+impl Related for Indexes {
+    fn children(&self, d: &Data, res: Res, parent: u32) -> &[u32] {
+        &self.groups(d, res)[parent as usize]
     }
 }
 
 /// Record `i` as a JSON value (with the parent field for nested resources).
 pub fn item_value(d: &Data, ix: &Indexes, res: Res, i: u32) -> serde_json::Value {
-    let mut s = ValueSink(None);
-    visit(res, d, ix, i, &mut s);
-    let mut v = s.0.unwrap_or(serde_json::Value::Null);
-    if let (Some(field), Some(pid), Some(obj)) = (
-        res.parent_field(),
-        parent_id_of(d, res, i),
-        v.as_object_mut(),
-    ) {
-        obj.insert(field.to_string(), serde_json::Value::from(pid));
+    let decl = res.decl();
+    let mut v = (decl.view.value)(d, ix, i);
+    if let (Some(parent), Some(obj)) = (&decl.parent, v.as_object_mut()) {
+        if let Some(field) = parent.truth_field {
+            let pid = (parent.res.decl().id)(d, (parent.of)(d, i));
+            obj.insert(field.to_string(), serde_json::Value::from(pid));
+        }
     }
     v
 }
 
-struct BytesSink<'a> {
-    out: &'a mut Vec<u8>,
-    first: bool,
-}
-impl Sink for BytesSink<'_> {
-    fn put<T: Serialize>(&mut self, v: &T) {
-        if !self.first {
-            self.out.push(b',');
-        }
-        self.first = false;
-        let _ = serde_json::to_writer(&mut *self.out, v);
-    }
-}
-
-/// How the client asked to page.
-#[derive(Clone, Copy, Debug)]
-pub enum Paging {
-    Page(u32),
-    CursorStart,
-    After(i64),
-    Before(i64),
-}
-
-#[derive(Clone, Copy, Debug)]
-pub struct PageReq {
-    pub per_page: u32,
-    pub paging: Paging,
-}
-
-/// Parses `per_page`, `page` and `cursor`. Page-only endpoints ignore `cursor`.
-pub fn parse_paging(p: &Params, cursor_capable: bool) -> Result<PageReq, ParamError> {
-    let per_page = match p.get("per_page") {
-        None | Some("") => 2000,
-        Some(v) => match v.parse::<i64>() {
-            Ok(n) if (1..=2000).contains(&n) => n as u32,
-            _ => {
-                return Err(unprocessable(format!(
-                    "per_page must be between 1 and 2000, got {v:?}"
-                )))
-            }
-        },
-    };
-    let page = match p.get("page") {
-        None | Some("") => None,
-        Some(v) => match v.parse::<i64>() {
-            Ok(n) if n >= 1 && n <= u32::MAX as i64 => Some(n as u32),
-            _ => {
-                return Err(unprocessable(format!(
-                    "page must be a positive integer, got {v:?}"
-                )))
-            }
-        },
-    };
-    let cursor = if cursor_capable {
-        p.get("cursor").filter(|c| !c.is_empty())
-    } else {
-        None
-    };
-    let paging = match (cursor, page) {
-        (Some(c), _) => decode_cursor(c)?,
-        (None, Some(n)) => Paging::Page(n),
-        (None, None) if cursor_capable => Paging::CursorStart,
-        (None, None) => Paging::Page(1),
-    };
-    Ok(PageReq { per_page, paging })
-}
-
-pub fn encode_cursor(dir: &str, id: i64) -> String {
-    let raw = format!("{{\"{dir}\":{{\"id\":{id}}}}}");
-    base64::engine::general_purpose::STANDARD.encode(raw)
-}
-
-fn decode_cursor(c: &str) -> Result<Paging, ParamError> {
-    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-    let raw = STANDARD
-        .decode(c)
-        .or_else(|_| STANDARD_NO_PAD.decode(c))
-        .or_else(|_| URL_SAFE.decode(c))
-        .or_else(|_| URL_SAFE_NO_PAD.decode(c))
-        .map_err(|_| bad("Invalid cursor"))?;
-    let v: serde_json::Value = serde_json::from_slice(&raw).map_err(|_| bad("Invalid cursor"))?;
-    if let Some(id) = v.pointer("/after/id").and_then(|x| x.as_i64()) {
-        return Ok(Paging::After(id));
-    }
-    if let Some(id) = v.pointer("/before/id").and_then(|x| x.as_i64()) {
-        return Ok(Paging::Before(id));
-    }
-    Err(bad("Invalid cursor"))
+/// Renders one record as JSON bytes (used by `write_list`).
+pub fn render_into(res: Res, d: &Data, ix: &Indexes, i: u32, out: &mut Vec<u8>) {
+    (res.decl().view.bytes)(d, ix, i, out)
 }
 
 /// Absolute link builder: `http://host/v2/path?` + params sorted by name.
@@ -960,115 +225,9 @@ pub fn write_list(
     ascending_ids: bool,
     mut render_item: impl FnMut(u32, &mut Vec<u8>),
 ) -> Vec<u8> {
-    let total = order.len() as u64;
-    let pp = u64::from(req.per_page);
-    let total_pages = total.div_ceil(pp);
-    let pps = req.per_page.to_string();
-    let last_page = total_pages.max(1);
     let (slice, tail) = match req.paging {
-        Paging::Page(p) => {
-            let p = u64::from(p);
-            let start = ((p - 1) * pp).min(total) as usize;
-            let end = (start as u64 + pp).min(total) as usize;
-            let next = (p < total_pages).then_some(p + 1);
-            let prev = (p > 1).then_some(p - 1);
-            let page_link =
-                |n: u64| links.url(&[("page", n.to_string()), ("per_page", pps.clone())]);
-            (
-                &order[start..end],
-                Tail {
-                    per_page: req.per_page,
-                    total_pages,
-                    total_entries: total,
-                    next_page: next,
-                    previous_page: prev,
-                    page: Some(p),
-                    links: LinksOut {
-                        first: page_link(1),
-                        next: next.map(page_link),
-                        previous: prev.map(page_link),
-                        last: page_link(last_page),
-                    },
-                },
-            )
-        }
-        paging => {
-            let len = order.len();
-            let (start, end) = match paging {
-                Paging::After(id) => {
-                    let s = if ascending_ids {
-                        order.partition_point(|&i| id_at(i) <= id)
-                    } else {
-                        order.partition_point(|&i| id_at(i) >= id)
-                    };
-                    (s, (s + req.per_page as usize).min(len))
-                }
-                Paging::Before(id) => {
-                    let e = if ascending_ids {
-                        order.partition_point(|&i| id_at(i) < id)
-                    } else {
-                        order.partition_point(|&i| id_at(i) > id)
-                    };
-                    (e.saturating_sub(req.per_page as usize), e)
-                }
-                _ => (0, (req.per_page as usize).min(len)),
-            };
-            let is_first = start == 0;
-            let is_last = end >= len;
-            let (page, next, prev) = if is_first {
-                (Some(1), (!is_last).then_some(2), None)
-            } else if is_last {
-                (
-                    Some(total_pages),
-                    None,
-                    (total_pages > 1).then(|| total_pages - 1),
-                )
-            } else {
-                (None, None, None)
-            };
-            let slice = &order[start..end];
-            let next_link = (!is_last && !slice.is_empty()).then(|| {
-                let last_id = id_at(slice[slice.len() - 1]);
-                links.url(&[
-                    ("cursor", encode_cursor("after", last_id)),
-                    ("per_page", pps.clone()),
-                    ("ref", "next_cursor".to_string()),
-                ])
-            });
-            let prev_link = (!is_first && !slice.is_empty()).then(|| {
-                let first_id = id_at(slice[0]);
-                links.url(&[
-                    ("cursor", encode_cursor("before", first_id)),
-                    ("per_page", pps.clone()),
-                    ("ref", "prev_cursor".to_string()),
-                ])
-            });
-            (
-                slice,
-                Tail {
-                    per_page: req.per_page,
-                    total_pages,
-                    total_entries: total,
-                    next_page: next,
-                    previous_page: prev,
-                    page,
-                    links: LinksOut {
-                        first: links.url(&[
-                            ("page", "1".to_string()),
-                            ("per_page", pps.clone()),
-                            ("ref", "first".to_string()),
-                        ]),
-                        next: next_link,
-                        previous: prev_link,
-                        last: links.url(&[
-                            ("page", last_page.to_string()),
-                            ("per_page", pps.clone()),
-                            ("ref", "last".to_string()),
-                        ]),
-                    },
-                },
-            )
-        }
+        Paging::Page(p) => page_slice(order, req, links, u64::from(p)),
+        paging => cursor_slice(order, req, links, paging, &id_at, ascending_ids),
     };
     let mut out = Vec::with_capacity(64 + slice.len() * 900);
     out.push(b'{');
@@ -1088,8 +247,120 @@ pub fn write_list(
     out
 }
 
-/// Renders one record as JSON bytes (used by `write_list`).
-pub fn render_into(res: Res, d: &Data, ix: &Indexes, i: u32, out: &mut Vec<u8>) {
-    let mut s = BytesSink { out, first: true };
-    visit(res, d, ix, i, &mut s);
+/// Page `p` of `order` (page mode) and the envelope's tail.
+fn page_slice<'o>(order: &'o [u32], req: PageReq, links: &Links, p: u64) -> (&'o [u32], Tail) {
+    let total = order.len() as u64;
+    let pp = u64::from(req.per_page);
+    let total_pages = total.div_ceil(pp);
+    let pps = req.per_page.to_string();
+    let start = ((p - 1) * pp).min(total) as usize;
+    let end = (start as u64 + pp).min(total) as usize;
+    let next = (p < total_pages).then_some(p + 1);
+    let prev = (p > 1).then_some(p - 1);
+    let page_link = |n: u64| links.url(&[("page", n.to_string()), ("per_page", pps.clone())]);
+    let tail = Tail {
+        per_page: req.per_page,
+        total_pages,
+        total_entries: total,
+        next_page: next,
+        previous_page: prev,
+        page: Some(p),
+        links: LinksOut {
+            first: page_link(1),
+            next: next.map(page_link),
+            previous: prev.map(page_link),
+            last: page_link(total_pages.max(1)),
+        },
+    };
+    (&order[start..end], tail)
+}
+
+/// The records a cursor request covers, as (start, end) positions in `order`.
+fn cursor_span(
+    order: &[u32],
+    per_page: usize,
+    paging: Paging,
+    id_at: &impl Fn(u32) -> i64,
+    ascending_ids: bool,
+) -> (usize, usize) {
+    let len = order.len();
+    match paging {
+        Paging::After(id) => {
+            let s = if ascending_ids {
+                order.partition_point(|&i| id_at(i) <= id)
+            } else {
+                order.partition_point(|&i| id_at(i) >= id)
+            };
+            (s, (s + per_page).min(len))
+        }
+        Paging::Before(id) => {
+            let e = if ascending_ids {
+                order.partition_point(|&i| id_at(i) < id)
+            } else {
+                order.partition_point(|&i| id_at(i) > id)
+            };
+            (e.saturating_sub(per_page), e)
+        }
+        _ => (0, per_page.min(len)),
+    }
+}
+
+/// The page a cursor request covers (cursor mode) and the envelope's tail.
+fn cursor_slice<'o>(
+    order: &'o [u32],
+    req: PageReq,
+    links: &Links,
+    paging: Paging,
+    id_at: &impl Fn(u32) -> i64,
+    ascending_ids: bool,
+) -> (&'o [u32], Tail) {
+    let total = order.len() as u64;
+    let total_pages = total.div_ceil(u64::from(req.per_page));
+    let pps = req.per_page.to_string();
+    let (start, end) = cursor_span(order, req.per_page as usize, paging, id_at, ascending_ids);
+    let is_first = start == 0;
+    let is_last = end >= order.len();
+    let (page, next, prev) = if is_first {
+        (Some(1), (!is_last).then_some(2), None)
+    } else if is_last {
+        (
+            Some(total_pages),
+            None,
+            (total_pages > 1).then(|| total_pages - 1),
+        )
+    } else {
+        (None, None, None)
+    };
+    let slice = &order[start..end];
+    let cursor_link = |dir: &str, at: u32, r: &str| {
+        links.url(&[
+            ("cursor", encode_cursor(dir, id_at(at))),
+            ("per_page", pps.clone()),
+            ("ref", r.to_string()),
+        ])
+    };
+    let numbered_link = |n: u64, r: &str| {
+        links.url(&[
+            ("page", n.to_string()),
+            ("per_page", pps.clone()),
+            ("ref", r.to_string()),
+        ])
+    };
+    let tail = Tail {
+        per_page: req.per_page,
+        total_pages,
+        total_entries: total,
+        next_page: next,
+        previous_page: prev,
+        page,
+        links: LinksOut {
+            first: numbered_link(1, "first"),
+            next: (!is_last && !slice.is_empty())
+                .then(|| cursor_link("after", slice[slice.len() - 1], "next_cursor")),
+            previous: (!is_first && !slice.is_empty())
+                .then(|| cursor_link("before", slice[0], "prev_cursor")),
+            last: numbered_link(total_pages.max(1), "last"),
+        },
+    };
+    (slice, tail)
 }

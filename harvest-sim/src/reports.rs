@@ -149,7 +149,7 @@ pub fn compute(d: &Data, ix: &Indexes, kind: ReportKind, a: ReportArgs) -> Vec<V
 }
 
 fn time_report(d: &Data, ix: &Indexes, kind: ReportKind, a: ReportArgs) -> Vec<Value> {
-    let order = ix.te_order(d);
+    let order = ix.sorted(d, Res::TimeEntries);
     let slice = date_range(
         order,
         |i| d.time_entries[i as usize].spent_date,
@@ -215,7 +215,7 @@ fn time_report(d: &Data, ix: &Indexes, kind: ReportKind, a: ReportArgs) -> Vec<V
                         "total_hours": hours(g.total_hours), "billable_hours": hours(g.billable_hours),
                         "currency": currency, "billable_amount": dec_value(g.billable_amount),
                         "weekly_capacity": u.weekly_capacity,
-                        "avatar_url": crate::render::avatar_url(u.id),
+                        "avatar_url": crate::model::avatar_url(u.id),
                     })
                 }
             }
@@ -224,7 +224,7 @@ fn time_report(d: &Data, ix: &Indexes, kind: ReportKind, a: ReportArgs) -> Vec<V
 }
 
 fn expense_report(d: &Data, ix: &Indexes, kind: ReportKind, a: ReportArgs) -> Vec<Value> {
-    let order = ix.ex_order(d);
+    let order = ix.sorted(d, Res::Expenses);
     let slice = date_range(order, |i| d.expenses[i as usize].spent_date, a.from, a.to);
     let mut agg: BTreeMap<(u32, &'static str), ExpAgg> = BTreeMap::new();
     for &i in slice {
@@ -290,7 +290,7 @@ fn expense_report(d: &Data, ix: &Indexes, kind: ReportKind, a: ReportArgs) -> Ve
 fn uninvoiced(d: &Data, ix: &Indexes, a: ReportArgs) -> Vec<Value> {
     let mut agg: BTreeMap<(u32, &'static str), UninvAgg> = BTreeMap::new();
     let tes = date_range(
-        ix.te_order(d),
+        ix.sorted(d, Res::TimeEntries),
         |i| d.time_entries[i as usize].spent_date,
         a.from,
         a.to,
@@ -310,7 +310,7 @@ fn uninvoiced(d: &Data, ix: &Indexes, a: ReportArgs) -> Vec<Value> {
         }
     }
     let exs = date_range(
-        ix.ex_order(d),
+        ix.sorted(d, Res::Expenses),
         |i| d.expenses[i as usize].spent_date,
         a.from,
         a.to,
@@ -351,7 +351,7 @@ fn project_budget(d: &Data, a: ReportArgs) -> Vec<Value> {
     let mut hours = vec![0i64; d.projects.len()];
     let mut amount = vec![0i64; d.projects.len()];
     for (i, te) in d.time_entries.iter().enumerate() {
-        if d.deleted.has(crate::query::Res::TimeEntries, i as u32) {
+        if d.deleted.has(crate::model::Res::TimeEntries, i as u32) {
             continue;
         }
         if a.viewer.is_some_and(|v| v != d.te_user(te)) {
@@ -365,7 +365,7 @@ fn project_budget(d: &Data, a: ReportArgs) -> Vec<Value> {
         .iter()
         .enumerate()
         .filter(|(i, p)| {
-            p.budget.is_some() && !d.deleted.has(crate::query::Res::Projects, *i as u32)
+            p.budget.is_some() && !d.deleted.has(crate::model::Res::Projects, *i as u32)
         })
         .filter(|(_, p)| a.is_active.is_none_or_compat(p.is_active))
         .map(|(i, p)| {

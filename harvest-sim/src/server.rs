@@ -25,15 +25,17 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::api::{self, Answer, Ctx, Ep, Viewer};
-use crate::model::{AccessRole, Data};
-use crate::query::{item_value, Indexes, Params, Res, Scope};
-use crate::reports::{self, ReportArgs, ReportKind};
-use crate::util::Date;
-use crate::{
+use crate::config::{
     Fault, FaultKind, Features, Latency, MutateResult, RateLimit, RequestStats, SimConfig, Trigger,
     ACCOUNT_ID, ACCOUNT_NAME, CLIENT_ID, CLIENT_SECRET, FORECAST_ACCOUNT_ID, FORECAST_ACCOUNT_NAME,
     PAT_ADMIN, PAT_MANAGER, PAT_MEMBER, REFRESH_ADMIN, REFRESH_MANAGER, REFRESH_MEMBER,
 };
+use crate::model::Res;
+use crate::model::{AccessRole, Data};
+use crate::params::Params;
+use crate::query::{item_value, Indexes, Scope};
+use crate::reports::{self, ReportArgs, ReportKind};
+use crate::util::Date;
 
 const INVALID_TOKEN: &str = r#"{"error":"invalid_token","error_description":"The access token provided is expired, revoked, malformed or invalid for other reasons."}"#;
 
@@ -188,7 +190,7 @@ impl AppState {
         let d = self.data.read();
         let ix = self.indexes(&d);
         let mut m = serde_json::Map::new();
-        for &r in crate::query::ALL_RES {
+        for r in crate::resources::all() {
             m.insert(
                 r.name().to_string(),
                 Value::from(ix.base_order(&d, r, Scope::All).len()),
@@ -229,7 +231,7 @@ impl AppState {
 
     pub fn truth(&self, resource: &str) -> Result<Vec<Value>, String> {
         if resource == "company" {
-            return Ok(vec![serde_json::to_value(crate::render::company(
+            return Ok(vec![serde_json::to_value(crate::model::company(
                 self.features(),
             ))
             .map_err(|e| e.to_string())?]);
@@ -680,6 +682,42 @@ enum Outcome {
 }
 
 /// Every `/v2` request (and any unknown path).
+/// The caller a request's token and account stand for, if they are valid.
+fn authenticate(st: &AppState, headers: &HeaderMap, params: &Params) -> Option<Viewer> {
+    let token = bearer(headers).or_else(|| params.get("access_token").map(str::to_string));
+    let account = header_str(headers, "harvest-account-id")
+        .map(str::to_string)
+        .or_else(|| params.get("account_id").map(str::to_string));
+    let role = match (&token, &account) {
+        (Some(t), Some(a)) if a == ACCOUNT_ID => st.token_role(t),
+        _ => None,
+    };
+    let (Some(role), Some(token)) = (role, token) else {
+        return None;
+    };
+    Some(Viewer {
+        role,
+        user: role_user(role),
+        token,
+    })
+}
+
+/// What a fault does before the answer: answers in its place (status, 429), or waits or
+/// deletes records, then lets the request be answered.
+async fn fault_before_answer(st: &Arc<AppState>, fault: Option<&FaultKind>) -> Option<Response> {
+    match fault {
+        Some(FaultKind::Status(code)) => return Some(build(html_error(*code))),
+        Some(FaultKind::Status429 { retry_after }) => return Some(too_many((*retry_after).max(1))),
+        Some(FaultKind::Slow(d)) => tokio::time::sleep(*d).await,
+        Some(FaultKind::Delete { resource, ids }) => {
+            let (st2, resource, ids) = (st.clone(), resource.clone(), ids.clone());
+            let _ = tokio::task::spawn_blocking(move || st2.delete(&resource, &ids)).await;
+        }
+        _ => {}
+    }
+    None
+}
+
 async fn api_entry(State(st): State<Arc<AppState>>, req: Request) -> Response {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
@@ -710,21 +748,8 @@ async fn api_entry(State(st): State<Arc<AppState>>, req: Request) -> Response {
         );
     }
     // 2. Token and account.
-    let token = bearer(headers).or_else(|| params.get("access_token").map(str::to_string));
-    let account = header_str(headers, "harvest-account-id")
-        .map(str::to_string)
-        .or_else(|| params.get("account_id").map(str::to_string));
-    let role = match (&token, &account) {
-        (Some(t), Some(a)) if a == ACCOUNT_ID => st.token_role(t),
-        _ => None,
-    };
-    let (Some(role), Some(token)) = (role, token) else {
+    let Some(viewer) = authenticate(&st, headers, &params) else {
         return tagged(invalid_token(), tag);
-    };
-    let viewer = Viewer {
-        role,
-        user: role_user(role),
-        token,
     };
     // 3. Rate limit (a throttled request is not counted in the window).
     let is_report = route.as_ref().is_some_and(|r| r.ep.is_report());
@@ -733,17 +758,8 @@ async fn api_entry(State(st): State<Arc<AppState>>, req: Request) -> Response {
     }
     // 4. Faults.
     let fault = st.draw_fault(&path);
-    match &fault {
-        Some(FaultKind::Status(code)) => return tagged(build(html_error(*code)), tag),
-        Some(FaultKind::Status429 { retry_after }) => {
-            return tagged(too_many((*retry_after).max(1)), tag)
-        }
-        Some(FaultKind::Slow(d)) => tokio::time::sleep(*d).await,
-        Some(FaultKind::Delete { resource, ids }) => {
-            let (st2, resource, ids) = (st.clone(), resource.clone(), ids.clone());
-            let _ = tokio::task::spawn_blocking(move || st2.delete(&resource, &ids)).await;
-        }
-        _ => {}
+    if let Some(resp) = fault_before_answer(&st, fault.as_ref()).await {
+        return tagged(resp, tag);
     }
     // 5. Unknown route.
     let Some(route) = route else {

@@ -1,14 +1,12 @@
 //! Faults, latency, reports, mutations, the control API and the binary.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use chrono::NaiveDate;
-use common::*;
 use harvest_sim::*;
 use serde_json::{json, Value};
 
@@ -282,7 +280,11 @@ fn reports_aggregate_the_account() {
     }
     assert!(lowered > 0);
 
-    // Every report answers with its row fields.
+    every_report_has_its_row_fields(&sim);
+}
+
+/// Every report answers with its row fields (project_budget filtered by is_active).
+fn every_report_has_its_row_fields(sim: &Sim) {
     for (path, field) in [
         ("time/tasks", "task_name"),
         ("time/team", "weekly_capacity"),
@@ -292,12 +294,12 @@ fn reports_aggregate_the_account() {
         ("expenses/team", "is_contractor"),
         ("uninvoiced", "uninvoiced_amount"),
     ] {
-        let v = get_json(&sim, &format!("/reports/{path}?from=20250101&to=20251231"));
+        let v = get_json(sim, &format!("/reports/{path}?from=20250101&to=20251231"));
         let rows = v["results"].as_array().unwrap();
         assert!(!rows.is_empty(), "{path}");
         assert!(rows[0].get(field).is_some(), "{path}.{field}");
     }
-    let v = get_json(&sim, "/reports/project_budget?is_active=true");
+    let v = get_json(sim, "/reports/project_budget?is_active=true");
     assert!(v["results"]
         .as_array()
         .unwrap()
@@ -387,28 +389,7 @@ fn mutate_semantics() {
     let want: BTreeSet<i64> = r.updated.iter().chain(&r.created).copied().collect();
     assert_eq!(got, want);
 
-    // Children bump their parent.
-    let invoices_before = sim.truth("invoices");
-    let r = sim.mutate("invoice_payments", 2, 2);
-    let pays = sim.truth("invoice_payments");
-    let invoices_after = sim.truth("invoices");
-    for id in r.updated.iter().chain(&r.created) {
-        let p = pays.iter().find(|p| p["id"] == *id).unwrap();
-        let inv = p["invoice_id"].as_i64().unwrap();
-        let old = invoices_before.iter().find(|i| i["id"] == inv).unwrap();
-        let new = invoices_after.iter().find(|i| i["id"] == inv).unwrap();
-        assert_ne!(old["updated_at"], new["updated_at"], "parent bumped");
-        assert_eq!(new["updated_at"], p["updated_at"]);
-    }
-    let r = sim.mutate("estimate_messages", 1, 1);
-    let msgs = sim.truth("estimate_messages");
-    let ests = sim.truth("estimates");
-    for id in r.updated.iter().chain(&r.created) {
-        let m = msgs.iter().find(|m| m["id"] == *id).unwrap();
-        let e = ests.iter().find(|e| e["id"] == m["estimate_id"]).unwrap();
-        assert_eq!(e["updated_at"], m["updated_at"]);
-    }
-
+    children_bump_their_parent(&sim);
     // Every resource but company can be mutated, and created records reference real parents.
     for res in [
         "users",
@@ -457,6 +438,30 @@ fn mutate_semantics() {
             .collect();
         let open = rates.iter().filter(|r| r["end_date"].is_null()).count();
         assert!(open <= 1, "user {id} has {open} open rates");
+    }
+}
+
+/// Mutated and created invoice payments and estimate messages bump their parent's updated_at.
+fn children_bump_their_parent(sim: &Sim) {
+    let invoices_before = sim.truth("invoices");
+    let r = sim.mutate("invoice_payments", 2, 2);
+    let pays = sim.truth("invoice_payments");
+    let invoices_after = sim.truth("invoices");
+    for id in r.updated.iter().chain(&r.created) {
+        let p = pays.iter().find(|p| p["id"] == *id).unwrap();
+        let inv = p["invoice_id"].as_i64().unwrap();
+        let old = invoices_before.iter().find(|i| i["id"] == inv).unwrap();
+        let new = invoices_after.iter().find(|i| i["id"] == inv).unwrap();
+        assert_ne!(old["updated_at"], new["updated_at"], "parent bumped");
+        assert_eq!(new["updated_at"], p["updated_at"]);
+    }
+    let r = sim.mutate("estimate_messages", 1, 1);
+    let msgs = sim.truth("estimate_messages");
+    let ests = sim.truth("estimates");
+    for id in r.updated.iter().chain(&r.created) {
+        let m = msgs.iter().find(|m| m["id"] == *id).unwrap();
+        let e = ests.iter().find(|e| e["id"] == m["estimate_id"]).unwrap();
+        assert_eq!(e["updated_at"], m["updated_at"]);
     }
 }
 
@@ -536,35 +541,78 @@ fn control_api_over_http() {
     assert_eq!(info["oauth"]["client_id"], CLIENT_ID);
     assert!(info["counts"]["time_entries"].as_u64().unwrap() > 0);
 
-    // Requests by route (templated) and status, 429s included.
-    let inv = sim.truth("invoices")[0]["id"].as_i64().unwrap();
-    assert_eq!(
-        status(&sim, &format!("/invoices/{inv}/messages"), PAT_ADMIN),
-        200
-    );
-    assert_eq!(status(&sim, "/clients", PAT_ADMIN), 200);
-    assert_eq!(status(&sim, "/clients", PAT_ADMIN), 429);
-    let s: Value = c
-        .get(format!("{ctl}/requests"))
+    requests_by_route_over_http(&sim, &c, &ctl);
+    mutate_and_truth_over_http(&c, &ctl);
+    faults_and_latency_over_http(&sim, &c, &ctl);
+
+    // Reports.
+    let rows: Value = c
+        .get(format!(
+            "{ctl}/report/time/clients?from=20250101&to=20251231"
+        ))
         .send()
         .unwrap()
         .json()
         .unwrap();
-    assert_eq!(s["total"], 3);
-    assert_eq!(s["throttled"], 1);
-    assert_eq!(s["by_route"]["GET /v2/invoices/{id}/messages"]["200"], 1);
-    assert_eq!(s["by_route"]["GET /v2/clients"]["429"], 1);
-    assert_eq!(s["by_status"]["200"], 2);
-    let typed = sim.requests();
-    assert_eq!(typed.route("GET /v2/clients"), 2);
-    c.post(format!("{ctl}/reset")).send().unwrap();
-    assert_eq!(sim.requests(), RequestStats::default());
-    c.post(format!("{ctl}/rate_limits"))
-        .json(&json!({"general": null, "reports": null}))
+    let served = get_json(&sim, "/reports/time/clients?from=20250101&to=20251231");
+    assert_eq!(rows, served["results"]);
+    let r = c
+        .get(format!(
+            "{ctl}/report/time/clients?from=20240101&to=20241231"
+        ))
         .send()
         .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
 
-    // Mutate and truth.
+    // Features.
+    c.post(format!("{ctl}/features"))
+        .json(&json!({"invoice": false}))
+        .send()
+        .unwrap();
+    assert_eq!(status(&sim, "/invoices", PAT_ADMIN), 403);
+    // Control requests are never counted.
+    let s = sim.requests();
+    assert!(s.by_route.keys().all(|k| !k.contains("__control")));
+}
+
+/// Faults and latency over HTTP.
+fn faults_and_latency_over_http(sim: &Sim, c: &reqwest::blocking::Client, ctl: &str) {
+    c.post(format!("{ctl}/faults"))
+        .json(&json!({"path_prefix": "/v2/clients", "kind": "status", "status": 503, "first_n": 1}))
+        .send()
+        .unwrap();
+    assert_eq!(status(sim, "/clients", PAT_ADMIN), 503);
+    assert_eq!(status(sim, "/clients", PAT_ADMIN), 200);
+    c.post(format!("{ctl}/faults"))
+        .json(&json!({"path_prefix": "/v2/clients", "kind": "status429", "retry_after": 3, "fraction": 1.0}))
+        .send()
+        .unwrap();
+    let r = get(sim, "/clients");
+    assert_eq!(r.headers()["retry-after"], "3");
+    c.delete(format!("{ctl}/faults")).send().unwrap();
+    assert_eq!(status(sim, "/clients", PAT_ADMIN), 200);
+    for kind in ["close_mid_body", "truncated_json"] {
+        let r = c
+            .post(format!("{ctl}/faults"))
+            .json(&json!({"path_prefix": "/v2/tasks", "kind": kind, "first_n": 1}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let body = get(sim, "/tasks").bytes();
+        assert!(body.is_err() || serde_json::from_slice::<Value>(&body.unwrap()).is_err());
+    }
+    c.post(format!("{ctl}/latency"))
+        .json(&json!({"fixed_ms": 200, "jitter_ms": 0, "path_prefix": ""}))
+        .send()
+        .unwrap();
+    let t = Instant::now();
+    assert_eq!(status(sim, "/tasks", PAT_ADMIN), 200);
+    assert!(t.elapsed() >= Duration::from_millis(200));
+    c.delete(format!("{ctl}/latency")).send().unwrap();
+}
+
+/// Mutate and truth over HTTP (company cannot be mutated, unknown names are 404).
+fn mutate_and_truth_over_http(c: &reqwest::blocking::Client, ctl: &str) {
     let r: Value = c
         .post(format!("{ctl}/mutate"))
         .json(&json!({"resource": "tasks", "update": 2, "create": 1}))
@@ -602,69 +650,36 @@ fn control_api_over_http() {
             .as_u16(),
         404
     );
+}
 
-    // Faults and latency over HTTP.
-    c.post(format!("{ctl}/faults"))
-        .json(&json!({"path_prefix": "/v2/clients", "kind": "status", "status": 503, "first_n": 1}))
-        .send()
-        .unwrap();
-    assert_eq!(status(&sim, "/clients", PAT_ADMIN), 503);
-    assert_eq!(status(&sim, "/clients", PAT_ADMIN), 200);
-    c.post(format!("{ctl}/faults"))
-        .json(&json!({"path_prefix": "/v2/clients", "kind": "status429", "retry_after": 3, "fraction": 1.0}))
-        .send()
-        .unwrap();
-    let r = get(&sim, "/clients");
-    assert_eq!(r.headers()["retry-after"], "3");
-    c.delete(format!("{ctl}/faults")).send().unwrap();
-    assert_eq!(status(&sim, "/clients", PAT_ADMIN), 200);
-    for kind in ["close_mid_body", "truncated_json"] {
-        let r = c
-            .post(format!("{ctl}/faults"))
-            .json(&json!({"path_prefix": "/v2/tasks", "kind": kind, "first_n": 1}))
-            .send()
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200);
-        let body = get(&sim, "/tasks").bytes();
-        assert!(body.is_err() || serde_json::from_slice::<Value>(&body.unwrap()).is_err());
-    }
-    c.post(format!("{ctl}/latency"))
-        .json(&json!({"fixed_ms": 200, "jitter_ms": 0, "path_prefix": ""}))
-        .send()
-        .unwrap();
-    let t = Instant::now();
-    assert_eq!(status(&sim, "/tasks", PAT_ADMIN), 200);
-    assert!(t.elapsed() >= Duration::from_millis(200));
-    c.delete(format!("{ctl}/latency")).send().unwrap();
-
-    // Reports.
-    let rows: Value = c
-        .get(format!(
-            "{ctl}/report/time/clients?from=20250101&to=20251231"
-        ))
+/// Requests by route (templated) and status, 429s included; reset; rate limits off.
+fn requests_by_route_over_http(sim: &Sim, c: &reqwest::blocking::Client, ctl: &str) {
+    let inv = sim.truth("invoices")[0]["id"].as_i64().unwrap();
+    assert_eq!(
+        status(sim, &format!("/invoices/{inv}/messages"), PAT_ADMIN),
+        200
+    );
+    assert_eq!(status(sim, "/clients", PAT_ADMIN), 200);
+    assert_eq!(status(sim, "/clients", PAT_ADMIN), 429);
+    let s: Value = c
+        .get(format!("{ctl}/requests"))
         .send()
         .unwrap()
         .json()
         .unwrap();
-    let served = get_json(&sim, "/reports/time/clients?from=20250101&to=20251231");
-    assert_eq!(rows, served["results"]);
-    let r = c
-        .get(format!(
-            "{ctl}/report/time/clients?from=20240101&to=20241231"
-        ))
+    assert_eq!(s["total"], 3);
+    assert_eq!(s["throttled"], 1);
+    assert_eq!(s["by_route"]["GET /v2/invoices/{id}/messages"]["200"], 1);
+    assert_eq!(s["by_route"]["GET /v2/clients"]["429"], 1);
+    assert_eq!(s["by_status"]["200"], 2);
+    let typed = sim.requests();
+    assert_eq!(typed.route("GET /v2/clients"), 2);
+    c.post(format!("{ctl}/reset")).send().unwrap();
+    assert_eq!(sim.requests(), RequestStats::default());
+    c.post(format!("{ctl}/rate_limits"))
+        .json(&json!({"general": null, "reports": null}))
         .send()
         .unwrap();
-    assert_eq!(r.status().as_u16(), 400);
-
-    // Features.
-    c.post(format!("{ctl}/features"))
-        .json(&json!({"invoice": false}))
-        .send()
-        .unwrap();
-    assert_eq!(status(&sim, "/invoices", PAT_ADMIN), 403);
-    // Control requests are never counted.
-    let s = sim.requests();
-    assert!(s.by_route.keys().all(|k| !k.contains("__control")));
 }
 
 #[test]

@@ -1,10 +1,8 @@
 //! Envelopes, both pagination modes, sort orders, filters, 404s and the shapes of objects.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
+use crate::common::*;
 use harvest_sim::{Sim, SimConfig, Size};
 use serde_json::Value;
 

@@ -1,6 +1,5 @@
 //! Helpers shared by the simulator's integration tests: a blocking HTTP client with Harvest's
 //! headers and small JSON utilities.
-#![allow(dead_code)]
 
 use std::collections::BTreeSet;
 use std::time::Duration;

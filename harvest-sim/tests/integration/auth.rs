@@ -1,10 +1,8 @@
 //! Auth (headers, PATs, OAuth refresh and expiry, accounts), permissions, features, rate limits.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use harvest_sim::*;
 use serde_json::Value;
 
