@@ -2,11 +2,25 @@
 //! (`src/main.rs`) is a thin layer over [`app::main`]; the integration tests and the benchmark
 //! take the stream table, keys and limits from here instead of keeping copies.
 //!
-//! Layers, from the outside in: [`app`] (the command line: discover, about, test, sync),
-//! [`engine`] (the plan and the one reading path), [`client`] (auth, rate budgets, retries,
-//! pagination), [`streams`] (the table of streams: data, no logic of their own), [`conform`]
-//! (records made valid for their schemas), [`output`] (every Singer message, framed and
-//! written by one writer).
+//! The layers, from the bottom up. Each uses only the layers below it, which the integration
+//! test `layers` holds (no import circle):
+//!
+//! 1. [`util`] and [`log`]: small helpers (dates, "did you mean", links in errors) and the
+//!    one logger (stderr, text or JSON, secrets redacted). The `stream-maps` crate
+//!    (`crates/stream-maps`) sits here too: the Meltano SDK's stream maps, knowing nothing of
+//!    the tap.
+//! 2. [`streams`]: the table that declares every stream, as data; [`state`]: bookmarks and
+//!    the deletion memory as the STATE holds them.
+//! 3. [`catalog`]: the catalog's selection; [`conform`]: records made valid for their schemas.
+//! 4. [`output`]: every Singer message, framed and written by one writer.
+//! 5. [`client`]: the request path in layers (admission under the rate budget,
+//!    authentication, the send, the retry policy), pagination; configured by its own
+//!    [`client::config::ClientConfig`].
+//! 6. [`engine`]: the plan (one typed plan per stream kind) and the one reading path,
+//!    deletions, progress; configured by its own [`engine::config::SyncConfig`].
+//! 7. [`settings`] (every setting with its default), [`config`] (the config file parsed into
+//!    the client's and the engine's parts), [`cli`] and [`about`].
+//! 8. [`app`]: the command line (discover, about, test, sync).
 
 pub mod about;
 pub mod app;

@@ -26,7 +26,13 @@ fn nodes(roots: &[Arc<Node>]) -> Vec<&Arc<Node>> {
 }
 
 fn is_report(n: &Node) -> bool {
-    matches!(n.def.source, Source::Report { .. })
+    match n.def.source {
+        Source::Report { .. } => true,
+        Source::Single { .. }
+        | Source::List { .. }
+        | Source::Child { .. }
+        | Source::Derived { .. } => false,
+    }
 }
 
 /// Responses a node is known to need and has not had yet. A child list not started yet is

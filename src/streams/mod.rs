@@ -218,7 +218,13 @@ impl StreamDef {
     }
 
     pub fn is_derived(&self) -> bool {
-        matches!(self.source, Source::Derived { .. })
+        match self.source {
+            Source::Derived { .. } => true,
+            Source::Single { .. }
+            | Source::List { .. }
+            | Source::Child { .. }
+            | Source::Report { .. } => false,
+        }
     }
 
     /// How the stream's bookmark moves, or why the engine cannot read the declaration.
@@ -365,8 +371,16 @@ fn check_deletions(i: usize, s: &StreamDef, props: &Map<String, Value>) -> Resul
                 ))
             }
         }
-        if !matches!(s.source, Source::List { .. }) {
-            return Err("only a root list names an owner (a child's owner is its parent)".into());
+        match s.source {
+            Source::List { .. } => {}
+            Source::Single { .. }
+            | Source::Child { .. }
+            | Source::Report { .. }
+            | Source::Derived { .. } => {
+                return Err(
+                    "only a root list names an owner (a child's owner is its parent)".into(),
+                )
+            }
         }
     }
     match (d.confirm, s.source) {

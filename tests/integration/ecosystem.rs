@@ -90,6 +90,9 @@ fn the_stream_table_counts_every_stream_as_the_ground_truth_does() {
         let want = expected(&h.sim, def.name).len();
         assert_checked(want, &format!("{}: rows in the simulator", def.name));
         assert_eq!(count(&h.sim, &how), want, "{}: counted by {how}", def.name);
+        let mut how = how;
+        // Whether its deletions reach the target (not a report's sums, not the company).
+        how["deletions"] = json!(def.reports_deletions());
         table.insert(def.name.to_string(), how);
     }
     let text = serde_json::to_string_pretty(&json!({"streams": table})).unwrap();

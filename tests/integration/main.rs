@@ -8,11 +8,13 @@
 
 mod util;
 
+mod adding_a_stream;
 mod bad_input;
 mod cli;
 mod deletions;
 mod ecosystem;
 mod hostile;
+mod layers;
 mod maps;
 mod reliability;
 mod reports;

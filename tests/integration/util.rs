@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -607,4 +607,27 @@ pub fn interrupted(
         stderr,
         code: status.code(),
     }
+}
+
+/// A file's code without its comments and, for Rust, without its `#[cfg(test)]` part.
+pub fn code_of(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let rust = path.extension().is_some_and(|e| e == "rs");
+    let text = match text.find("#[cfg(test)]") {
+        Some(at) if rust => &text[..at],
+        _ => &text[..],
+    };
+    let comment = if rust { "//" } else { "#" };
+    let mut code = Vec::new();
+    let mut lines = text.lines();
+    while let Some(l) = lines.next() {
+        let t = l.trim_start();
+        if rust && t.starts_with("#[cfg(doc)]") {
+            // An import for the docs' links only.
+            lines.next();
+        } else if !t.starts_with(comment) {
+            code.push(l);
+        }
+    }
+    code.join("\n")
 }
