@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Value};
 
 use crate::client::config::{ClientConfig, Credentials, Rate, Secret};
@@ -386,6 +386,8 @@ impl Config {
         Ok(Config::from_value(&value)?)
     }
 
+    /// Reads every key, in the order the settings are documented (each problem is one line,
+    /// in that order), then makes the client's and the engine's parts of them.
     pub fn from_value(value: &Value) -> Result<Config, ConfigErrors> {
         let Some(obj) = value.as_object() else {
             return Err(ConfigErrors(vec!["config must be a JSON object".into()]));
@@ -398,13 +400,60 @@ impl Config {
         r.unknown_keys();
         let (auth, account_id) = r.auth();
         let start_date = r.start_date();
-        let (client, limits) = r.client(auth, account_id);
-        let sync = r.sync(start_date, &limits);
-        match (client, sync) {
-            (Some(client), Some(sync)) if r.errors.is_empty() => Ok(Config { client, sync }),
-            _ => Err(ConfigErrors(r.errors)),
-        }
+        let http = r.http();
+        let full_child_scan = r
+            .boolean("full_child_scan")
+            .unwrap_or(settings::DEFAULT_FULL_CHILD_SCAN);
+        let (max_retries, backoff_base) = r.retries();
+        let limits = r.limits();
+        let (reports_start_date, include_fixed_fee) = r.reports();
+        let (deletions, emit_activate_version_messages) = r.deletions();
+        let max_response_bytes = r.max_response_bytes();
+        let progress_interval = r.progress_interval();
+        let metrics_level = r.metrics_level();
+        let maps = r.maps();
+        let (Some(auth), Some(start_date), true) = (auth, start_date, r.errors.is_empty()) else {
+            return Err(ConfigErrors(r.errors));
+        };
+        Ok(Config {
+            client: ClientConfig {
+                auth,
+                account_id,
+                user_agent: http.user_agent,
+                base_url: http.base_url,
+                auth_url: http.auth_url,
+                request_timeout: http.request_timeout,
+                max_retries,
+                backoff_base,
+                budget: limits.budget,
+                reports_budget: limits.reports_budget,
+                max_concurrency: limits.max_concurrency,
+                max_response_bytes,
+            },
+            sync: SyncConfig {
+                start_date,
+                full_child_scan,
+                reports_start_date,
+                include_fixed_fee,
+                emit_activate_version_messages,
+                max_concurrency: limits.max_concurrency,
+                budget: limits.budget,
+                reports_budget: limits.reports_budget,
+                progress_interval,
+                metrics_level,
+                deletions,
+                maps,
+            },
+        })
     }
+}
+
+/// Where and how the client speaks HTTP.
+struct Http {
+    user_agent: String,
+    base_url: String,
+    auth_url: String,
+    request_timeout: Duration,
 }
 
 /// The settings both the client and the engine read: the budgets and the width.
@@ -415,6 +464,46 @@ struct Limits {
 }
 
 impl Reader<'_> {
+    fn http(&mut self) -> Http {
+        let user_agent = self.string("user_agent").unwrap_or_else(default_user_agent);
+        if !user_agent
+            .bytes()
+            .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+        {
+            self.errors.push(
+                "config key 'user_agent' must be printable ASCII on one line (it is sent as an HTTP header)".into(),
+            );
+        }
+        Http {
+            user_agent,
+            base_url: self.url("base_url", settings::DEFAULT_BASE_URL),
+            auth_url: self.url("auth_url", settings::DEFAULT_AUTH_URL),
+            request_timeout: self
+                .seconds("request_timeout")
+                .filter(|t| !t.is_zero())
+                .unwrap_or(Duration::from_secs(
+                    settings::DEFAULT_REQUEST_TIMEOUT_SECONDS,
+                )),
+        }
+    }
+
+    /// `max_retries` and `backoff_base_seconds`.
+    fn retries(&mut self) -> (u32, Duration) {
+        let max_retries = match self.number("max_retries") {
+            Some(v) if v.fract() == 0.0 && v <= 100.0 => v as u32,
+            Some(_) => {
+                self.errors
+                    .push("config key 'max_retries' must be an integer from 0 to 100".into());
+                0
+            }
+            None => settings::DEFAULT_MAX_RETRIES,
+        };
+        let backoff_base = self
+            .seconds("backoff_base_seconds")
+            .unwrap_or(Duration::from_secs(settings::DEFAULT_BACKOFF_BASE_SECONDS));
+        (max_retries, backoff_base)
+    }
+
     fn limits(&mut self) -> Limits {
         Limits {
             budget: self.rate(
@@ -433,43 +522,7 @@ impl Reader<'_> {
         }
     }
 
-    /// The HTTP client's part (`None`, with the errors noted, when the credentials are
-    /// missing), and the limits the engine reads too.
-    fn client(
-        &mut self,
-        auth: Option<Credentials>,
-        account_id: Option<String>,
-    ) -> (Option<ClientConfig>, Limits) {
-        let user_agent = self.string("user_agent").unwrap_or_else(default_user_agent);
-        if !user_agent
-            .bytes()
-            .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
-        {
-            self.errors.push(
-                "config key 'user_agent' must be printable ASCII on one line (it is sent as an HTTP header)".into(),
-            );
-        }
-        let base_url = self.url("base_url", settings::DEFAULT_BASE_URL);
-        let auth_url = self.url("auth_url", settings::DEFAULT_AUTH_URL);
-        let request_timeout = self
-            .seconds("request_timeout")
-            .filter(|t| !t.is_zero())
-            .unwrap_or(Duration::from_secs(
-                settings::DEFAULT_REQUEST_TIMEOUT_SECONDS,
-            ));
-        let max_retries = match self.number("max_retries") {
-            Some(v) if v.fract() == 0.0 && v <= 100.0 => v as u32,
-            Some(_) => {
-                self.errors
-                    .push("config key 'max_retries' must be an integer from 0 to 100".into());
-                0
-            }
-            None => settings::DEFAULT_MAX_RETRIES,
-        };
-        let backoff_base = self
-            .seconds("backoff_base_seconds")
-            .unwrap_or(Duration::from_secs(settings::DEFAULT_BACKOFF_BASE_SECONDS));
-        let limits = self.limits();
+    fn max_response_bytes(&mut self) -> usize {
         let max_response_mb = self
             .positive_int("max_response_mb")
             .unwrap_or(settings::DEFAULT_MAX_RESPONSE_MB);
@@ -477,21 +530,7 @@ impl Reader<'_> {
             self.errors
                 .push("config key 'max_response_mb' must be at most 4096".into());
         }
-        let client = auth.map(|auth| ClientConfig {
-            auth,
-            account_id,
-            user_agent,
-            base_url,
-            auth_url,
-            request_timeout,
-            max_retries,
-            backoff_base,
-            budget: limits.budget,
-            reports_budget: limits.reports_budget,
-            max_concurrency: limits.max_concurrency,
-            max_response_bytes: (max_response_mb as usize) << 20,
-        });
-        (client, limits)
+        (max_response_mb as usize) << 20
     }
 
     /// `<prefix>_requests` per `<prefix>_window_seconds`.
@@ -506,62 +545,50 @@ impl Reader<'_> {
         }
     }
 
-    /// The engine's part; `None` (with the errors noted) when `start_date` is missing.
-    fn sync(&mut self, start_date: Option<DateTime<Utc>>, limits: &Limits) -> Option<SyncConfig> {
-        let full_child_scan = self
-            .boolean("full_child_scan")
-            .unwrap_or(settings::DEFAULT_FULL_CHILD_SCAN);
-        let reports_start_date =
-            self.string("reports_start_date")
-                .and_then(|s| match parse_datetime(&s) {
-                    Some(d) => Some(d.date_naive()),
-                    None => {
-                        self.errors.push(format!(
-                            "config key 'reports_start_date' is not a date: {}",
-                            echo(&s)
-                        ));
-                        None
-                    }
-                });
-        let include_fixed_fee = self.boolean("include_fixed_fee");
-        let emit_activate_version_messages = self
-            .boolean("emit_activate_version_messages")
-            .unwrap_or(settings::DEFAULT_EMIT_ACTIVATE_VERSION_MESSAGES);
-        let progress_interval = self.progress_interval();
-        let metrics_level = self.metrics_level();
-        let deletions = self.deletions();
-        let maps = MapSettings::from_config(self.obj);
-        if let Err(problems) = maps.compile() {
-            self.errors.extend(problems);
-        }
-        Some(SyncConfig {
-            start_date: start_date?,
-            full_child_scan,
-            reports_start_date,
-            include_fixed_fee,
-            emit_activate_version_messages,
-            max_concurrency: limits.max_concurrency,
-            budget: limits.budget,
-            reports_budget: limits.reports_budget,
-            progress_interval,
-            metrics_level,
-            deletions,
-            maps,
-        })
+    /// `reports_start_date` and `include_fixed_fee`.
+    fn reports(&mut self) -> (Option<NaiveDate>, Option<bool>) {
+        let start = self
+            .string("reports_start_date")
+            .and_then(|s| match parse_datetime(&s) {
+                Some(d) => Some(d.date_naive()),
+                None => {
+                    self.errors.push(format!(
+                        "config key 'reports_start_date' is not a date: {}",
+                        echo(&s)
+                    ));
+                    None
+                }
+            });
+        (start, self.boolean("include_fixed_fee"))
     }
 
-    fn deletions(&mut self) -> DeletionConfig {
-        DeletionConfig {
-            detect: self
-                .boolean("detect_deletions")
-                .unwrap_or(settings::DEFAULT_DETECT_DELETIONS),
+    /// How deletions are found, and `emit_activate_version_messages` (read between them).
+    fn deletions(&mut self) -> (DeletionConfig, bool) {
+        let detect = self
+            .boolean("detect_deletions")
+            .unwrap_or(settings::DEFAULT_DETECT_DELETIONS);
+        let activate = self
+            .boolean("emit_activate_version_messages")
+            .unwrap_or(settings::DEFAULT_EMIT_ACTIVATE_VERSION_MESSAGES);
+        let deletions = DeletionConfig {
+            detect,
             window_days: self
                 .days("deletion_window_days")
                 .unwrap_or(settings::DEFAULT_DELETION_WINDOW_DAYS),
             full_scan_days: self
                 .days("deletion_full_scan_days")
                 .unwrap_or(settings::DEFAULT_DELETION_FULL_SCAN_DAYS),
+        };
+        (deletions, activate)
+    }
+
+    /// The stream maps' and flattening's settings, checked by compiling them once.
+    fn maps(&mut self) -> MapSettings {
+        let maps = MapSettings::from_config(self.obj);
+        if let Err(problems) = maps.compile() {
+            self.errors.extend(problems);
         }
+        maps
     }
 
     /// At least a second between two lines (0: none).

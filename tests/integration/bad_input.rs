@@ -418,6 +418,39 @@ fn broken_configs_name_each_problem() {
                 "'max_concurrency' must be a positive integer",
             ],
         ),
+        (
+            "problems of every part, in the settings' order",
+            {
+                let mut c = good.clone();
+                for (k, v) in [
+                    ("request_timeout", json!("x")),
+                    ("full_child_scan", json!("yes")),
+                    ("max_retries", json!(1.5)),
+                    ("max_concurrency", json!(0)),
+                    ("reports_start_date", json!("nope")),
+                    ("detect_deletions", json!("x")),
+                    ("emit_activate_version_messages", json!("x")),
+                    ("deletion_window_days", json!(-1)),
+                    ("max_response_mb", json!(5000)),
+                    ("metrics_log_level", json!("loud")),
+                ] {
+                    c[k] = v;
+                }
+                c
+            },
+            vec![
+                "'request_timeout' must be a non-negative number",
+                "'full_child_scan' must be true or false",
+                "'max_retries' must be an integer from 0 to 100",
+                "'max_concurrency' must be a positive integer",
+                "'reports_start_date' is not a date",
+                "'detect_deletions' must be true or false",
+                "'emit_activate_version_messages' must be true or false",
+                "'deletion_window_days'",
+                "'max_response_mb' must be at most 4096",
+                "'metrics_log_level' must be debug, info, warning, error or critical",
+            ],
+        ),
     ];
     for (case, config, needles) in cases {
         let path = dir.path().join("config.json");
