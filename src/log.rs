@@ -5,7 +5,6 @@
 //! SDK's: `2026-01-01 10:00:00,123 | INFO     | tap-harvest | message`.
 
 use std::borrow::Cow;
-use std::io::Write;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::RwLock;
 
@@ -47,7 +46,7 @@ pub fn summary(message: &str) {
     if enabled(Level::Warning) {
         let now = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S,%3f");
         let line = format!("{now} | INFO     | tap-harvest | {}\n", redact(message));
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        write_line(&line);
     }
 }
 
@@ -97,8 +96,20 @@ pub fn log(level: Level, message: &str) {
     let now = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S,%3f");
     let message = redact(message);
     let line = format!("{now} | {name:<8} | tap-harvest | {message}\n");
-    // A closed stderr is no reason to stop a sync: ignore write errors.
+    write_line(&line);
+}
+
+/// One line to stderr. A closed stderr is no reason to stop a sync: write errors are ignored.
+#[cfg(not(test))]
+fn write_line(line: &str) {
+    use std::io::Write;
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// In the unit tests, through the test harness, which shows a test's lines only when it fails.
+#[cfg(test)]
+fn write_line(line: &str) {
+    eprint!("{line}");
 }
 
 pub fn debug(message: &str) {
