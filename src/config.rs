@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use crate::client::config::{ClientConfig, Credentials, Rate, Secret};
 use crate::engine::config::{DeletionConfig, MapSettings, SyncConfig};
 use crate::settings::{self, default_user_agent};
-use crate::util::{closest, parse_datetime};
+use crate::util::{closest, parse_datetime, shown_link};
 
 /// The largest number of seconds a config key accepts: a day.
 const MAX_SECONDS: f64 = 86400.0;
@@ -215,7 +215,7 @@ impl Reader<'_> {
             Some(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
             _ => self.errors.push(format!(
                 "config key '{key}' must be an http(s) URL, got {}",
-                echo(&crate::client::shown_link(&s))
+                echo(&shown_link(&s))
             )),
         }
         s.trim_end_matches('/').to_string()

@@ -36,6 +36,7 @@ use reqwest::header::HeaderValue;
 use serde_json::{json, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::util::shown_link;
 use admit::{Admission, Ticket};
 use auth::{Auth, Authenticator};
 use budget::Budget;
@@ -238,8 +239,6 @@ impl Origins {
         reqwest::Url::parse(url).is_ok_and(|u| self.allows(&u))
     }
 }
-
-pub use crate::util::shown_link;
 
 impl Client {
     /// Builds the client and settles the credentials (OAuth refresh, account lookup).

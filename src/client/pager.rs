@@ -311,7 +311,7 @@ impl Pager {
             return Err(HttpError::Rejected(format!(
                 "GET {}: links.next leads back to a page already read ({}): the list loops, so it is not read further",
                 self.endpoint,
-                super::shown_link(url)
+                crate::util::shown_link(url)
             )));
         }
         self.current = Some(url.to_string());

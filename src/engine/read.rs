@@ -315,13 +315,21 @@ async fn read_pages_noting_changes(
     node: &Arc<Node>,
     list: List,
 ) -> Result<(Fans, bool), Halt> {
+    let List {
+        url,
+        endpoint,
+        envelope,
+        lane,
+        stamp,
+        whole,
+    } = list;
     let mut pages = Pager::new(
         ctx.client.clone(),
-        list.url.clone(),
-        list.endpoint,
-        list.envelope,
+        url,
+        endpoint,
+        envelope,
         node.run.tally.counters.clone(),
-        list.lane,
+        lane,
     );
     let mut fans = Fans::for_children(node);
     let mut batch = Batch::default();
@@ -334,13 +342,13 @@ async fn read_pages_noting_changes(
             return Ok((fans, pages.changed()));
         };
         for element in page.records() {
-            let Some(mut record) = readable(node, list.endpoint, element) else {
+            let Some(mut record) = readable(node, endpoint, element) else {
                 continue;
             };
-            list.stamp.apply(&mut record);
+            stamp.apply(&mut record);
             let upd = updated_at(&record);
-            note_own(node, &record, &list);
-            let derived = feed_children(node, &record, upd, list.whole, &mut fans);
+            note_own(node, &record, &stamp);
+            let derived = feed_children(node, &record, upd, whole, &mut fans);
             emit_own(node, record, upd, &mut batch, &extracted);
             emit_derived(derived, &mut batch, &extracted);
             batch.flush_if_full(ctx).await?;
@@ -352,13 +360,13 @@ async fn read_pages_noting_changes(
 
 /// What the engine keeps of a record besides sending it: the feature flags' record, and its
 /// key for the deletions.
-fn note_own(node: &Node, record: &Map<String, Value>, list: &List) {
+fn note_own(node: &Node, record: &Map<String, Value>, stamp: &Stamp) {
     if node.keeps_record {
         node.run.tally.keep(record);
     }
     if let Some(p) = &node.run.presence {
         if let Some(key) = Key::of(record, node.def.key_properties) {
-            p.saw(key, attrs_of(node, record, list.stamp.parent_id()));
+            p.saw(key, attrs_of(node, record, stamp.parent_id()));
         }
     }
 }
