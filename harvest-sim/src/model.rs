@@ -607,6 +607,17 @@ impl Tombstones {
     pub fn mark(&mut self, res: Res, i: u32) -> bool {
         self.sets.entry(res).or_default().insert(i)
     }
+
+    /// A record was inserted at index `pos` of `res`'s vector (teammates, kept sorted by their
+    /// indexes): the marks at `pos` or after move up one place with their records.
+    pub fn inserted(&mut self, res: Res, pos: u32) {
+        if let Some(set) = self.sets.get_mut(&res) {
+            *set = set
+                .iter()
+                .map(|&i| if i >= pos { i + 1 } else { i })
+                .collect();
+        }
+    }
 }
 
 // ================================================================ views

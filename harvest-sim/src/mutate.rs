@@ -1,7 +1,8 @@
 //! Mutations: touch existing records (updated_at = now, plus a visible change) and create new
 //! ones with fresh ids and consistent references (each resource's `touch` and `create` are
-//! declared in `resources`); archive and move records to another day. Children bump their
-//! parent's updated_at.
+//! declared in `resources`); archive and move records to another day. Messages and payments
+//! bump their parent's updated_at; a new rate (rates are only ever added, so touching one adds
+//! one) moves its user's.
 
 use crate::model::*;
 use crate::util::Ts;

@@ -7,6 +7,7 @@
 //! `model.rs`; its declaration (and the functions it names) here, at the variant's position.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 use serde_json::Value;
 
@@ -284,6 +285,13 @@ fn live_ex(d: &Data, f: impl Fn(&Expense) -> bool) -> bool {
         .iter()
         .enumerate()
         .any(|(k, x)| !d.deleted.has(Res::Expenses, k as u32) && f(x))
+}
+
+/// The live (not deleted) records of `res`, by index.
+fn live(d: &Data, res: Res) -> Vec<u32> {
+    (0..(res.decl().len)(d) as u32)
+        .filter(|&i| !d.deleted.has(res, i))
+        .collect()
 }
 
 /// Whether any live record of `res` (at `k`) satisfies `f`.
@@ -698,7 +706,7 @@ pub static DECLS: [Decl; 22] = [
         sort: Sort::IdAsc,
         ids_ascend: true,
         view: view!(|d, _, i| rate(&d.billable_rates[i as usize])),
-        touch: |d, u, now| touch(d, u, now, |d| &mut d.billable_rates, raise_rate),
+        touch: |d, u, now| touch_rates(d, u, now, true),
         create: |d, k, now| create_rate(d, k, now, true),
         refusal: rate_refusal,
         ..BASE
@@ -722,7 +730,7 @@ pub static DECLS: [Decl; 22] = [
         ids_ascend: true,
         manager: false,
         view: view!(|d, _, i| rate(&d.cost_rates[i as usize])),
-        touch: |d, u, now| touch(d, u, now, |d| &mut d.cost_rates, raise_rate),
+        touch: |d, u, now| touch_rates(d, u, now, false),
         create: |d, k, now| create_rate(d, k, now, false),
         refusal: rate_refusal,
         ..BASE
@@ -1202,12 +1210,6 @@ fn rate_refusal(_: &Data, _: u32) -> Option<&'static str> {
     Some("a rate (Harvest has no DELETE for rates)")
 }
 
-fn raise_rate(x: &mut Rate, now: Ts, _n: u64) -> i64 {
-    x.updated_at = now;
-    x.amount += 100;
-    x.id
-}
-
 /// Bumps the parents of the touched children `ids` of `res` (`updated_at = now`).
 fn bump_parents(d: &mut Data, res: Res, ids: &[i64], now: Ts) {
     let decl = res.decl();
@@ -1454,14 +1456,38 @@ fn create_task_assignments(d: &mut Data, k: usize, now: Ts) -> Option<i64> {
     Some(id)
 }
 
+/// Assigns a user to a project (both live and active) they are not assigned to yet: Harvest
+/// assigns a user to a project once. The user's project assignments show it (same record).
 fn create_user_assignments(d: &mut Data, k: usize, now: Ts) -> Option<i64> {
     let salt = d.mutation_counter.wrapping_mul(31);
-    if d.projects.is_empty() || d.users.is_empty() {
-        return None;
-    }
+    let projects: Vec<u32> = live(d, Res::Projects)
+        .into_iter()
+        .filter(|&p| d.projects[p as usize].is_active)
+        .collect();
+    let users: Vec<u32> = live(d, Res::Users)
+        .into_iter()
+        .filter(|&u| d.users[u as usize].is_active)
+        .collect();
+    let taken: HashSet<(u32, u32)> = live(d, Res::UserAssignments)
+        .into_iter()
+        .map(|i| {
+            let x = &d.user_assignments[i as usize];
+            (x.project, x.user)
+        })
+        .collect();
+    let (p0, u0) = (
+        pick_idx(projects.len(), k, salt),
+        pick_idx(users.len(), k, salt ^ 3),
+    );
+    let (project, user) = (0..projects.len() * users.len())
+        .map(|s| {
+            (
+                projects[(p0 + s / users.len()) % projects.len()],
+                users[(u0 + s) % users.len()],
+            )
+        })
+        .find(|pair| !taken.contains(pair))?;
     let id = next_id(d.user_assignments.last().map(|x| x.id), 125_068_001);
-    let project = pick_idx(d.projects.len(), k, salt) as u32;
-    let user = pick_idx(d.users.len(), k, salt ^ 3) as u32;
     d.user_assignments.push(UserAssignment {
         id,
         project,
@@ -1477,59 +1503,149 @@ fn create_user_assignments(d: &mut Data, k: usize, now: Ts) -> Option<i64> {
     Some(id)
 }
 
+/// Rates cannot be edited in Harvest, only added: touching `update` rates adds a new current
+/// rate (as [`create_rate`] does) for each of `update` distinct users spread over the list;
+/// returns the new rates' ids.
+fn touch_rates(d: &mut Data, update: usize, now: Ts, billable: bool) -> Vec<i64> {
+    let users = rate_candidates(d, now, billable, update);
+    let mut ids = Vec::new();
+    for pos in spread(users.len(), update) {
+        d.mutation_counter += 1;
+        ids.push(add_rate(d, users[pos], now, billable));
+    }
+    ids
+}
+
 fn create_rate(d: &mut Data, k: usize, now: Ts, billable: bool) -> Option<i64> {
-    let n = d.mutation_counter;
     let salt = d.mutation_counter.wrapping_mul(31);
-    let today = Date::of_ts(now.0);
-    if d.users.is_empty() {
+    let users = rate_candidates(d, now, billable, 1);
+    if users.is_empty() {
         return None;
     }
-    let user = pick_idx(d.users.len(), k, salt) as u32;
-    let rates = if billable {
-        &mut d.billable_rates
+    let user = users[pick_idx(users.len(), k, salt)];
+    Some(add_rate(d, user, now, billable))
+}
+
+/// The rate table of a kind, and its resource.
+fn rate_table(d: &Data, billable: bool) -> (Res, &[Rate]) {
+    if billable {
+        (Res::BillableRates, &d.billable_rates)
     } else {
-        &mut d.cost_rates
+        (Res::CostRates, &d.cost_rates)
+    }
+}
+
+/// The users `want` new rates of a kind may go to: the live users without such a rate starting
+/// today (a second one the same day would replace the first), or every live user when fewer
+/// than `want` are left.
+fn rate_candidates(d: &Data, now: Ts, billable: bool, want: usize) -> Vec<u32> {
+    let today = Date::of_ts(now.0);
+    let (res, rates) = rate_table(d, billable);
+    let mut dated_today = vec![false; d.users.len()];
+    for (k, r) in rates.iter().enumerate() {
+        if r.start_date == Some(today) && !d.deleted.has(res, k as u32) {
+            dated_today[r.user as usize] = true;
+        }
+    }
+    let users = live(d, Res::Users);
+    let fresh: Vec<u32> = users
+        .iter()
+        .copied()
+        .filter(|&u| !dated_today[u as usize])
+        .collect();
+    if fresh.len() >= want {
+        fresh
+    } else {
+        users
+    }
+}
+
+/// Adds a rate of user `u` starting today, as Harvest's "create a billable (cost) rate" does,
+/// and returns its id. A new rate replaces the user's rates starting on or after its start
+/// date (here: one added earlier today), and Harvest computes end dates: the user's latest
+/// remaining rate now ends yesterday. Its `updated_at` moves too, as in Harvest's documented
+/// example (each ended rate's `updated_at` is the next rate's `created_at`) and in the
+/// generated histories. The new rate, the latest, is the user's current one: the user's
+/// `default_hourly_rate` (billable) or `cost_rate` (cost) shows its amount and the user's
+/// `updated_at` moves, which is how a client sees that the user's rates changed.
+fn add_rate(d: &mut Data, u: u32, now: Ts, billable: bool) -> i64 {
+    let n = d.mutation_counter;
+    let today = Date::of_ts(now.0);
+    let user = &d.users[u as usize];
+    let current = if billable {
+        user.default_hourly_rate
+    } else {
+        user.cost_rate
     };
-    let base = if billable { 1_836_001 } else { 2_946_001 };
+    let mut amount = 13_000 + (n as i64 % 20) * 100;
+    if current == Some(amount) {
+        amount += 50;
+    }
+    let (res, base) = if billable {
+        (Res::BillableRates, 1_836_001)
+    } else {
+        (Res::CostRates, 2_946_001)
+    };
+    let (rates, deleted) = if billable {
+        (&mut d.billable_rates, &mut d.deleted)
+    } else {
+        (&mut d.cost_rates, &mut d.deleted)
+    };
     let id = next_id(rates.last().map(|x| x.id), base);
-    // Close the user's open-ended rate the day before the new one starts.
-    if let Some(open) = rates
+    for (k, r) in rates.iter().enumerate() {
+        if r.user == u && r.start_date.is_some_and(|s| s >= today) {
+            deleted.mark(res, k as u32);
+        }
+    }
+    let yesterday = Some(Date(today.0 - 1));
+    if let Some(latest) = rates
         .iter_mut()
-        .filter(|r| r.user == user && r.end_date.is_none())
+        .enumerate()
+        .filter(|(k, r)| r.user == u && !deleted.has(res, *k as u32))
+        .map(|(_, r)| r)
         .max_by_key(|r| (r.start_date, r.id))
     {
-        if open.start_date.is_none_or_compat(|s| s < today) {
-            open.end_date = Some(Date(today.0 - 1));
-            open.updated_at = now;
+        if latest.end_date != yesterday {
+            latest.end_date = yesterday;
+            latest.updated_at = now;
         }
     }
     rates.push(Rate {
         id,
-        user,
-        amount: 13_000 + (n as i64 % 20) * 100,
+        user: u,
+        amount,
         start_date: Some(today),
         end_date: None,
         created_at: now,
         updated_at: now,
     });
-    Some(id)
+    let user = &mut d.users[u as usize];
+    *if billable {
+        &mut user.default_hourly_rate
+    } else {
+        &mut user.cost_rate
+    } = Some(amount);
+    user.updated_at = now;
+    id
 }
 
+/// Assigns a live user to a live manager who does not manage them yet (a link deleted before
+/// is not made again); the id is the user's (not a fresh one). Nothing else changes: Harvest
+/// does not document that a new teammate moves anybody's `updated_at`, so no user's does.
 fn create_teammates(d: &mut Data, k: usize, _now: Ts) -> Option<i64> {
     let salt = d.mutation_counter.wrapping_mul(31);
-    // Assigns an existing user to a manager who does not manage them yet; the id is
-    // the user's (not a fresh one).
-    let managers: Vec<u32> = d
-        .users
+    let users = live(d, Res::Users);
+    let managers: Vec<u32> = users
         .iter()
-        .enumerate()
-        .filter(|(_, u)| u.access == AccessRole::Manager)
-        .map(|(i, _)| i as u32)
+        .copied()
+        .filter(|&u| d.users[u as usize].access == AccessRole::Manager)
         .collect();
     let start = pick_idx(managers.len(), k, salt);
     let (manager, user) = (0..managers.len()).find_map(|step| {
         let m = managers[(start + step) % managers.len()];
-        let free: Vec<u32> = (0..d.users.len() as u32)
+        let free: Vec<u32> = users
+            .iter()
+            .copied()
             .filter(|&u| {
                 u != m
                     && d.teammates
@@ -1543,6 +1659,8 @@ fn create_teammates(d: &mut Data, k: usize, _now: Ts) -> Option<i64> {
         .teammates
         .partition_point(|t| (t.manager, t.user) < (manager, user));
     d.teammates.insert(pos, Teammate { manager, user });
+    // The links after it moved up one place: so do their tombstones.
+    d.deleted.inserted(Res::Teammates, pos as u32);
     Some(d.users[user as usize].id)
 }
 
@@ -1895,19 +2013,6 @@ fn create_time_entries(d: &mut Data, k: usize, now: Ts) -> Option<i64> {
         flags,
     });
     Some(id)
-}
-
-trait OptDateExt {
-    fn is_none_or_compat(&self, f: impl Fn(Date) -> bool) -> bool;
-}
-
-impl OptDateExt for Option<Date> {
-    fn is_none_or_compat(&self, f: impl Fn(Date) -> bool) -> bool {
-        match self {
-            None => true,
-            Some(d) => f(*d),
-        }
-    }
 }
 
 #[cfg(test)]

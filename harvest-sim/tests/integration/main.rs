@@ -3,5 +3,6 @@
 
 mod api;
 mod auth;
+mod changes;
 mod common;
 mod control;
