@@ -25,13 +25,14 @@ use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::known::{day_of, Attrs, Key, Known, KnownWriter, SortedRows};
+use super::known::{day_of, owner_id, Attrs, Key, Known, KnownWriter, SortedRows};
 use super::plan::Node;
 use super::presence::Cover;
 use super::tally::Status;
 use super::Ctx;
 use crate::client::{HttpError, Lane};
 use crate::output::OutputClosed;
+use crate::state::format_bookmark;
 use crate::streams::{self, Confirm, Source, DELETED_AT};
 
 /// At most this many missing records of a stream are confirmed by GET in one sync; the rest
@@ -56,14 +57,6 @@ pub fn attrs_of(node: &Node, record: &Map<String, Value>, parent: Option<i64>) -
         .and_then(Value::as_str)
         .and_then(day_of);
     Attrs { owner, day }
-}
-
-/// The id a shaped or raw record gives for `column` (`project_id`, or `project.id`).
-fn owner_id(record: &Map<String, Value>, column: &str) -> Option<i64> {
-    if let Some(n) = record.get(column).and_then(Value::as_i64) {
-        return Some(n);
-    }
-    record.get(column.strip_suffix("_id")?)?.get("id")?.as_i64()
 }
 
 /// The stream whose deletions take this stream's rows with them.
@@ -144,18 +137,47 @@ async fn resolve_stream(
         .and_then(|s| decided.get(s))
         .map(|d| &d.deleted);
     let (mut deleted, missing) = unseen(&old, &seen, &cover, settled, gone_owners);
+    if let Some((column, stream)) = node.def.deletions.refers {
+        if let Some(gone) = decided.get(stream).filter(|d| !d.deleted.is_empty()) {
+            deleted.extend(referring_to(
+                &old,
+                node.def.key_properties,
+                column,
+                &gone.deleted,
+            ));
+        }
+    }
     match node.def.deletions.confirm {
         Confirm::Listing => deleted.extend(missing),
         Confirm::Never => {}
         Confirm::SameAs(other) => {
-            if let Some(o) = decided.get(other).filter(|o| o.covered_all) {
-                deleted.extend(missing.into_iter().filter(|k| !o.seen.contains(k)));
+            if let Some(o) = decided.get(other) {
+                if o.covered_all {
+                    deleted.extend(missing.into_iter().filter(|k| !o.seen.contains(k)));
+                }
+                // A record the other stream found deleted is gone here too (the same keys),
+                // whether its parent was read or not.
+                deleted.extend(
+                    old.rows()
+                        .map(|(k, _)| k)
+                        .filter(|k| matches!(k, Key::Int(n) if o.deleted.contains(n))),
+                );
             }
         }
         Confirm::Get(path) => deleted.extend(confirm_gone(ctx, node, path, missing).await),
     }
-    send_deletions(ctx, node, activate, &deleted).await?;
+    // Each once, and none that this sync read (a cascade names keys whether read or not).
     deleted.sort();
+    deleted.dedup();
+    if !deleted.is_empty() {
+        // Both sorted: one pass.
+        let mut read = seen.iter().map(|(k, _)| k).peekable();
+        deleted.retain(|k| {
+            while read.next_if(|r| r < k).is_some() {}
+            read.peek() != Some(k)
+        });
+    }
+    send_deletions(ctx, node, activate, &deleted).await?;
     let swept = cover.all && settled;
     let new =
         remembered(&old, &seen, &deleted).finish(if swept { Some(started) } else { old.swept_at });
@@ -166,6 +188,13 @@ async fn resolve_stream(
     };
     drop(seen);
     ctx.emitter.memory(node.def.name, new.to_value()).await?;
+    if node.defers_bookmark() {
+        if let Some((key, at)) = node.next_bookmark() {
+            ctx.emitter
+                .bookmark(node.def.name, key, format_bookmark(at))
+                .await?;
+        }
+    }
     Ok(Some(Decided {
         seen: keys,
         covered_all: swept,
@@ -177,6 +206,19 @@ async fn resolve_stream(
             })
             .collect(),
     }))
+}
+
+/// The remembered keys whose `column` names one of `gone` (the row goes with that record).
+fn referring_to(old: &Known, props: &[&str], column: &str, gone: &HashSet<i64>) -> Vec<Key> {
+    old.rows()
+        .map(|(k, _)| k)
+        .filter(|k| {
+            k.fields(props)
+                .get(column)
+                .and_then(Value::as_i64)
+                .is_some_and(|id| gone.contains(&id))
+        })
+        .collect()
 }
 
 /// The remembered keys this sync did not see: those whose owner was found deleted (gone

@@ -64,6 +64,14 @@ pub struct Attrs {
     pub day: Option<i32>,
 }
 
+/// The id a shaped or raw record gives for `column` (`project_id`, or `project.id`).
+pub fn owner_id(record: &Map<String, Value>, column: &str) -> Option<i64> {
+    if let Some(n) = record.get(column).and_then(Value::as_i64) {
+        return Some(n);
+    }
+    record.get(column.strip_suffix("_id")?)?.get("id")?.as_i64()
+}
+
 pub fn day_of(date: &str) -> Option<i32> {
     let d = NaiveDate::parse_from_str(date.get(..10)?, "%Y-%m-%d").ok()?;
     Some(day_from(d))

@@ -20,6 +20,7 @@ pub mod plan;
 pub mod presence;
 pub mod progress;
 pub mod read;
+pub mod signs;
 pub mod tally;
 
 use std::sync::atomic::Ordering;

@@ -3,8 +3,9 @@
 //! change while the sync runs: what does change (records counted, the newest `updated_at` seen,
 //! whether a stream stopped) lives in each node's [`Tally`].
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, Result};
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
@@ -19,7 +20,8 @@ use crate::conform::Conformer;
 use crate::output::RecordFrame;
 use crate::state::State;
 use crate::streams::{
-    self, reports, Clock, Confirm, DeriveFn, DerivedClock, FanOut, ParentFilter, Source, StreamDef,
+    self, reports, Clock, Confirm, DeriveFn, DerivedClock, FanOut, ParentFilter, Sign, Source,
+    StreamDef,
 };
 use stream_maps::{MappedStream, Maps};
 
@@ -64,6 +66,39 @@ pub struct Node {
     pub children: Vec<Nested>,
     /// What the sync changes: the tally, and the deletion bookkeeping.
     pub run: Run,
+    /// For a root list whose changes are signs for a child read on signs: the columns its
+    /// changed records are noted by.
+    pub feeds: Vec<Feed>,
+    /// For a child read on signs ([`FanOut::Signalled`]) when the signs pick its parents this
+    /// sync; `None`: every parent is read.
+    pub signals: Option<Signals>,
+    /// A child read on signs, or a stream below one: every row of a parent read is sent, and
+    /// its bookmark is the moment the signs were read up to ([`super::tally::Watermark::read_start`]).
+    pub moves_with_signs: bool,
+    /// Every record of it is read this sync; decided with the versions.
+    read_whole: std::sync::OnceLock<bool>,
+}
+
+/// A column of a root list's changed records, noted for a child read on signs.
+pub struct Feed {
+    pub column: &'static str,
+    /// Only records updated at or after this are noted.
+    pub since: Option<DateTime<Utc>>,
+    pub noted: Mutex<Vec<i64>>,
+}
+
+/// How a child read on signs finds the parents to read: each sign, with the root lists it
+/// is read from (built before the parent, whose fan-out waits for them).
+pub struct Signals {
+    pub signs: Vec<PlannedSign>,
+}
+
+pub struct PlannedSign {
+    pub sign: Sign,
+    /// The list the sign is read from ([`Sign::source`]).
+    pub source: Option<Arc<Node>>,
+    /// The stream whose memory maps an owner to the child's rows ([`Sign::Owns`]).
+    pub via: Option<Arc<Node>>,
 }
 
 /// The run-time accumulators of a node.
@@ -154,7 +189,8 @@ impl Nested {
         }
     }
 
-    /// Whether this child needs the parent record updated at `updated_at`.
+    /// Whether this child needs the parent record updated at `updated_at` (a child read on
+    /// signs gets every parent, and picks them once the signs are read).
     pub fn wants_parent(&self, updated_at: Option<DateTime<Utc>>) -> bool {
         self.node.version().is_some() || after(self.parents_since(), updated_at)
     }
@@ -164,8 +200,9 @@ impl Node {
     /// Whether a record updated at `updated_at` is emitted. One whose `updated_at` cannot be
     /// read is emitted rather than lost.
     pub fn passes(&self, updated_at: Option<DateTime<Utc>>) -> bool {
-        if self.version().is_some() {
-            // Sent in full: the target drops what this version does not hold.
+        if self.version().is_some() || self.moves_with_signs {
+            // Sent in full: the target drops what this version does not hold. Or a parent
+            // read on a sign: which of its rows changed is not known.
             return true;
         }
         match self.clock {
@@ -181,7 +218,38 @@ impl Node {
         self.version.get().copied().flatten()
     }
 
+    /// Where its bookmark moves after a read to its end: (key, moment); `None` when it does
+    /// not move (not emitted, stopped, held, no bookmark, nothing new).
+    pub fn next_bookmark(&self) -> Option<(String, DateTime<Utc>)> {
+        let tally = &self.run.tally;
+        if !self.selected || !tally.running() || tally.bookmark_held() {
+            return None;
+        }
+        let at = match self.clock {
+            Clock::Own | Clock::Parent | Clock::Row if self.moves_with_signs => {
+                tally.watermark().read_start(self.since)
+            }
+            Clock::Own | Clock::Parent | Clock::Row => tally.watermark().next_bookmark(self.since),
+            // A report moves window by window (read_report); a full table has no bookmark.
+            Clock::Window | Clock::FullTable => None,
+        }?;
+        Some((self.bookmark.clone()?, at))
+    }
+
+    /// A stream read under its parent whose deletions are told parent by parent: its bookmark
+    /// moves once they are decided, at the end of the sync. A sync stopped before then reads
+    /// those parents again, instead of passing them with their deletions untold.
+    pub fn defers_bookmark(&self) -> bool {
+        self.run.presence.is_some() && self.def.parent().is_some()
+    }
+
+    /// Whether every record of it is read this sync.
+    pub fn read_whole(&self) -> bool {
+        self.read_whole.get().copied().unwrap_or(false)
+    }
+
     fn set_versions(&self, whole: bool, version: Option<i64>) {
+        let _ = self.read_whole.set(whole);
         let _ = self.version.set(version.filter(|_| whole && self.selected));
         for c in &self.children {
             c.node.set_versions(c.read.whole(&c.node, whole), version);
@@ -244,6 +312,7 @@ impl NestedRead {
                 parent_whole
                     && p.parents_since.is_none()
                     && p.request_since.is_none()
+                    && node.signals.is_none()
                     && !matches!(node.def.deletions.confirm, Confirm::SameAs(_))
             }
             NestedRead::Derived(_) => parent_whole,
@@ -251,7 +320,7 @@ impl NestedRead {
     }
 }
 
-fn after(since: Option<DateTime<Utc>>, updated_at: Option<DateTime<Utc>>) -> bool {
+pub fn after(since: Option<DateTime<Utc>>, updated_at: Option<DateTime<Utc>>) -> bool {
     match (since, updated_at) {
         (None, _) | (Some(_), None) => true,
         (Some(since), Some(u)) => u >= since,
@@ -386,21 +455,29 @@ impl Plan {
             .compile()
             .map_err(|e| anyhow!("{}", e.join("; ")))?;
         let selection = &mapped_selection(selection, maps.as_ref())?;
-        let needed = needed_streams(selection, config);
         let memory = Memory::from_state(state.memory());
-        let ctx = Inputs {
-            needed: &needed,
+        let mut ctx = Inputs {
+            needed: &BTreeSet::new(),
             selection,
             state,
             config,
             maps: maps.as_ref(),
             memory: &memory,
+            sign_modes: HashMap::new(),
+            feeds: HashMap::new(),
+            built: RefCell::new(HashMap::new()),
         };
+        plan_signs(&mut ctx);
+        let needed = needed_streams(selection, config, &ctx.sign_modes);
+        ctx.needed = &needed;
         let roots: Vec<Root> = streams::STREAMS
             .iter()
             .filter(|d| d.parent().is_none() && needed.contains(d.name))
             .map(|d| match build(d, &ctx)? {
-                (node, Planned::Root(read)) => Ok(Root { node, read }),
+                (node, Planned::Root(read)) => {
+                    ctx.built.borrow_mut().insert(d.name, node.clone());
+                    Ok(Root { node, read })
+                }
                 (_, Planned::Nested(_)) => Err(anyhow!(
                     "stream {}: it is read under its parent, not on its own",
                     d.name
@@ -420,7 +497,11 @@ impl Plan {
 
 /// The streams the plan holds: those selected, each one's parent, and (when deletions are
 /// detected) the streams whose reads decide its deletions.
-fn needed_streams(selection: &Selection, config: &SyncConfig) -> BTreeSet<&'static str> {
+fn needed_streams(
+    selection: &Selection,
+    config: &SyncConfig,
+    sign_modes: &HashMap<&'static str, &'static [Sign]>,
+) -> BTreeSet<&'static str> {
     let mut needed: BTreeSet<&'static str> = BTreeSet::new();
     let mut wanted: Vec<&'static StreamDef> = streams::STREAMS
         .iter()
@@ -431,6 +512,15 @@ fn needed_streams(selection: &Selection, config: &SyncConfig) -> BTreeSet<&'stat
             continue;
         }
         wanted.extend(def.parent().and_then(streams::find));
+        // The lists whose changes are signs for it, when signs pick its parents.
+        if let Some(signs) = sign_modes.get(def.name) {
+            wanted.extend(
+                signs
+                    .iter()
+                    .filter_map(|s| s.source())
+                    .filter_map(streams::find),
+            );
+        }
         if config.deletions.detect {
             // The streams whose deletions decide this one's: its records' owner (a
             // project's time entries) and the list that confirms it.
@@ -451,6 +541,9 @@ fn needed_streams(selection: &Selection, config: &SyncConfig) -> BTreeSet<&'stat
     needed
 }
 
+/// A column a sign list's changed records are noted by, and from when.
+type FeedNeed = (&'static str, Option<DateTime<Utc>>);
+
 struct Inputs<'a> {
     needed: &'a BTreeSet<&'static str>,
     selection: &'a Selection,
@@ -458,6 +551,97 @@ struct Inputs<'a> {
     config: &'a SyncConfig,
     maps: Option<&'a Maps>,
     memory: &'a Memory,
+    /// The children read on signs this sync, with their signs (the others of their kind read
+    /// every parent).
+    sign_modes: HashMap<&'static str, &'static [Sign]>,
+    /// For each root list whose changes are signs: (column, since) per child reading it.
+    feeds: HashMap<&'static str, Vec<FeedNeed>>,
+    /// The roots built so far, by name: the lists a child's signs are read from.
+    built: RefCell<HashMap<&'static str, Arc<Node>>>,
+}
+
+/// Decides which children read on signs may use them this sync, and what their sign lists
+/// must cover. Every parent is read instead (and every row sent) with `full_child_scan`,
+/// without deletion detection (the memory the signs read), when the child was never read
+/// in full or its last full read is `deletion_full_scan_days` old (a sweep), when it has no
+/// bookmark yet, and when a memory a sign reads is missing.
+fn plan_signs(ctx: &mut Inputs) {
+    let config = ctx.config;
+    for def in streams::STREAMS {
+        let Source::Child {
+            fan_out: FanOut::Signalled(signs),
+            ..
+        } = def.source
+        else {
+            continue;
+        };
+        if config.full_child_scan
+            || !config.deletions.detect
+            || ctx.selection.is_full_table(def.name)
+        {
+            continue;
+        }
+        let Some(known) = ctx.memory.streams.get(def.name) else {
+            continue;
+        };
+        let sweep_due = known.swept_at.is_none_or(|at| {
+            Utc::now().signed_duration_since(at).num_seconds()
+                >= i64::from(config.deletions.full_scan_days) * 86_400
+        });
+        let Ok(replication) = def.replication() else {
+            continue;
+        };
+        let bookmarked = replication
+            .bookmark
+            .as_ref()
+            .is_some_and(|k| ctx.state.bookmark(def.name, k).is_some());
+        let memories = signs.iter().all(|s| match s {
+            Sign::Owns { via, .. } => ctx.memory.streams.contains_key(*via),
+            Sign::Parent | Sign::Names { .. } | Sign::Member => true,
+        });
+        if sweep_due || !bookmarked || !memories {
+            continue;
+        }
+        let since = since(def, ctx, &replication, false);
+        for sign in signs {
+            if let (Some(stream), Sign::Names { column, .. } | Sign::Owns { column, .. }) =
+                (sign.source(), sign)
+            {
+                ctx.feeds.entry(stream).or_default().push((column, since));
+            }
+        }
+        ctx.sign_modes.insert(def.name, signs);
+    }
+}
+
+/// The signs of a child read on signs this sync, with the nodes they are read from.
+fn planned_signs(def: &StreamDef, ctx: &Inputs) -> Result<Option<Signals>> {
+    let Some(signs) = ctx.sign_modes.get(def.name) else {
+        return Ok(None);
+    };
+    let built = ctx.built.borrow();
+    let node = |name: &str| {
+        built.get(name).cloned().ok_or_else(|| {
+            anyhow!(
+                "stream {}: its sign list {name} is not planned before it",
+                def.name
+            )
+        })
+    };
+    let signs = signs
+        .iter()
+        .map(|&sign| {
+            Ok(PlannedSign {
+                sign,
+                source: sign.source().map(node).transpose()?,
+                via: match sign {
+                    Sign::Owns { via, .. } => Some(node(via)?),
+                    Sign::Parent | Sign::Names { .. } | Sign::Member => None,
+                },
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(Some(Signals { signs }))
 }
 
 /// What the planner made of a stream: how it is read, at the root or under its parent.
@@ -489,6 +673,17 @@ fn build(def: &'static StreamDef, ctx: &Inputs) -> Result<(Arc<Node>, Planned)> 
     let presence = (ctx.config.deletions.detect && def.reports_deletions())
         .then(|| Presence::new(ctx.memory.streams.get(def.name).cloned()));
     let planned = plan_read(def, ctx, (selected, since), &children, presence.as_ref())?;
+    let feeds = ctx
+        .feeds
+        .get(def.name)
+        .into_iter()
+        .flatten()
+        .map(|&(column, since)| Feed {
+            column,
+            since,
+            noted: Mutex::new(Vec::new()),
+        })
+        .collect();
     let tally = Tally::new(matches!(
         planned,
         Planned::Nested(NestedRead::Derived(DerivedPlan { distinct: true, .. }))
@@ -521,6 +716,10 @@ fn build(def: &'static StreamDef, ctx: &Inputs) -> Result<(Arc<Node>, Planned)> 
         },
         children,
         run: Run { tally, presence },
+        feeds,
+        signals: planned_signs(def, ctx)?,
+        moves_with_signs: def.moves_with_signs(),
+        read_whole: std::sync::OnceLock::new(),
     });
     Ok((node, planned))
 }
@@ -579,7 +778,9 @@ fn plan_read(
     presence: Option<&Presence>,
 ) -> Result<Planned> {
     let own = selected.then_some(since);
-    let needs = || oldest_needed(own, children.iter().map(Nested::parents_since));
+    // A list whose changes are signs covers the changes since each child reading it needs.
+    let signs = ctx.feeds.get(def.name).into_iter().flatten().map(|f| f.1);
+    let needs = || oldest_needed(own, children.iter().map(Nested::parents_since).chain(signs));
     Ok(match def.source {
         Source::Single { path } => Planned::Root(RootRead::Single { path }),
         Source::List {
@@ -628,7 +829,8 @@ fn plan_read(
                 None
             };
             let parents_since = match fan_out {
-                FanOut::AllParents => None,
+                // Every parent is gathered; the signs pick among them once they are read.
+                FanOut::Signalled(_) => None,
                 FanOut::ChangedParents => since.filter(|_| !ctx.config.full_child_scan),
             };
             let column = def
@@ -918,15 +1120,21 @@ mod tests {
             (users.clock, users.since),
             (Clock::Own, Some(at("2025-01-01")))
         );
-        // user_projects is read for every user (its rows change without the user), so the
-        // user list is read whole.
+        // user_projects picks its users among all of them (its rows change without the
+        // user), so the user list is read whole.
         let users_root = plan.roots.iter().find(|r| r.node.def.name == "users");
         assert_eq!(list_request_since(users_root.unwrap()), None);
         let upt = find(&plan, "user_project_tasks");
         assert_eq!((upt.clock, upt.since), (Clock::Row, Some(at("2025-02-01"))));
         assert!(!find(&plan, "user_projects").selected);
         let teammates = find(&plan, "user_teammates");
-        assert_eq!((teammates.clock, teammates.since), (Clock::FullTable, None));
+        // No clock of its own: it moves with the signs, under `users_updated_at`.
+        assert_eq!(
+            (teammates.clock, teammates.since),
+            (Clock::Parent, Some(at("2020-01-01")))
+        );
+        assert_eq!(teammates.bookmark.as_deref(), Some("users_updated_at"));
+        assert!(teammates.moves_with_signs && upt.moves_with_signs && !users.moves_with_signs);
         assert_eq!(nested(&plan, "user_teammates").parents_since(), None);
         // A bookmark older than the reports' start date starts at the start date.
         let report = find(&plan, "report_time_team");

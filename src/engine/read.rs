@@ -4,6 +4,7 @@
 //! its derived children's rows, and collects the parent ids its fan-out children need; the
 //! callers around it decide only where the pages come from and when bookmarks move.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -13,9 +14,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::deletions::attrs_of;
-use super::known::{day_from, Key};
+use super::known::{day_from, owner_id, Key};
 use super::plan::{
-    ChildPlan, Covers, DerivedPlan, ListPlan, ListRead, NestedRead, Node, ReportPlan, Root,
+    after, ChildPlan, Covers, DerivedPlan, ListPlan, ListRead, NestedRead, Node, ReportPlan, Root,
     RootRead,
 };
 use super::presence::Presence;
@@ -104,6 +105,10 @@ struct Fan {
     node: Arc<Node>,
     plan: ChildPlan,
     ids: Vec<ParentId>,
+    /// For a child read on signs: the parents whose own `updated_at` moved since its bookmark.
+    changed: HashSet<i64>,
+    /// The parent list is read whole this sync: every parent is among `ids`.
+    parents_whole: bool,
 }
 
 impl Fans {
@@ -116,6 +121,8 @@ impl Fans {
                     node: child.clone(),
                     plan,
                     ids: Vec::new(),
+                    changed: HashSet::new(),
+                    parents_whole: node.read_whole(),
                 })
                 .collect(),
         )
@@ -124,7 +131,10 @@ impl Fans {
     fn merge(&mut self, other: Fans) {
         for fan in other.0 {
             match self.0.iter_mut().find(|f| Arc::ptr_eq(&f.node, &fan.node)) {
-                Some(mine) => mine.ids.extend(fan.ids),
+                Some(mine) => {
+                    mine.ids.extend(fan.ids);
+                    mine.changed.extend(fan.changed);
+                }
                 None => self.0.push(fan),
             }
         }
@@ -140,14 +150,31 @@ impl Fans {
 
     fn add(&mut self, node: &Arc<Node>, plan: ChildPlan, id: Option<ParentId>) {
         let Some(id) = id else { return };
-        match self.0.iter_mut().find(|f| Arc::ptr_eq(&f.node, node)) {
-            Some(fan) => fan.ids.push(id),
-            None => self.0.push(Fan {
-                node: node.clone(),
-                plan,
-                ids: vec![id],
-            }),
+        self.fan(node, plan).ids.push(id);
+    }
+
+    /// A parent whose own `updated_at` is a sign for a child read on signs.
+    fn changed(&mut self, node: &Arc<Node>, plan: ChildPlan, id: Option<&Value>) {
+        if let Some(id) = id.and_then(Value::as_i64) {
+            self.fan(node, plan).changed.insert(id);
         }
+    }
+
+    fn fan(&mut self, node: &Arc<Node>, plan: ChildPlan) -> &mut Fan {
+        let at = match self.0.iter().position(|f| Arc::ptr_eq(&f.node, node)) {
+            Some(at) => at,
+            None => {
+                self.0.push(Fan {
+                    node: node.clone(),
+                    plan,
+                    ids: Vec::new(),
+                    changed: HashSet::new(),
+                    parents_whole: false,
+                });
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[at]
     }
 }
 
@@ -166,6 +193,13 @@ impl ParentId {
             Value::Number(n) => Some(ParentId::Number(n.clone())),
             Value::String(s) if !s.is_empty() => Some(ParentId::Text(s.as_str().into())),
             _ => None,
+        }
+    }
+
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            ParentId::Number(n) => n.as_i64(),
+            ParentId::Text(_) => None,
         }
     }
 
@@ -347,7 +381,7 @@ async fn read_pages_noting_changes(
             };
             stamp.apply(&mut record);
             let upd = updated_at(&record);
-            note_own(node, &record, &stamp);
+            note_own(node, &record, upd, &stamp);
             let derived = feed_children(node, &record, upd, whole, &mut fans);
             emit_own(node, record, upd, &mut batch, &extracted);
             emit_derived(derived, &mut batch, &extracted);
@@ -360,9 +394,16 @@ async fn read_pages_noting_changes(
 
 /// What the engine keeps of a record besides sending it: the feature flags' record, and its
 /// key for the deletions.
-fn note_own(node: &Node, record: &Map<String, Value>, stamp: &Stamp) {
+fn note_own(node: &Node, record: &Map<String, Value>, upd: Option<DateTime<Utc>>, stamp: &Stamp) {
     if node.keeps_record {
         node.run.tally.keep(record);
+    }
+    for feed in &node.feeds {
+        if after(feed.since, upd) {
+            if let Some(id) = owner_id(record, feed.column) {
+                feed.noted.lock().unwrap().push(id);
+            }
+        }
     }
     if let Some(p) = &node.run.presence {
         if let Some(key) = Key::of(record, node.def.key_properties) {
@@ -398,6 +439,9 @@ fn feed_children<'a>(
             NestedRead::PerParent(plan) => {
                 if wanted && plan.only.is_none_or(|accepts| accepts(record)) {
                     fans.add(&child.node, plan, ParentId::of(record.get("id")));
+                }
+                if child.node.signals.is_some() && after(child.node.since, upd) {
+                    fans.changed(&child.node, plan, record.get("id"));
                 }
             }
         }
@@ -484,7 +528,7 @@ fn served(node: &Node, served_at: Option<DateTime<Utc>>) {
         node.run.tally.served(served_at);
     }
     for child in &node.children {
-        if matches!(child.node.clock, Clock::Parent | Clock::Row) {
+        if matches!(child.node.clock, Clock::Parent | Clock::Row) || child.node.moves_with_signs {
             child.node.run.tally.served(served_at);
         }
     }
@@ -694,19 +738,13 @@ async fn close(ctx: &Ctx, node: &Arc<Node>) -> Result<(), OutputClosed> {
 }
 
 async fn bookmark(ctx: &Ctx, node: &Node) -> Result<(), OutputClosed> {
-    if !node.selected || !node.run.tally.running() || node.run.tally.bookmark_held() {
+    if node.defers_bookmark() {
+        // Written once its deletions are decided (super::deletions).
         return Ok(());
     }
-    let at = match node.clock {
-        Clock::Own | Clock::Parent | Clock::Row => {
-            node.run.tally.watermark().next_bookmark(node.since)
-        }
-        // A report moves window by window (read_report); a full table has no bookmark.
-        Clock::Window | Clock::FullTable => None,
-    };
-    if let (Some(key), Some(at)) = (&node.bookmark, at) {
+    if let Some((key, at)) = node.next_bookmark() {
         ctx.emitter
-            .bookmark(node.def.name, key.clone(), format_bookmark(at))
+            .bookmark(node.def.name, key, format_bookmark(at))
             .await?;
     }
     Ok(())
@@ -718,11 +756,14 @@ async fn fan_out(ctx: &Arc<Ctx>, fans: Fans) -> Result<(), anyhow::Error> {
         node: child,
         plan,
         ids,
+        changed,
+        parents_whole,
     } in fans.0
     {
         if !child.run.tally.running() {
             continue;
         }
+        let (ids, every) = pick_parents(&child, ids, &changed).await;
         child
             .run
             .tally
@@ -731,6 +772,15 @@ async fn fan_out(ctx: &Arc<Ctx>, fans: Fans) -> Result<(), anyhow::Error> {
             .fetch_add(ids.len() as u64, Ordering::Relaxed);
         match read_per_parent(ctx, &child, plan, ids).await {
             Ok(grandchildren) => {
+                if let (true, true, false, Some(p)) = (
+                    every && child.moves_with_signs,
+                    parents_whole,
+                    child.run.tally.bookmark_held(),
+                    &child.run.presence,
+                ) {
+                    // Every parent's list was read: the child was read in full (a sweep).
+                    p.covered_all();
+                }
                 close(ctx, &child).await?;
                 Box::pin(fan_out(ctx, grandchildren)).await?;
             }
@@ -738,6 +788,40 @@ async fn fan_out(ctx: &Arc<Ctx>, fans: Fans) -> Result<(), anyhow::Error> {
         }
     }
     Ok(())
+}
+
+/// The parents a child reads this sync: for a child read on signs, those with a sign (or every
+/// one, when a sign cannot be told); else every parent gathered. `true` with every parent.
+async fn pick_parents(
+    child: &Arc<Node>,
+    ids: Vec<ParentId>,
+    changed: &HashSet<i64>,
+) -> (Vec<ParentId>, bool) {
+    if child.signals.is_none() {
+        return (ids, true);
+    }
+    match super::signs::pick(child, changed).await {
+        Ok(picked) => {
+            let all = ids.len();
+            let ids: Vec<ParentId> = ids
+                .into_iter()
+                .filter(|id| id.as_i64().is_some_and(|n| picked.contains(&n)))
+                .collect();
+            crate::log::debug(&format!(
+                "stream {}: {} of {all} parents have a sign of change",
+                child.def.name,
+                ids.len()
+            ));
+            (ids, false)
+        }
+        Err(why) => {
+            crate::log::info(&format!(
+                "stream {}: read for every parent, its signs cannot be told ({why})",
+                child.def.name
+            ));
+            (ids, true)
+        }
+    }
 }
 
 /// Reads a child list for each parent id, `max_concurrency` parents at a time.

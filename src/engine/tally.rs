@@ -61,14 +61,30 @@ impl Watermark {
     /// ran is caught by the next one), nor past the tap's own clock then (a record dated in
     /// 2099 does not stop every later sync; a clock behind Harvest's only re-reads a little),
     /// never behind `since`.
+    ///
+    /// When the newest `updated_at`'s second had ended before the first response was served
+    /// (Harvest's `Date`, whole seconds), every record of that second was read and sent: the
+    /// bookmark is the next second, so that the next sync does not read (and send, and read
+    /// the children of) them again. A second that had not ended is read again, as any.
     pub fn next_bookmark(&self, since: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
         let newest = self.newest?;
         let clock = self.read_at.unwrap_or_else(Utc::now);
-        let capped = self
-            .served
-            .map_or(newest, |served| newest.min(served))
-            .min(clock);
+        let capped = match self.served {
+            Some(served) if newest < served => (newest + chrono::TimeDelta::seconds(1)).min(served),
+            Some(served) => served,
+            None => newest,
+        }
+        .min(clock);
         Some(since.map_or(capped, |s| capped.max(s)))
+    }
+
+    /// The bookmark of a stream read on signs: the moment its signs were read up to (the
+    /// earliest `Date` of the responses of its parent and of the lists its signs came from),
+    /// never past the tap's own clock then, never behind `since`. Every change before it
+    /// was a sign this sync, or its parent was read.
+    pub fn read_start(&self, since: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+        let at = self.served?.min(self.read_at.unwrap_or_else(Utc::now));
+        Some(since.map_or(at, |s| at.max(s)))
     }
 }
 
@@ -94,6 +110,9 @@ pub struct Tally {
     held: std::sync::atomic::AtomicBool,
     /// A record read could not be sent (it cannot match the schema).
     incomplete: std::sync::atomic::AtomicBool,
+    /// Turns true once the stream was read to its end or stopped: what waits for it
+    /// ([`Tally::ended`]) goes on.
+    ended: tokio::sync::watch::Sender<bool>,
 }
 
 impl Tally {
@@ -110,6 +129,7 @@ impl Tally {
             sent: distinct.then(|| Mutex::new(HashSet::new())),
             held: std::sync::atomic::AtomicBool::new(false),
             incomplete: std::sync::atomic::AtomicBool::new(false),
+            ended: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -139,26 +159,36 @@ impl Tally {
 
     /// Stops the stream; `false` if it had stopped already (the first reason stands).
     pub fn stop(&self, why: Status) -> bool {
-        self.status
+        let first = self
+            .status
             .compare_exchange(
                 Status::Running as u8,
                 why as u8,
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             )
-            .is_ok()
+            .is_ok();
+        self.ended.send_replace(true);
+        first
     }
 
-    /// Keeps the bookmark where it was this sync.
     /// Marks the stream read to its end, for the progress lines.
     pub fn finish(&self) {
         self.done.store(true, Ordering::Relaxed);
+        self.ended.send_replace(true);
+    }
+
+    /// Waits until the stream was read to its end or stopped.
+    pub async fn ended(&self) {
+        let mut rx = self.ended.subscribe();
+        let _ = rx.wait_for(|ended| *ended).await;
     }
 
     pub fn is_done(&self) -> bool {
         self.done.load(Ordering::Relaxed)
     }
 
+    /// Keeps the bookmark where it was this sync.
     pub fn hold_bookmark(&self) {
         self.held.store(true, Ordering::Relaxed);
     }

@@ -46,8 +46,47 @@ pub enum FanOut {
     /// Only parents changed since the child's bookmark (recording a payment or sending a
     /// message bumps the parent's `updated_at`); `updated_since` goes on the child request.
     ChangedParents,
-    /// Every parent on every sync: a new assignment or rate leaves the parent (a user) untouched.
-    AllParents,
+    /// The parents with a sign of change since the child's bookmark ([`Sign`]); every parent
+    /// in a full sweep (`deletion_full_scan_days`), with `full_child_scan`, and whenever a sign
+    /// cannot be read. Every row of a parent read is sent (a sign says the parent's rows may
+    /// have changed, not which).
+    Signalled(&'static [Sign]),
+}
+
+/// A sign that a parent's child list changed, read from lists the sync reads anyway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sign {
+    /// The parent record's own `updated_at` moved (a new current rate moves the user's
+    /// `default_hourly_rate` or `cost_rate`, and so its `updated_at`).
+    Parent,
+    /// A record of the root list `stream` changed since the child's bookmark names the parent
+    /// in `column` (an edited or new user assignment's user).
+    Names {
+        stream: &'static str,
+        column: &'static str,
+    },
+    /// A record of the root list `stream` changed since the child's bookmark names, in
+    /// `column`, the owner that `via` (the stream confirming the child's deletions, same keys)
+    /// remembers for one of the child's remembered rows: that row's parent has a sign (a task
+    /// assignment or a project of a project the user is assigned to).
+    Owns {
+        stream: &'static str,
+        column: &'static str,
+        via: &'static str,
+    },
+    /// A parent record that changed is the last key part of one of the child's remembered
+    /// rows: that row's parent has a sign (a renamed teammate, for each manager of theirs).
+    Member,
+}
+
+impl Sign {
+    /// The root list the sign is read from, besides the parent.
+    pub fn source(self) -> Option<&'static str> {
+        match self {
+            Sign::Names { stream, .. } | Sign::Owns { stream, .. } => Some(stream),
+            Sign::Parent | Sign::Member => None,
+        }
+    }
 }
 
 /// What a derived row's bookmark is compared with.
@@ -173,18 +212,23 @@ pub struct Deletions {
     /// For a root list: the column naming the record that owns it, and the owner's stream (a
     /// project's time entries go with it). A child's or derived row's owner is its parent.
     pub owner: Option<(&'static str, &'static str)>,
+    /// A key column naming a record of another stream (declared before, keyed by id) that the
+    /// row goes with, besides its owner: a user's project task goes with its task assignment.
+    pub refers: Option<(&'static str, &'static str)>,
 }
 
 const LISTED: Deletions = Deletions {
     confirm: Confirm::Listing,
     window: None,
     owner: None,
+    refers: None,
 };
 
 const NEVER: Deletions = Deletions {
     confirm: Confirm::Never,
     window: None,
     owner: None,
+    refers: None,
 };
 
 /// One Harvest stream.
@@ -227,6 +271,25 @@ impl StreamDef {
         }
     }
 
+    /// A child read on signs ([`FanOut::Signalled`]), or a stream below one: every row of a
+    /// parent read is sent, and its bookmark is the moment the signs were read up to.
+    pub fn moves_with_signs(&self) -> bool {
+        let mut at = Some(self);
+        while let Some(d) = at {
+            if matches!(
+                d.source,
+                Source::Child {
+                    fan_out: FanOut::Signalled(_),
+                    ..
+                }
+            ) {
+                return true;
+            }
+            at = d.parent().and_then(find);
+        }
+        false
+    }
+
     /// How the stream's bookmark moves, or why the engine cannot read the declaration.
     pub fn replication(&self) -> Result<Replication, String> {
         let own = |clock, key: &'static str| Replication {
@@ -246,9 +309,16 @@ impl StreamDef {
                 Some(_) => Err("a single object has no replication key".into()),
             },
             Source::List { .. } => Ok(key.map_or(full, |k| own(Clock::Own, k))),
-            Source::Child { fan_out, .. } => match (fan_out, key) {
-                (FanOut::AllParents, None) => Ok(full),
-                (FanOut::AllParents, Some(k)) => Ok(own(Clock::Own, k)),
+            Source::Child {
+                fan_out, parent, ..
+            } => match (fan_out, key) {
+                // No clock of its own (teammates): it moves with the signs, as its parent's.
+                (FanOut::Signalled(_), None) => Ok(Replication {
+                    clock: Clock::Parent,
+                    key: None,
+                    bookmark: Some(format!("{parent}_updated_at")),
+                }),
+                (FanOut::Signalled(_), Some(k)) => Ok(own(Clock::Own, k)),
                 (FanOut::ChangedParents, Some(k)) => Ok(own(Clock::Parent, k)),
                 (FanOut::ChangedParents, None) => {
                     Err("reading only changed parents needs a replication key".into())
@@ -362,6 +432,16 @@ fn check_deletions(i: usize, s: &StreamDef, props: &Map<String, Value>) -> Resul
             return Err(format!("deletion column {col} is not in its schema"));
         }
     }
+    if let Some((column, stream)) = d.refers {
+        let declared = STREAMS[..i]
+            .iter()
+            .any(|o| o.name == stream && o.key_properties == ["id"] && o.reports_deletions());
+        if !s.key_properties.contains(&column) || !declared {
+            return Err(format!(
+                "it refers to {stream} by the key column {column}: {stream} must be declared before it, keyed by id, with its deletions found"
+            ));
+        }
+    }
     if let Some((_, owner)) = d.owner {
         match STREAMS.iter().position(|o| o.name == owner) {
             Some(pos) if pos < i && STREAMS[pos].key_properties == ["id"] => {}
@@ -450,6 +530,53 @@ fn check_parent(i: usize, s: &StreamDef, rep: &Replication) -> Result<(), String
             "it moves with its parent, but {parent_name} has no updated_at bookmark"
         ));
     }
+    match s.source {
+        Source::Child {
+            fan_out: FanOut::Signalled(signs),
+            ..
+        } => check_signs(s, pos, signs),
+        _ => Ok(()),
+    }
+}
+
+/// A child read on signs can read them: each sign's list is a root list filtered by
+/// `updated_since` and read before the child's parent (whose fan-out waits for it), and the
+/// memory a sign reads has the shape it needs.
+fn check_signs(s: &StreamDef, parent_pos: usize, signs: &[Sign]) -> Result<(), String> {
+    for sign in signs {
+        if let Some(name) = sign.source() {
+            match STREAMS.iter().position(|o| o.name == name) {
+                Some(p)
+                    if p < parent_pos
+                        && matches!(
+                            STREAMS[p].source,
+                            Source::List {
+                                updated_since: true,
+                                ..
+                            }
+                        ) => {}
+                _ => {
+                    return Err(format!(
+                        "its sign {name} must be a root list with updated_since, declared before its parent"
+                    ))
+                }
+            }
+        }
+        match *sign {
+            Sign::Owns { via, .. } if s.deletions.confirm != Confirm::SameAs(via) => {
+                return Err(format!(
+                    "a sign through {via} needs {via} to confirm its deletions (the same keys)"
+                ))
+            }
+            Sign::Member
+                if s.key_properties.len() != 2
+                    || s.key_properties[0] != s.parent_id.unwrap_or_default() =>
+            {
+                return Err("a member sign needs the keys (parent id, member id)".into())
+            }
+            _ => {}
+        }
+    }
     Ok(())
 }
 
@@ -468,6 +595,27 @@ const DATED_OF_PROJECT: Deletions = Deletions {
 const ADMIN: &str = "administrator";
 const MANAGER: &str = "administrator or manager";
 const ANYONE: &str = "any user";
+
+/// What changes a user's project assignments: the user, one of their user assignments (a
+/// project assignment is the user assignment of the same id and `updated_at`), and a task
+/// assignment or the project of a project they are assigned to.
+const ASSIGNMENT_SIGNS: &[Sign] = &[
+    Sign::Parent,
+    Sign::Names {
+        stream: "project_users",
+        column: "user_id",
+    },
+    Sign::Owns {
+        stream: "project_tasks",
+        column: "project_id",
+        via: "project_users",
+    },
+    Sign::Owns {
+        stream: "projects",
+        column: "id",
+        via: "project_users",
+    },
+];
 
 const UA: &[(&str, &str)] = &[("project", "project_id"), ("user", "user_id")];
 const TA: &[(&str, &str)] = &[("project", "project_id"), ("task", "task_id")];
@@ -562,27 +710,33 @@ pub static STREAMS: &[StreamDef] = &[
             "/users/{id}/project_assignments",
             "project_assignments",
             true,
-            FanOut::AllParents,
+            FanOut::Signalled(ASSIGNMENT_SIGNS),
             "user_id",
             &[("project", "project_id"), ("client", "client_id")],
             ANYONE,
         )
     },
-    derived(
-        "user_project_tasks",
-        "user_projects",
-        &["user_id", "project_task_id"],
-        derived::user_project_tasks,
-        "task_assignments",
-        DerivedClock::Row,
-    ),
+    StreamDef {
+        deletions: Deletions {
+            refers: Some(("project_task_id", "project_tasks")),
+            ..LISTED
+        },
+        ..derived(
+            "user_project_tasks",
+            "user_projects",
+            &["user_id", "project_task_id"],
+            derived::user_project_tasks,
+            "task_assignments",
+            DerivedClock::Row,
+        )
+    },
     child(
         "user_billable_rates",
         "users",
         "/users/{id}/billable_rates",
         "billable_rates",
         false,
-        FanOut::AllParents,
+        FanOut::Signalled(&[Sign::Parent]),
         "user_id",
         &[],
         MANAGER,
@@ -593,7 +747,7 @@ pub static STREAMS: &[StreamDef] = &[
         "/users/{id}/cost_rates",
         "cost_rates",
         false,
-        FanOut::AllParents,
+        FanOut::Signalled(&[Sign::Parent]),
         "user_id",
         &[],
         ADMIN,
@@ -604,18 +758,23 @@ pub static STREAMS: &[StreamDef] = &[
             path: "/users/{id}/teammates",
             envelope: "teammates",
             updated_since: false,
-            fan_out: FanOut::AllParents,
+            fan_out: FanOut::Signalled(&[Sign::Parent, Sign::Member]),
             only: Some(manages_people),
         },
         key_properties: &["user_id", "id"],
         replication_key: None,
+        // A teammate deleted as a user is deleted as a teammate of every manager.
+        deletions: Deletions {
+            refers: Some(("id", "users")),
+            ..LISTED
+        },
         ..child(
             "user_teammates",
             "users",
             "/users/{id}/teammates",
             "teammates",
             false,
-            FanOut::AllParents,
+            FanOut::Signalled(&[Sign::Parent, Sign::Member]),
             "user_id",
             &[],
             ADMIN,

@@ -218,7 +218,6 @@ fn every_deletion_reaches_the_target_once_and_nothing_else_does() {
         "users",
         "user_projects",
         "user_project_tasks",
-        "user_teammates",
         "user_billable_rates",
         "user_cost_rates",
         "expense_categories",
@@ -253,6 +252,15 @@ fn every_deletion_reaches_the_target_once_and_nothing_else_does() {
     third.assert_ok();
     let reported_later = tombstones(&third);
     assert_no_false_deletion(&reported_later, &deleted, "sweep");
+    // A teammate link removed leaves every user's `updated_at` as it was: no sign, the sweep
+    // finds it (README, "Per-user streams").
+    let links: Vec<&String> = deleted["user_teammates"].iter().collect();
+    for link in nonempty(&links, "teammate links removed") {
+        assert!(
+            reported_later["user_teammates"].contains(*link),
+            "sweep: user_teammates {link} not reported"
+        );
+    }
     for (s, keys) in &reported {
         let twice: Vec<&String> = keys.intersection(&reported_later[s]).collect();
         assert!(twice.is_empty(), "{s}: {twice:?} reported deleted twice");

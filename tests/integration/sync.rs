@@ -193,9 +193,13 @@ fn incremental_sync_emits_every_change_and_nothing_older_than_its_bookmark() {
             );
         }
     }
-    // Every record of a stream with an updated_at bookmark is at least as new as it.
+    // Every record of a stream with an updated_at bookmark is at least as new as it (but for a
+    // stream read on signs, which sends every row of a user with a sign).
     let (mut bookmarked, mut compared) = (0, 0);
     for stream in all_streams() {
+        if streams::find(&stream).is_some_and(|d| d.moves_with_signs()) {
+            continue;
+        }
         let Some(b) = state["bookmarks"][&stream]["updated_at"].as_str() else {
             continue;
         };
