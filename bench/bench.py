@@ -73,7 +73,7 @@ READ_WHOLE = {"roles", "users"}  # roles: Harvest ignores updated_since; users: 
 FAN_OUT = {  # child stream -> (parent resource, rule)
     "invoice_messages": ("invoices", "changed"),
     "estimate_messages": ("estimates", "changed"),
-    "user_projects": ("users", "every"),
+    "user_projects": ("users", "every"),  # an upper bound: read for the users with a sign
 }
 MUTATED = [  # scenario (c): 1% of every resource (project_assignments are user_assignments)
     "users", "roles", "clients", "contacts", "projects", "tasks", "task_assignments",
@@ -221,6 +221,37 @@ def split_requests(stats):
         else:
             ident += n
     return api, reports, ident
+
+
+def list_routes(run):
+    """The list endpoints a run requested (no `{id}` in the route)."""
+    return [r for r in run.by_route if r.startswith("GET /v2") and "{id}" not in r
+            and not r.startswith("GET /v2/reports")]
+
+
+def list_requests(run):
+    return sum(sum(run.by_route[r].values()) for r in list_routes(run))
+
+
+def by_kind(run):
+    """A run's API requests by kind: lists, per invoice or estimate, per user, GET by id."""
+    kinds = [0, 0, 0, 0]
+    for route, by_status in run.by_route.items():
+        n = sum(by_status.values())
+        if not route.startswith("GET /v2") or route.startswith("GET /v2/reports"):
+            continue
+        if "{id}" not in route:
+            kinds[0] += n
+        elif route.startswith(("GET /v2/invoices/{id}/", "GET /v2/estimates/{id}/")):
+            kinds[1] += n
+        elif route.startswith("GET /v2/users/{id}/"):
+            kinds[2] += n
+        else:
+            kinds[3] += n
+    cells = [fmt_int(k) for k in kinds] + [fmt_int(run.api), fmt_s(run.wall)]
+    if run.error:
+        cells[-1] += f" (**failed**: {run.error})"
+    return cells
 
 
 def vm_hwm_kb(pid):
@@ -552,11 +583,14 @@ class Bench:
             "simulator's data after the mutation and our tap's bookmarks from the full sync:\n\n"
             + table(["part", "requests"], breakdown + [["**allowed**", f"**{fmt_int(allowed)}**"]])
             + "\n\nIncremental requests by route:\n\n" + table(["route", RUST, PY], route_rows))
-        py_users = sum(p2.by_route.get("GET /v2/users/{id}/project_assignments", {}).values())
+        route = "GET /v2/users/{id}/project_assignments"
+        py_users = sum(p2.by_route.get(route, {}).values())
+        our_users = sum(r2.by_route.get(route, {}).values())
         self.notes.append(
             f"(c) the Python tap reads `/users/{{id}}/project_assignments` only for the users changed "
             f"since its bookmark ({py_users} here), so it misses a new assignment of a user whose record did not change; "
-            f"ours reads it for every user on every sync, as its README documents.")
+            f"ours reads it for the users with a sign of change, their assignments' and their projects' included "
+            f"({our_users} here; README, \"Per-user streams\"). The allowance below counts one per user.")
         self.target("c", "incremental API requests ≤ one per selected stream + documented fan-out (deletion detection off)",
                     f"{fmt_int(r2b.api)} vs {fmt_int(allowed)} allowed", not r2b.error and r2b.api <= allowed)
         self.target("c", "incremental with deletion detection (the defaults) ≤ 1.10 × without",
@@ -663,6 +697,127 @@ class Bench:
         self.notes.append(
             f"(e) a full sweep made {fmt_int(sweep.api)} API requests where a full sync makes {fmt_int(full.api)}: "
             "it reads every list again but no child list of a parent that did not change.")
+
+    # (f) -----------------------------------------------------------------------------
+    def scenario_f(self):
+        """Issue 23: an everyday sync costs what changed. Every stream but the reports, on the
+        medium and large accounts: a full sync, an incremental sync when nothing changed, and
+        one after 1% of every resource changed; by kind of request, against the minimum and,
+        when BENCH_BASELINE_TAP names an older build, against it on the same data."""
+        baseline = os.environ.get("BENCH_BASELINE_TAP")
+        names = [s["tap_stream_id"] for s in self.taps.rust_catalog_all["streams"]]
+        streams = [s for s in names if not s.startswith("report_")]
+        for size in ("medium", "large"):
+            sim = Sim(f"f-{size}", size, "--no-rate-limit")
+            try:
+                full = self.taps.rust(sim, f"f-{size}-full", streams, NO_LIMIT)
+                if full.error or not full.state:
+                    raise BenchError(f"(f) the full sync failed: {full.error}")
+                time.sleep(1.1)  # the bookmarks' second ends
+                quiet = self.taps.rust(sim, f"f-{size}-nothing-changed", streams, NO_LIMIT, state=full.state)
+                old = {}
+                if baseline:
+                    old["full"] = self.baseline(sim, baseline, f"f-{size}-baseline-full", streams, None)
+                    time.sleep(1.1)
+                    old["quiet"] = self.baseline(sim, baseline, f"f-{size}-baseline-nothing-changed", streams,
+                                                 old["full"].state)
+                counts = sim.counts()
+                changed = {}
+                for res in MUTATED + ["teammates"]:
+                    n = math.ceil(counts[res] / 100)
+                    changed[res] = len(sim.call("POST", "/mutate", {"resource": res, "update": n})["updated"])
+                time.sleep(1.1)
+                busy = self.taps.rust(sim, f"f-{size}-one-percent", streams, NO_LIMIT, state=quiet.state)
+                if baseline:
+                    old["busy"] = self.baseline(sim, baseline, f"f-{size}-baseline-one-percent", streams,
+                                                old["quiet"].state)
+                minimum, parts = self.minimum_children(sim, quiet.state)
+            finally:
+                sim.stop()
+            lists = len(list_routes(quiet))
+            busy_min = list_requests(busy) + minimum
+            rows = []
+            for label, run in [("full sync", full), ("nothing changed", quiet), ("1% changed", busy)]:
+                if baseline:
+                    key = {"full sync": "full", "nothing changed": "quiet", "1% changed": "busy"}[label]
+                    rows.append([f"{label}, before (`{self.baseline_commit}`)", *by_kind(old[key])])
+                rows.append([f"{label}, now", *by_kind(run)])
+            rows.append(["1% changed, minimum", fmt_int(list_requests(busy)), *[fmt_int(n) for n in parts],
+                         "", fmt_int(busy_min), ""])
+            self.section(
+                f"(f) Everyday syncs cost what changed ({size} account)",
+                f"harvest-sim `--size {size} --no-rate-limit`, every stream but the reports, deletion "
+                "detection on (the defaults). A full sync, then an incremental sync from its STATE with "
+                f"nothing changed, then ⌈1%⌉ of every resource changed ({fmt_int(sum(changed.values()))} "
+                "records; a rate \"changed\" is a new current rate, as Harvest allows) and an incremental "
+                "sync from the previous STATE.\n\n"
+                + table(["sync", "list requests", "per invoice / estimate", "per user", "GET by id (deletions)",
+                         "API requests", "wall time"], rows)
+                + "\n\nWall times are without a rate limit, and the first full sync also fills the "
+                "simulator's page cache (the others read it warm): compare requests here, and wall time at "
+                "the budget in (a)."
+                + f" The minimum counts the list requests made (one per endpoint read and its pages) and "
+                "the children of the parents that changed: two per invoice and one per estimate changed since "
+                "the children's bookmarks; per user with a sign of change (README, \"Per-user streams\"): "
+                "the project assignments, the two rates for a user whose record changed, and the teammates "
+                f"of each manager with a sign. List endpoints read when nothing changed: {lists}.")
+            ok = not (full.error or quiet.error or busy.error)
+            self.target("f", f"nothing changed ≤ 1.2 × the list endpoints read ({size})",
+                        f"{fmt_int(quiet.api)} requests, {lists} endpoints ({quiet.api / max(lists, 1):.2f}×)",
+                        ok and quiet.api <= 1.2 * lists)
+            self.target("f", f"1% changed ≤ 1.1 × the minimum ({size})",
+                        f"{fmt_int(busy.api)} / {fmt_int(busy_min)} ({busy.api / max(busy_min, 1):.3f}×)",
+                        ok and busy.api <= 1.1 * busy_min)
+            if baseline:
+                self.notes.append(
+                    f"(f) {size}: before (`{self.baseline_commit}`) nothing changed cost {fmt_int(old['quiet'].api)} API "
+                    f"requests and 1% changed {fmt_int(old['busy'].api)}; now {fmt_int(quiet.api)} and {fmt_int(busy.api)}; "
+                    f"a full sync {fmt_int(old['full'].api)} then, {fmt_int(full.api)} now.")
+
+    def baseline(self, sim, tap, name, streams, state):
+        """An older build of the tap, same config and catalog."""
+        self.baseline_commit = os.environ.get("BENCH_BASELINE_COMMIT", "baseline")
+        cfg = write_json(OUT / f"{name}.config.json", rust_config(sim, NO_LIMIT))
+        cat = write_json(OUT / f"{name}.catalog.json", self.taps.select(self.taps.rust_catalog_all, streams))
+        cmd = [tap, "--config", str(cfg), "--catalog", str(cat)]
+        if state is not None:
+            cmd += ["--state", str(write_json(OUT / f"{name}.state-in.json", state))]
+        return run_tap(sim, "baseline", cmd, name=name)
+
+    def minimum_children(self, sim, state):
+        """The child requests the changes need, from the simulator's truth and the STATE:
+        (total, [per invoice/estimate, per user])."""
+        marks = state.get("bookmarks", {})
+
+        def since(stream, key="updated_at"):
+            return parse_ts(marks[stream][key])
+
+        def truth(res):
+            return sim.call("GET", f"/truth/{res}")
+
+        def newer(rows, ts):
+            return [r for r in rows if parse_ts(r["updated_at"]) >= ts]
+
+        per_parent = (2 * len(newer(truth("invoices"), since("invoice_messages")))
+                      + len(newer(truth("estimates"), since("estimate_messages"))))
+        users = truth("users")
+        # The per-user streams' bookmarks are all the moment their signs were read up to in the
+        # same sync: user_projects' stands for them all.
+        b = since("user_projects")
+        changed_users = {u["id"] for u in newer(users, b)}
+        assignments = truth("user_assignments")
+        signed = set(changed_users) | {a["user"]["id"] for a in newer(assignments, b)}
+        projects = ({t["project"]["id"] for t in newer(truth("task_assignments"), b)}
+                    | {p["id"] for p in newer(truth("projects"), b)})
+        signed |= {a["user"]["id"] for a in assignments if a["is_active"] and a["project"]["id"] in projects}
+        rates = 2 * len(changed_users)
+        managers = {u["id"] for u in users if "manager" in (u.get("access_roles") or [])}
+        renamed = changed_users
+        links = truth("teammates")
+        teammates = len({m for m in managers if m in renamed}
+                        | {t["user_id"] for t in links if t["id"] in renamed and t["user_id"] in managers})
+        per_user = len(signed) + rates + teammates
+        return per_parent + per_user, [per_parent, per_user]
 
     # (d) -----------------------------------------------------------------------------
     def scenario_d(self):
@@ -772,11 +927,11 @@ def mem_gb():
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--python", required=True, help="the interpreter of the venv holding tap-harvest 3.1.1")
-    ap.add_argument("--scenarios", default="a,b,c,d,e", help="comma-separated subset of a,b,c,d,e")
+    ap.add_argument("--scenarios", default="a,b,c,d,e,f", help="comma-separated subset of a,b,c,d,e,f")
     args = ap.parse_args()
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    if not set(scenarios) <= {"a", "b", "c", "d", "e"}:
-        ap.error("--scenarios takes a comma-separated subset of a,b,c,d,e")
+    if not set(scenarios) <= {"a", "b", "c", "d", "e", "f"}:
+        ap.error("--scenarios takes a comma-separated subset of a,b,c,d,e,f")
     for path in (BUILT_TAP, BUILT_SIM, SHIM):
         if not path.exists():
             raise BenchError(f"{path} is missing: run bench/run, which builds it")

@@ -105,7 +105,7 @@ pub struct Settings {
     pub request_timeout: Option<f64>,
     #[schemars(
         description = format!(
-            "Check every invoice and estimate for new messages and payments, not only those changed since the last sync. Default {DEFAULT_FULL_CHILD_SCAN}."
+            "Read the child lists of every parent on every sync (every invoice's and estimate's messages and payments, every user's project assignments, rates and teammates), not only those changed or with a sign of change since the last sync. Default {DEFAULT_FULL_CHILD_SCAN}."
         ),
         extend("default" = DEFAULT_FULL_CHILD_SCAN)
     )]

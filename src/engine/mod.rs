@@ -5,8 +5,10 @@
 //! Bookmarks. Harvest lists are newest-first, so a bookmark can only move once a stream is
 //! read to the end. It moves to the newest `updated_at` emitted, but never past the moment the
 //! stream's first response was served (its `Date` header): a record changed while the sync
-//! runs is caught by the next one. Requests use `updated_since` = bookmark (inclusive), so the
-//! delivery is at least once.
+//! runs is caught by the next one; when the newest record's second had ended by then, the
+//! bookmark is the next second. Requests use `updated_since` = bookmark (inclusive), so the
+//! delivery is at least once. The per-user streams read on signs ([`signs`]) move to the
+//! moment their signs were read up to.
 //!
 //! Failures. A stream that fails for good (a status that is not retried, retries exhausted, an
 //! unreadable body) stops itself and the streams below it; every other stream finishes and

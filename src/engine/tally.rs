@@ -261,6 +261,11 @@ mod tests {
         w.saw(at("2024-02-01"));
         w.saw(None);
         assert_eq!(w.next_bookmark(None), at("2024-03-01"));
+        assert_eq!(
+            w.next_bookmark(None),
+            at("2024-03-01"),
+            "no Date: the newest, read again"
+        );
         w.served(at("2024-02-15"));
         w.served(at("2024-02-20"));
         assert_eq!(
@@ -272,6 +277,33 @@ mod tests {
             w.next_bookmark(at("2024-02-18")),
             at("2024-02-18"),
             "never behind since"
+        );
+    }
+
+    #[test]
+    fn an_ended_second_is_not_read_again_a_running_one_is() {
+        let mut w = Watermark::default();
+        w.saw(at("2024-03-01T10:00:00Z"));
+        w.served(at("2024-03-01T10:00:01Z"));
+        assert_eq!(
+            w.next_bookmark(None),
+            at("2024-03-01T10:00:01Z"),
+            "the newest second had ended before the first response: the next second"
+        );
+        let mut w = Watermark::default();
+        w.saw(at("2024-03-01T10:00:00Z"));
+        w.served(at("2024-03-01T10:00:00Z"));
+        assert_eq!(
+            w.next_bookmark(None),
+            at("2024-03-01T10:00:00Z"),
+            "the newest second was still running: read again"
+        );
+        let mut w = Watermark::default();
+        w.served(at("2024-03-01T10:00:05Z"));
+        assert_eq!(
+            w.read_start(at("2024-03-01T09:00:00Z")),
+            at("2024-03-01T10:00:05Z"),
+            "read on signs: the moment the signs were read up to"
         );
     }
 

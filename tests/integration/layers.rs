@@ -13,12 +13,13 @@ const TAP: [&str; 14] = [
 ];
 
 /// The engine's parts, from the bottom up; `engine/mod.rs` (the run) is above them all.
-const ENGINE: [&str; 8] = [
+const ENGINE: [&str; 9] = [
     "config",
     "known",
     "presence",
     "tally",
     "plan",
+    "signs",
     "progress",
     "deletions",
     "read",

@@ -16,6 +16,7 @@ mod ecosystem;
 mod hostile;
 mod layers;
 mod maps;
+mod per_user;
 mod reliability;
 mod reports;
 mod sync;
