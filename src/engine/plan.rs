@@ -222,7 +222,10 @@ impl Node {
     /// not move (not emitted, stopped, held, no bookmark, nothing new).
     pub fn next_bookmark(&self) -> Option<(String, DateTime<Utc>)> {
         let tally = &self.run.tally;
-        if !self.selected || !tally.running() || tally.bookmark_held() {
+        // A child read on signs keeps its bookmark when it is read only for the rows made of
+        // it (user_project_tasks without user_projects): its signs are told from it.
+        let kept = self.selected || self.reads_on_signs();
+        if !kept || !tally.running() || tally.bookmark_held() {
             return None;
         }
         let at = match self.clock {
@@ -234,6 +237,17 @@ impl Node {
             Clock::Window | Clock::FullTable => None,
         }?;
         Some((self.bookmark.clone()?, at))
+    }
+
+    /// A child read on signs ([`FanOut::Signalled`]) itself, not a stream below one.
+    pub fn reads_on_signs(&self) -> bool {
+        matches!(
+            self.def.source,
+            Source::Child {
+                fan_out: FanOut::Signalled(_),
+                ..
+            }
+        )
     }
 
     /// A stream read under its parent whose deletions are told parent by parent: its bookmark
@@ -467,7 +481,10 @@ impl Plan {
             feeds: HashMap::new(),
             built: RefCell::new(HashMap::new()),
         };
-        plan_signs(&mut ctx);
+        // The streams needed without the sign lists, then the signs of the children among
+        // them, then the sign lists they read.
+        let without_signs = needed_streams(selection, config, &HashMap::new());
+        plan_signs(&mut ctx, &without_signs);
         let needed = needed_streams(selection, config, &ctx.sign_modes);
         ctx.needed = &needed;
         let roots: Vec<Root> = streams::STREAMS
@@ -565,9 +582,9 @@ struct Inputs<'a> {
 /// without deletion detection (the memory the signs read), when the child was never read
 /// in full or its last full read is `deletion_full_scan_days` old (a sweep), when it has no
 /// bookmark yet, and when a memory a sign reads is missing.
-fn plan_signs(ctx: &mut Inputs) {
+fn plan_signs(ctx: &mut Inputs, needed: &BTreeSet<&'static str>) {
     let config = ctx.config;
-    for def in streams::STREAMS {
+    for def in streams::STREAMS.iter().filter(|d| needed.contains(d.name)) {
         let Source::Child {
             fan_out: FanOut::Signalled(signs),
             ..
@@ -575,10 +592,12 @@ fn plan_signs(ctx: &mut Inputs) {
         else {
             continue;
         };
-        if config.full_child_scan
-            || !config.deletions.detect
-            || ctx.selection.is_full_table(def.name)
-        {
+        // FULL_TABLE asked of it or of a stream made from it: every row, every sync.
+        let full_table = streams::STREAMS
+            .iter()
+            .filter(|d| d.name == def.name || descends_from(d, def.name))
+            .any(|d| ctx.selection.is_full_table(d.name));
+        if config.full_child_scan || !config.deletions.detect || full_table {
             continue;
         }
         let Some(known) = ctx.memory.streams.get(def.name) else {
@@ -612,6 +631,18 @@ fn plan_signs(ctx: &mut Inputs) {
         }
         ctx.sign_modes.insert(def.name, signs);
     }
+}
+
+/// Whether `def` is read under `ancestor`, at any depth.
+fn descends_from(def: &StreamDef, ancestor: &str) -> bool {
+    let mut at = def.parent();
+    while let Some(name) = at {
+        if name == ancestor {
+            return true;
+        }
+        at = streams::find(name).and_then(|d| d.parent());
+    }
+    false
 }
 
 /// The signs of a child read on signs this sync, with the nodes they are read from.

@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Map, Value};
 
+use harvest_sim::{Fault, FaultKind, Trigger};
+
 use crate::util::*;
 
 const PER_USER: [&str; 5] = [
@@ -108,6 +110,16 @@ fn field_of(h: &Harness, resource: &str, id: i64, path: &[&str]) -> i64 {
         .fold(record, |v, p| &v[*p])
         .as_i64()
         .unwrap_or_else(|| panic!("{resource} {id}: no {path:?}"))
+}
+
+/// The users with an active assignment to `project`.
+fn assigned_to(h: &Harness, project: i64) -> BTreeSet<i64> {
+    h.sim
+        .truth("user_assignments")
+        .iter()
+        .filter(|a| a["project"]["id"] == json!(project) && a["is_active"] == json!(true))
+        .filter_map(|a| a["user"]["id"].as_i64())
+        .collect()
 }
 
 fn user_of_assignment(h: &Harness, id: i64) -> i64 {
@@ -215,13 +227,7 @@ fn each_change_of_a_users_lists_reaches_the_target_reading_only_that_user() {
     // A task assignment of a project changed: the users assigned to that project.
     let ta = h.sim.mutate("task_assignments", 1, 0).updated[0];
     let project = field_of(&h, "task_assignments", ta, &["project", "id"]);
-    let assigned: BTreeSet<i64> = h
-        .sim
-        .truth("user_assignments")
-        .iter()
-        .filter(|a| a["project"]["id"] == json!(project) && a["is_active"] == json!(true))
-        .filter_map(|a| a["user"]["id"].as_i64())
-        .collect();
+    let assigned = assigned_to(&h, project);
     let run = s.incremental();
     assert_eq!(
         users_read(&h, &run),
@@ -262,6 +268,48 @@ fn each_change_of_a_users_lists_reaches_the_target_reading_only_that_user() {
     assert_eq!(sent_user[0]["id"], json!(user));
     s.target.assert_equal_to_harvest(&h, "a new rate");
 
+    // A user changed: that user's lists.
+    let changed = h.sim.mutate("users", 1, 0).updated[0];
+    let run = s.incremental();
+    let sent: Vec<&Value> = run.records("users").iter().map(|u| &u["id"]).collect();
+    assert_eq!(sent, [&json!(changed)], "a user changed: that user is sent");
+    assert!(users_read(&h, &run).is_subset(&BTreeSet::from([changed])));
+    assert_eq!(
+        &per_user_requests(&h)[..3],
+        &[1, 1, 1],
+        "a user changed: their lists"
+    );
+    s.target.assert_equal_to_harvest(&h, "a user changed");
+
+    // A project changed (its client, say): the users assigned to it.
+    let project = h.sim.mutate("projects", 1, 0).updated[0];
+    let assigned = assigned_to(&h, project);
+    s.incremental();
+    assert_eq!(
+        per_user_requests(&h)[0],
+        nonempty_set(&assigned, "users on the changed project").len() as u64,
+        "a project changed: its users"
+    );
+    s.target.assert_equal_to_harvest(&h, "a project changed");
+
+    // A teammate renamed: their managers' teammates, no one else's.
+    let renamed = h.sim.mutate("teammates", 1, 0).updated[0];
+    let managers: BTreeSet<i64> = h
+        .sim
+        .truth("teammates")
+        .iter()
+        .filter(|t| t["id"] == json!(renamed))
+        .filter_map(|t| t["user_id"].as_i64())
+        .collect();
+    let manager_changed = managers.contains(&renamed) as u64;
+    s.incremental();
+    assert_eq!(
+        per_user_requests(&h)[3],
+        nonempty_set(&managers, "managers of the renamed teammate").len() as u64 + manager_changed,
+        "a teammate renamed: their managers"
+    );
+    s.target.assert_equal_to_harvest(&h, "a teammate renamed");
+
     // A new teammate link moves no user: the next sweep brings it.
     h.sim.mutate("teammates", 0, 1);
     s.incremental();
@@ -286,7 +334,7 @@ fn nonempty_set<'a>(set: &'a BTreeSet<i64>, what: &str) -> &'a BTreeSet<i64> {
 }
 
 #[test]
-fn full_child_scan_and_a_state_without_memory_read_every_user() {
+fn full_child_scan_no_deletion_detection_and_a_failed_sign_list_read_every_user() {
     let h = Harness::tiny();
     let first = h.sync(&h.config(), Some(&no_reports()), None);
     first.assert_ok();
@@ -306,6 +354,23 @@ fn full_child_scan_and_a_state_without_memory_read_every_user() {
     let run = h.sync(&config, Some(&no_reports()), Some(&first.last_state()));
     run.assert_ok();
     assert_eq!(per_user_requests(&h)[0], users, "detect_deletions: false");
+    // A sign list that cannot be read (a role without access to /user_assignments): every
+    // user, and the sync goes on.
+    h.sim.add_fault(Fault {
+        path_prefix: "/v2/user_assignments".into(),
+        kind: FaultKind::Status(403),
+        trigger: Trigger::FirstN(100),
+    });
+    h.sim.reset_requests();
+    let run = h.sync(
+        &h.config(),
+        Some(&catalog_selecting(&["user_projects"])),
+        Some(&first.last_state()),
+    );
+    h.sim.clear_faults();
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(per_user_requests(&h)[0], users, "a sign list refused");
+    assert_count_matches_truth(&run, &h.sim, "user_projects");
 }
 
 #[test]
@@ -345,4 +410,30 @@ fn the_bookmarks_last_second_is_not_read_again() {
         0,
         "children of the bookmark's second requested again"
     );
+}
+
+#[test]
+fn the_rows_made_of_assignments_alone_are_read_on_signs_too() {
+    // user_project_tasks selected without user_projects: the assignments are read only to make
+    // its rows, and keep the bookmark the signs are told from.
+    let h = Harness::tiny();
+    let catalog = catalog_selecting(&["user_project_tasks"]);
+    let first = h.sync(&h.config(), Some(&catalog), None);
+    first.assert_ok();
+    assert_count_matches_truth(&first, &h.sim, "user_project_tasks");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    h.sim.reset_requests();
+    let second = h.sync(&h.config(), Some(&catalog), Some(&first.last_state()));
+    second.assert_ok();
+    assert_eq!(per_user_requests(&h), [0; 4], "nothing changed");
+    let ta = h.sim.mutate("task_assignments", 1, 0).updated[0];
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let third = h.sync(&h.config(), Some(&catalog), Some(&second.last_state()));
+    third.assert_ok();
+    let rows = third
+        .records("user_project_tasks")
+        .into_iter()
+        .filter(|r| r["project_task_id"] == json!(ta))
+        .count();
+    assert_checked(rows, "rows of the changed task assignment");
 }
