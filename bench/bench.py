@@ -885,7 +885,7 @@ class Bench:
             f"`bench/python_tap_shim.py` (API and Harvest ID URLs pointed at the simulator, "
             f"the Harvest account picked from `/accounts`); both taps authenticate with OAuth.\n"
         )
-        targets = "### Targets (issues 5 and 13)\n\n" + table(["scenario", "target", "measured", "result"], self.targets, left=4)
+        targets = "### Targets (issues 5, 13 and 23)\n\n" + table(["scenario", "target", "measured", "result"], self.targets, left=4)
         notes = ("\n\nNotes:\n\n" + "\n".join(f"- {n}" for n in self.notes)) if self.notes else ""
         text = header + "\n" + targets + notes + "\n\n" + "\n".join(self.sections)
         RESULTS.write_text(text)
