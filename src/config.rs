@@ -443,6 +443,7 @@ impl Config {
                 metrics_level,
                 deletions,
                 maps,
+                account_column: None,
             },
         })
     }

@@ -17,13 +17,16 @@ const CHANNEL_MESSAGES: usize = 4;
 
 enum Out {
     Line(Vec<u8>),
+    /// A bookmark of one account's partition (`None`: the unpartitioned layout).
     Bookmark {
+        account: Option<i64>,
         stream: &'static str,
         key: String,
         value: Value,
     },
-    /// A stream's deletion memory (see [`crate::engine::known`]).
+    /// A stream's deletion memory (see [`crate::engine::known`]), of one account's partition.
     Memory {
+        account: Option<i64>,
         stream: &'static str,
         value: Value,
     },
@@ -63,6 +66,8 @@ impl<W: Write> Write for Counting<W> {
 #[derive(Clone)]
 pub struct Emitter {
     tx: mpsc::Sender<Out>,
+    /// The account whose partition of the state its bookmarks and memory go to.
+    account: Option<i64>,
 }
 
 /// The writer could not write to stdout (the target exited, a full disk...).
@@ -119,10 +124,17 @@ pub fn start<W: Write + Send + 'static>(out: W, state: State) -> (Emitter, Write
                             out.write_all(&bytes)?;
                             dirty = true;
                         }
-                        Out::Bookmark { stream, key, value } => {
-                            state.set_bookmark(stream, &key, value)
-                        }
-                        Out::Memory { stream, value } => state.set_memory(stream, value),
+                        Out::Bookmark {
+                            account,
+                            stream,
+                            key,
+                            value,
+                        } => state.set_bookmark_in(account, stream, &key, value),
+                        Out::Memory {
+                            account,
+                            stream,
+                            value,
+                        } => state.set_memory_in(account, stream, value),
                         Out::Finish => {
                             // The whole state, its large memories included (they go in the
                             // last STATE only), written from the state itself.
@@ -161,21 +173,35 @@ pub fn start<W: Write + Send + 'static>(out: W, state: State) -> (Emitter, Write
             (state, result)
         })
         .expect("spawn the writer thread");
-    (Emitter { tx }, Writer { handle })
+    (Emitter { tx, account: None }, Writer { handle })
 }
 
 /// The framing of one stream's RECORD messages: `{"type":"RECORD","stream":"<name>","record":`
 /// before the record, `,"time_extracted":"..."}` and a newline after it.
 pub struct RecordFrame {
     prefix: Vec<u8>,
+    /// `"account_id":<id>`, put first in every record, when records say their account.
+    account: Option<Vec<u8>>,
 }
+
+/// The column a record of a several-account sync names its account in.
+pub const ACCOUNT_ID: &str = "account_id";
 
 impl RecordFrame {
     pub fn new(stream: &str) -> RecordFrame {
         let mut prefix = b"{\"type\":\"RECORD\",\"stream\":".to_vec();
         prefix.extend_from_slice(&serde_json::to_vec(stream).unwrap_or_default());
         prefix.extend_from_slice(b",\"record\":");
-        RecordFrame { prefix }
+        RecordFrame {
+            prefix,
+            account: None,
+        }
+    }
+
+    /// The same framing, each record carrying `account_id` first.
+    pub fn in_account(mut self, account: Option<i64>) -> RecordFrame {
+        self.account = account.map(|a| format!("\"{ACCOUNT_ID}\":{a}").into_bytes());
+        self
     }
 
     /// Appends one RECORD line to `out`, its record written by `record` (a JSON object), with
@@ -190,9 +216,17 @@ impl RecordFrame {
     ) -> Result<(), E> {
         let start = out.len();
         out.extend_from_slice(&self.prefix);
+        let object = out.len();
         if let Err(e) = record(out) {
             out.truncate(start);
             return Err(e);
+        }
+        if let (Some(account), Some(b'{')) = (&self.account, out.get(object)) {
+            let mut field = account.clone();
+            if out.get(object + 1) != Some(&b'}') {
+                field.push(b',');
+            }
+            out.splice(object + 1..object + 1, field);
         }
         if let Some(v) = version {
             out.extend_from_slice(format!(",\"version\":{v}").as_bytes());
@@ -211,6 +245,14 @@ fn line(v: &Value) -> Vec<u8> {
 }
 
 impl Emitter {
+    /// The same output, its bookmarks and memory kept in `account`'s partition of the state.
+    pub fn in_account(&self, account: i64) -> Emitter {
+        Emitter {
+            tx: self.tx.clone(),
+            account: Some(account),
+        }
+    }
+
     async fn send(&self, out: Out) -> Result<(), OutputClosed> {
         self.tx.send(out).await.map_err(|_| OutputClosed)
     }
@@ -239,12 +281,23 @@ impl Emitter {
         key: String,
         value: Value,
     ) -> Result<(), OutputClosed> {
-        self.send(Out::Bookmark { stream, key, value }).await
+        self.send(Out::Bookmark {
+            account: self.account,
+            stream,
+            key,
+            value,
+        })
+        .await
     }
 
     /// Sets a stream's deletion memory; it reaches the state after every message sent before it.
     pub async fn memory(&self, stream: &'static str, value: Value) -> Result<(), OutputClosed> {
-        self.send(Out::Memory { stream, value }).await
+        self.send(Out::Memory {
+            account: self.account,
+            stream,
+            value,
+        })
+        .await
     }
 
     /// Writes the last STATE and stops the writer: nothing sent afterwards is written.
@@ -261,6 +314,31 @@ impl Emitter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_says_its_account_first() {
+        let frame = RecordFrame::new("clients").in_account(Some(42));
+        let mut out = Vec::new();
+        frame
+            .write(&mut out, "t", None, |o| {
+                o.extend_from_slice(b"{\"id\":1}");
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+        frame
+            .write(&mut out, "t", None, |o| {
+                o.extend_from_slice(b"{}");
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+        let lines: Vec<Value> = out
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["record"], json!({"account_id": 42, "id": 1}));
+        assert_eq!(lines[1]["record"], json!({"account_id": 42}));
+    }
     use std::sync::{Arc, Mutex};
 
     #[derive(Clone, Default)]

@@ -22,6 +22,73 @@ pub const INLINE_MEMORY_BYTES: usize = 16 * 1024;
 /// The top-level key of the deletion memory.
 pub const DELETIONS: &str = "deletions";
 
+/// A stream's per-account parts, the Meltano SDK's partitioned state: a list of objects, each
+/// with its `context` (`{"account_id": <id>}`) and that account's keys.
+pub const PARTITIONS: &str = "partitions";
+
+/// `account`'s partition of a stream's entry.
+fn partition(entry: &Value, account: i64) -> Option<&Map<String, Value>> {
+    entry
+        .get(PARTITIONS)?
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_object)
+        .find(|p| context_account(p) == Some(account))
+}
+
+fn context_account(p: &Map<String, Value>) -> Option<i64> {
+    match p.get("context")?.get("account_id")? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// `account`'s partition of a stream's entry, made when missing.
+fn partition_mut(entry: &mut Value, account: i64) -> &mut Map<String, Value> {
+    if !entry.is_object() {
+        *entry = Value::Object(Map::new());
+    }
+    let fields = entry.as_object_mut().expect("an object");
+    let list = fields
+        .entry(PARTITIONS)
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if !list.is_array() {
+        *list = Value::Array(Vec::new());
+    }
+    let list = list.as_array_mut().expect("an array");
+    let at = list
+        .iter()
+        .position(|p| p.as_object().and_then(context_account) == Some(account));
+    let at = at.unwrap_or_else(|| {
+        list.push(json!({"context": {"account_id": account}}));
+        list.len() - 1
+    });
+    if !list[at].is_object() {
+        list[at] = json!({"context": {"account_id": account}});
+    }
+    list[at].as_object_mut().expect("an object")
+}
+
+/// `value[top][stream]`, made an object when missing.
+fn stream_entry<'a>(value: &'a mut Map<String, Value>, top: &str, stream: &str) -> &'a mut Value {
+    let all = value
+        .entry(top)
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !all.is_object() {
+        *all = Value::Object(Map::new());
+    }
+    let entry = all
+        .as_object_mut()
+        .expect("an object")
+        .entry(stream)
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !entry.is_object() {
+        *entry = Value::Object(Map::new());
+    }
+    entry
+}
+
 /// About the bytes of `v` as JSON, without writing it.
 fn approx_size(v: &Value) -> usize {
     match v {
@@ -127,6 +194,110 @@ impl State {
                     changes: 0,
                 })
             }
+        }
+    }
+
+    /// The state of one account of a run reading several (or carrying the account column):
+    /// each stream's bookmarks and deletion memory from its partition `{"context":
+    /// {"account_id": <id>}, ...}`, in the unpartitioned layout the engine plans from.
+    pub fn account_view(&self, account: i64) -> State {
+        let mut value = Map::new();
+        for top in ["bookmarks", DELETIONS] {
+            let mut streams = Map::new();
+            if let Some(Value::Object(all)) = self.value.get(top) {
+                for (stream, entry) in all {
+                    if let Some(p) = partition(entry, account) {
+                        let mut p = p.clone();
+                        p.remove("context");
+                        streams.insert(stream.clone(), Value::Object(p));
+                    }
+                }
+            }
+            value.insert(top.into(), Value::Object(streams));
+        }
+        let mut view = State {
+            value,
+            large: Default::default(),
+            changes: 0,
+        };
+        view.measure_memory();
+        view
+    }
+
+    /// Moves what a single-account sync left unpartitioned (each stream's bookmarks and
+    /// memory) into `account`'s partition, where it has none: a warehouse that grows from one
+    /// account to several resumes that account where it was.
+    pub fn partition_for(&mut self, account: i64) -> usize {
+        let mut moved = 0;
+        for top in ["bookmarks", DELETIONS] {
+            let Some(Value::Object(all)) = self.value.get_mut(top) else {
+                continue;
+            };
+            for entry in all.values_mut() {
+                let Value::Object(fields) = entry else {
+                    continue;
+                };
+                let loose: Map<String, Value> = fields
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != PARTITIONS)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                if loose.is_empty() {
+                    continue;
+                }
+                fields.retain(|k, _| k == PARTITIONS);
+                if partition(entry, account).is_none() {
+                    partition_mut(entry, account).extend(loose);
+                    moved += 1;
+                }
+            }
+        }
+        if moved > 0 {
+            self.changes += 1;
+            self.measure_memory();
+        }
+        moved
+    }
+
+    /// Sets a bookmark of `account`'s partition (`None`: the unpartitioned layout).
+    pub fn set_bookmark_in(&mut self, account: Option<i64>, stream: &str, key: &str, value: Value) {
+        let Some(account) = account else {
+            return self.set_bookmark(stream, key, value);
+        };
+        let entry = stream_entry(&mut self.value, "bookmarks", stream);
+        let p = partition_mut(entry, account);
+        if p.get(key) != Some(&value) {
+            p.insert(key.into(), value);
+            self.changes += 1;
+        }
+    }
+
+    /// Sets the deletion memory of `account`'s partition (`None`: the unpartitioned layout).
+    pub fn set_memory_in(&mut self, account: Option<i64>, stream: &str, value: Value) {
+        let Some(account) = account else {
+            return self.set_memory(stream, value);
+        };
+        let Value::Object(fields) = value else {
+            return;
+        };
+        let entry = stream_entry(&mut self.value, DELETIONS, stream);
+        let p = partition_mut(entry, account);
+        let context = p.remove("context");
+        let changed = *p != fields;
+        *p = fields;
+        if let Some(c) = context {
+            p.insert("context".into(), c);
+        }
+        if changed {
+            self.changes += 1;
+        }
+        let large = self
+            .value
+            .get(DELETIONS)
+            .and_then(|d| d.get(stream))
+            .is_some_and(|v| approx_size(v) > INLINE_MEMORY_BYTES);
+        if large {
+            self.large.insert(stream.to_string());
         }
     }
 
@@ -282,6 +453,57 @@ mod tests {
             json!("2024-01-01T00:00:00Z")
         );
         assert!(v.get("currently_syncing").is_some());
+    }
+
+    #[test]
+    fn accounts_keep_their_own_partitions_and_take_over_a_single_accounts_state() {
+        let given = json!({"bookmarks": {
+            "clients": {"updated_at": "2024-01-01T00:00:00Z"},
+            "tasks": {"partitions": [{"context": {"account_id": 9}, "updated_at": "2023-01-01T00:00:00Z"}]}},
+            "deletions": {"clients": {"count": 1, "ids": "Ag"}}});
+        let mut s = State::from_value(given).unwrap();
+        assert_eq!(s.partition_for(5), 2, "the loose bookmark and memory");
+        let five = s.account_view(5);
+        assert_eq!(
+            five.bookmark("clients", "updated_at"),
+            parse_datetime("2024-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            five.memory().unwrap()["clients"],
+            json!({"count": 1, "ids": "Ag"})
+        );
+        assert_eq!(five.bookmark("tasks", "updated_at"), None);
+        // An account dropped from the config keeps its partition.
+        assert_eq!(
+            s.account_view(9).bookmark("tasks", "updated_at"),
+            parse_datetime("2023-01-01T00:00:00Z")
+        );
+        s.set_bookmark_in(
+            Some(7),
+            "clients",
+            "updated_at",
+            json!("2025-01-01T00:00:00Z"),
+        );
+        s.set_memory_in(Some(7), "clients", json!({"count": 0, "ids": ""}));
+        let v = s.to_value();
+        let parts = v["bookmarks"]["clients"]["partitions"].as_array().unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[1]["context"], json!({"account_id": 7}));
+        assert!(
+            v["bookmarks"]["clients"].get("updated_at").is_none(),
+            "moved, not copied"
+        );
+        assert_eq!(
+            s.account_view(7).memory().unwrap()["clients"],
+            json!({"count": 0, "ids": ""})
+        );
+        assert_eq!(s.partition_for(7), 0, "nothing loose is left");
+        // The state a multi-account sync wrote is read back.
+        let again = State::from_value(v).unwrap();
+        assert_eq!(
+            again.account_view(7).bookmark("clients", "updated_at"),
+            parse_datetime("2025-01-01T00:00:00Z")
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! refreshed before they expire and once more on a 401. Secrets never leave this module except
 //! in request headers. [`Authenticator`] is the request path's authentication layer.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
@@ -374,19 +375,30 @@ impl Auth {
 /// refreshed once (OAuth), and a 401 no refresh cures is explained, once a run, by asking
 /// Harvest ID about the token.
 pub struct Authenticator {
-    auth: Auth,
+    /// The token, shared by the accounts read with it (one refresh serves them all).
+    auth: Arc<Auth>,
     account_id: HeaderValue,
     /// Why Harvest refused the credentials, asked of Harvest ID once a run.
     diagnosis: OnceCell<String>,
 }
 
 impl Authenticator {
-    pub fn new(auth: Auth, account_id: HeaderValue) -> Authenticator {
+    pub fn new(auth: Arc<Auth>, account_id: HeaderValue) -> Authenticator {
         Authenticator {
             auth,
             account_id,
             diagnosis: OnceCell::new(),
         }
+    }
+
+    /// The same token, signing for another account.
+    pub fn for_account(&self, account_id: HeaderValue) -> Authenticator {
+        Authenticator::new(self.auth.clone(), account_id)
+    }
+
+    /// The account it signs for.
+    pub fn account(&self) -> &str {
+        self.account_id.to_str().unwrap_or("")
     }
 
     /// Whether a 401 is worth a refresh of the token.

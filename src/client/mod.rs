@@ -151,12 +151,13 @@ pub struct RawPage<T> {
 /// The HTTP client: the four layers of the request path (see the module's doc), shared by
 /// all streams.
 pub struct Client {
-    /// Layer 1: the rate budgets, and the permits that bound what is in flight and held.
-    admission: Admission,
+    /// Layer 1: the rate budgets, and the permits that bound what is in flight and held
+    /// (shared by the clients of one token's accounts, unless each has a budget of its own).
+    admission: Arc<Admission>,
     /// Layer 2: the credentials each try is signed with.
     auth: Authenticator,
     /// Layer 3: the connections, and the bound on a body.
-    sender: Sender,
+    sender: Arc<Sender>,
     /// Layer 4: which outcomes are tried again, and when.
     retry: RetryPolicy,
     base_url: String,
@@ -195,6 +196,16 @@ pub fn describe(e: &reqwest::Error) -> String {
     } else {
         format!("request to {host} failed{cause}")
     }
+}
+
+/// The rate budgets and permits of `config`.
+fn admission(config: &ClientConfig) -> Admission {
+    let (general, reports) = (&config.budget, &config.reports_budget);
+    Admission::new(
+        Budget::new("general", general.requests, general.window),
+        Budget::new("reports", reports.requests, reports.window),
+        config.max_concurrency,
+    )
 }
 
 /// Where the tap may send its credentials: the API under `base_url` and Harvest ID under
@@ -255,7 +266,7 @@ impl Client {
         let account = auth
             .account_id(sender.id_http(), config.account_id.as_deref())
             .await?;
-        let (general, reports) = (&config.budget, &config.reports_budget);
+        let general = &config.budget;
         Ok(Client {
             retry: RetryPolicy {
                 max_retries: config.max_retries,
@@ -263,18 +274,44 @@ impl Client {
                 refresh_on_401: auth.is_oauth(),
                 window: general.window,
             },
-            auth: Authenticator::new(auth, HeaderValue::from_str(&account)?),
-            admission: Admission::new(
-                Budget::new("general", general.requests, general.window),
-                Budget::new("reports", reports.requests, reports.window),
-                config.max_concurrency,
-            ),
-            sender,
+            auth: Authenticator::new(Arc::new(auth), HeaderValue::from_str(&account)?),
+            admission: Arc::new(admission(config)),
+            sender: Arc::new(sender),
             base_url: config.base_url.clone(),
             origins: Origins::new(&[&config.base_url]),
             width: config.max_concurrency,
             total_requests: AtomicU64::new(0),
         })
+    }
+
+    /// A client of another account of the same token: the same token (and its refreshes) and
+    /// connections; the same rate budgets when `shared_budget`, else budgets of its own (from
+    /// `config`); its own request count.
+    pub fn for_account(
+        &self,
+        account: &str,
+        shared_budget: bool,
+        config: &ClientConfig,
+    ) -> anyhow::Result<Client> {
+        Ok(Client {
+            retry: self.retry,
+            auth: self.auth.for_account(HeaderValue::from_str(account)?),
+            admission: if shared_budget {
+                self.admission.clone()
+            } else {
+                Arc::new(admission(config))
+            },
+            sender: self.sender.clone(),
+            base_url: self.base_url.clone(),
+            origins: self.origins.clone(),
+            width: self.width,
+            total_requests: AtomicU64::new(0),
+        })
+    }
+
+    /// The account this client reads.
+    pub fn account(&self) -> &str {
+        self.auth.account()
     }
 
     /// The page pool: how many list and report pages may be held at once, from the request to

@@ -30,6 +30,9 @@ pub struct SyncConfig {
     pub metrics_level: crate::log::Level,
     pub deletions: DeletionConfig,
     pub maps: MapSettings,
+    /// The account a sync of several accounts (or with `include_account_id`) reads: each
+    /// record, key and SCHEMA carries it as `account_id`. `None`: today's columns and keys.
+    pub account_column: Option<i64>,
 }
 
 /// How deletions are found.

@@ -354,6 +354,8 @@ pub struct Output {
     pub frame: RecordFrame,
     /// `None`: sent as it is read.
     pub mapped: Option<Vec<Sent>>,
+    /// The account its records say they come from (`account_id`, first of the keys).
+    pub account: Option<i64>,
 }
 
 /// One stream a mapped stream is sent as, and the frame of its RECORD lines.
@@ -397,11 +399,35 @@ impl Output {
             conformer,
             frame: RecordFrame::new(def.name),
             mapped,
+            account: None,
         })
+    }
+
+    /// The same output, each record, key and SCHEMA carrying `account_id`.
+    pub fn in_account(mut self, account: Option<i64>) -> Output {
+        self.account = account;
+        self.frame = self.frame.in_account(account);
+        if let Some(all) = &mut self.mapped {
+            for sent in all {
+                let frame = std::mem::replace(&mut sent.frame, RecordFrame::new(""));
+                sent.frame = frame.in_account(account);
+            }
+        }
+        self
     }
 
     /// The SCHEMA messages: stream, schema, key properties, bookmark properties.
     pub fn schemas(&self, def: &StreamDef) -> Vec<(String, Value, Vec<String>, Vec<&'static str>)> {
+        let mut all = self.own_schemas(def);
+        if self.account.is_some() {
+            for (_, schema, keys, _) in &mut all {
+                with_account_column(schema, keys);
+            }
+        }
+        all
+    }
+
+    fn own_schemas(&self, def: &StreamDef) -> Vec<(String, Value, Vec<String>, Vec<&'static str>)> {
         let bookmark: Vec<&'static str> = def.advertised_key().into_iter().collect();
         match &self.mapped {
             None => vec![(
@@ -431,6 +457,17 @@ impl Output {
             Some(all) => all.iter().map(|s| s.map.name.clone()).collect(),
         }
     }
+}
+
+/// A schema and its keys with the account's column: an integer, first of the keys.
+pub fn with_account_column(schema: &mut Value, keys: &mut Vec<String>) {
+    if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+        props.insert(
+            crate::output::ACCOUNT_ID.into(),
+            serde_json::json!({"type": "integer"}),
+        );
+    }
+    keys.insert(0, crate::output::ACCOUNT_ID.into());
 }
 
 /// The stream's schema with only the properties the catalog selects (and the deletion marker).
@@ -502,8 +539,9 @@ impl Plan {
             })
             .collect::<Result<_>>()?;
         // Versions: the sync's start in epoch milliseconds, as the SDK's taps use.
-        let version = config
-            .emit_activate_version_messages
+        // Not with several accounts in one table: a version would drop the other accounts'
+        // rows; deletions are sent as tombstones with their account instead.
+        let version = (config.emit_activate_version_messages && config.account_column.is_none())
             .then(|| Utc::now().timestamp_millis());
         for r in &roots {
             r.node.set_versions(r.read.whole(), version);
@@ -741,7 +779,7 @@ fn build(def: &'static StreamDef, ctx: &Inputs) -> Result<(Arc<Node>, Planned)> 
         since,
         keeps_record: def.name == streams::FEATURE_FLAGS,
         output: if selected {
-            Some(Output::new(def, ctx.selection, ctx.maps)?)
+            Some(Output::new(def, ctx.selection, ctx.maps)?.in_account(ctx.config.account_column))
         } else {
             None
         },
