@@ -78,7 +78,13 @@ fn run(args: Args) -> Result<()> {
         return print_stdout(&about::render(args.format));
     }
     if args.discover {
-        return print_stdout(&serde_json::to_string_pretty(&catalog::discover()?)?);
+        let mut found = catalog::discover()?;
+        // With a config whose rows say their account, the catalog says so too.
+        let config = args.config.as_ref().and_then(|p| Config::load(p).ok());
+        if config.is_some_and(|c| c.client.accounts.several() || c.sync.include_account_id) {
+            catalog::with_account_column(&mut found);
+        }
+        return print_stdout(&serde_json::to_string_pretty(&found)?);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -169,6 +175,107 @@ async fn until_signal(
 }
 
 async fn sync_until_signal(
+    config: Config,
+    selection: Selection,
+    state: State,
+    signals: tokio::sync::watch::Receiver<Option<&'static str>>,
+) -> Result<()> {
+    if config.client.accounts.several() || config.sync.include_account_id {
+        return sync_accounts_until_signal(config, selection, state, signals).await;
+    }
+    sync_one_until_signal(config, selection, state, signals).await
+}
+
+/// A sync whose rows say their account: several accounts (a list, `"*"`), or one with
+/// `include_account_id`. Each account is planned from its partition of the state (a single
+/// account's state is taken over by the first account), and all are read at once.
+async fn sync_accounts_until_signal(
+    config: Config,
+    selection: Selection,
+    mut state: State,
+    mut signals: tokio::sync::watch::Receiver<Option<&'static str>>,
+) -> Result<()> {
+    let clients = tokio::select! {
+        r = client::Client::connect_accounts(&config.client) => r?,
+        _ = signals.changed() => return Err(anyhow!("interrupted by a signal before the sync began")),
+    };
+    let names: Vec<String> = clients.iter().map(|(_, a)| a.to_string()).collect();
+    log::info(&format!(
+        "syncing {} Harvest account{}: {}",
+        names.len(),
+        if names.len() == 1 { "" } else { "s" },
+        names.join(", ")
+    ));
+    if let Some(first) = clients.first().and_then(|(_, a)| a.id.parse::<i64>().ok()) {
+        if state.partition_for(first) > 0 {
+            log::info(&format!(
+                "state: the bookmarks of a single-account sync are taken over by account {first}"
+            ));
+        }
+    }
+    let views: Vec<State> = clients
+        .iter()
+        .map(|(_, a)| state.account_view(a.id.parse().unwrap_or_default()))
+        .collect();
+    // The writer carries the whole state forward: the accounts not in this run keep theirs.
+    let (emitter, writer) = output::start(std::io::stdout(), state);
+    let last_word = emitter.clone();
+    let runs = tokio::select! {
+        r = engine::run_accounts(clients, views, &config.sync, &selection, emitter) => Some(r),
+        _ = signals.changed() => None,
+    };
+    let _ = last_word.finish().await;
+    drop(last_word);
+    let (_, written) = tokio::task::spawn_blocking(move || writer.finish()).await?;
+    let result = match runs {
+        Some(Ok(runs)) => accounts_result(&runs),
+        Some(Err(e)) => Err(e),
+        None => Err(anyhow!(
+            "interrupted by a signal before the sync finished; rerun with the last STATE to resume"
+        )),
+    };
+    match (result, written) {
+        (Err(e), _) if e.downcast_ref::<OutputClosed>().is_none() => Err(e),
+        (_, Err(_)) | (Err(_), _) => Err(anyhow::Error::new(OutputClosed)),
+        (Ok(()), Ok(())) => Ok(()),
+    }
+}
+
+/// One line per account that failed, or whose streams did; an error naming them all.
+fn accounts_result(runs: &[engine::AccountRun]) -> Result<()> {
+    let mut failed = Vec::new();
+    for run in runs {
+        match &run.outcome {
+            Ok(outcome) => {
+                for s in &outcome.skipped {
+                    log::warn(&format!(
+                        "account {}: stream {} was not synced: {}",
+                        run.account.id, s.stream, s.reason
+                    ));
+                }
+                if let Some(line) = outcome.failure_line() {
+                    log::error(&format!("account {}: {line}", run.account));
+                    failed.push(format!("account {}: {line}", run.account));
+                }
+            }
+            Err(e) => {
+                log::error(&format!("account {} failed: {e:#}", run.account));
+                failed.push(format!("account {} failed: {e:#}", run.account));
+            }
+        }
+    }
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(anyhow!(
+        "{} of {} accounts did not sync completely, the others did: {}",
+        failed.len(),
+        runs.len(),
+        failed.join("; ")
+    ))
+}
+
+async fn sync_one_until_signal(
     config: Config,
     selection: Selection,
     state: State,

@@ -66,6 +66,37 @@ pub fn discover() -> Result<Value> {
     Ok(json!({"streams": entries}))
 }
 
+/// The catalog of a sync whose rows say their account: every stream's schema, keys and
+/// metadata with `account_id`, an integer, first of the keys and always selected.
+pub fn with_account_column(catalog: &mut Value) {
+    let column = streams::ACCOUNT_ID;
+    for stream in catalog["streams"].as_array_mut().into_iter().flatten() {
+        if let Some(props) = stream["schema"]["properties"].as_object_mut() {
+            if let Some(own) = props.remove(column) {
+                props.insert(streams::OWN_ACCOUNT_ID.into(), own);
+            }
+            props.insert(column.into(), json!({"type": "integer"}));
+        }
+        if let Some(keys) = stream["key_properties"].as_array_mut() {
+            keys.insert(0, json!(column));
+        }
+        if let Some(metadata) = stream["metadata"].as_array_mut() {
+            for m in metadata.iter_mut() {
+                if m["breadcrumb"] == json!(["properties", column]) {
+                    m["breadcrumb"] = json!(["properties", streams::OWN_ACCOUNT_ID]);
+                }
+                if m["breadcrumb"] == json!([]) {
+                    if let Some(keys) = m["metadata"]["table-key-properties"].as_array_mut() {
+                        keys.insert(0, json!(column));
+                    }
+                }
+            }
+            metadata.push(json!({"breadcrumb": ["properties", column],
+                "metadata": {"inclusion": "automatic", "selected-by-default": true}}));
+        }
+    }
+}
+
 /// What the input catalog asks for: the selected streams and, for each, the properties to emit
 /// (`None`: all of them).
 #[derive(Debug, Clone, Default)]
@@ -161,7 +192,8 @@ impl Selection {
             }
             for crumb in metadata.keys() {
                 if let [p, prop] = crumb.as_slice() {
-                    if p == "properties" && !known.contains_key(prop) {
+                    if p == "properties" && !known.contains_key(prop) && prop != streams::ACCOUNT_ID
+                    {
                         // A catalog made by another tap (singer-io's has columns this one
                         // does not): the property is ignored, once, with a word.
                         crate::log::warn(&format!(

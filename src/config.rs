@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Value};
 
-use crate::client::config::{ClientConfig, Credentials, Rate, Secret};
+use crate::client::config::{Accounts, ClientConfig, Credentials, Rate, Secret};
 use crate::engine::config::{DeletionConfig, MapSettings, SyncConfig};
 use crate::settings::{self, default_user_agent};
 use crate::util::{closest, parse_datetime, shown_link};
@@ -221,11 +221,69 @@ impl Reader<'_> {
         s.trim_end_matches('/').to_string()
     }
 
-    /// The credentials (one auth mode, complete) and the account id.
-    fn auth(&mut self) -> (Option<Credentials>, Option<String>) {
+    /// `account_id`: one id, a list of ids (a JSON array, or a comma-separated string, as
+    /// Meltano's string settings carry it), or `"*"` for every Harvest account of the token.
+    fn accounts(&mut self) -> Option<Accounts> {
+        let key = "account_id";
+        let bad = |what: String| {
+            format!("config key '{key}' must be an account id, a list of them or \"*\": {what}")
+        };
+        let ids: Vec<String> = match self.obj.get(key) {
+            None | Some(Value::Null) => return Some(Accounts::First),
+            Some(Value::String(s)) if s.trim().is_empty() => return Some(Accounts::First),
+            Some(Value::String(s)) if s.trim() == "*" => return Some(Accounts::All),
+            Some(Value::String(s)) if s.contains(',') => {
+                s.split(',').map(|p| p.trim().to_string()).collect()
+            }
+            Some(Value::Array(items)) => {
+                let mut ids = Vec::new();
+                for item in items {
+                    match item {
+                        Value::Number(n) if n.is_u64() => ids.push(n.to_string()),
+                        Value::String(s) => ids.push(s.trim().to_string()),
+                        other => {
+                            self.errors.push(bad(format!("{other} in the list")));
+                            return None;
+                        }
+                    }
+                }
+                if ids.is_empty() {
+                    self.errors.push(bad("the list is empty".into()));
+                    return None;
+                }
+                ids
+            }
+            _ => {
+                let before = self.errors.len();
+                let one = self.id(key).map(Accounts::One);
+                if one.is_none() && self.errors.len() == before {
+                    self.errors.push(bad("not an id".into()));
+                }
+                return one;
+            }
+        };
+        if let Some(wrong) = ids
+            .iter()
+            .find(|id| id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()))
+        {
+            self.errors
+                .push(bad(format!("{} is not an id", echo(wrong))));
+            return None;
+        }
+        let mut unique: Vec<String> = Vec::new();
+        for id in ids {
+            if !unique.contains(&id) {
+                unique.push(id);
+            }
+        }
+        Some(Accounts::These(unique))
+    }
+
+    /// The credentials (one auth mode, complete) and the accounts.
+    fn auth(&mut self) -> (Option<Credentials>, Option<Accounts>) {
         let obj = self.obj;
         let access_token = self.string("access_token");
-        let account_id = self.id("account_id");
+        let account_id = self.accounts();
         let client_id = self.string("client_id");
         let client_secret = self.string("client_secret");
         let refresh_token = self.string("refresh_token");
@@ -250,7 +308,7 @@ impl Reader<'_> {
                 None
             }
             (Some(token), _) => {
-                if account_id.is_none() && !obj.contains_key("account_id") {
+                if matches!(account_id, Some(Accounts::First)) {
                     self.errors
                         .push("config key 'account_id' is required with 'access_token'".into());
                 }
@@ -398,7 +456,13 @@ impl Config {
             errors: Vec::new(),
         };
         r.unknown_keys();
-        let (auth, account_id) = r.auth();
+        let (auth, accounts) = r.auth();
+        let include_account_id = r
+            .boolean("include_account_id")
+            .unwrap_or(settings::DEFAULT_INCLUDE_ACCOUNT_ID);
+        let budget_per_account = r
+            .boolean("budget_per_account")
+            .unwrap_or(settings::DEFAULT_BUDGET_PER_ACCOUNT);
         let start_date = r.start_date();
         let http = r.http();
         let full_child_scan = r
@@ -412,13 +476,16 @@ impl Config {
         let progress_interval = r.progress_interval();
         let metrics_level = r.metrics_level();
         let maps = r.maps();
-        let (Some(auth), Some(start_date), true) = (auth, start_date, r.errors.is_empty()) else {
+        let (Some(auth), Some(accounts), Some(start_date), true) =
+            (auth, accounts, start_date, r.errors.is_empty())
+        else {
             return Err(ConfigErrors(r.errors));
         };
         Ok(Config {
             client: ClientConfig {
                 auth,
-                account_id,
+                accounts,
+                budget_per_account,
                 user_agent: http.user_agent,
                 base_url: http.base_url,
                 auth_url: http.auth_url,
@@ -444,6 +511,7 @@ impl Config {
                 deletions,
                 maps,
                 account_column: None,
+                include_account_id,
             },
         })
     }

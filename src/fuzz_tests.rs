@@ -19,6 +19,7 @@ use proptest::sample::select;
 use serde_json::{json, Map, Number, Value};
 
 use crate::catalog::{self, Selection};
+use crate::client::config::Accounts;
 use crate::config::Config;
 use crate::conform::{Conformed, Conformer};
 use crate::state::State;
@@ -560,7 +561,12 @@ proptest! {
                     reqwest::header::HeaderValue::from_str(&c.client.user_agent).is_ok(),
                     "user_agent {:?} cannot be sent", c.client.user_agent
                 );
-                if let Some(id) = &c.client.account_id {
+                let ids: Vec<&String> = match &c.client.accounts {
+                    Accounts::One(id) => vec![id],
+                    Accounts::These(ids) => ids.iter().collect(),
+                    Accounts::First | Accounts::All => Vec::new(),
+                };
+                for id in ids {
                     prop_assert!(!id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()));
                 }
                 let sd = v["start_date"].as_str().unwrap();

@@ -184,8 +184,7 @@ pub struct RecordFrame {
     account: Option<Vec<u8>>,
 }
 
-/// The column a record of a several-account sync names its account in.
-pub const ACCOUNT_ID: &str = "account_id";
+pub use crate::streams::ACCOUNT_ID;
 
 impl RecordFrame {
     pub fn new(stream: &str) -> RecordFrame {

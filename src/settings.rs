@@ -16,6 +16,8 @@ pub const DEFAULT_AUTH_URL: &str = "https://id.getharvest.com/api/v2";
 /// `0` and an empty value mean the default too.
 pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: u64 = 300;
 pub const DEFAULT_FULL_CHILD_SCAN: bool = false;
+pub const DEFAULT_INCLUDE_ACCOUNT_ID: bool = false;
+pub const DEFAULT_BUDGET_PER_ACCOUNT: bool = false;
 pub const DEFAULT_MAX_RETRIES: u32 = 6;
 pub const DEFAULT_BACKOFF_BASE_SECONDS: u64 = 1;
 /// Harvest's own limit.
@@ -62,7 +64,7 @@ pub struct Settings {
     /// Personal access token (id.getharvest.com/developers). Use it with `account_id`, or use OAuth instead.
     #[schemars(extend("secret" = true, "writeOnly" = true))]
     pub access_token: Option<String>,
-    /// Harvest account id, sent as `Harvest-Account-Id`. Required with `access_token`; with OAuth the first Harvest (not Forecast) account of the token is used when absent.
+    /// Harvest account id, sent as `Harvest-Account-Id`; or several, comma-separated (or a JSON list), or `*` for every Harvest account of the token: each row then carries `account_id`. Required with `access_token`; with OAuth the first Harvest (not Forecast) account of the token is used when absent.
     pub account_id: Option<String>,
     /// OAuth application client id (with `client_secret` and `refresh_token`).
     pub client_id: Option<String>,
@@ -192,6 +194,20 @@ pub struct Settings {
         extend("default" = DEFAULT_EMIT_ACTIVATE_VERSION_MESSAGES)
     )]
     pub emit_activate_version_messages: Option<bool>,
+    #[schemars(
+        description = format!(
+            "A single account's rows carry `account_id` too, first of their keys, as a sync of several accounts sends them: for a warehouse that will hold more accounts. Default {DEFAULT_INCLUDE_ACCOUNT_ID}."
+        ),
+        extend("default" = DEFAULT_INCLUDE_ACCOUNT_ID)
+    )]
+    pub include_account_id: Option<bool>,
+    #[schemars(
+        description = format!(
+            "Each account of a several-account sync has rate budgets of its own; by default the accounts of one token share them (Harvest does not say whether its limit counts per token or per account). Default {DEFAULT_BUDGET_PER_ACCOUNT}."
+        ),
+        extend("default" = DEFAULT_BUDGET_PER_ACCOUNT)
+    )]
+    pub budget_per_account: Option<bool>,
     #[schemars(
         description = format!(
             "The largest response body the tap reads, in MB; a bigger one fails its request (Harvest's pages are a few MB). Default {DEFAULT_MAX_RESPONSE_MB}."
@@ -324,6 +340,8 @@ mod tests {
             "deletion_window_days" => json!(c.sync.deletions.window_days),
             "deletion_full_scan_days" => json!(c.sync.deletions.full_scan_days),
             "emit_activate_version_messages" => json!(c.sync.emit_activate_version_messages),
+            "include_account_id" => json!(c.sync.include_account_id),
+            "budget_per_account" => json!(c.client.budget_per_account),
             "max_response_mb" => json!(c.client.max_response_bytes >> 20),
             "progress_interval_seconds" => json!(c.sync.progress_interval.as_secs_f64()),
             "metrics_log_level" => json!(match c.sync.metrics_level {
@@ -394,7 +412,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(with_default, 2 * 22);
+        assert_eq!(with_default, 2 * 24);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use reqwest::header::HeaderValue;
 use serde_json::Value;
 use tokio::sync::{Mutex, OnceCell};
@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::HttpError;
 
-use super::config::{ClientConfig, Credentials, Secret};
+use super::config::{Accounts, ClientConfig, Credentials, Secret};
 
 struct Token {
     value: Secret,
@@ -316,16 +316,8 @@ impl Auth {
         }
     }
 
-    /// The account to read: the configured one, else the first Harvest (not Forecast) account
-    /// the token can reach.
-    pub async fn account_id(
-        &self,
-        http: &reqwest::Client,
-        configured: Option<&str>,
-    ) -> Result<String> {
-        if let Some(id) = configured {
-            return Ok(id.to_string());
-        }
+    /// The token's accounts, as Harvest ID lists them.
+    pub async fn list_accounts(&self, http: &reqwest::Client) -> Result<Vec<Account>> {
         let token = self.token(http).await?;
         let url = format!("{}/accounts", self.auth_url);
         let answer = self
@@ -349,24 +341,124 @@ impl Auth {
         if !body.is_object() {
             bail!("accounts response from {url} is not a JSON object");
         }
-        let account = body["accounts"]
+        body["accounts"]
             .as_array()
             .into_iter()
             .flatten()
-            .find(|a| a["product"].as_str() == Some("harvest"))
-            .ok_or_else(|| {
-                anyhow!("the token has no Harvest account (only Forecast or none); set account_id")
-            })?;
-        let id = match &account["id"] {
-            Value::Number(n) => n.to_string(),
-            Value::String(s) => s.clone(),
-            _ => bail!("the accounts list has an account without an id"),
+            .map(|a| {
+                let id = match &a["id"] {
+                    Value::Number(n) if n.is_u64() => n.to_string(),
+                    Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+                        s.clone()
+                    }
+                    _ => bail!("the accounts list has an account without a usable id"),
+                };
+                Ok(Account {
+                    id,
+                    name: a["name"]
+                        .as_str()
+                        .unwrap_or("unnamed")
+                        .chars()
+                        .filter(|c| !c.is_control())
+                        .take(80)
+                        .collect(),
+                    harvest: a["product"].as_str() == Some("harvest"),
+                })
+            })
+            .collect()
+    }
+
+    /// The accounts to read: the one configured (not looked up), else those of the token's
+    /// list that the config names (`"*"`: every Harvest one; none given: the first).
+    pub async fn accounts(
+        &self,
+        http: &reqwest::Client,
+        wanted: &Accounts,
+    ) -> Result<Vec<Account>> {
+        if let Accounts::One(id) = wanted {
+            return Ok(vec![Account {
+                id: id.clone(),
+                name: String::new(),
+                harvest: true,
+            }]);
+        }
+        let listed = self.list_accounts(http).await?;
+        let harvest: Vec<&Account> = listed.iter().filter(|a| a.harvest).collect();
+        let theirs = || {
+            if harvest.is_empty() {
+                "the token has no Harvest account".to_string()
+            } else {
+                format!(
+                    "the token's Harvest accounts: {}",
+                    harvest
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
         };
-        crate::log::info(&format!(
-            "using Harvest account {id} ({})",
-            account["name"].as_str().unwrap_or("unnamed")
-        ));
-        Ok(id)
+        let chosen: Vec<Account> = match wanted {
+            Accounts::One(_) => unreachable!("answered above"),
+            Accounts::First => harvest.first().map(|a| (*a).clone()).into_iter().collect(),
+            Accounts::All => harvest.iter().map(|a| (*a).clone()).collect(),
+            Accounts::These(ids) => {
+                let mut chosen = Vec::new();
+                for id in ids {
+                    match listed.iter().find(|a| &a.id == id) {
+                        Some(a) if a.harvest => chosen.push(a.clone()),
+                        Some(a) => bail!(
+                            "config key 'account_id': {a} is a Forecast account, not a Harvest one; {}",
+                            theirs()
+                        ),
+                        None => bail!(
+                            "config key 'account_id': {id} is not one of this token's accounts; {}",
+                            theirs()
+                        ),
+                    }
+                }
+                chosen
+            }
+        };
+        if chosen.is_empty() {
+            bail!("{} (only Forecast or none); set account_id", theirs());
+        }
+        Ok(chosen)
+    }
+
+    /// The account to read: the configured one, else the first Harvest (not Forecast) account
+    /// the token can reach.
+    pub async fn account_id(
+        &self,
+        http: &reqwest::Client,
+        configured: Option<&str>,
+    ) -> Result<String> {
+        if let Some(id) = configured {
+            return Ok(id.to_string());
+        }
+        let first = self.accounts(http, &Accounts::First).await?.remove(0);
+        crate::log::info(&format!("using Harvest account {first}"));
+        Ok(first.id)
+    }
+}
+
+/// A Harvest account of the token, as Harvest ID lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: String,
+    /// Empty when the account was not looked up (one configured).
+    pub name: String,
+    /// A Harvest (not Forecast) account.
+    pub harvest: bool,
+}
+
+impl std::fmt::Display for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.name.is_empty() {
+            write!(f, "{}", self.id)
+        } else {
+            write!(f, "{} ({})", self.id, self.name)
+        }
     }
 }
 

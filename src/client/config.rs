@@ -52,11 +52,45 @@ pub struct Rate {
     pub window: Duration,
 }
 
+/// Which Harvest accounts of the token are read (`account_id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accounts {
+    /// None given (OAuth): the token's first Harvest account.
+    First,
+    One(String),
+    /// A list: each is checked against the token's accounts.
+    These(Vec<String>),
+    /// `"*"`: every Harvest account of the token (Forecast accounts skipped).
+    All,
+}
+
+impl Accounts {
+    /// The one account configured, when one is.
+    pub fn one(&self) -> Option<&str> {
+        match self {
+            Accounts::One(id) => Some(id),
+            Accounts::First | Accounts::These(_) | Accounts::All => None,
+        }
+    }
+
+    /// Whether the config names several accounts (a list or `"*"`): rows then say their
+    /// account, whatever the token turns out to have.
+    pub fn several(&self) -> bool {
+        match self {
+            Accounts::These(_) | Accounts::All => true,
+            Accounts::First | Accounts::One(_) => false,
+        }
+    }
+}
+
 /// The client's part of the config.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub auth: Credentials,
-    pub account_id: Option<String>,
+    pub accounts: Accounts,
+    /// Each account has a rate budget of its own (`budget_per_account`); else the accounts of
+    /// the token share one.
+    pub budget_per_account: bool,
     pub user_agent: String,
     pub base_url: String,
     pub auth_url: String,

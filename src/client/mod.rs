@@ -38,9 +38,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::util::shown_link;
 use admit::{Admission, Ticket};
+pub use auth::Account;
 use auth::{Auth, Authenticator};
 use budget::Budget;
-use config::{ClientConfig, Credentials};
+use config::{Accounts, ClientConfig, Credentials};
 use retry::{Attempts, Decision, Outcome, RetryPolicy};
 use send::{Response, Sender};
 
@@ -254,6 +255,14 @@ impl Origins {
 impl Client {
     /// Builds the client and settles the credentials (OAuth refresh, account lookup).
     pub async fn connect(config: &ClientConfig) -> anyhow::Result<Client> {
+        let mut all = Client::connect_accounts(config).await?;
+        Ok(all.swap_remove(0).0)
+    }
+
+    /// A client for each account the config names (`account_id`: one, a list, `"*"`), with
+    /// the account as Harvest ID lists it: one token and one set of connections for all, and
+    /// one rate budget unless `budget_per_account`.
+    pub async fn connect_accounts(config: &ClientConfig) -> anyhow::Result<Vec<(Client, Account)>> {
         let sender = Sender::new(send::Settings {
             origins: Origins::new(&[&config.base_url, &config.auth_url]),
             user_agent: &config.user_agent,
@@ -263,11 +272,20 @@ impl Client {
         })?;
         warn_if_clear_text(config);
         let auth = Auth::new(config);
-        let account = auth
-            .account_id(sender.id_http(), config.account_id.as_deref())
-            .await?;
+        let accounts = match config.accounts {
+            Accounts::First => {
+                let id = auth.account_id(sender.id_http(), None).await?;
+                vec![Account {
+                    id,
+                    name: String::new(),
+                    harvest: true,
+                }]
+            }
+            _ => auth.accounts(sender.id_http(), &config.accounts).await?,
+        };
+        let account = accounts[0].id.clone();
         let general = &config.budget;
-        Ok(Client {
+        let first = Client {
             retry: RetryPolicy {
                 max_retries: config.max_retries,
                 backoff_base: config.backoff_base,
@@ -281,7 +299,15 @@ impl Client {
             origins: Origins::new(&[&config.base_url]),
             width: config.max_concurrency,
             total_requests: AtomicU64::new(0),
-        })
+        };
+        let others = accounts[1..]
+            .iter()
+            .map(|a| first.for_account(&a.id, !config.budget_per_account, config))
+            .collect::<anyhow::Result<Vec<Client>>>()?;
+        let mut accounts = accounts.into_iter();
+        let mut out = vec![(first, accounts.next().expect("one account at least"))];
+        out.extend(others.into_iter().zip(accounts));
+        Ok(out)
     }
 
     /// A client of another account of the same token: the same token (and its refreshes) and
@@ -518,7 +544,7 @@ fn warn_if_clear_text(config: &ClientConfig) {
                 .parse::<std::net::IpAddr>()
                 .is_ok_and(|ip| ip.is_loopback());
         let used = key == "base_url"
-            || config.account_id.is_none()
+            || config.accounts.one().is_none()
             || matches!(config.auth, Credentials::OAuth { .. });
         if u.scheme() == "http" && !loopback && used {
             crate::log::warn(&format!(

@@ -33,6 +33,8 @@ pub struct SyncConfig {
     /// The account a sync of several accounts (or with `include_account_id`) reads: each
     /// record, key and SCHEMA carries it as `account_id`. `None`: today's columns and keys.
     pub account_column: Option<i64>,
+    /// `include_account_id`: a single account's rows say their account too.
+    pub include_account_id: bool,
 }
 
 /// How deletions are found.

@@ -288,7 +288,7 @@ async fn send_deletions(
     for key in deleted {
         let mut record = key.fields(node.def.key_properties);
         if let Some(account) = ctx.config.account_column {
-            record.insert(crate::output::ACCOUNT_ID.into(), Value::from(account));
+            record.insert(streams::ACCOUNT_ID.into(), Value::from(account));
         }
         record.insert(DELETED_AT.into(), Value::String(now.clone()));
         deletion_lines(node, &record, &now, &mut lines);

@@ -35,7 +35,7 @@ use tokio::task::JoinSet;
 
 use crate::catalog::Selection;
 use crate::client::config::ClientConfig;
-use crate::client::Client;
+use crate::client::{Account, Client};
 use crate::output::Emitter;
 use crate::state::State;
 use crate::streams::{self, Source};
@@ -106,6 +106,14 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// What the sync's lines say first: the account, in a sync of several.
+    pub(crate) fn label(&self) -> String {
+        self.config
+            .account_column
+            .map(|a| format!("account {a}: "))
+            .unwrap_or_default()
+    }
+
     fn skip(&self, node: &Arc<Node>, reason: &str) {
         let mut all = Vec::new();
         node.walk(&mut all);
@@ -182,6 +190,81 @@ pub async fn run_plan(
         return Ok(Outcome::default());
     }
     let client = Client::connect(client).await?;
+    run_with(client, config, plan, emitter).await
+}
+
+/// One account of a sync of several: which, and how its sync ended.
+pub struct AccountRun {
+    pub account: Account,
+    pub outcome: Result<Outcome>,
+}
+
+/// Syncs each account with its client, all at once (within the budget they share, unless each
+/// has its own): each account's rows say their account (`account_id`), it plans from its
+/// part of the state (`states`, in the same order), and its bookmarks and memory go to its
+/// partition. One account's failure stops only that account; a closed stdout stops them all.
+pub async fn run_accounts(
+    clients: Vec<(Client, Account)>,
+    states: Vec<State>,
+    config: &SyncConfig,
+    selection: &Selection,
+    emitter: Emitter,
+) -> Result<Vec<AccountRun>> {
+    let mut jobs = JoinSet::new();
+    let mut accounts = Vec::new();
+    for (i, ((client, account), state)) in clients.into_iter().zip(states).enumerate() {
+        let id: i64 = account
+            .id
+            .parse()
+            .map_err(|_| anyhow!("account id {} is not a number", account.id))?;
+        let config = SyncConfig {
+            account_column: Some(id),
+            ..config.clone()
+        };
+        let planned = plan(&config, selection, &state);
+        let emitter = emitter.in_account(id);
+        accounts.push(account);
+        jobs.spawn(async move {
+            let outcome = match planned {
+                Ok(plan) => run_with(client, config, plan, emitter).await,
+                Err(e) => Err(e),
+            };
+            (i, outcome)
+        });
+    }
+    let mut outcomes: Vec<Option<Result<Outcome>>> = accounts.iter().map(|_| None).collect();
+    while let Some(done) = jobs.join_next().await {
+        let (i, outcome) = done.map_err(|e| anyhow!("an account's task failed: {e}"))?;
+        if let Err(e) = &outcome {
+            if e.downcast_ref::<crate::output::OutputClosed>().is_some() {
+                jobs.abort_all();
+                return Err(anyhow::Error::new(crate::output::OutputClosed));
+            }
+        }
+        outcomes[i] = Some(outcome);
+    }
+    Ok(accounts
+        .into_iter()
+        .zip(outcomes)
+        .map(|(account, outcome)| AccountRun {
+            account,
+            outcome: outcome.unwrap_or_else(|| Err(anyhow!("not run"))),
+        })
+        .collect())
+}
+
+/// [`run_plan`] with a client already connected.
+async fn run_with(
+    client: Client,
+    config: SyncConfig,
+    plan: Plan,
+    emitter: Emitter,
+) -> Result<Outcome> {
+    if plan.roots.is_empty() {
+        crate::log::warn("no stream is selected: nothing to sync");
+        emitter.state().await?;
+        return Ok(Outcome::default());
+    }
     let ctx = Arc::new(Ctx {
         client: Arc::new(client),
         config,
@@ -212,7 +295,8 @@ pub async fn run_plan(
     // Only a sync that ran to its end decides what was deleted.
     deletions::resolve(&ctx, &roots, started_at).await?;
     crate::log::summary(&format!(
-        "sync finished in {:.1} s: {} requests, {:.1} s waited on the rate limit",
+        "{}sync finished in {:.1} s: {} requests, {:.1} s waited on the rate limit",
+        ctx.label(),
         started.elapsed().as_secs_f64(),
         ctx.client.total_requests.load(Ordering::Relaxed),
         ctx.client.waited().as_secs_f64()

@@ -358,6 +358,8 @@ pub struct Output {
     pub account: Option<i64>,
 }
 
+pub use streams::OWN_ACCOUNT_ID;
+
 /// One stream a mapped stream is sent as, and the frame of its RECORD lines.
 pub struct Sent {
     pub map: MappedStream,
@@ -403,6 +405,12 @@ impl Output {
         })
     }
 
+    /// Whether a record's own `account_id` moves to [`OWN_ACCOUNT_ID`] (the Harvest account
+    /// takes the column).
+    pub fn moves_own_account(&self) -> bool {
+        self.account.is_some() && self.conformer.columns().contains(streams::ACCOUNT_ID)
+    }
+
     /// The same output, each record, key and SCHEMA carrying `account_id`.
     pub fn in_account(mut self, account: Option<i64>) -> Output {
         self.account = account;
@@ -421,6 +429,10 @@ impl Output {
         let mut all = self.own_schemas(def);
         if self.account.is_some() {
             for (_, schema, keys, _) in &mut all {
+                let props = schema.get_mut("properties").and_then(Value::as_object_mut);
+                if let Some(own) = props.and_then(|p| p.remove(streams::ACCOUNT_ID)) {
+                    schema["properties"][OWN_ACCOUNT_ID] = own;
+                }
                 with_account_column(schema, keys);
             }
         }
@@ -463,11 +475,11 @@ impl Output {
 pub fn with_account_column(schema: &mut Value, keys: &mut Vec<String>) {
     if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
         props.insert(
-            crate::output::ACCOUNT_ID.into(),
+            streams::ACCOUNT_ID.into(),
             serde_json::json!({"type": "integer"}),
         );
     }
-    keys.insert(0, crate::output::ACCOUNT_ID.into());
+    keys.insert(0, streams::ACCOUNT_ID.into());
 }
 
 /// The stream's schema with only the properties the catalog selects (and the deletion marker).

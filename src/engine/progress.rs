@@ -123,7 +123,8 @@ pub fn plan_line(ctx: &Ctx, roots: &[Arc<Node>]) {
     let eta =
         at_budget(general, b.requests, b.window).max(at_budget(reports, rb.requests, rb.window));
     crate::log::info(&format!(
-        "plan: {selected} streams; at least {} requests before the first pages tell how many more ({general} general, {reports} reports): about {} at {} requests per {} s{}",
+        "{}plan: {selected} streams; at least {} requests before the first pages tell how many more ({general} general, {reports} reports): about {} at {} requests per {} s{}",
+        ctx.label(),
         general + reports,
         human(eta),
         b.requests,
@@ -232,7 +233,7 @@ pub async fn tick(ctx: Arc<Ctx>, roots: Vec<Arc<Node>>, every: Duration, started
     let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         interval.tick().await;
-        crate::log::info(&line(&ctx, &roots, started));
+        crate::log::info(&format!("{}{}", ctx.label(), line(&ctx, &roots, started)));
         for n in nodes(&roots).into_iter().filter(|n| n.selected) {
             count_records(n);
         }

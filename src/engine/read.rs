@@ -17,7 +17,7 @@ use super::deletions::attrs_of;
 use super::known::{day_from, owner_id, Key};
 use super::plan::{
     after, ChildPlan, Covers, DerivedPlan, ListPlan, ListRead, NestedRead, Node, ReportPlan, Root,
-    RootRead,
+    RootRead, OWN_ACCOUNT_ID,
 };
 use super::presence::Presence;
 use super::tally::Status;
@@ -28,7 +28,7 @@ use crate::client::{HttpError, Lane};
 use crate::conform::Conformed;
 use crate::output::OutputClosed;
 use crate::state::format_bookmark;
-use crate::streams::{reports, shape::shape, Clock};
+use crate::streams::{reports, shape::shape, Clock, ACCOUNT_ID};
 use crate::util::parse_datetime;
 use stream_maps::Mapped;
 
@@ -238,7 +238,8 @@ impl Batch {
         let Some(output) = &node.output else {
             return;
         };
-        let Some(mapped) = &output.mapped else {
+        let moves_own_account = output.moves_own_account();
+        if output.mapped.is_none() && !moves_own_account {
             match output
                 .frame
                 .write(&mut self.lines, extracted, node.version(), |out| {
@@ -250,12 +251,27 @@ impl Batch {
                 Err(why) => rejected(node, &why),
             }
             return;
-        };
-        // Stream maps read the conformed record, and write one record per stream it is sent as.
-        let record = match output.conformer.conform(row.clone()) {
+        }
+        let mut record = match output.conformer.conform(row.clone()) {
             Conformed::Record(r) => r,
             Conformed::Rejected(why) => return rejected(node, &why),
         };
+        if moves_own_account {
+            // The Harvest account takes `account_id`: the record's own moves aside.
+            if let Some(own) = record.remove(ACCOUNT_ID) {
+                record.insert(OWN_ACCOUNT_ID.into(), own);
+            }
+        }
+        let Some(mapped) = &output.mapped else {
+            let _ = output
+                .frame
+                .write(&mut self.lines, extracted, node.version(), |out| {
+                    serde_json::to_writer(&mut *out, &record)
+                });
+            node.run.tally.records.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        // Stream maps read the conformed record, and write one record per stream it is sent as.
         for sent in mapped {
             match sent.map.apply(&record) {
                 Mapped::Record(r) => {

@@ -186,6 +186,14 @@ impl Replication {
 /// carries the key properties and this (RFC 3339) only.
 pub const DELETED_AT: &str = stream_maps::DELETED_AT;
 
+/// The column a record names its account in, in a sync whose rows say their account (several
+/// accounts, or `include_account_id`): an integer, first of the keys.
+pub const ACCOUNT_ID: &str = "account_id";
+
+/// Where a stream's own `account_id` (an external reference's: the external service's
+/// account) goes when the records say their Harvest account in that column.
+pub const OWN_ACCOUNT_ID: &str = "external_account_id";
+
 /// What proves that a record missing from a complete read of its list is gone from Harvest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Confirm {

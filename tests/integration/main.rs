@@ -8,6 +8,7 @@
 
 mod util;
 
+mod accounts;
 mod adding_a_stream;
 mod bad_input;
 mod cli;
