@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use crate::config::Features;
+use crate::config::{Features, HarvestAccount};
 use crate::model::{AccessRole, Data, Res};
 use crate::params::{parse_paging, Filters, PageReq, Paging, ParamError, Params};
 use crate::query::{render_into, write_list, Indexes, Links, Scope};
@@ -165,6 +165,8 @@ pub struct Ctx<'a> {
     pub params: &'a Params,
     pub viewer: &'a Viewer,
     pub features: Features,
+    /// The account the request named.
+    pub account: &'a HarvestAccount,
 }
 
 fn parent_scope(d: &Data, r: Res, pid: Option<i64>) -> Option<Scope> {
@@ -189,7 +191,7 @@ fn restricts_to_viewer(v: &Viewer, r: Res) -> Option<(u32, Owner)> {
 /// Answers an authorized, permitted request.
 pub fn answer(d: &Data, ix: &Indexes, ep: &Ep, cx: &Ctx) -> Answer {
     match ep {
-        Ep::Company => Answer::Json(to_bytes(&crate::model::company(cx.features))),
+        Ep::Company => Answer::Json(to_bytes(&crate::model::company(cx.features, cx.account))),
         Ep::UsersMe => Answer::Json(to_bytes(&crate::model::user(d, cx.viewer.user))),
         Ep::MeProjectAssignments => {
             let uid = d.users[cx.viewer.user as usize].id;

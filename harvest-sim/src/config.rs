@@ -7,11 +7,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// The Harvest account id every request must send in `Harvest-Account-Id`.
+/// The id of the (first) Harvest account, as requests send it in `Harvest-Account-Id`.
 pub const ACCOUNT_ID: &str = "1234567";
+/// [`ACCOUNT_ID`] as a number: account `k` (1-based) of a simulator is `FIRST_ACCOUNT_ID + k - 1`
+/// (see [`harvest_account_id`]).
+pub const FIRST_ACCOUNT_ID: i64 = 1_234_567;
 /// The Forecast account listed (first) by the accounts endpoint; not valid for `/v2`.
 pub const FORECAST_ACCOUNT_ID: i64 = 7_654_321;
-/// Name of the Harvest account (and company).
+/// Name of the (first) Harvest account (and company).
 pub const ACCOUNT_NAME: &str = "Acme Co";
 /// Name of the Forecast account.
 pub const FORECAST_ACCOUNT_NAME: &str = "Acme Forecast";
@@ -110,11 +113,64 @@ pub struct Latency {
     pub path_prefix: String,
 }
 
+/// The id of Harvest account `k` (1-based) of a simulator: 1234567, 1234568, 1234569...
+pub fn harvest_account_id(k: usize) -> i64 {
+    FIRST_ACCOUNT_ID + k.max(1) as i64 - 1
+}
+
+/// Names and subdomains of the accounts after the first; later ones are "Acme Co {k}".
+const EXTRA_ACCOUNTS: &[(&str, &str)] = &[
+    ("Globex Studio", "globex"),
+    ("Müller & Söhne GmbH", "muellersoehne"),
+    ("Initech Consulting", "initech"),
+];
+
+/// One simulated Harvest account: every one is reached by every token, and picked per request
+/// by `Harvest-Account-Id`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HarvestAccount {
+    /// Its id ([`harvest_account_id`]).
+    pub id: i64,
+    /// Its name (and its company's name), as `/accounts` and `/v2/company` show it.
+    pub name: String,
+    /// Its company's subdomain (`https://{subdomain}.harvestapp.com`).
+    pub subdomain: String,
+    /// The seed its data is generated from: the config's seed + k - 1, so account `k` holds
+    /// what a one-account simulator started with that seed would hold.
+    pub seed: u64,
+}
+
+impl HarvestAccount {
+    /// Account `k` (1-based) of a simulator whose first account has `seed`.
+    pub fn nth(k: usize, seed: u64) -> HarvestAccount {
+        let k = k.max(1);
+        let (name, subdomain) = match k {
+            1 => (ACCOUNT_NAME.to_string(), "acme".to_string()),
+            _ => match EXTRA_ACCOUNTS.get(k - 2) {
+                Some((name, sub)) => (name.to_string(), sub.to_string()),
+                None => (format!("{ACCOUNT_NAME} {k}"), format!("acme{k}")),
+            },
+        };
+        HarvestAccount {
+            id: harvest_account_id(k),
+            name,
+            subdomain,
+            seed: seed.wrapping_add(k as u64 - 1),
+        }
+    }
+}
+
 /// Simulator configuration.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
+    /// The seed of the first account's data (account `k` uses `seed + k - 1`).
     pub seed: u64,
+    /// The size of every account.
     pub size: Size,
+    /// How many Harvest accounts the tokens reach, in all (0 counts as 1): the first is
+    /// [`ACCOUNT_ID`], the others have their own ids, names and data (see
+    /// [`SimConfig::harvest_accounts`]).
+    pub accounts: usize,
     /// General limit per token; `None` disables it.
     pub rate_limit: Option<RateLimit>,
     /// Reports limit per token (`/v2/reports/*`, counted separately); `None` disables it.
@@ -126,7 +182,7 @@ pub struct SimConfig {
     pub addr: SocketAddr,
     /// Initial latency (also settable at run time).
     pub latency: Option<Latency>,
-    /// Upper bound of the serialized-page cache, in bytes.
+    /// Upper bound of the serialized-page cache of each account, in bytes.
     pub page_cache_bytes: usize,
 }
 
@@ -135,6 +191,7 @@ impl Default for SimConfig {
         SimConfig {
             seed: 42,
             size: Size::Tiny,
+            accounts: 1,
             rate_limit: Some(RateLimit::HARVEST_GENERAL),
             reports_rate_limit: Some(RateLimit::HARVEST_REPORTS),
             token_ttl: Duration::from_secs(3600),
@@ -154,6 +211,52 @@ impl SimConfig {
             rate_limit: None,
             reports_rate_limit: None,
             ..SimConfig::default()
+        }
+    }
+
+    /// The same configuration with `n` Harvest accounts in all.
+    pub fn with_accounts(self, n: usize) -> SimConfig {
+        SimConfig {
+            accounts: n,
+            ..self
+        }
+    }
+
+    /// The Harvest accounts, first [`ACCOUNT_ID`] ("Acme Co"), then 1234568 ("Globex
+    /// Studio"), 1234569 ("Müller & Söhne GmbH"), 1234570 ("Initech Consulting"), then
+    /// "Acme Co {k}".
+    pub fn harvest_accounts(&self) -> Vec<HarvestAccount> {
+        (1..=self.accounts.max(1))
+            .map(|k| HarvestAccount::nth(k, self.seed))
+            .collect()
+    }
+}
+
+/// How a revoked account answers every data request (as when the token's user lost access
+/// to it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Revocation {
+    /// 401 `invalid_token`, as Harvest answers an account the token does not reach.
+    InvalidToken,
+    /// 403 `{"message": "You do not have access to this account"}`.
+    Forbidden,
+}
+
+impl Revocation {
+    /// The HTTP status it answers with.
+    pub fn status(self) -> u16 {
+        match self {
+            Revocation::InvalidToken => 401,
+            Revocation::Forbidden => 403,
+        }
+    }
+    /// The revocation answering with `status` (401 or 403).
+    pub fn from_status(status: u16) -> Option<Revocation> {
+        match status {
+            401 => Some(Revocation::InvalidToken),
+            403 => Some(Revocation::Forbidden),
+            _ => None,
         }
     }
 }
@@ -228,6 +331,10 @@ pub struct RequestStats {
     /// the response's head).
     #[serde(default)]
     pub max_in_flight: u64,
+    /// `/v2` requests naming a simulated Harvest account (revoked ones included), by account
+    /// id (`"1234567"`), then status code (`"200"` → n).
+    #[serde(default)]
+    pub by_account: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 impl RequestStats {
@@ -242,6 +349,21 @@ impl RequestStats {
     pub fn route_status(&self, route: &str, status: u16) -> u64 {
         self.by_route
             .get(route)
+            .and_then(|m| m.get(&status.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+    /// `/v2` requests to an account, any status.
+    pub fn account(&self, id: i64) -> u64 {
+        self.by_account
+            .get(&id.to_string())
+            .map(|m| m.values().sum())
+            .unwrap_or(0)
+    }
+    /// `/v2` requests to an account answered with `status`.
+    pub fn account_status(&self, id: i64, status: u16) -> u64 {
+        self.by_account
+            .get(&id.to_string())
             .and_then(|m| m.get(&status.to_string()))
             .copied()
             .unwrap_or(0)

@@ -2,8 +2,11 @@
 //!
 //! One listener serves the API under `/v2`, Harvest ID (OAuth token refresh and the accounts
 //! list) under `/id/api/v2`, and an unauthenticated control API under `/__control`. The account
-//! is generated deterministically from a seed and a [`Size`]. See the crate README for the full
-//! contract (envelopes, pagination modes, auth, permissions, rate limits, faults, control API).
+//! is generated deterministically from a seed and a [`Size`]; [`SimConfig::accounts`] adds more
+//! Harvest accounts, each with its own id, name and data, all reached by the same tokens and
+//! picked per request by `Harvest-Account-Id` ([`Sim::account`] addresses one). See the crate
+//! README for the full contract (envelopes, pagination modes, auth, permissions, rate limits,
+//! faults, several accounts, control API).
 //!
 //! ```no_run
 //! use harvest_sim::{Sim, SimConfig, Size};
@@ -66,7 +69,7 @@ pub struct Sim {
 }
 
 impl Sim {
-    /// Generates the account, binds the configured address (127.0.0.1:0 by default) and
+    /// Generates the accounts, binds the configured address (127.0.0.1:0 by default) and
     /// returns once the server is listening.
     pub fn start(config: SimConfig) -> anyhow::Result<Sim> {
         let bind = config.addr;
@@ -139,56 +142,75 @@ impl Sim {
         format!("http://{}/__control", self.addr)
     }
 
+    /// Every Harvest account, the first being [`ACCOUNT_ID`] (see [`SimConfig::accounts`]).
+    pub fn accounts(&self) -> Vec<HarvestAccount> {
+        self.state
+            .accounts()
+            .iter()
+            .map(|a| a.spec.clone())
+            .collect()
+    }
+
+    /// The Harvest account with this id, to read, change or revoke it. Panics on an id the
+    /// simulator lacks. The methods of `Sim` itself address the first account.
+    pub fn account(&self, id: i64) -> SimAccount<'_> {
+        let account = self
+            .state
+            .account(id)
+            .unwrap_or_else(|| panic!("harvest-sim: no account {id}"));
+        SimAccount {
+            state: &self.state,
+            account,
+        }
+    }
+
+    /// The first account ([`ACCOUNT_ID`]).
+    fn first(&self) -> SimAccount<'_> {
+        SimAccount {
+            state: &self.state,
+            account: &self.state.accounts()[0],
+        }
+    }
+
     /// Every record of a resource exactly as its list endpoint would serve it now (any order);
     /// nested resources carry their parent id (`invoice_id`, `estimate_id` or `user_id`).
     /// Panics on an unknown resource name.
     pub fn truth(&self, resource: &str) -> Vec<serde_json::Value> {
-        self.state
-            .truth(resource)
-            .unwrap_or_else(|e| panic!("harvest-sim truth: {e}"))
+        self.first().truth(resource)
     }
 
     /// Touches `update` existing records (updated_at = now, plus a visible change) and
     /// creates `create` new ones. Panics on an unknown resource name or `company`.
     pub fn mutate(&self, resource: &str, update: usize, create: usize) -> MutateResult {
-        self.state
-            .mutate(resource, update, create)
-            .unwrap_or_else(|e| panic!("harvest-sim mutate: {e}"))
+        self.first().mutate(resource, update, create)
     }
 
     /// Deletes records of `resource` by id, with Harvest's cascades (a project's time entries,
     /// an invoice's messages...); `invoice_line_items` and `estimate_line_items` remove line
     /// items from their parent. Panics when Harvest would refuse (see [`delete`]).
     pub fn delete(&self, resource: &str, ids: &[i64]) -> delete::Deleted {
-        self.state
-            .delete(resource, ids)
-            .unwrap_or_else(|e| panic!("harvest-sim delete: {e}"))
+        self.first().delete(resource, ids)
     }
 
     /// Archives records of `resource` (`is_active: false`); they are not deleted.
     pub fn archive(&self, resource: &str, ids: &[i64]) {
-        self.state
-            .archive(resource, ids)
-            .unwrap_or_else(|e| panic!("harvest-sim archive: {e}"))
+        self.first().archive(resource, ids)
     }
 
     /// Moves time entries or expenses to another `spent_date` (`updated_at` = now).
     pub fn redate(&self, resource: &str, ids: &[i64], date: NaiveDate) {
-        self.state
-            .redate(resource, ids, date)
-            .unwrap_or_else(|e| panic!("harvest-sim redate: {e}"))
+        self.first().redate(resource, ids, date)
     }
 
     /// Ids of `count` records of `resource` that Harvest would let one delete, spread over
     /// the list.
     pub fn deletable(&self, resource: &str, count: usize) -> Vec<i64> {
-        self.state
-            .deletable(resource, count)
-            .unwrap_or_else(|e| panic!("harvest-sim deletable: {e}"))
+        self.first().deletable(resource, count)
     }
 
+    /// Adds a fault hitting requests to every account (see [`SimAccount::add_fault`] for one).
     pub fn add_fault(&self, fault: Fault) {
-        self.state.add_fault(fault);
+        self.state.add_fault(fault, None);
     }
     pub fn clear_faults(&self) {
         self.state.clear_faults();
@@ -224,9 +246,7 @@ impl Sim {
         to: NaiveDate,
         include_fixed_fee: bool,
     ) -> Vec<serde_json::Value> {
-        self.state
-            .report(path, from, to, include_fixed_fee)
-            .unwrap_or_else(|e| panic!("harvest-sim report: {e}"))
+        self.first().report(path, from, to, include_fixed_fee)
     }
 
     /// Switches company features at run time.
@@ -241,9 +261,112 @@ impl Sim {
     pub fn expire_access_tokens(&self) {
         self.state.expire_access_tokens();
     }
-    /// Credentials and URLs (what `GET /__control/info` answers).
+    /// Credentials and URLs (what `GET /__control/info` answers, without `counts`).
     pub fn info(&self) -> serde_json::Value {
-        self.state.info()
+        self.first().info()
+    }
+}
+
+/// One Harvest account of a running simulator ([`Sim::account`]): the same reads and changes
+/// as `Sim`'s, on this account's data, plus its faults and revocation.
+pub struct SimAccount<'a> {
+    state: &'a server::AppState,
+    account: &'a server::Account,
+}
+
+impl SimAccount<'_> {
+    /// Its id (as `Harvest-Account-Id` sends it, in decimal).
+    pub fn id(&self) -> i64 {
+        self.account.spec.id
+    }
+    /// Its name (and its company's).
+    pub fn name(&self) -> &str {
+        &self.account.spec.name
+    }
+
+    /// See [`Sim::truth`].
+    pub fn truth(&self, resource: &str) -> Vec<serde_json::Value> {
+        self.account
+            .truth(resource, self.state.features())
+            .unwrap_or_else(|e| panic!("harvest-sim truth: {e}"))
+    }
+
+    /// See [`Sim::mutate`].
+    pub fn mutate(&self, resource: &str, update: usize, create: usize) -> MutateResult {
+        self.account
+            .mutate(resource, update, create)
+            .unwrap_or_else(|e| panic!("harvest-sim mutate: {e}"))
+    }
+
+    /// See [`Sim::delete`].
+    pub fn delete(&self, resource: &str, ids: &[i64]) -> delete::Deleted {
+        self.account
+            .delete(resource, ids)
+            .unwrap_or_else(|e| panic!("harvest-sim delete: {e}"))
+    }
+
+    /// See [`Sim::archive`].
+    pub fn archive(&self, resource: &str, ids: &[i64]) {
+        self.account
+            .archive(resource, ids)
+            .unwrap_or_else(|e| panic!("harvest-sim archive: {e}"))
+    }
+
+    /// See [`Sim::redate`].
+    pub fn redate(&self, resource: &str, ids: &[i64], date: NaiveDate) {
+        self.account
+            .redate(resource, ids, date)
+            .unwrap_or_else(|e| panic!("harvest-sim redate: {e}"))
+    }
+
+    /// See [`Sim::deletable`].
+    pub fn deletable(&self, resource: &str, count: usize) -> Vec<i64> {
+        self.account
+            .deletable(resource, count)
+            .unwrap_or_else(|e| panic!("harvest-sim deletable: {e}"))
+    }
+
+    /// See [`Sim::report`].
+    pub fn report(
+        &self,
+        path: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+        include_fixed_fee: bool,
+    ) -> Vec<serde_json::Value> {
+        self.account
+            .report(path, from, to, include_fixed_fee)
+            .unwrap_or_else(|e| panic!("harvest-sim report: {e}"))
+    }
+
+    /// Record counts per resource (`{"users": 4, ...}`).
+    pub fn counts(&self) -> serde_json::Value {
+        self.account.counts()
+    }
+
+    /// What `GET /__control/info?account_id=` answers, without `counts`.
+    pub fn info(&self) -> serde_json::Value {
+        self.state.info(self.account)
+    }
+
+    /// Adds a fault hitting only requests to this account.
+    pub fn add_fault(&self, fault: Fault) {
+        self.state.add_fault(fault, Some(self.id()));
+    }
+
+    /// Makes every `/v2` request to this account fail for good, as when the token's user
+    /// lost access to it: 401 `invalid_token` or 403 (see [`Revocation`]), whatever the
+    /// token. `/accounts` still lists it. Undone by [`SimAccount::restore`].
+    pub fn revoke(&self, how: Revocation) {
+        self.account.set_revoked(Some(how));
+    }
+    /// Gives the tokens access to this account again.
+    pub fn restore(&self) {
+        self.account.set_revoked(None);
+    }
+    /// How the account answers now, if it is revoked.
+    pub fn revoked(&self) -> Option<Revocation> {
+        self.account.revoked()
     }
 }
 

@@ -1,7 +1,7 @@
 //! `harvest-sim`: start the simulator with a generated account.
 //!
 //! Prints exactly one JSON line to stdout once listening (`base_url`, `auth_url`, `control_url`,
-//! `account_id`, `access_token`), then logs only to stderr. Stops on SIGINT/SIGTERM.
+//! `account_id`, `access_token`, `accounts`), then logs only to stderr. Stops on SIGINT/SIGTERM.
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -27,9 +27,13 @@ struct Args {
     /// Account size: tiny, small, medium or large.
     #[arg(long, default_value = "small")]
     size: Size,
-    /// Generator seed.
+    /// Generator seed (of the first account; account k uses SEED + k - 1).
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Harvest accounts the tokens reach, in all: 1234567, 1234568, ... each with its own
+    /// name and data of the same size.
+    #[arg(long, default_value_t = 1, value_parser = parse_accounts)]
+    accounts: usize,
     /// General rate limit per token, as REQUESTS/SECONDS.
     #[arg(long, default_value = "100/15", value_parser = parse_limit)]
     rate_limit: RateLimit,
@@ -54,6 +58,15 @@ struct Args {
     /// Also write a tap config JSON pointing at the simulator to this path.
     #[arg(long)]
     write_config: Option<std::path::PathBuf>,
+}
+
+fn parse_accounts(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=1000).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected a number of accounts in 1..=1000, got {s:?}"
+        )),
+    }
 }
 
 fn parse_limit(s: &str) -> Result<RateLimit, String> {
@@ -101,6 +114,7 @@ fn main() -> anyhow::Result<()> {
     let mut config = SimConfig {
         seed: args.seed,
         size: args.size,
+        accounts: args.accounts,
         rate_limit: Some(args.rate_limit),
         reports_rate_limit: Some(args.reports_rate_limit),
         token_ttl: Duration::from_secs(args.token_ttl),
@@ -141,12 +155,18 @@ fn main() -> anyhow::Result<()> {
         let base_url = format!("http://{addr}/v2");
         let auth_url = format!("http://{addr}/id/api/v2");
         let control_url = format!("http://{addr}/__control");
+        let ids: Vec<String> = state
+            .accounts()
+            .iter()
+            .map(|a| a.spec.id.to_string())
+            .collect();
         let line = serde_json::json!({
             "base_url": base_url,
             "auth_url": auth_url,
             "control_url": control_url,
             "account_id": harvest_sim::ACCOUNT_ID,
             "access_token": harvest_sim::PAT_ADMIN,
+            "accounts": ids,
         });
         if let Some(path) = &args.write_config {
             let cfg = serde_json::json!({
@@ -164,21 +184,34 @@ fn main() -> anyhow::Result<()> {
             writeln!(out, "{line}")?;
             out.flush()?;
         }
+        let n = state.accounts().len();
         eprintln!(
-            "harvest-sim: {:?} account (seed {}) generated in {:.2?}; listening on {addr}",
-            config.size, config.seed, gen_time
+            "harvest-sim: {n} {:?} account{} (seed {}) generated in {:.2?}; listening on {addr}",
+            config.size,
+            if n == 1 { "" } else { "s" },
+            config.seed,
+            gen_time
         );
-        let counts = {
+        for i in 0..n {
             let st = state.clone();
-            tokio::task::spawn_blocking(move || st.counts()).await?
-        };
-        eprintln!("harvest-sim: records {counts}");
+            let counts = tokio::task::spawn_blocking(move || st.accounts()[i].counts()).await?;
+            let a = &state.accounts()[i].spec;
+            if n == 1 {
+                eprintln!("harvest-sim: records {counts}");
+            } else {
+                eprintln!(
+                    "harvest-sim: account {} ({}, seed {}): records {counts}",
+                    a.id, a.name, a.seed
+                );
+            }
+        }
         eprintln!(
-            "harvest-sim: tokens {} / {} / {} (admin/manager/member), account {}",
+            "harvest-sim: tokens {} / {} / {} (admin/manager/member), account{} {}",
             harvest_sim::PAT_ADMIN,
             harvest_sim::PAT_MANAGER,
             harvest_sim::PAT_MEMBER,
-            harvest_sim::ACCOUNT_ID
+            if n == 1 { "" } else { "s" },
+            ids.join(", ")
         );
         harvest_sim::server::serve(state, listener, shutdown_signal()).await;
         anyhow::Ok(())

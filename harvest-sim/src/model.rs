@@ -702,9 +702,9 @@ fn task_ref(d: &Data, t: u32) -> IdName<'_> {
 
 #[derive(Serialize)]
 pub struct CompanyView {
-    pub base_uri: &'static str,
-    pub full_domain: &'static str,
-    pub name: &'static str,
+    pub base_uri: String,
+    pub full_domain: String,
+    pub name: String,
     pub is_active: bool,
     pub week_start_day: &'static str,
     pub wants_timestamp_timers: bool,
@@ -729,11 +729,16 @@ pub struct CompanyView {
     pub saml_sign_in_required: bool,
 }
 
-pub fn company(features: crate::config::Features) -> CompanyView {
+/// The company of `account`.
+pub fn company(
+    features: crate::config::Features,
+    account: &crate::config::HarvestAccount,
+) -> CompanyView {
+    let full_domain = format!("{}.harvestapp.com", account.subdomain);
     CompanyView {
-        base_uri: "https://acme.harvestapp.com",
-        full_domain: "acme.harvestapp.com",
-        name: crate::config::ACCOUNT_NAME,
+        base_uri: format!("https://{full_domain}"),
+        full_domain,
+        name: account.name.clone(),
         is_active: true,
         week_start_day: "Monday",
         wants_timestamp_timers: false,

@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -26,9 +26,10 @@ use serde_json::{json, Value};
 
 use crate::api::{self, Answer, Ctx, Ep, Viewer};
 use crate::config::{
-    Fault, FaultKind, Features, Latency, MutateResult, RateLimit, RequestStats, SimConfig, Trigger,
-    ACCOUNT_ID, ACCOUNT_NAME, CLIENT_ID, CLIENT_SECRET, FORECAST_ACCOUNT_ID, FORECAST_ACCOUNT_NAME,
-    PAT_ADMIN, PAT_MANAGER, PAT_MEMBER, REFRESH_ADMIN, REFRESH_MANAGER, REFRESH_MEMBER,
+    Fault, FaultKind, Features, HarvestAccount, Latency, MutateResult, RateLimit, RequestStats,
+    Revocation, SimConfig, Trigger, ACCOUNT_ID, CLIENT_ID, CLIENT_SECRET, FORECAST_ACCOUNT_ID,
+    FORECAST_ACCOUNT_NAME, PAT_ADMIN, PAT_MANAGER, PAT_MEMBER, REFRESH_ADMIN, REFRESH_MANAGER,
+    REFRESH_MEMBER,
 };
 use crate::model::Res;
 use crate::model::{AccessRole, Data};
@@ -115,74 +116,46 @@ impl Limits {
 
 struct FaultSlot {
     fault: Fault,
+    /// The account whose requests it hits (all when `None`).
+    account: Option<i64>,
     fired: u32,
     /// Matching requests so far (for [`Trigger::Nth`]).
     seen: u32,
     rng: ChaCha8Rng,
 }
 
-/// Shared state of a running simulator.
-pub struct AppState {
-    pub config: SimConfig,
+/// One simulated Harvest account: its identity, data, caches and whether the tokens still
+/// reach it.
+pub struct Account {
+    pub spec: HarvestAccount,
+    /// `spec.id` as requests send it in `Harvest-Account-Id`.
+    id_str: String,
     data: RwLock<Data>,
     indexes: Mutex<Arc<Indexes>>,
-    features: Mutex<Features>,
-    limits: Mutex<Limits>,
-    tokens: Mutex<HashMap<String, OAuthToken>>,
-    token_counter: AtomicU64,
-    faults: Mutex<Vec<FaultSlot>>,
-    fault_counter: AtomicU64,
-    latency: Mutex<Vec<Latency>>,
-    rng: Mutex<ChaCha8Rng>,
-    stats: Mutex<RequestStats>,
-    /// `/v2` requests being answered now.
-    in_flight: std::sync::atomic::AtomicU64,
-    addr: OnceLock<SocketAddr>,
-    started: Instant,
+    page_cache_bytes: usize,
+    revoked: Mutex<Option<Revocation>>,
 }
 
-/// Marks a response with the route template it was served by.
-#[derive(Clone)]
-struct RouteTag(String);
-
-impl AppState {
-    /// Generates the account for `config`.
-    pub fn new(config: SimConfig) -> AppState {
-        let data = crate::gen::generate(config.seed, config.size);
-        let ix = Arc::new(Indexes::new(data.version, config.page_cache_bytes));
-        let latency = config.latency.clone().into_iter().collect();
-        AppState {
-            features: Mutex::new(config.features),
-            limits: Mutex::new(Limits {
-                general: config.rate_limit,
-                reports: config.reports_rate_limit,
-                windows: HashMap::new(),
-            }),
-            tokens: Mutex::new(HashMap::new()),
-            token_counter: AtomicU64::new(0),
-            faults: Mutex::new(Vec::new()),
-            fault_counter: AtomicU64::new(0),
-            latency: Mutex::new(latency),
-            rng: Mutex::new(ChaCha8Rng::seed_from_u64(config.seed ^ 0x1a7e)),
-            stats: Mutex::new(RequestStats::default()),
-            in_flight: std::sync::atomic::AtomicU64::new(0),
-            addr: OnceLock::new(),
+impl Account {
+    fn new(spec: HarvestAccount, data: Data, page_cache_bytes: usize) -> Account {
+        Account {
+            id_str: spec.id.to_string(),
+            indexes: Mutex::new(Arc::new(Indexes::new(data.version, page_cache_bytes))),
             data: RwLock::new(data),
-            indexes: Mutex::new(ix),
-            started: Instant::now(),
-            config,
+            page_cache_bytes,
+            revoked: Mutex::new(None),
+            spec,
         }
     }
 
-    pub fn set_addr(&self, addr: SocketAddr) {
-        let _ = self.addr.set(addr);
+    /// How the account answers data requests now, if it is revoked.
+    pub fn revoked(&self) -> Option<Revocation> {
+        *self.revoked.lock()
     }
 
-    fn addr_string(&self) -> String {
-        self.addr
-            .get()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| "127.0.0.1".to_string())
+    /// Makes every data request to the account fail (`Some`), or answer again (`None`).
+    pub fn set_revoked(&self, r: Option<Revocation>) {
+        *self.revoked.lock() = r;
     }
 
     /// Record counts per resource (for logs and `/__control/info`).
@@ -202,37 +175,15 @@ impl AppState {
     fn indexes(&self, d: &Data) -> Arc<Indexes> {
         let mut g = self.indexes.lock();
         if g.version != d.version {
-            *g = Arc::new(Indexes::new(d.version, self.config.page_cache_bytes));
+            *g = Arc::new(Indexes::new(d.version, self.page_cache_bytes));
         }
         g.clone()
     }
 
-    fn features(&self) -> Features {
-        *self.features.lock()
-    }
-
-    pub fn set_features(&self, f: Features) {
-        *self.features.lock() = f;
-    }
-
-    pub fn set_rate_limits(&self, general: Option<RateLimit>, reports: Option<RateLimit>) {
-        let mut l = self.limits.lock();
-        l.general = general;
-        l.reports = reports;
-        l.windows.clear();
-    }
-
-    pub fn expire_access_tokens(&self) {
-        let now = Instant::now();
-        for t in self.tokens.lock().values_mut() {
-            t.expires = now;
-        }
-    }
-
-    pub fn truth(&self, resource: &str) -> Result<Vec<Value>, String> {
+    pub fn truth(&self, resource: &str, features: Features) -> Result<Vec<Value>, String> {
         if resource == "company" {
             return Ok(vec![serde_json::to_value(crate::model::company(
-                self.features(),
+                features, &self.spec,
             ))
             .map_err(|e| e.to_string())?]);
         }
@@ -339,12 +290,140 @@ impl AppState {
             },
         ))
     }
+}
 
-    pub fn add_fault(&self, fault: Fault) {
+/// Shared state of a running simulator.
+pub struct AppState {
+    pub config: SimConfig,
+    /// The Harvest accounts, the first being [`ACCOUNT_ID`].
+    accounts: Vec<Account>,
+    features: Mutex<Features>,
+    limits: Mutex<Limits>,
+    tokens: Mutex<HashMap<String, OAuthToken>>,
+    token_counter: AtomicU64,
+    faults: Mutex<Vec<FaultSlot>>,
+    fault_counter: AtomicU64,
+    latency: Mutex<Vec<Latency>>,
+    rng: Mutex<ChaCha8Rng>,
+    stats: Mutex<RequestStats>,
+    /// `/v2` requests being answered now.
+    in_flight: std::sync::atomic::AtomicU64,
+    addr: OnceLock<SocketAddr>,
+    started: Instant,
+}
+
+/// Marks a response with the route template it was served by.
+#[derive(Clone)]
+struct RouteTag(String);
+
+/// Marks a `/v2` response with the simulated account its request named.
+#[derive(Clone)]
+struct AccountTag(i64);
+
+/// Generates each account's data (on one thread per account when there are several).
+fn generate_all(specs: &[HarvestAccount], size: crate::config::Size) -> Vec<Data> {
+    if specs.len() == 1 {
+        return vec![crate::gen::generate(specs[0].seed, size)];
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = specs
+            .iter()
+            .map(|a| s.spawn(move || crate::gen::generate(a.seed, size)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
+
+impl AppState {
+    /// Generates the accounts for `config`.
+    pub fn new(config: SimConfig) -> AppState {
+        let specs = config.harvest_accounts();
+        let accounts = generate_all(&specs, config.size)
+            .into_iter()
+            .zip(specs)
+            .map(|(data, spec)| Account::new(spec, data, config.page_cache_bytes))
+            .collect();
+        let latency = config.latency.clone().into_iter().collect();
+        AppState {
+            features: Mutex::new(config.features),
+            limits: Mutex::new(Limits {
+                general: config.rate_limit,
+                reports: config.reports_rate_limit,
+                windows: HashMap::new(),
+            }),
+            tokens: Mutex::new(HashMap::new()),
+            token_counter: AtomicU64::new(0),
+            faults: Mutex::new(Vec::new()),
+            fault_counter: AtomicU64::new(0),
+            latency: Mutex::new(latency),
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(config.seed ^ 0x1a7e)),
+            stats: Mutex::new(RequestStats::default()),
+            in_flight: std::sync::atomic::AtomicU64::new(0),
+            addr: OnceLock::new(),
+            accounts,
+            started: Instant::now(),
+            config,
+        }
+    }
+
+    pub fn set_addr(&self, addr: SocketAddr) {
+        let _ = self.addr.set(addr);
+    }
+
+    fn addr_string(&self) -> String {
+        self.addr
+            .get()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "127.0.0.1".to_string())
+    }
+
+    /// Every Harvest account, the first being [`ACCOUNT_ID`].
+    pub fn accounts(&self) -> &[Account] {
+        &self.accounts
+    }
+
+    /// The account with this id.
+    pub fn account(&self, id: i64) -> Option<&Account> {
+        self.accounts.iter().find(|a| a.spec.id == id)
+    }
+
+    /// The position of the account a `Harvest-Account-Id` names (the exact decimal id).
+    fn account_named(&self, id: &str) -> Option<usize> {
+        self.accounts.iter().position(|a| a.id_str == id)
+    }
+
+    pub fn features(&self) -> Features {
+        *self.features.lock()
+    }
+
+    pub fn set_features(&self, f: Features) {
+        *self.features.lock() = f;
+    }
+
+    pub fn set_rate_limits(&self, general: Option<RateLimit>, reports: Option<RateLimit>) {
+        let mut l = self.limits.lock();
+        l.general = general;
+        l.reports = reports;
+        l.windows.clear();
+    }
+
+    pub fn expire_access_tokens(&self) {
+        let now = Instant::now();
+        for t in self.tokens.lock().values_mut() {
+            t.expires = now;
+        }
+    }
+
+    /// Adds a fault for requests to every account (`None`) or to one.
+    pub fn add_fault(&self, fault: Fault, account: Option<i64>) {
         let n = self.fault_counter.fetch_add(1, Ordering::Relaxed);
         let rng = ChaCha8Rng::seed_from_u64(self.config.seed ^ (n + 1).wrapping_mul(0xFA17));
         self.faults.lock().push(FaultSlot {
             fault,
+            account,
             fired: 0,
             seen: 0,
             rng,
@@ -355,11 +434,14 @@ impl AppState {
         self.faults.lock().clear();
     }
 
-    /// The fault that hits this request, if any (first matching slot that triggers).
-    fn draw_fault(&self, path: &str) -> Option<FaultKind> {
+    /// The fault that hits this request to `account`, if any (first matching slot that
+    /// triggers).
+    fn draw_fault(&self, path: &str, account: i64) -> Option<FaultKind> {
         let mut faults = self.faults.lock();
         for slot in faults.iter_mut() {
-            if !path.starts_with(&slot.fault.path_prefix) {
+            if !path.starts_with(&slot.fault.path_prefix)
+                || slot.account.is_some_and(|a| a != account)
+            {
                 continue;
             }
             slot.seen += 1;
@@ -414,13 +496,20 @@ impl AppState {
         *self.stats.lock() = RequestStats::default();
     }
 
-    fn record(&self, route: &str, status: u16) {
+    fn record(&self, route: &str, status: u16, account: Option<i64>) {
         let mut s = self.stats.lock();
         s.total += 1;
         if status == 429 {
             s.throttled += 1;
         }
         let code = status.to_string();
+        if let Some(a) = account {
+            *s.by_account
+                .entry(a.to_string())
+                .or_default()
+                .entry(code.clone())
+                .or_default() += 1;
+        }
         *s.by_status.entry(code.clone()).or_default() += 1;
         *s.by_route
             .entry(route.to_string())
@@ -453,9 +542,21 @@ impl AppState {
         token
     }
 
-    pub fn info(&self) -> Value {
+    /// An account as `/__control/info` lists it.
+    fn account_json(a: &Account) -> Value {
+        json!({
+            "id": a.spec.id,
+            "name": a.spec.name,
+            "seed": a.spec.seed,
+            "revoked": a.revoked().map(Revocation::status),
+        })
+    }
+
+    /// Credentials, URLs and settings; `users`, `data_version` and `account` are those of
+    /// `acct`.
+    pub fn info(&self, acct: &Account) -> Value {
         let a = self.addr_string();
-        let d = self.data.read();
+        let d = acct.data.read();
         let uid = |r: AccessRole| d.users.get(role_user(r) as usize).map(|u| u.id);
         let rl = |l: Option<RateLimit>| {
             l.map(
@@ -494,6 +595,8 @@ impl AppState {
             "reports_rate_limit": rl(limits.reports),
             "features": self.features(),
             "data_version": d.version,
+            "accounts": self.accounts.iter().map(AppState::account_json).collect::<Vec<_>>(),
+            "account": AppState::account_json(acct),
         })
     }
 }
@@ -629,6 +732,7 @@ pub fn router(st: Arc<AppState>) -> Router {
         .route("/__control/features", post(ctl_features))
         .route("/__control/rate_limits", post(ctl_rate_limits))
         .route("/__control/expire_tokens", post(ctl_expire_tokens))
+        .route("/__control/revoke", post(ctl_revoke).delete(ctl_restore))
         .fallback(api_entry)
         .layer(middleware::from_fn_with_state(st.clone(), observe))
         .with_state(st)
@@ -672,7 +776,8 @@ async fn observe(State(st): State<Arc<AppState>>, req: Request, next: Next) -> R
         None if path.starts_with("/id/") => format!("{method} {path}"),
         None => format!("{method} (unmatched)"),
     };
-    st.record(&route, resp.status().as_u16());
+    let account = resp.extensions().get::<AccountTag>().map(|a| a.0);
+    st.record(&route, resp.status().as_u16(), account);
     resp
 }
 
@@ -681,43 +786,65 @@ enum Outcome {
     Answer(Answer),
 }
 
-/// Every `/v2` request (and any unknown path).
+/// What a request's token and account stand for.
+enum Auth {
+    /// A valid token and one of the simulated accounts (its position).
+    Caller(Viewer, usize),
+    /// A missing, bad or expired token, or a missing or unknown account (with the simulated
+    /// account named, if any).
+    Invalid(Option<usize>),
+    /// A valid token naming a revoked account.
+    Revoked(usize, Revocation),
+}
+
 /// The caller a request's token and account stand for, if they are valid.
-fn authenticate(st: &AppState, headers: &HeaderMap, params: &Params) -> Option<Viewer> {
+fn authenticate(st: &AppState, headers: &HeaderMap, params: &Params) -> Auth {
     let token = bearer(headers).or_else(|| params.get("access_token").map(str::to_string));
     let account = header_str(headers, "harvest-account-id")
-        .map(str::to_string)
-        .or_else(|| params.get("account_id").map(str::to_string));
-    let role = match (&token, &account) {
-        (Some(t), Some(a)) if a == ACCOUNT_ID => st.token_role(t),
-        _ => None,
+        .or_else(|| params.get("account_id"))
+        .and_then(|a| st.account_named(a));
+    let (Some(token), Some(ai)) = (token, account) else {
+        return Auth::Invalid(account);
     };
-    let (Some(role), Some(token)) = (role, token) else {
-        return None;
+    let Some(role) = st.token_role(&token) else {
+        return Auth::Invalid(account);
     };
-    Some(Viewer {
-        role,
-        user: role_user(role),
-        token,
-    })
+    if let Some(r) = st.accounts[ai].revoked() {
+        return Auth::Revoked(ai, r);
+    }
+    Auth::Caller(
+        Viewer {
+            role,
+            user: role_user(role),
+            token,
+        },
+        ai,
+    )
 }
 
 /// What a fault does before the answer: answers in its place (status, 429), or waits or
-/// deletes records, then lets the request be answered.
-async fn fault_before_answer(st: &Arc<AppState>, fault: Option<&FaultKind>) -> Option<Response> {
+/// deletes records of the request's account, then lets the request be answered.
+async fn fault_before_answer(
+    st: &Arc<AppState>,
+    account: usize,
+    fault: Option<&FaultKind>,
+) -> Option<Response> {
     match fault {
         Some(FaultKind::Status(code)) => return Some(build(html_error(*code))),
         Some(FaultKind::Status429 { retry_after }) => return Some(too_many((*retry_after).max(1))),
         Some(FaultKind::Slow(d)) => tokio::time::sleep(*d).await,
         Some(FaultKind::Delete { resource, ids }) => {
             let (st2, resource, ids) = (st.clone(), resource.clone(), ids.clone());
-            let _ = tokio::task::spawn_blocking(move || st2.delete(&resource, &ids)).await;
+            let _ =
+                tokio::task::spawn_blocking(move || st2.accounts[account].delete(&resource, &ids))
+                    .await;
         }
         _ => {}
     }
     None
 }
 
+/// Every `/v2` request (and any unknown path).
 async fn api_entry(State(st): State<Arc<AppState>>, req: Request) -> Response {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
@@ -747,23 +874,43 @@ async fn api_entry(State(st): State<Arc<AppState>>, req: Request) -> Response {
             tag,
         );
     }
-    // 2. Token and account.
-    let Some(viewer) = authenticate(&st, headers, &params) else {
-        return tagged(invalid_token(), tag);
+    // 2. Token and account (then the account's revocation).
+    let in_account = |mut r: Response, ai: Option<usize>| {
+        if let Some(ai) = ai {
+            r.extensions_mut()
+                .insert(AccountTag(st.accounts[ai].spec.id));
+        }
+        r
     };
-    // 3. Rate limit (a throttled request is not counted in the window).
+    let (viewer, ai) = match authenticate(&st, headers, &params) {
+        Auth::Caller(v, ai) => (v, ai),
+        Auth::Invalid(ai) => return tagged(in_account(invalid_token(), ai), tag),
+        Auth::Revoked(ai, Revocation::InvalidToken) => {
+            return tagged(in_account(invalid_token(), Some(ai)), tag)
+        }
+        Auth::Revoked(ai, Revocation::Forbidden) => {
+            let r = build(message(403, "You do not have access to this account"));
+            return tagged(in_account(r, Some(ai)), tag);
+        }
+    };
+    let account_id = st.accounts[ai].spec.id;
+    // 3. Rate limit per token, whatever the account (a throttled request is not counted in
+    //    the window).
     let is_report = route.as_ref().is_some_and(|r| r.ep.is_report());
     if let Err(secs) = st.limits.lock().check(&viewer.token, is_report) {
-        return tagged(too_many(secs), tag);
+        return tagged(in_account(too_many(secs), Some(ai)), tag);
     }
     // 4. Faults.
-    let fault = st.draw_fault(&path);
-    if let Some(resp) = fault_before_answer(&st, fault.as_ref()).await {
-        return tagged(resp, tag);
+    let fault = st.draw_fault(&path, account_id);
+    if let Some(resp) = fault_before_answer(&st, ai, fault.as_ref()).await {
+        return tagged(in_account(resp, Some(ai)), tag);
     }
     // 5. Unknown route.
     let Some(route) = route else {
-        return tagged(apply_fault(not_found(), fault.as_ref()), tag);
+        return tagged(
+            in_account(apply_fault(not_found(), fault.as_ref()), Some(ai)),
+            tag,
+        );
     };
     // 6. Permission, then the answer (on a blocking thread: it takes the data lock and may
     //    serialize megabytes).
@@ -774,11 +921,12 @@ async fn api_entry(State(st): State<Arc<AppState>>, req: Request) -> Response {
     let st2 = st.clone();
     let ep: Ep = route.ep.clone();
     let outcome = tokio::task::spawn_blocking(move || {
-        let d = st2.data.read();
+        let acct = &st2.accounts[ai];
+        let d = acct.data.read();
         if let Some(msg) = api::forbidden(&ep, &viewer, features, &d) {
             return Outcome::Forbidden(msg);
         }
-        let ix = st2.indexes(&d);
+        let ix = acct.indexes(&d);
         let cx = Ctx {
             host: &host,
             path: &path,
@@ -786,6 +934,7 @@ async fn api_entry(State(st): State<Arc<AppState>>, req: Request) -> Response {
             params: &params,
             viewer: &viewer,
             features,
+            account: &acct.spec,
         };
         Outcome::Answer(api::answer(&d, &ix, &ep, &cx))
     })
@@ -801,7 +950,7 @@ async fn api_entry(State(st): State<Arc<AppState>>, req: Request) -> Response {
     if method == Method::HEAD {
         *resp.body_mut() = Body::empty();
     }
-    tagged(resp, tag)
+    tagged(in_account(resp, Some(ai)), tag)
 }
 
 /// Applies a body-level fault (close mid-body, truncated JSON) to a finished answer.
@@ -1036,21 +1185,24 @@ async fn accounts(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Respon
         return tagged(invalid_token(), tag);
     };
     let user = {
-        let d = st.data.read();
+        let d = st.accounts[0].data.read();
         let u = &d.users[role_user(role) as usize];
         json!({
             "id": u.id, "first_name": u.first_name, "last_name": u.last_name, "email": u.email,
         })
     };
+    // The Forecast account first, then every Harvest account (revoked ones too: the token
+    // lost access after listing them).
+    let mut accounts = vec![
+        json!({"id": FORECAST_ACCOUNT_ID, "name": FORECAST_ACCOUNT_NAME, "product": "forecast"}),
+    ];
+    accounts.extend(
+        st.accounts
+            .iter()
+            .map(|a| json!({"id": a.spec.id, "name": a.spec.name, "product": "harvest"})),
+    );
     tagged(
-        Json(json!({
-            "user": user,
-            "accounts": [
-                {"id": FORECAST_ACCOUNT_ID, "name": FORECAST_ACCOUNT_NAME, "product": "forecast"},
-                {"id": ACCOUNT_ID.parse::<i64>().unwrap_or_default(), "name": ACCOUNT_NAME, "product": "harvest"},
-            ],
-        }))
-        .into_response(),
+        Json(json!({"user": user, "accounts": accounts})).into_response(),
         tag,
     )
 }
@@ -1061,6 +1213,78 @@ fn ctl_error(status: StatusCode, msg: &str) -> Response {
     let mut r = Json(json!({ "message": msg })).into_response();
     *r.status_mut() = status;
     r
+}
+
+/// An account id in a control request body: a JSON number or a string of digits.
+#[derive(Clone, Deserialize)]
+#[serde(untagged)]
+enum IdParam {
+    Num(i64),
+    Str(String),
+}
+
+/// A control request naming an account the simulator lacks: answered 404.
+struct UnknownAccount(String);
+
+impl IntoResponse for UnknownAccount {
+    fn into_response(self) -> Response {
+        ctl_error(
+            StatusCode::NOT_FOUND,
+            &format!("unknown account {:?}", self.0),
+        )
+    }
+}
+
+/// The position of the account a control request names: `?account_id=` or the body's
+/// `account_id` (`None` with neither).
+fn ctl_named_account(
+    st: &AppState,
+    query: Option<&str>,
+    body: Option<&IdParam>,
+) -> Result<Option<usize>, UnknownAccount> {
+    let params = Params::parse(query);
+    let raw = match (params.get("account_id"), body) {
+        (Some(q), _) => q.to_string(),
+        (None, Some(IdParam::Num(n))) => n.to_string(),
+        (None, Some(IdParam::Str(s))) => s.clone(),
+        (None, None) => return Ok(None),
+    };
+    match st.account_named(raw.trim()) {
+        Some(ai) => Ok(Some(ai)),
+        None => Err(UnknownAccount(raw)),
+    }
+}
+
+/// The position of the account a control request addresses (the first by default).
+fn ctl_account(
+    st: &AppState,
+    query: Option<&str>,
+    body: Option<&IdParam>,
+) -> Result<usize, UnknownAccount> {
+    ctl_named_account(st, query, body).map(|a| a.unwrap_or(0))
+}
+
+/// Runs `f` on the addressed account on a blocking thread (it takes the data lock and may
+/// build large answers): its value as JSON, its error with `error_status`.
+async fn ctl_on_account<T, F>(
+    st: Arc<AppState>,
+    account: Result<usize, UnknownAccount>,
+    error_status: StatusCode,
+    f: F,
+) -> Response
+where
+    T: serde::Serialize + Send + 'static,
+    F: FnOnce(&Account) -> Result<T, String> + Send + 'static,
+{
+    let ai = match account {
+        Ok(ai) => ai,
+        Err(e) => return e.into_response(),
+    };
+    match tokio::task::spawn_blocking(move || f(&st.accounts[ai])).await {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => ctl_error(error_status, &e),
+        Err(_) => ctl_error(StatusCode::INTERNAL_SERVER_ERROR, "control request failed"),
+    }
 }
 
 async fn ctl_requests(State(st): State<Arc<AppState>>) -> Response {
@@ -1074,6 +1298,8 @@ async fn ctl_reset(State(st): State<Arc<AppState>>) -> Response {
 
 #[derive(Deserialize)]
 struct MutateBody {
+    #[serde(default)]
+    account_id: Option<IdParam>,
     resource: String,
     #[serde(default)]
     update: usize,
@@ -1081,17 +1307,22 @@ struct MutateBody {
     create: usize,
 }
 
-async fn ctl_mutate(State(st): State<Arc<AppState>>, Json(b): Json<MutateBody>) -> Response {
-    let res = tokio::task::spawn_blocking(move || st.mutate(&b.resource, b.update, b.create)).await;
-    match res {
-        Ok(Ok(r)) => Json(r).into_response(),
-        Ok(Err(e)) => ctl_error(StatusCode::BAD_REQUEST, &e),
-        Err(_) => ctl_error(StatusCode::INTERNAL_SERVER_ERROR, "mutation failed"),
-    }
+async fn ctl_mutate(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+    Json(b): Json<MutateBody>,
+) -> Response {
+    let ai = ctl_account(&st, q.as_deref(), b.account_id.as_ref());
+    ctl_on_account(st, ai, StatusCode::BAD_REQUEST, move |a| {
+        a.mutate(&b.resource, b.update, b.create)
+    })
+    .await
 }
 
 #[derive(Deserialize)]
 struct DeleteBody {
+    #[serde(default)]
+    account_id: Option<IdParam>,
     resource: String,
     /// The ids to delete; or, without them, `count` records Harvest would let one delete.
     #[serde(default)]
@@ -1100,33 +1331,40 @@ struct DeleteBody {
     count: usize,
 }
 
-async fn ctl_delete(State(st): State<Arc<AppState>>, Json(b): Json<DeleteBody>) -> Response {
-    let res = tokio::task::spawn_blocking(move || {
+async fn ctl_delete(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+    Json(b): Json<DeleteBody>,
+) -> Response {
+    let ai = ctl_account(&st, q.as_deref(), b.account_id.as_ref());
+    ctl_on_account(st, ai, StatusCode::BAD_REQUEST, move |a| {
         let ids = match b.ids {
             Some(ids) => ids,
-            None => st.deletable(&b.resource, b.count)?,
+            None => a.deletable(&b.resource, b.count)?,
         };
-        st.delete(&b.resource, &ids)
+        a.delete(&b.resource, &ids)
     })
-    .await;
-    match res {
-        Ok(Ok(r)) => Json(r).into_response(),
-        Ok(Err(e)) => ctl_error(StatusCode::BAD_REQUEST, &e),
-        Err(_) => ctl_error(StatusCode::INTERNAL_SERVER_ERROR, "deletion failed"),
-    }
+    .await
 }
 
-async fn ctl_truth(State(st): State<Arc<AppState>>, Path(resource): Path<String>) -> Response {
-    let res = tokio::task::spawn_blocking(move || st.truth(&resource)).await;
-    match res {
-        Ok(Ok(v)) => Json(v).into_response(),
-        Ok(Err(e)) => ctl_error(StatusCode::NOT_FOUND, &e),
-        Err(_) => ctl_error(StatusCode::INTERNAL_SERVER_ERROR, "truth failed"),
-    }
+async fn ctl_truth(
+    State(st): State<Arc<AppState>>,
+    Path(resource): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let ai = ctl_account(&st, q.as_deref(), None);
+    let features = st.features();
+    ctl_on_account(st, ai, StatusCode::NOT_FOUND, move |a| {
+        a.truth(&resource, features)
+    })
+    .await
 }
 
 #[derive(Deserialize)]
 struct FaultBody {
+    /// Only requests to this account (all accounts without it).
+    #[serde(default)]
+    account_id: Option<IdParam>,
     #[serde(default)]
     path_prefix: String,
     kind: String,
@@ -1140,7 +1378,15 @@ struct FaultBody {
     ids: Option<Vec<i64>>,
 }
 
-async fn ctl_add_fault(State(st): State<Arc<AppState>>, Json(b): Json<FaultBody>) -> Response {
+async fn ctl_add_fault(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+    Json(b): Json<FaultBody>,
+) -> Response {
+    let account = match ctl_named_account(&st, q.as_deref(), b.account_id.as_ref()) {
+        Ok(ai) => ai.map(|ai| st.accounts[ai].spec.id),
+        Err(e) => return e.into_response(),
+    };
     let kind = match b.kind.as_str() {
         "status" => FaultKind::Status(b.status.unwrap_or(500)),
         "close_mid_body" => FaultKind::CloseMidBody,
@@ -1168,11 +1414,14 @@ async fn ctl_add_fault(State(st): State<Arc<AppState>>, Json(b): Json<FaultBody>
         (None, Some(f)) => Trigger::Fraction(f),
         (None, None) => Trigger::Fraction(1.0),
     };
-    st.add_fault(Fault {
-        path_prefix: b.path_prefix,
-        kind,
-        trigger,
-    });
+    st.add_fault(
+        Fault {
+            path_prefix: b.path_prefix,
+            kind,
+            trigger,
+        },
+        account,
+    );
     Json(json!({"ok": true})).into_response()
 }
 
@@ -1211,6 +1460,7 @@ async fn ctl_report(
     req: Request,
 ) -> Response {
     let params = Params::parse(req.uri().query());
+    let ai = ctl_account(&st, req.uri().query(), None);
     let Some(kind) = ReportKind::from_path(&path) else {
         return ctl_error(StatusCode::NOT_FOUND, &format!("unknown report {path:?}"));
     };
@@ -1231,27 +1481,21 @@ async fn ctl_report(
         Ok(b) => b,
         Err(e) => return ctl_error(StatusCode::UNPROCESSABLE_ENTITY, &e.message),
     };
-    let rows = tokio::task::spawn_blocking(move || {
-        st.report(kind.path(), from.to_naive(), to.to_naive(), iff)
+    ctl_on_account(st, ai, StatusCode::BAD_REQUEST, move |a| {
+        a.report(kind.path(), from.to_naive(), to.to_naive(), iff)
     })
-    .await;
-    match rows {
-        Ok(Ok(v)) => Json(v).into_response(),
-        Ok(Err(e)) => ctl_error(StatusCode::BAD_REQUEST, &e),
-        Err(_) => ctl_error(StatusCode::INTERNAL_SERVER_ERROR, "report failed"),
-    }
+    .await
 }
 
-async fn ctl_info(State(st): State<Arc<AppState>>) -> Response {
+async fn ctl_info(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Response {
+    let ai = ctl_account(&st, q.as_deref(), None);
     let st2 = st.clone();
-    let counts = tokio::task::spawn_blocking(move || st2.counts())
-        .await
-        .unwrap_or(Value::Null);
-    let mut info = st.info();
-    if let Some(m) = info.as_object_mut() {
-        m.insert("counts".to_string(), counts);
-    }
-    Json(info).into_response()
+    ctl_on_account(st, ai, StatusCode::NOT_FOUND, move |a| {
+        let mut info = st2.info(a);
+        info["counts"] = a.counts();
+        Ok(info)
+    })
+    .await
 }
 
 async fn ctl_features(State(st): State<Arc<AppState>>, Json(b): Json<Value>) -> Response {
@@ -1292,5 +1536,42 @@ async fn ctl_rate_limits(State(st): State<Arc<AppState>>, Json(b): Json<LimitsBo
 
 async fn ctl_expire_tokens(State(st): State<Arc<AppState>>) -> Response {
     st.expire_access_tokens();
+    Json(json!({"ok": true})).into_response()
+}
+
+#[derive(Deserialize)]
+struct RevokeBody {
+    /// Required (here or as `?account_id=`).
+    #[serde(default)]
+    account_id: Option<IdParam>,
+    /// 401 (`invalid_token`, the default) or 403.
+    #[serde(default)]
+    status: Option<u16>,
+}
+
+async fn ctl_revoke(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+    Json(b): Json<RevokeBody>,
+) -> Response {
+    let ai = match ctl_named_account(&st, q.as_deref(), b.account_id.as_ref()) {
+        Ok(Some(ai)) => ai,
+        Ok(None) => return ctl_error(StatusCode::BAD_REQUEST, "account_id is required"),
+        Err(e) => return e.into_response(),
+    };
+    let Some(how) = Revocation::from_status(b.status.unwrap_or(401)) else {
+        return ctl_error(StatusCode::BAD_REQUEST, "status must be 401 or 403");
+    };
+    st.accounts[ai].set_revoked(Some(how));
+    Json(json!({"ok": true})).into_response()
+}
+
+/// Gives access back to `?account_id=` (to every account without it).
+async fn ctl_restore(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Response {
+    match ctl_named_account(&st, q.as_deref(), None) {
+        Ok(Some(ai)) => st.accounts[ai].set_revoked(None),
+        Ok(None) => st.accounts.iter().for_each(|a| a.set_revoked(None)),
+        Err(e) => return e.into_response(),
+    }
     Json(json!({"ok": true})).into_response()
 }

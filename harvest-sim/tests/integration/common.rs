@@ -2,6 +2,9 @@
 //! headers and small JSON utilities.
 
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use harvest_sim::{Sim, ACCOUNT_ID, PAT_ADMIN};
@@ -110,4 +113,41 @@ pub fn param_names(url: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Starts the simulator's binary with `args` and reads the JSON line it prints once listening.
+pub fn spawn_binary(args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> (Child, Value) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_harvest-sim"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn harvest-sim");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("startup line");
+    let v = serde_json::from_str(line.trim()).expect("startup line is JSON");
+    (child, v)
+}
+
+/// GET a control API path (`/truth/clients?account_id=...`) and parse its JSON.
+pub fn ctl_get(sim: &Sim, path: &str) -> Value {
+    client()
+        .get(format!("{}{path}", sim.control_url()))
+        .send()
+        .expect("control request")
+        .json()
+        .expect("json body")
+}
+
+/// POST a JSON body to a control API path and parse the JSON answer.
+pub fn ctl_post(sim: &Sim, path: &str, body: &Value) -> Value {
+    client()
+        .post(format!("{}{path}", sim.control_url()))
+        .json(body)
+        .send()
+        .expect("control request")
+        .json()
+        .expect("json body")
 }

@@ -1,8 +1,7 @@
 //! Faults, latency, reports, mutations, the control API and the binary.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -687,29 +686,24 @@ fn binary_prints_one_line_and_serves() {
     let dir = std::env::temp_dir().join(format!("harvest-sim-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg_path = dir.join("config.json");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_harvest-sim"))
-        .args([
+    let (mut child, v) = spawn_binary(
+        [
             "--size",
             "tiny",
             "--port",
             "0",
             "--no-rate-limit",
             "--write-config",
-        ])
-        .arg(&cfg_path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let v: Value = serde_json::from_str(line.trim()).unwrap();
+        ]
+        .map(std::ffi::OsStr::new)
+        .into_iter()
+        .chain([cfg_path.as_os_str()]),
+    );
     let base = v["base_url"].as_str().unwrap().to_string();
     assert!(base.starts_with("http://127.0.0.1:") && base.ends_with("/v2"));
     assert_eq!(v["account_id"], ACCOUNT_ID);
     assert_eq!(v["access_token"], PAT_ADMIN);
+    assert_eq!(v["accounts"], json!([ACCOUNT_ID]));
     assert!(v["auth_url"].as_str().unwrap().ends_with("/id/api/v2"));
     assert!(v["control_url"].as_str().unwrap().ends_with("/__control"));
     let cfg: Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
