@@ -348,7 +348,7 @@ async fn read_all(ctx: &Arc<Ctx>, mut roots: Vec<Root>) -> Result<()> {
 }
 
 /// A progress line and a `record_count` metric for each selected stream of a finished tree.
-fn progress(root: &Arc<Node>) {
+fn progress(ctx: &Ctx, root: &Arc<Node>) {
     let mut all = Vec::new();
     root.walk(&mut all);
     for n in all
@@ -369,7 +369,8 @@ fn progress(root: &Arc<Node>) {
             | Source::Report { .. } => requests_made(&n.run.tally.counters),
         };
         crate::log::info(&format!(
-            "stream {} finished: {records} records, {requests}",
+            "{}stream {} finished: {records} records, {requests}",
+            ctx.label(),
             n.def.name
         ));
     }

@@ -28,7 +28,7 @@ use crate::client::{HttpError, Lane};
 use crate::conform::Conformed;
 use crate::output::OutputClosed;
 use crate::state::format_bookmark;
-use crate::streams::{reports, shape::shape, Clock, ACCOUNT_ID};
+use crate::streams::{self, reports, shape::shape, Clock, ACCOUNT_ID};
 use crate::util::parse_datetime;
 use stream_maps::Mapped;
 
@@ -739,7 +739,7 @@ pub async fn read_root(ctx: &Arc<Ctx>, root: &Root) -> Result<(), anyhow::Error>
         }
         Err(halt) => ctx.halt(node, halt)?,
     }
-    super::progress(node);
+    super::progress(ctx, node);
     Ok(())
 }
 
@@ -1020,7 +1020,7 @@ async fn read_report(
         }
         ctx.emitter.state().await?;
     }
-    super::progress(node);
+    super::progress(ctx, node);
     Ok(())
 }
 
@@ -1045,6 +1045,12 @@ impl Ctx {
     /// Stops `node` and its subtree for `halt`'s reason; only what ends the sync is an error.
     fn halt(&self, node: &Arc<Node>, halt: Halt) -> Result<(), anyhow::Error> {
         match halt {
+            // Any user of an account can read the company: a 403 there is the account's, not
+            // the stream's (the token's user has no access to it any more).
+            Halt::Forbidden(msg) if node.def.name == streams::FEATURE_FLAGS => Err(anyhow::anyhow!(
+                "Harvest refused the account (403 on /company, which any user of an account can read: {msg}): the token's user has no access to account {}",
+                self.client.account()
+            )),
             Halt::Forbidden(msg) => {
                 self.forbidden(node, &msg);
                 Ok(())

@@ -1,7 +1,10 @@
 //! Several Harvest accounts in one run (issue 24): rows that say their account, the state in
 //! per-account partitions, and an account the token does not have named as such.
 
-use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+use harvest_sim::{harvest_account_id, Revocation, SimConfig, Size};
+use serde_json::{json, Map, Value};
 
 use crate::util::*;
 
@@ -105,4 +108,160 @@ fn an_account_the_token_does_not_have_is_named_with_the_tokens_accounts() {
         run.messages.is_empty(),
         "nothing on stdout before the accounts are known"
     );
+}
+
+/// The ids a run sent for `stream` in `account` (tombstones excluded).
+fn ids_in(run: &Run, stream: &str, account: i64) -> BTreeSet<i64> {
+    run.records(stream)
+        .iter()
+        .filter(|r| r["account_id"] == json!(account))
+        .filter(|r| r.get("_sdc_deleted_at").is_none_or(Value::is_null))
+        .filter_map(|r| r["id"].as_i64())
+        .collect()
+}
+
+fn truth_ids(h: &Harness, account: i64, resource: &str) -> BTreeSet<i64> {
+    h.sim
+        .account(account)
+        .truth(resource)
+        .iter()
+        .filter_map(|r| r["id"].as_i64())
+        .collect()
+}
+
+#[test]
+fn two_accounts_with_overlapping_ids_stay_apart_and_a_revoked_third_fails_alone() {
+    let h = Harness::new(SimConfig::fast(Size::Tiny).with_accounts(3));
+    let (one, two, three) = (
+        harvest_account_id(1),
+        harvest_account_id(2),
+        harvest_account_id(3),
+    );
+    h.sim.account(three).revoke(Revocation::Forbidden);
+    // A client with nothing tracked to it, which Harvest lets one delete.
+    h.sim.account(two).mutate("clients", 0, 1);
+    let config = with(&h.config(), json!({"account_id": "*"}));
+    let first = h.sync(&config, Some(&no_reports()), None);
+    assert_eq!(first.code, Some(1), "a failed account fails the run");
+    first.assert_valid_singer();
+    let critical = first.critical_lines();
+    assert_eq!(critical.len(), 1, "{}", first.stderr);
+    assert!(
+        critical[0].contains(&format!("account {three}")) && critical[0].contains("1 of 3"),
+        "{}",
+        critical[0]
+    );
+    // Each account's rows are its own, and some ids are in both.
+    let mut shared = 0;
+    let mut compared = 0;
+    for stream in [
+        "clients",
+        "projects",
+        "tasks",
+        "users",
+        "time_entries",
+        "invoices",
+    ] {
+        let resource = resource_of(stream).unwrap();
+        let (a, b) = (ids_in(&first, stream, one), ids_in(&first, stream, two));
+        assert_eq!(a, truth_ids(&h, one, resource), "{stream} of account {one}");
+        assert_eq!(b, truth_ids(&h, two, resource), "{stream} of account {two}");
+        assert!(
+            ids_in(&first, stream, three).is_empty(),
+            "{stream}: the revoked account"
+        );
+        shared += a.intersection(&b).count();
+        compared += a.len() + b.len();
+    }
+    assert_checked(compared, "rows of both accounts");
+    assert_checked(
+        shared,
+        "ids both accounts have (the account keeps them apart)",
+    );
+    // Both accounts' bookmarks are kept, the revoked one has none.
+    let state = first.last_state();
+    let parts = state["bookmarks"]["clients"]["partitions"]
+        .as_array()
+        .unwrap();
+    let accounts: BTreeSet<i64> = parts
+        .iter()
+        .filter_map(|p| p["context"]["account_id"].as_i64())
+        .collect();
+    assert_eq!(accounts, BTreeSet::from([one, two]));
+
+    // A client deleted in account two: its tombstone says account two; account one's client
+    // of the same id stays.
+    h.sim.account(three).restore();
+    let gone = h.sim.account(two).deletable("clients", 1);
+    assert_eq!(gone.len(), 1, "a client account two may delete");
+    h.sim.account(two).delete("clients", &gone);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = h.sync(&config, Some(&no_reports()), Some(&state));
+    second.assert_ok();
+    let tombstones: Vec<&Map<String, Value>> = second
+        .records("clients")
+        .into_iter()
+        .filter(|r| r.get("_sdc_deleted_at").is_some_and(|v| !v.is_null()))
+        .collect();
+    assert_eq!(tombstones.len(), 1, "one client deleted");
+    assert_eq!(tombstones[0]["account_id"], json!(two));
+    assert_eq!(tombstones[0]["id"], json!(gone[0]));
+    // The restored account is read from its start; the others resume.
+    assert_eq!(
+        ids_in(&second, "clients", three),
+        truth_ids(&h, three, "clients")
+    );
+    assert!(
+        ids_in(&second, "clients", one).is_empty(),
+        "account one resumed at its bookmark"
+    );
+}
+
+#[test]
+fn a_run_of_several_accounts_stopped_by_sigterm_resumes_every_account() {
+    let h = Harness::new(SimConfig::fast(Size::Small).with_accounts(2));
+    let (one, two) = (harvest_account_id(1), harvest_account_id(2));
+    h.sim.set_latency(
+        std::time::Duration::from_millis(5),
+        std::time::Duration::from_millis(5),
+        None,
+    );
+    let config = with(
+        &h.config(),
+        json!({"account_id": [one.to_string(), two.to_string()]}),
+    );
+    let stopped = interrupted(
+        &h,
+        &config,
+        None,
+        "TERM",
+        std::time::Duration::from_millis(700),
+    );
+    assert_eq!(stopped.code, Some(1), "{}", stopped.stderr);
+    stopped.assert_valid_singer();
+    let state = stopped.last_state();
+    h.sim.clear_latency();
+    let rest = h.sync(&config, Some(&no_reports()), Some(&state));
+    rest.assert_ok();
+    let mut checked = 0;
+    for account in [one, two] {
+        for stream in [
+            "clients",
+            "contacts",
+            "projects",
+            "time_entries",
+            "invoices",
+        ] {
+            let resource = resource_of(stream).unwrap();
+            let mut got = ids_in(&stopped, stream, account);
+            got.extend(ids_in(&rest, stream, account));
+            assert_eq!(
+                got,
+                truth_ids(&h, account, resource),
+                "{stream} of account {account}: the two runs together"
+            );
+            checked += got.len();
+        }
+    }
+    assert_checked(checked, "rows of both accounts over the two runs");
 }
