@@ -1456,6 +1456,70 @@ def _():
     return f"{len(tables)} tables in {MAPS_SCHEMA}; {n} customers, name hashed, arrays as JSON text"
 
 
+# ---------------------------------------------------------------- several accounts
+
+SEVERAL_SCHEMA = "several_accounts"
+
+
+@check("two Harvest accounts with overlapping ids into one PostgreSQL table per stream, kept apart by account_id",
+       requires=["singer-io tap-harvest 3.1.1 loaded into PostgreSQL (the warehouse to migrate)"])
+def _():
+    sim_bin = Path(E["ECO_TARGET_DIR"]) / "release/harvest-sim"
+    sim = subprocess.Popen([sim_bin, "--size", "tiny", "--port", "0", "--no-rate-limit", "--accounts", "2"],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        info = json.loads(sim.stdout.readline())
+        accounts = [int(a) for a in info["accounts"]]
+        need(len(accounts) == 2, f"the simulator serves {info['accounts']}")
+        base = json.loads(CONFIG_PATH.read_text())
+        config = write_json(RUN / "several-accounts.config.json", {
+            **base, "base_url": info["base_url"], "auth_url": info["auth_url"],
+            "access_token": info["access_token"], "account_id": "*"})
+        streams = ["clients", "projects", "tasks", "users", "time_entries", "invoices"]
+        catalog = json.loads(run([TAP, "--discover", "--config", config], "several-discover").stdout)
+        for entry in catalog["streams"]:
+            on = entry["tap_stream_id"] in streams
+            entry["metadata"][0]["metadata"]["selected"] = on
+            need(not on or entry["key_properties"][:1] == ["account_id"], f"{entry['tap_stream_id']} keys")
+        p = run([TAP, "--config", config, "--catalog", write_json(RUN / "several.catalog.json", catalog)],
+                "several-accounts-tap", timeout=300)
+        need_rc(p)
+
+        def truth_of(resource, account):
+            return http_json("GET", f"{info['control_url']}/truth/{resource}?account_id={account}")
+
+        overlap, wants = 0, {}
+        for s in streams:
+            ids = [{r["id"] for r in truth_of(RESOURCE_OF[s], a)} for a in accounts]
+            overlap += len(ids[0] & ids[1])
+            wants[s] = {a: len(i) for a, i in zip(accounts, ids)}
+        need(overlap > 0, "no id is in both accounts: the check would prove nothing")
+    finally:
+        sim.terminate()
+        sim.wait(timeout=15)
+    exe = Path(E["MELTANO_SYS_DIR_ROOT"]) / "loaders/target-postgres/venv/bin/target-postgres"
+    tconf = write_json(RUN / "several.target-config.json", {
+        "host": "127.0.0.1", "port": int(PG_PORT), "user": PG_USER, "password": "unused-trust-auth",
+        "database": PG_DB, "default_target_schema": SEVERAL_SCHEMA, "load_method": "upsert",
+        "add_record_metadata": True, "validate_records": True})
+    t = run([exe, "--config", tconf], "several-accounts-target", input=p.stdout, timeout=600)
+    need_rc(t)
+    need(not re.search(r"Traceback|Could not convert", t.stderr), f"errors in the target's log (log {t.log})")
+    got = []
+    for s in streams:
+        rows = pg(f"select account_id, count(*) from {SEVERAL_SCHEMA}.\"{s}\" group by account_id order by 1")
+        per = {int(a): int(n) for a, n in (line.split("|") for line in rows.splitlines())}
+        want = wants[s]
+        need(per == want, f"{s}: rows per account {per}, Harvest has {want}")
+        keys = pg(f"select kcu.column_name from information_schema.table_constraints tc "
+                  f"join information_schema.key_column_usage kcu on tc.constraint_name = kcu.constraint_name "
+                  f"and tc.table_schema = kcu.table_schema where tc.table_schema = '{SEVERAL_SCHEMA}' "
+                  f"and tc.table_name = '{s}' and tc.constraint_type = 'PRIMARY KEY' order by kcu.ordinal_position").split()
+        need(keys[:1] == ["account_id"], f"{s}: primary key {keys}")
+        got.append(f"{s} {sum(per.values())}")
+    return f"{overlap} ids in both accounts; " + ", ".join(got) + " rows, as Harvest's two accounts hold"
+
+
 # ---------------------------------------------------------------- summary
 
 failed, skipped = RESULTS["failed"], RESULTS["skipped"]
