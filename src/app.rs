@@ -140,9 +140,21 @@ async fn test_schema(selection: Selection, config: Config) -> Result<()> {
     res.map_err(|_| anyhow::Error::new(OutputClosed))
 }
 
-/// `--test`: one request that proves the credentials, the account and the User-Agent.
+/// `--test`: one request per account that proves the credentials, the account and the
+/// User-Agent.
 async fn test_connection(config: Config) -> Result<()> {
-    let client = client::Client::connect(&config.client).await?;
+    let all = client::Client::connect_accounts(&config.client).await?;
+    let several = all.len() > 1;
+    for (client, account) in all {
+        test_account(&client).await.map_err(|e| match several {
+            true => anyhow!("account {account}: {e}"),
+            false => e,
+        })?;
+    }
+    Ok(())
+}
+
+async fn test_account(client: &client::Client) -> Result<()> {
     let me = client
         .get(
             &client.url("/users/me"),

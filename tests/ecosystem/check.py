@@ -1461,7 +1461,7 @@ def _():
 SEVERAL_SCHEMA = "several_accounts"
 
 
-@check("two Harvest accounts with overlapping ids into one PostgreSQL table per stream, kept apart by account_id",
+@check("two Harvest accounts with overlapping ids into one PostgreSQL table per stream, kept apart by account_id (in the primary key)",
        requires=["singer-io tap-harvest 3.1.1 loaded into PostgreSQL (the warehouse to migrate)"])
 def _():
     sim_bin = Path(E["ECO_TARGET_DIR"]) / "release/harvest-sim"
@@ -1515,7 +1515,7 @@ def _():
                   f"join information_schema.key_column_usage kcu on tc.constraint_name = kcu.constraint_name "
                   f"and tc.table_schema = kcu.table_schema where tc.table_schema = '{SEVERAL_SCHEMA}' "
                   f"and tc.table_name = '{s}' and tc.constraint_type = 'PRIMARY KEY' order by kcu.ordinal_position").split()
-        need(keys[:1] == ["account_id"], f"{s}: primary key {keys}")
+        need(sorted(keys) == ["account_id", "id"], f"{s}: primary key {keys}")
         got.append(f"{s} {sum(per.values())}")
     return f"{overlap} ids in both accounts; " + ", ".join(got) + " rows, as Harvest's two accounts hold"
 
