@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use harvest_sim::{harvest_account_id, Revocation, SimConfig, Size};
+use harvest_sim::{harvest_account_id, RateLimit, Revocation, SimConfig, Size};
 use serde_json::{json, Map, Value};
 
 use crate::util::*;
@@ -264,4 +264,37 @@ fn a_run_of_several_accounts_stopped_by_sigterm_resumes_every_account() {
         }
     }
     assert_checked(checked, "rows of both accounts over the two runs");
+}
+
+#[test]
+fn the_accounts_of_a_token_share_its_budget_and_get_no_429() {
+    // Harvest's limit counted per token, as the simulator counts it: 40 requests a second.
+    let h = Harness::new(SimConfig {
+        rate_limit: Some(RateLimit::new(40, std::time::Duration::from_secs(1))),
+        ..SimConfig::fast(Size::Tiny).with_accounts(2)
+    });
+    let config = with(
+        &h.config(),
+        json!({"account_id": "*", "rate_limit_requests": 40, "rate_limit_window_seconds": 1}),
+    );
+    let run = h.sync(&config, Some(&no_reports()), None);
+    run.assert_ok();
+    let stats = h.sim.requests();
+    assert!(
+        stats.total > 60,
+        "{} requests: fewer than the budget allows in the run, the check proves nothing",
+        stats.total
+    );
+    assert_eq!(
+        stats.throttled, 0,
+        "a 429 with one budget for both accounts"
+    );
+    for k in [1, 2] {
+        let account = harvest_account_id(k);
+        assert_eq!(
+            ids_in(&run, "clients", account),
+            truth_ids(&h, account, "clients"),
+            "account {account}"
+        );
+    }
 }
