@@ -218,12 +218,23 @@ async fn sync_accounts_until_signal(
         if names.len() == 1 { "" } else { "s" },
         names.join(", ")
     ));
-    if let Some(first) = clients.first().and_then(|(_, a)| a.id.parse::<i64>().ok()) {
-        if state.partition_for(first) > 0 {
-            log::info(&format!(
-                "state: the bookmarks of a single-account sync are taken over by account {first}"
-            ));
-        }
+    // A single account's state goes to the account named first; with "*" and several
+    // accounts, which one it was is not known: it is left as it is.
+    let owner = match (&config.client.accounts, clients.len()) {
+        (client::config::Accounts::All, n) if n > 1 => None,
+        _ => clients.first().and_then(|(_, a)| a.id.parse::<i64>().ok()),
+    };
+    match owner {
+        Some(first) if state.partition_for(first) > 0 => log::info(&format!(
+            "state: the bookmarks of a single-account sync are taken over by account {first}"
+        )),
+        None if state.has_loose_bookmarks() => log::warn(
+            "state: it holds a single account's bookmarks, and with account_id \"*\" the tap cannot tell which account they are of; they are kept as they are, and every account is read from start_date. To take them over, list the accounts with that one first",
+        ),
+        _ => {}
+    }
+    if config.sync.emit_activate_version_messages {
+        log::warn("emit_activate_version_messages is not applied when rows say their account: a version would drop the other accounts' rows from the shared tables; deletions are sent as tombstones");
     }
     let views: Vec<State> = clients
         .iter()

@@ -308,7 +308,7 @@ impl Reader<'_> {
                 None
             }
             (Some(token), _) => {
-                if matches!(account_id, Some(Accounts::First)) {
+                if matches!(account_id, Some(Accounts::First)) && !obj.contains_key("account_id") {
                     self.errors
                         .push("config key 'account_id' is required with 'access_token'".into());
                 }

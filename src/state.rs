@@ -242,14 +242,15 @@ impl State {
                     .filter(|(k, _)| k.as_str() != PARTITIONS)
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
-                if loose.is_empty() {
+                // An account that has its partition keeps it; the loose keys stay as they are.
+                if loose.is_empty() || partition(entry, account).is_some() {
                     continue;
                 }
-                fields.retain(|k, _| k == PARTITIONS);
-                if partition(entry, account).is_none() {
-                    partition_mut(entry, account).extend(loose);
-                    moved += 1;
+                if let Value::Object(fields) = entry {
+                    fields.retain(|k, _| k == PARTITIONS);
                 }
+                partition_mut(entry, account).extend(loose);
+                moved += 1;
             }
         }
         if moved > 0 {
@@ -257,6 +258,19 @@ impl State {
             self.measure_memory();
         }
         moved
+    }
+
+    /// Whether a stream's bookmarks are unpartitioned (a single-account sync's).
+    pub fn has_loose_bookmarks(&self) -> bool {
+        self.value
+            .get("bookmarks")
+            .and_then(Value::as_object)
+            .is_some_and(|all| {
+                all.values().any(|e| {
+                    e.as_object()
+                        .is_some_and(|f| f.keys().any(|k| k != PARTITIONS))
+                })
+            })
     }
 
     /// Sets a bookmark of `account`'s partition (`None`: the unpartitioned layout).
@@ -351,8 +365,17 @@ impl State {
         }
     }
 
-    /// Sets a stream's deletion memory.
-    pub fn set_memory(&mut self, stream: &str, value: Value) {
+    /// Sets a stream's deletion memory (the partitions of a several-account sync stay).
+    pub fn set_memory(&mut self, stream: &str, mut value: Value) {
+        let kept = self
+            .value
+            .get(DELETIONS)
+            .and_then(|d| d.get(stream))
+            .and_then(|m| m.get(PARTITIONS))
+            .cloned();
+        if let (Some(parts), Value::Object(fields)) = (kept, &mut value) {
+            fields.insert(PARTITIONS.into(), parts);
+        }
         let large = approx_size(&value) > INLINE_MEMORY_BYTES;
         let all = self
             .value

@@ -346,7 +346,11 @@ fn deletion_lines(node: &Node, record: &Map<String, Value>, now: &str, lines: &m
         None => line(node.def.name, record),
         Some(all) => {
             for sent in all {
-                if let Some(r) = sent.map.deletion(record) {
+                if let Some(mut r) = sent.map.deletion(record) {
+                    // The map's keys, and the account the tombstone is of.
+                    if let Some(account) = record.get(streams::ACCOUNT_ID) {
+                        r.insert(streams::ACCOUNT_ID.into(), account.clone());
+                    }
                     line(&sent.map.name, &r);
                 }
             }

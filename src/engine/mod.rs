@@ -211,6 +211,7 @@ pub async fn run_accounts(
     emitter: Emitter,
 ) -> Result<Vec<AccountRun>> {
     let mut jobs = JoinSet::new();
+    let mut tasks = std::collections::HashMap::new();
     let mut accounts = Vec::new();
     for (i, ((client, account), state)) in clients.into_iter().zip(states).enumerate() {
         let id: i64 = account
@@ -224,17 +225,25 @@ pub async fn run_accounts(
         let planned = plan(&config, selection, &state);
         let emitter = emitter.in_account(id);
         accounts.push(account);
-        jobs.spawn(async move {
+        let handle = jobs.spawn(async move {
             let outcome = match planned {
                 Ok(plan) => run_with(client, config, plan, emitter).await,
                 Err(e) => Err(e),
             };
             (i, outcome)
         });
+        tasks.insert(handle.id(), i);
     }
     let mut outcomes: Vec<Option<Result<Outcome>>> = accounts.iter().map(|_| None).collect();
-    while let Some(done) = jobs.join_next().await {
-        let (i, outcome) = done.map_err(|e| anyhow!("an account's task failed: {e}"))?;
+    while let Some(done) = jobs.join_next_with_id().await {
+        let (i, outcome) = match done {
+            Ok((_, done)) => done,
+            // A task that panicked is its account's failure only.
+            Err(e) => match tasks.get(&e.id()) {
+                Some(&i) => (i, Err(anyhow!("the account's task failed: {e}"))),
+                None => continue,
+            },
+        };
         if let Err(e) = &outcome {
             if e.downcast_ref::<crate::output::OutputClosed>().is_some() {
                 jobs.abort_all();

@@ -274,7 +274,11 @@ impl Batch {
         // Stream maps read the conformed record, and write one record per stream it is sent as.
         for sent in mapped {
             match sent.map.apply(&record) {
-                Mapped::Record(r) => {
+                Mapped::Record(mut r) => {
+                    if output.account.is_some() {
+                        // The frame puts the Harvest account first; a map's own goes.
+                        r.remove(ACCOUNT_ID);
+                    }
                     let _ = sent
                         .frame
                         .write(&mut self.lines, extracted, node.version(), |out| {
@@ -1045,12 +1049,17 @@ impl Ctx {
     /// Stops `node` and its subtree for `halt`'s reason; only what ends the sync is an error.
     fn halt(&self, node: &Arc<Node>, halt: Halt) -> Result<(), anyhow::Error> {
         match halt {
-            // Any user of an account can read the company: a 403 there is the account's, not
-            // the stream's (the token's user has no access to it any more).
-            Halt::Forbidden(msg) if node.def.name == streams::FEATURE_FLAGS => Err(anyhow::anyhow!(
+            // In a sync of several accounts: any user of an account can read the company, so
+            // a 403 there is the account's, not the stream's (the token's user has no access
+            // to it any more).
+            Halt::Forbidden(msg)
+                if node.def.name == streams::FEATURE_FLAGS && self.config.account_column.is_some() =>
+            {
+                Err(anyhow::anyhow!(
                 "Harvest refused the account (403 on /company, which any user of an account can read: {msg}): the token's user has no access to account {}",
                 self.client.account()
-            )),
+                ))
+            }
             Halt::Forbidden(msg) => {
                 self.forbidden(node, &msg);
                 Ok(())

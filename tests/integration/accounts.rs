@@ -240,10 +240,22 @@ fn a_run_of_several_accounts_stopped_by_sigterm_resumes_every_account() {
     assert_eq!(stopped.code, Some(1), "{}", stopped.stderr);
     stopped.assert_valid_singer();
     let state = stopped.last_state();
+    let resumed: BTreeSet<i64> = state["bookmarks"]
+        .as_object()
+        .into_iter()
+        .flat_map(|all| all.values())
+        .filter_map(|e| e["partitions"].as_array())
+        .flatten()
+        .filter_map(|p| p["context"]["account_id"].as_i64())
+        .collect();
+    assert!(
+        !resumed.is_empty(),
+        "the stopped run's STATE has no account's bookmark: {state}"
+    );
     h.sim.clear_latency();
     let rest = h.sync(&config, Some(&no_reports()), Some(&state));
     rest.assert_ok();
-    let mut checked = 0;
+    let (mut checked, mut resent) = (0, 0);
     for account in [one, two] {
         for stream in [
             "clients",
@@ -254,6 +266,7 @@ fn a_run_of_several_accounts_stopped_by_sigterm_resumes_every_account() {
         ] {
             let resource = resource_of(stream).unwrap();
             let mut got = ids_in(&stopped, stream, account);
+            resent += ids_in(&rest, stream, account).len();
             got.extend(ids_in(&rest, stream, account));
             assert_eq!(
                 got,
@@ -264,6 +277,10 @@ fn a_run_of_several_accounts_stopped_by_sigterm_resumes_every_account() {
         }
     }
     assert_checked(checked, "rows of both accounts over the two runs");
+    assert!(
+        resent < checked,
+        "the second run sent every row again ({resent} of {checked}): nothing was resumed"
+    );
 }
 
 #[test]
@@ -297,4 +314,42 @@ fn the_accounts_of_a_token_share_its_budget_and_get_no_429() {
             "account {account}"
         );
     }
+}
+
+#[test]
+fn stream_maps_keep_the_account_on_records_and_tombstones() {
+    let h = Harness::tiny();
+    h.sim.mutate("clients", 0, 1);
+    let config = with(
+        &h.config(),
+        json!({"include_account_id": true,
+               "stream_maps": {"clients": {"account_id": "'not the account'", "code": "name"}}}),
+    );
+    let first = h.sync(&config, Some(&no_reports()), None);
+    first.assert_ok();
+    first.assert_valid_singer();
+    let clients = first.records("clients");
+    assert_checked(clients.len(), "mapped clients");
+    for r in &clients {
+        assert_eq!(
+            r["account_id"],
+            json!(1234567),
+            "the map's account_id does not win"
+        );
+        assert!(r.get("code").is_some());
+    }
+    let gone = h.sim.deletable("clients", 1);
+    assert_eq!(gone.len(), 1);
+    h.sim.delete("clients", &gone);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = h.sync(&config, Some(&no_reports()), Some(&first.last_state()));
+    second.assert_ok();
+    let tombstones: Vec<&Map<String, Value>> = second
+        .records("clients")
+        .into_iter()
+        .filter(|r| r.get("_sdc_deleted_at").is_some_and(|v| !v.is_null()))
+        .collect();
+    assert_eq!(tombstones.len(), 1);
+    assert_eq!(tombstones[0]["account_id"], json!(1234567));
+    assert_eq!(tombstones[0]["id"], json!(gone[0]));
 }
