@@ -110,6 +110,14 @@ fn an_account_the_token_does_not_have_is_named_with_the_tokens_accounts() {
     );
 }
 
+/// The tombstones a run sent for `stream`.
+fn tombstones_of<'a>(run: &'a Run, stream: &str) -> Vec<&'a Map<String, Value>> {
+    run.records(stream)
+        .into_iter()
+        .filter(|r| r.get("_sdc_deleted_at").is_some_and(|v| !v.is_null()))
+        .collect()
+}
+
 /// The ids a run sent for `stream` in `account` (tombstones excluded).
 fn ids_in(run: &Run, stream: &str, account: i64) -> BTreeSet<i64> {
     run.records(stream)
@@ -198,11 +206,7 @@ fn two_accounts_with_overlapping_ids_stay_apart_and_a_revoked_third_fails_alone(
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let second = h.sync(&config, Some(&no_reports()), Some(&state));
     second.assert_ok();
-    let tombstones: Vec<&Map<String, Value>> = second
-        .records("clients")
-        .into_iter()
-        .filter(|r| r.get("_sdc_deleted_at").is_some_and(|v| !v.is_null()))
-        .collect();
+    let tombstones = tombstones_of(&second, "clients");
     assert_eq!(tombstones.len(), 1, "one client deleted");
     assert_eq!(tombstones[0]["account_id"], json!(two));
     assert_eq!(tombstones[0]["id"], json!(gone[0]));
@@ -344,11 +348,7 @@ fn stream_maps_keep_the_account_on_records_and_tombstones() {
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let second = h.sync(&config, Some(&no_reports()), Some(&first.last_state()));
     second.assert_ok();
-    let tombstones: Vec<&Map<String, Value>> = second
-        .records("clients")
-        .into_iter()
-        .filter(|r| r.get("_sdc_deleted_at").is_some_and(|v| !v.is_null()))
-        .collect();
+    let tombstones = tombstones_of(&second, "clients");
     assert_eq!(tombstones.len(), 1);
     assert_eq!(tombstones[0]["account_id"], json!(1234567));
     assert_eq!(tombstones[0]["id"], json!(gone[0]));
