@@ -257,6 +257,11 @@ async fn sync_accounts_until_signal(
             "interrupted by a signal before the sync finished; rerun with the last STATE to resume"
         )),
     };
+    sync_result(result, written)
+}
+
+/// How a sync ends: its own error first; else a stdout that did not take everything.
+fn sync_result(result: Result<()>, written: std::io::Result<()>) -> Result<()> {
     match (result, written) {
         (Err(e), _) if e.downcast_ref::<OutputClosed>().is_none() => Err(e),
         (_, Err(_)) | (Err(_), _) => Err(anyhow::Error::new(OutputClosed)),
@@ -331,11 +336,7 @@ async fn sync_one_until_signal(
             "interrupted by a signal before the sync finished; rerun with the last STATE to resume"
         )),
     };
-    match (result, written) {
-        (Err(e), _) if e.downcast_ref::<OutputClosed>().is_none() => Err(e),
-        (_, Err(_)) | (Err(_), _) => Err(anyhow::Error::new(OutputClosed)),
-        (Ok(()), Ok(())) => Ok(()),
-    }
+    sync_result(result, written)
 }
 
 /// How long the run may take to end after a signal (to write its last STATE, if stdout

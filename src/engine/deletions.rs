@@ -157,11 +157,13 @@ async fn resolve_stream(
                 }
                 // A record the other stream found deleted is gone here too (the same keys),
                 // whether its parent was read or not.
-                deleted.extend(
-                    old.rows()
-                        .map(|(k, _)| k)
-                        .filter(|k| matches!(k, Key::Int(n) if o.deleted.contains(n))),
-                );
+                if !o.deleted.is_empty() {
+                    deleted.extend(
+                        old.rows()
+                            .map(|(k, _)| k)
+                            .filter(|k| matches!(k, Key::Int(n) if o.deleted.contains(n))),
+                    );
+                }
             }
         }
         Confirm::Get(path) => deleted.extend(confirm_gone(ctx, node, path, missing).await),

@@ -185,9 +185,7 @@ pub async fn run_plan(
     emitter: Emitter,
 ) -> Result<Outcome> {
     if plan.roots.is_empty() {
-        crate::log::warn("no stream is selected: nothing to sync");
-        emitter.state().await?;
-        return Ok(Outcome::default());
+        return nothing_to_sync(&emitter).await;
     }
     let client = Client::connect(client).await?;
     run_with(client, config, plan, emitter).await
@@ -262,6 +260,13 @@ pub async fn run_accounts(
         .collect())
 }
 
+/// A plan with no stream: a warning, and the state as it was.
+async fn nothing_to_sync(emitter: &Emitter) -> Result<Outcome> {
+    crate::log::warn("no stream is selected: nothing to sync");
+    emitter.state().await?;
+    Ok(Outcome::default())
+}
+
 /// [`run_plan`] with a client already connected.
 async fn run_with(
     client: Client,
@@ -270,9 +275,7 @@ async fn run_with(
     emitter: Emitter,
 ) -> Result<Outcome> {
     if plan.roots.is_empty() {
-        crate::log::warn("no stream is selected: nothing to sync");
-        emitter.state().await?;
-        return Ok(Outcome::default());
+        return nothing_to_sync(&emitter).await;
     }
     let ctx = Arc::new(Ctx {
         client: Arc::new(client),

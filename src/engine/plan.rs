@@ -356,6 +356,9 @@ pub struct Output {
     pub mapped: Option<Vec<Sent>>,
     /// The account its records say they come from (`account_id`, first of the keys).
     pub account: Option<i64>,
+    /// Its records' own `account_id` moves to [`OWN_ACCOUNT_ID`] (the Harvest account takes
+    /// the column); decided once, with the account.
+    own_account_moves: bool,
 }
 
 pub use streams::OWN_ACCOUNT_ID;
@@ -402,18 +405,21 @@ impl Output {
             frame: RecordFrame::new(def.name),
             mapped,
             account: None,
+            own_account_moves: false,
         })
     }
 
     /// Whether a record's own `account_id` moves to [`OWN_ACCOUNT_ID`] (the Harvest account
     /// takes the column).
     pub fn moves_own_account(&self) -> bool {
-        self.account.is_some() && self.conformer.columns().contains(streams::ACCOUNT_ID)
+        self.own_account_moves
     }
 
     /// The same output, each record, key and SCHEMA carrying `account_id`.
     pub fn in_account(mut self, account: Option<i64>) -> Output {
         self.account = account;
+        self.own_account_moves =
+            account.is_some() && self.conformer.columns().contains(streams::ACCOUNT_ID);
         self.frame = self.frame.in_account(account);
         if let Some(all) = &mut self.mapped {
             for sent in all {
